@@ -1,0 +1,12 @@
+// Each bindings_*.cpp registers one group of functions on the _core module.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace pyce {
+
+void register_runtime(pybind11::module_& m);
+void register_softmax(pybind11::module_& m);
+void register_cross_entropy(pybind11::module_& m);
+
+}  // namespace pyce

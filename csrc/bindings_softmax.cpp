@@ -1,0 +1,56 @@
+// pyce._core.logsumexp / softmax / log_softmax over (rows, C) arrays.
+#include <vector>
+
+#include "bindings.hpp"
+#include "bindings_util.hpp"
+#include "threading.hpp"
+
+namespace pyce {
+
+namespace {
+
+py::array logsumexp(const py::array& x) {
+    const DType dtype = dtype_of(x, "x");
+    require_rows(x, "x", dtype);
+    py::array out(x.dtype(), std::vector<py::ssize_t>{x.shape(0)});
+    const auto fn = kernels().logsumexp[static_cast<int>(dtype)];
+    const void* in = x.data();
+    void* o = out.mutable_data();
+    const int64_t rows = x.shape(0), cols = x.shape(1);
+    {
+        py::gil_scoped_release release;
+        fn(in, rows, cols, o, num_threads());
+    }
+    return out;
+}
+
+// softmax and log_softmax write into `out` (same shape and dtype as x).
+using RowsToRowsTable = RowsToRowsFn[kNumDTypes];
+
+void rows_to_rows(RowsToRowsTable KernelTable::*member, const py::array& x, py::array& out) {
+    const DType dtype = dtype_of(x, "x");
+    require_rows(x, "x", dtype);
+    require_rows(out, "out", dtype, x.shape(0), x.shape(1));
+    require_writeable(out, "out");
+    const auto fn = (kernels().*member)[static_cast<int>(dtype)];
+    const void* in = x.data();
+    void* o = out.mutable_data();
+    const int64_t rows = x.shape(0), cols = x.shape(1);
+    py::gil_scoped_release release;
+    fn(in, rows, cols, o, num_threads());
+}
+
+}  // namespace
+
+void register_softmax(py::module_& m) {
+    m.def("logsumexp", &logsumexp, py::arg("x"),
+          "Row-wise log-sum-exp of a C-contiguous (rows, C) float array.");
+    m.def(
+        "softmax", [](const py::array& x, py::array& out) { rows_to_rows(&KernelTable::softmax, x, out); },
+        py::arg("x"), py::arg("out"), "Row-wise softmax of x into out (both C-contiguous (rows, C)).");
+    m.def(
+        "log_softmax", [](const py::array& x, py::array& out) { rows_to_rows(&KernelTable::log_softmax, x, out); },
+        py::arg("x"), py::arg("out"), "Row-wise log-softmax of x into out (both C-contiguous (rows, C)).");
+}
+
+}  // namespace pyce

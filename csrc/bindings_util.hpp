@@ -1,0 +1,51 @@
+// Checks the bindings make on arrays before handing raw pointers to kernels.
+// They protect memory (dtype, layout, shape); friendly validation of user
+// input happens earlier, in pyce/_validation.py.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "dispatch.hpp"
+
+namespace pyce {
+namespace py = pybind11;
+
+inline std::string shape_str(const py::array& a) {
+    std::string s = "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+    return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+inline DType dtype_of(const py::array& a, const char* name) {
+    if (a.dtype().is(py::dtype::of<float>())) return DType::f32;
+    if (a.dtype().is(py::dtype::of<double>())) return DType::f64;
+    throw py::type_error(std::string(name) + " must be float32 or float64, got " +
+                         py::str(a.dtype()).cast<std::string>());
+}
+
+// A C-contiguous 2-D array of the given dtype (the kernels' layout).
+inline void require_rows(const py::array& a, const char* name, DType dtype, py::ssize_t rows = -1,
+                         py::ssize_t cols = -1) {
+    if (a.ndim() != 2) throw py::value_error(std::string(name) + " must be 2-D, got shape " + shape_str(a));
+    if (dtype_of(a, name) != dtype) throw py::type_error(std::string(name) + " must have the logits' dtype");
+    if (!(a.flags() & py::array::c_style))
+        throw py::value_error(std::string(name) + " must be C-contiguous");
+    if ((rows >= 0 && a.shape(0) != rows) || (cols >= 0 && a.shape(1) != cols))
+        throw py::value_error(std::string(name) + " has shape " + shape_str(a) + ", expected (" +
+                              std::to_string(rows) + ", " + std::to_string(cols) + ")");
+}
+
+inline void require_vector(const py::array& a, const char* name, py::ssize_t n) {
+    if (a.ndim() != 1 || a.shape(0) != n || !(a.flags() & py::array::c_style))
+        throw py::value_error(std::string(name) + " must be a contiguous vector of length " + std::to_string(n) +
+                              ", got shape " + shape_str(a));
+}
+
+inline void require_writeable(const py::array& a, const char* name) {
+    if (!a.writeable()) throw py::value_error(std::string(name) + " is read-only");
+}
+
+}  // namespace pyce

@@ -1,0 +1,48 @@
+// Cross-entropy orchestration around the ISA kernels: target bounds checks,
+// the reduction's divisor, per-row gradient scales and the final reduction.
+// No Python here: bindings_cross_entropy.cpp converts arrays to a Request.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "dispatch.hpp"
+
+namespace pyce {
+
+enum class Reduction : int { none = 0, mean = 1, sum = 2 };
+
+struct CrossEntropyRequest {
+    DType dtype = DType::f32;
+    const void* logits = nullptr;  // rows x cols
+    int64_t rows = 0, cols = 0;
+    const int64_t* target = nullptr;    // rows, or null with soft_target
+    const void* soft_target = nullptr;  // rows x cols
+    const void* weight = nullptr;       // cols
+    int64_t ignore_index = -100;
+    double label_smoothing = 0.0;
+    Reduction reduction = Reduction::mean;
+    const double* grad_output = nullptr;  // rows (none) or 1 value; null: no gradient
+    void* grad = nullptr;                 // rows x cols, written when grad_output is set
+};
+
+struct CrossEntropyResult {
+    double total = 0;              // the reduced loss (mean / sum)
+    std::vector<double> row_loss;  // every row's loss (reduction none)
+};
+
+// The first target that is neither a class index in [0, cols) nor
+// ignore_index, as (position, value); position -1 if all are fine.
+struct BadTarget {
+    int64_t position = -1;
+    int64_t value = 0;
+};
+BadTarget find_bad_target(const int64_t* target, int64_t rows, int64_t cols, int64_t ignore_index);
+
+// Runs the kernel. The caller has checked the targets with find_bad_target.
+CrossEntropyResult cross_entropy(const CrossEntropyRequest& request);
+
+// Sum of values in a fixed pairwise order (deterministic, O(log n) error growth).
+double pairwise_sum(const double* values, int64_t n);
+
+}  // namespace pyce

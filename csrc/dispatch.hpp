@@ -1,0 +1,64 @@
+// The table of kernel entry points, one per ISA, and the choice between them.
+//
+// Every kernel source in kernels/ is compiled once per ISA (avx512, avx2,
+// baseline) into its own namespace, and registers its functions into that
+// ISA's KernelTable. At import the best table this CPU supports is chosen
+// (or the one PYCE_CPU_CAPABILITY asks for); bindings call through it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace pyce {
+
+enum class DType : int { f32 = 0, f64 = 1 };
+constexpr int kNumDTypes = 2;
+
+// One cross-entropy problem laid out as `rows` x `cols` (classes last,
+// C-contiguous). Exactly one of `target` / `soft_target` is set.
+struct CrossEntropyArgs {
+    const void* logits = nullptr;      // rows x cols, dtype
+    int64_t rows = 0;
+    int64_t cols = 0;
+    const int64_t* target = nullptr;   // rows class indices (already bounds-checked)
+    const void* soft_target = nullptr; // rows x cols probabilities, dtype
+    const void* weight = nullptr;      // cols class weights, dtype, or null
+    int64_t ignore_index = -100;
+    double label_smoothing = 0.0;
+    // The gradient is written when `grad` is set (it may alias `logits`):
+    // row i is scaled by grad_scale_rows[i] if given, else by grad_scale.
+    void* grad = nullptr;
+    double grad_scale = 1.0;
+    const double* grad_scale_rows = nullptr;
+    double* row_loss = nullptr;        // rows, out: each row's (unreduced) loss
+    int threads = 1;
+};
+
+// Row-wise functions over a rows x cols C-contiguous array.
+using RowsToVectorFn = void (*)(const void* x, int64_t rows, int64_t cols, void* out, int threads);
+using RowsToRowsFn = void (*)(const void* x, int64_t rows, int64_t cols, void* out, int threads);
+using CrossEntropyFn = void (*)(const CrossEntropyArgs& args);
+
+struct KernelTable {
+    const char* name = nullptr;
+    RowsToVectorFn logsumexp[kNumDTypes] = {};
+    RowsToRowsFn softmax[kNumDTypes] = {};
+    RowsToRowsFn log_softmax[kNumDTypes] = {};
+    CrossEntropyFn cross_entropy[kNumDTypes] = {};
+};
+
+// The table in use.
+const KernelTable& kernels();
+
+// Names of the ISAs this CPU and this build can run, best first.
+std::vector<std::string> supported_capabilities();
+
+// Switch to the named ISA ("avx512", "avx2", "baseline"); throws
+// std::invalid_argument naming the supported ones if it cannot run here.
+void set_capability(const std::string& name);
+
+// The PYCE_CPU_CAPABILITY value honoured at start-up, or "" if none.
+std::string forced_capability();
+
+}  // namespace pyce

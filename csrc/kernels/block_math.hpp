@@ -1,0 +1,179 @@
+// The numerics of one block of a row, shared by the softmax family and the
+// cross-entropy kernels.
+//
+// A row's log-sum-exp is built block by block. For each block we sweep twice
+// (the second sweep hits L1): first its max, then exp(x - max) summed -- and
+// stored, when a gradient or softmax is wanted, so exp is computed once per
+// element. Blocks are then merged in order with one rescale each:
+//     (m, s) + (m_b, s_b) -> (max(m, m_b), s * e^(m - M) + s_b * e^(m_b - M)).
+// Sums inside a block accumulate in the vector type (float32 for float32
+// input); the merge over blocks, the row's lse and its loss are float64.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "vec.hpp"
+
+namespace pyce {
+namespace CPU_CAPABILITY {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// What one block of a row contributes.
+struct BlockStats {
+    double shift = 0;  // the block's max, what its exps were shifted by (0 if all -inf)
+    double sum = 0;    // sum of exp(x - shift); 0: all -inf; +inf: holds +inf; nan: holds nan
+    double dot = 0;    // sum of coef * x (label smoothing, probability targets)
+    double coef = 0;   // sum of coef (probability targets)
+};
+
+// Extra sums a block gathers in the same sweep as its exps.
+enum class Extra {
+    none,      // just the log-sum-exp
+    sum_x,     // sum x                    (label smoothing)
+    sum_wx,    // sum w * x                (label smoothing with class weights)
+    soft,      // coef = (1 - eps) y + eps / C; sum coef * x, sum coef   (probability targets)
+    soft_w,    // coef = ((1 - eps) y + eps / C) * w                    (... with weights)
+};
+
+// Where the coefficients of the Extra sums come from, for one row.
+template <class T>
+struct Coefs {
+    const T* weight = nullptr;  // C class weights (sum_wx, soft_w)
+    const T* y = nullptr;       // this row's target probabilities (soft, soft_w)
+    T keep = 1;                 // 1 - eps
+    T uniform = 0;              // eps / C
+};
+
+// The coefficient vector at offset i of the row (Extra != none).
+template <Extra E, class V, class T>
+inline V coef_at(const Coefs<T>& c, int64_t i, int64_t tail) {
+    auto ld = [&](const T* p) { return tail ? V::load_partial(p + i, tail, T(0)) : V::load(p + i); };
+    if constexpr (E == Extra::sum_x) {
+        return V::broadcast(T(1));  // padding lanes are multiplied by x = 0
+    } else if constexpr (E == Extra::sum_wx) {
+        return ld(c.weight);
+    } else {
+        V t = fmadd(ld(c.y), V::broadcast(c.keep), V::broadcast(c.uniform));
+        if constexpr (E == Extra::soft_w) t = t * ld(c.weight);
+        return t;
+    }
+}
+
+// True if any of x[0..n) is nan (only called for the rare blocks holding +inf).
+template <class T>
+inline bool any_nan(const T* x, int64_t n) {
+    for (int64_t i = 0; i < n; ++i)
+        if (x[i] != x[i]) return true;
+    return false;
+}
+
+// Sweeps one block x[0..n): its max, then its exps (stored to e_out if kStore;
+// e_out may alias x) and the Extra sums. `offset` is the block's position in
+// the row, for the coefficient arrays.
+template <class T, Extra E, bool kStore>
+inline BlockStats block_stats(const T* x, int64_t n, T* e_out, const Coefs<T>& c, int64_t offset) {
+    using V = typename VecFor<T>::type;
+    constexpr int W = V::width;
+    const T ninf = -std::numeric_limits<T>::infinity();
+    const int64_t full = n - n % W, tail = n - full;
+
+    V vmax = V::broadcast(ninf);
+    for (int64_t i = 0; i < full; i += W) vmax = max(vmax, V::load(x + i));
+    if (tail) vmax = max(vmax, V::load_partial(x + full, tail, ninf));
+    const T bmax = reduce_max(vmax);
+    // An all -inf block would give exp(-inf - -inf) = nan: shift by 0 instead,
+    // its exps are then exactly 0.
+    const T shift = bmax == ninf ? T(0) : bmax;
+
+    const V vshift = V::broadcast(shift);
+    V acc = V::broadcast(0), dot = V::broadcast(0), coef = V::broadcast(0);
+    for (int64_t i = 0; i < full; i += W) {
+        const V xv = V::load(x + i);
+        const V e = exp(xv - vshift);
+        if constexpr (kStore) e.store(e_out + i);
+        acc = acc + e;
+        if constexpr (E != Extra::none) {
+            const V cv = coef_at<E, V>(c, offset + i, 0);
+            dot = fmadd(cv, xv, dot);
+            if constexpr (E == Extra::soft || E == Extra::soft_w) coef = coef + cv;
+        }
+    }
+    if (tail) {
+        // Padding lanes: -inf for the exps (exp gives 0), 0 for the dot products.
+        const V e = exp(V::load_partial(x + full, tail, ninf) - vshift);
+        if constexpr (kStore) e.store_partial(e_out + full, tail);
+        acc = acc + e;
+        if constexpr (E != Extra::none) {
+            const V cv = coef_at<E, V>(c, offset + full, tail);
+            dot = fmadd(cv, V::load_partial(x + full, tail, T(0)), dot);
+            if constexpr (E == Extra::soft || E == Extra::soft_w) coef = coef + cv;
+        }
+    }
+
+    BlockStats s;
+    s.shift = bmax == ninf ? ninf : static_cast<double>(bmax);
+    s.sum = static_cast<double>(reduce_add(acc));
+    if (bmax == -ninf) s.sum = any_nan(x, n) ? kNaN : kInf;  // +inf in the block
+    if constexpr (E != Extra::none) s.dot = static_cast<double>(reduce_add(dot));
+    if constexpr (E == Extra::soft || E == Extra::soft_w) s.coef = static_cast<double>(reduce_add(coef));
+    return s;
+}
+
+// A row's merged statistics.
+struct RowSums {
+    double lse = 0;   // log-sum-exp: -inf (all -inf), +inf (a +inf, no nan), nan (a nan)
+    double max = 0;   // for a finite lse: the row's max m and log(sum exp(x - m)),
+    double log_sum = 0;  // so that lse = max + log_sum
+    double dot = 0;   // sum of the blocks' dot
+    double coef = 0;  // sum of the blocks' coef
+};
+
+// Merges a row's blocks in block order (the order is what makes the result
+// independent of which thread computed which block).
+inline RowSums merge_blocks(const BlockStats* b, int64_t nblocks) {
+    double m = -kInf, s = 0;
+    bool any = false, pinf = false, nan = false;
+    RowSums out;
+    for (int64_t k = 0; k < nblocks; ++k) {
+        out.dot += b[k].dot;
+        out.coef += b[k].coef;
+        const double bs = b[k].sum;
+        if (bs != bs) {
+            nan = true;
+        } else if (bs == kInf) {
+            pinf = true;
+        } else if (bs != 0) {  // 0: an all -inf block adds nothing
+            if (!any) {
+                m = b[k].shift, s = bs, any = true;
+            } else if (b[k].shift > m) {
+                s = s * std::exp(m - b[k].shift) + bs;
+                m = b[k].shift;
+            } else {
+                s += bs * std::exp(b[k].shift - m);
+            }
+        }
+    }
+    out.max = m;
+    out.log_sum = std::log(s);
+    out.lse = nan ? kNaN : pinf ? kInf : any ? m + out.log_sum : -kInf;
+    return out;
+}
+
+// exp(shift - lse): turns a block's stored exp(x - shift) into softmax
+// probabilities. nan for a row without a distribution (lse not finite), so
+// that the whole row's softmax/gradient is nan, as in PyTorch; 0 for an
+// all -inf block inside a finite row.
+inline double block_factor(const BlockStats& b, double lse) {
+    if (!std::isfinite(lse)) return kNaN;
+    if (b.sum == 0) return 0.0;
+    return std::exp(b.shift - lse);
+}
+
+}  // namespace
+}  // namespace CPU_CAPABILITY
+}  // namespace pyce

@@ -1,0 +1,92 @@
+// How the kernels spread work over threads (OpenMP when the build has it).
+//
+// Every kernel describes a row as a sequence of fixed-size blocks and three
+// steps: `stats` (one block's max, sum of exps, ...), `finish` (merge a row's
+// block statistics in block order), `rescale` (write one block's outputs).
+// Because the blocks and the merge order depend only on the shape, the result
+// is bitwise the same whichever thread computes which block -- and so the
+// same for any thread count.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace pyce {
+namespace CPU_CAPABILITY {
+namespace {
+
+// Elements per block: 8 KiB of float32, so a block read from memory by the
+// max sweep is still in L1 for the exp sweep that follows. A multiple of
+// every vector width.
+constexpr int64_t kBlock = 2048;
+
+// Below this many elements a call is too small to pay for waking threads.
+constexpr int64_t kMinParallelElements = 1 << 15;
+
+inline int64_t num_blocks(int64_t cols) { return (cols + kBlock - 1) / kBlock; }
+
+// Calls fn(begin, end) on `threads` contiguous, near-equal ranges of [0, n).
+template <class Fn>
+void parallel_ranges(int64_t n, int threads, const Fn& fn) {
+#ifdef _OPENMP
+    if (threads > 1 && n > 1) {
+        const int64_t parts = n < threads ? n : threads;
+#pragma omp parallel for num_threads(static_cast<int>(parts)) schedule(static, 1)
+        for (int64_t p = 0; p < parts; ++p) fn(n * p / parts, n * (p + 1) / parts);
+        return;
+    }
+#endif
+    (void)threads;
+    fn(int64_t{0}, n);
+}
+
+// Runs a blocked row kernel (see the top of this file) over `rows` rows.
+//
+// Many rows: each thread takes whole rows, so a row's blocks stay in its
+// core's L2 between `stats` and `rescale`. Few rows (a decode step: 8 x 256k):
+// the (row, block) pairs are shared out instead, so every thread works.
+template <class Kernel>
+void run_blocked(Kernel& kernel, int64_t rows, int64_t cols, int threads) {
+    using Stats = typename Kernel::Stats;
+    using Row = typename Kernel::Row;
+    if (rows <= 0) return;
+    const int64_t nblocks = num_blocks(cols);
+    if (rows * cols < kMinParallelElements) threads = 1;
+
+    if (threads == 1 || rows >= 4 * static_cast<int64_t>(threads) || nblocks == 1) {
+        parallel_ranges(rows, threads, [&](int64_t r0, int64_t r1) {
+            std::vector<Stats> stats(static_cast<size_t>(nblocks));
+            for (int64_t r = r0; r < r1; ++r) {
+                Row row = kernel.begin(r);
+                for (int64_t b = 0; b < nblocks; ++b) stats[b] = kernel.stats(row, b);
+                kernel.finish(row, stats.data(), nblocks);
+                if (Kernel::kRescale)
+                    for (int64_t b = 0; b < nblocks; ++b) kernel.rescale(row, b, stats[b]);
+            }
+        });
+        return;
+    }
+
+    std::vector<Row> row_state;
+    row_state.reserve(static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) row_state.push_back(kernel.begin(r));
+    std::vector<Stats> stats(static_cast<size_t>(rows * nblocks));
+    const int64_t pairs = rows * nblocks;
+    parallel_ranges(pairs, threads, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) stats[i] = kernel.stats(row_state[i / nblocks], i % nblocks);
+    });
+    for (int64_t r = 0; r < rows; ++r) kernel.finish(row_state[r], &stats[r * nblocks], nblocks);
+    if (Kernel::kRescale) {
+        parallel_ranges(pairs, threads, [&](int64_t i0, int64_t i1) {
+            for (int64_t i = i0; i < i1; ++i) kernel.rescale(row_state[i / nblocks], i % nblocks, stats[i]);
+        });
+    }
+}
+
+}  // namespace
+}  // namespace CPU_CAPABILITY
+}  // namespace pyce

@@ -1,0 +1,141 @@
+// AVX2 + FMA vector types for the kernels (compiled only with -mavx2 -mfma).
+//
+// Same interface as vec_avx512.hpp: VecF32 holds 8 floats, VecF64 4 doubles.
+// AVX2 has no masked loads with a fill value nor scalef, so partial loads
+// blend in the fill value and exp builds 2^n from exponent bits.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "exp_constants.hpp"
+
+namespace pyce {
+namespace CPU_CAPABILITY {
+
+// Lane i of the mask is all-ones when i < n.
+inline __m256i avx2_lane_mask32(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
+                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+inline __m256i avx2_lane_mask64(int64_t n) {
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+
+struct VecF32 {
+    using scalar = float;
+    static constexpr int width = 8;
+    __m256 v;
+
+    static VecF32 broadcast(float a) { return {_mm256_set1_ps(a)}; }
+    static VecF32 load(const float* p) { return {_mm256_loadu_ps(p)}; }
+    static VecF32 load_partial(const float* p, int64_t n, float fill) {
+        const __m256i m = avx2_lane_mask32(n);
+        return {_mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m))};
+    }
+    void store(float* p) const { _mm256_storeu_ps(p, v); }
+    void store_partial(float* p, int64_t n) const { _mm256_maskstore_ps(p, avx2_lane_mask32(n), v); }
+};
+
+inline VecF32 operator+(VecF32 a, VecF32 b) { return {_mm256_add_ps(a.v, b.v)}; }
+inline VecF32 operator-(VecF32 a, VecF32 b) { return {_mm256_sub_ps(a.v, b.v)}; }
+inline VecF32 operator*(VecF32 a, VecF32 b) { return {_mm256_mul_ps(a.v, b.v)}; }
+inline VecF32 fmadd(VecF32 a, VecF32 b, VecF32 c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+inline VecF32 max(VecF32 a, VecF32 b) { return {_mm256_max_ps(a.v, b.v)}; }
+inline float reduce_add(VecF32 a) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+inline float reduce_max(VecF32 a) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// exp(x): the reduction of vec_avx512.hpp; 2^n is applied as 2^(n/2) * 2^(n - n/2)
+// so that both factors are normal floats and results in the subnormal range
+// are rounded once, correctly, by the last multiplication.
+inline VecF32 exp(VecF32 x) {
+    using C = ExpF32;
+    const __m256 xc = _mm256_min_ps(_mm256_set1_ps(C::hi), _mm256_max_ps(_mm256_set1_ps(C::lo), x.v));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(C::log2e)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(C::ln2_hi), xc);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(C::ln2_lo), r);
+    __m256 p = _mm256_set1_ps(C::p0);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(C::p1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(C::p2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(C::p3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(C::p4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(C::p5));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
+    p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
+    const __m256i ni = _mm256_cvtps_epi32(n);
+    const __m256i n1 = _mm256_srai_epi32(ni, 1);
+    const __m256i n2 = _mm256_sub_epi32(ni, n1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+    return {_mm256_mul_ps(_mm256_mul_ps(p, s1), s2)};
+}
+
+struct VecF64 {
+    using scalar = double;
+    static constexpr int width = 4;
+    __m256d v;
+
+    static VecF64 broadcast(double a) { return {_mm256_set1_pd(a)}; }
+    static VecF64 load(const double* p) { return {_mm256_loadu_pd(p)}; }
+    static VecF64 load_partial(const double* p, int64_t n, double fill) {
+        const __m256i m = avx2_lane_mask64(n);
+        return {_mm256_blendv_pd(_mm256_set1_pd(fill), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m))};
+    }
+    void store(double* p) const { _mm256_storeu_pd(p, v); }
+    void store_partial(double* p, int64_t n) const { _mm256_maskstore_pd(p, avx2_lane_mask64(n), v); }
+};
+
+inline VecF64 operator+(VecF64 a, VecF64 b) { return {_mm256_add_pd(a.v, b.v)}; }
+inline VecF64 operator-(VecF64 a, VecF64 b) { return {_mm256_sub_pd(a.v, b.v)}; }
+inline VecF64 operator*(VecF64 a, VecF64 b) { return {_mm256_mul_pd(a.v, b.v)}; }
+inline VecF64 fmadd(VecF64 a, VecF64 b, VecF64 c) { return {_mm256_fmadd_pd(a.v, b.v, c.v)}; }
+inline VecF64 max(VecF64 a, VecF64 b) { return {_mm256_max_pd(a.v, b.v)}; }
+inline double reduce_add(VecF64 a) {
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(a.v), _mm256_extractf128_pd(a.v, 1));
+    s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));
+    return _mm_cvtsd_f64(s);
+}
+inline double reduce_max(VecF64 a) {
+    __m128d s = _mm_max_pd(_mm256_castpd256_pd128(a.v), _mm256_extractf128_pd(a.v, 1));
+    s = _mm_max_sd(s, _mm_unpackhi_pd(s, s));
+    return _mm_cvtsd_f64(s);
+}
+
+// 2^k for integer-valued doubles k in the normal exponent range, via the
+// "add 1.5 * 2^52" trick (AVX2 has no double -> int64 conversion).
+inline __m256d avx2_exp2_int(__m256d k) {
+    const __m256d magic = _mm256_set1_pd(6755399441055744.0);  // 1.5 * 2^52
+    const __m256i bits = _mm256_sub_epi64(_mm256_castpd_si256(_mm256_add_pd(k, magic)),
+                                          _mm256_castpd_si256(magic));
+    return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(bits, _mm256_set1_epi64x(1023)), 52));
+}
+
+inline VecF64 exp(VecF64 x) {
+    using C = ExpF64;
+    const __m256d xc = _mm256_min_pd(_mm256_set1_pd(C::hi), _mm256_max_pd(_mm256_set1_pd(C::lo), x.v));
+    const __m256d n = _mm256_round_pd(_mm256_mul_pd(xc, _mm256_set1_pd(C::log2e)),
+                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(C::ln2_hi), xc);
+    r = _mm256_fnmadd_pd(n, _mm256_set1_pd(C::ln2_lo), r);
+    __m256d p = _mm256_set1_pd(C::taylor[0]);
+    for (int k = 1; k < C::taylor_terms; ++k) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(C::taylor[k]));
+    const __m256d n1 = _mm256_floor_pd(_mm256_mul_pd(n, _mm256_set1_pd(0.5)));
+    const __m256d n2 = _mm256_sub_pd(n, n1);
+    return {_mm256_mul_pd(_mm256_mul_pd(p, avx2_exp2_int(n1)), avx2_exp2_int(n2))};
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace pyce

@@ -1,0 +1,109 @@
+// AVX-512 vector types for the kernels (compiled only with -mavx512f -mavx512dq ...).
+//
+// VecF32 holds 16 floats, VecF64 8 doubles. Each type offers the handful of
+// operations the kernels need: load/store (whole and partial, the partial
+// ones masked so a row's tail never reads or writes past its end), +, -, *,
+// fused multiply-add, max, horizontal reductions and exp.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <limits>
+
+#include "exp_constants.hpp"
+
+namespace pyce {
+namespace CPU_CAPABILITY {
+
+struct VecF32 {
+    using scalar = float;
+    static constexpr int width = 16;
+    __m512 v;
+
+    static VecF32 broadcast(float a) { return {_mm512_set1_ps(a)}; }
+    static VecF32 load(const float* p) { return {_mm512_loadu_ps(p)}; }
+    // Lanes >= n take `fill` (e.g. -inf so the max and exp ignore them).
+    static VecF32 load_partial(const float* p, int64_t n, float fill) {
+        const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
+        return {_mm512_mask_loadu_ps(_mm512_set1_ps(fill), m, p)};
+    }
+    void store(float* p) const { _mm512_storeu_ps(p, v); }
+    void store_partial(float* p, int64_t n) const {
+        _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), v);
+    }
+};
+
+inline VecF32 operator+(VecF32 a, VecF32 b) { return {_mm512_add_ps(a.v, b.v)}; }
+inline VecF32 operator-(VecF32 a, VecF32 b) { return {_mm512_sub_ps(a.v, b.v)}; }
+inline VecF32 operator*(VecF32 a, VecF32 b) { return {_mm512_mul_ps(a.v, b.v)}; }
+inline VecF32 fmadd(VecF32 a, VecF32 b, VecF32 c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+inline VecF32 max(VecF32 a, VecF32 b) { return {_mm512_max_ps(a.v, b.v)}; }
+inline float reduce_add(VecF32 a) { return _mm512_reduce_add_ps(a.v); }
+inline float reduce_max(VecF32 a) { return _mm512_reduce_max_ps(a.v); }
+
+// exp(x) for float: x = n*ln2 + r with |r| <= ln2/2, exp(r) by a degree-7
+// polynomial (Cephes' coefficients), then scalef multiplies by 2^n exactly,
+// including into the subnormal range. Clamping first maps -inf to a value
+// whose exp rounds to exactly 0 and keeps the reduction finite; the clamp's
+// operand order (x second) lets nan through, so nan propagates.
+inline VecF32 exp(VecF32 x) {
+    using C = ExpF32;
+    // max/min return their second operand when either is nan: x goes second.
+    const __m512 xc = _mm512_min_ps(_mm512_set1_ps(C::hi), _mm512_max_ps(_mm512_set1_ps(C::lo), x.v));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(C::log2e)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(C::ln2_hi), xc);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(C::ln2_lo), r);
+    __m512 p = _mm512_set1_ps(C::p0);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(C::p1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(C::p2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(C::p3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(C::p4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(C::p5));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
+    p = _mm512_add_ps(p, _mm512_set1_ps(1.0f));
+    return {_mm512_scalef_ps(p, n)};
+}
+
+struct VecF64 {
+    using scalar = double;
+    static constexpr int width = 8;
+    __m512d v;
+
+    static VecF64 broadcast(double a) { return {_mm512_set1_pd(a)}; }
+    static VecF64 load(const double* p) { return {_mm512_loadu_pd(p)}; }
+    static VecF64 load_partial(const double* p, int64_t n, double fill) {
+        const __mmask8 m = static_cast<__mmask8>((1u << n) - 1u);
+        return {_mm512_mask_loadu_pd(_mm512_set1_pd(fill), m, p)};
+    }
+    void store(double* p) const { _mm512_storeu_pd(p, v); }
+    void store_partial(double* p, int64_t n) const {
+        _mm512_mask_storeu_pd(p, static_cast<__mmask8>((1u << n) - 1u), v);
+    }
+};
+
+inline VecF64 operator+(VecF64 a, VecF64 b) { return {_mm512_add_pd(a.v, b.v)}; }
+inline VecF64 operator-(VecF64 a, VecF64 b) { return {_mm512_sub_pd(a.v, b.v)}; }
+inline VecF64 operator*(VecF64 a, VecF64 b) { return {_mm512_mul_pd(a.v, b.v)}; }
+inline VecF64 fmadd(VecF64 a, VecF64 b, VecF64 c) { return {_mm512_fmadd_pd(a.v, b.v, c.v)}; }
+inline VecF64 max(VecF64 a, VecF64 b) { return {_mm512_max_pd(a.v, b.v)}; }
+inline double reduce_add(VecF64 a) { return _mm512_reduce_add_pd(a.v); }
+inline double reduce_max(VecF64 a) { return _mm512_reduce_max_pd(a.v); }
+
+// exp(x) for double: the same reduction with a degree-13 Taylor polynomial
+// (truncation error < 1e-17 relative on |r| <= ln2/2).
+inline VecF64 exp(VecF64 x) {
+    using C = ExpF64;
+    const __m512d xc = _mm512_min_pd(_mm512_set1_pd(C::hi), _mm512_max_pd(_mm512_set1_pd(C::lo), x.v));
+    const __m512d n = _mm512_roundscale_pd(_mm512_mul_pd(xc, _mm512_set1_pd(C::log2e)),
+                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512d r = _mm512_fnmadd_pd(n, _mm512_set1_pd(C::ln2_hi), xc);
+    r = _mm512_fnmadd_pd(n, _mm512_set1_pd(C::ln2_lo), r);
+    __m512d p = _mm512_set1_pd(C::taylor[0]);
+    for (int k = 1; k < C::taylor_terms; ++k) p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(C::taylor[k]));
+    return {_mm512_scalef_pd(p, n)};
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace pyce

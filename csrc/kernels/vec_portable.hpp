@@ -1,0 +1,138 @@
+// Portable "vector" types: a fixed number of lanes in a plain array, every
+// operation a short loop the compiler can vectorise for whatever the baseline
+// target offers (SSE2 on x86-64, NEON on aarch64). Same interface and same
+// exp algorithm as the intrinsic versions; no intrinsics, no libm calls.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "exp_constants.hpp"
+
+namespace pyce {
+namespace CPU_CAPABILITY {
+
+template <class T, int W>
+struct VecPortable {
+    using scalar = T;
+    static constexpr int width = W;
+    T v[W];
+
+    static VecPortable broadcast(T a) {
+        VecPortable r;
+        for (int i = 0; i < W; ++i) r.v[i] = a;
+        return r;
+    }
+    static VecPortable load(const T* p) {
+        VecPortable r;
+        std::memcpy(r.v, p, sizeof(r.v));
+        return r;
+    }
+    static VecPortable load_partial(const T* p, int64_t n, T fill) {
+        VecPortable r;
+        for (int i = 0; i < W; ++i) r.v[i] = i < n ? p[i] : fill;
+        return r;
+    }
+    void store(T* p) const { std::memcpy(p, v, sizeof(v)); }
+    void store_partial(T* p, int64_t n) const {
+        for (int i = 0; i < n; ++i) p[i] = v[i];
+    }
+};
+
+#define PYCE_PORTABLE_BINOP(op)                                                   \
+    template <class T, int W>                                                     \
+    inline VecPortable<T, W> operator op(VecPortable<T, W> a, VecPortable<T, W> b) { \
+        VecPortable<T, W> r;                                                      \
+        for (int i = 0; i < W; ++i) r.v[i] = a.v[i] op b.v[i];                    \
+        return r;                                                                 \
+    }
+PYCE_PORTABLE_BINOP(+)
+PYCE_PORTABLE_BINOP(-)
+PYCE_PORTABLE_BINOP(*)
+#undef PYCE_PORTABLE_BINOP
+
+template <class T, int W>
+inline VecPortable<T, W> fmadd(VecPortable<T, W> a, VecPortable<T, W> b, VecPortable<T, W> c) {
+    return a * b + c;
+}
+// Like x86's max: when either is nan, the second operand is returned.
+template <class T, int W>
+inline VecPortable<T, W> max(VecPortable<T, W> a, VecPortable<T, W> b) {
+    VecPortable<T, W> r;
+    for (int i = 0; i < W; ++i) r.v[i] = a.v[i] > b.v[i] ? a.v[i] : b.v[i];
+    return r;
+}
+template <class T, int W>
+inline T reduce_add(VecPortable<T, W> a) {
+    T s = a.v[0];
+    for (int i = 1; i < W; ++i) s += a.v[i];
+    return s;
+}
+template <class T, int W>
+inline T reduce_max(VecPortable<T, W> a) {
+    T m = a.v[0];
+    for (int i = 1; i < W; ++i) m = a.v[i] > m ? a.v[i] : m;
+    return m;
+}
+
+using VecF32 = VecPortable<float, 8>;
+using VecF64 = VecPortable<double, 4>;
+
+// Scalar exp with the same reduction and polynomial as the SIMD versions.
+// Rounding to nearest uses the "add 1.5 * 2^23" trick (valid as |n| < 2^22),
+// which needs no libm call and no particular rounding instruction.
+inline float exp_lane(float x) {
+    using C = ExpF32;
+    float xc = C::lo > x ? C::lo : x;  // nan compares false: stays nan
+    xc = C::hi < xc ? C::hi : xc;
+    const float magic = 12582912.0f;  // 1.5 * 2^23
+    const float n = (xc * C::log2e + magic) - magic;
+    float r = xc - n * C::ln2_hi;
+    r = r - n * C::ln2_lo;
+    float p = C::p0;
+    p = p * r + C::p1;
+    p = p * r + C::p2;
+    p = p * r + C::p3;
+    p = p * r + C::p4;
+    p = p * r + C::p5;
+    p = p * (r * r) + r;
+    p = p + 1.0f;
+    if (n != n) return n;  // nan in, nan out (and no int conversion of nan)
+    const int32_t ni = static_cast<int32_t>(n);
+    const int32_t n1 = ni >> 1, n2 = ni - n1;
+    const uint32_t b1 = static_cast<uint32_t>(n1 + 127) << 23, b2 = static_cast<uint32_t>(n2 + 127) << 23;
+    float s1, s2;
+    std::memcpy(&s1, &b1, 4);
+    std::memcpy(&s2, &b2, 4);
+    return p * s1 * s2;
+}
+
+inline double exp_lane(double x) {
+    using C = ExpF64;
+    double xc = C::lo > x ? C::lo : x;
+    xc = C::hi < xc ? C::hi : xc;
+    const double magic = 6755399441055744.0;  // 1.5 * 2^52
+    const double n = (xc * C::log2e + magic) - magic;
+    double r = xc - n * C::ln2_hi;
+    r = r - n * C::ln2_lo;
+    double p = C::taylor[0];
+    for (int k = 1; k < C::taylor_terms; ++k) p = p * r + C::taylor[k];
+    if (n != n) return n;
+    const int64_t ni = static_cast<int64_t>(n);
+    const int64_t n1 = ni >> 1, n2 = ni - n1;
+    const uint64_t b1 = static_cast<uint64_t>(n1 + 1023) << 52, b2 = static_cast<uint64_t>(n2 + 1023) << 52;
+    double s1, s2;
+    std::memcpy(&s1, &b1, 8);
+    std::memcpy(&s2, &b2, 8);
+    return p * s1 * s2;
+}
+
+template <class T, int W>
+inline VecPortable<T, W> exp(VecPortable<T, W> x) {
+    VecPortable<T, W> r;
+    for (int i = 0; i < W; ++i) r.v[i] = exp_lane(x.v[i]);
+    return r;
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace pyce

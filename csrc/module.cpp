@@ -1,0 +1,13 @@
+// The compiled core of pyce. Only registration happens here.
+#include "bindings.hpp"
+#include "dispatch.hpp"
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "pyce's compiled kernels (private: use the functions of the pyce package)";
+    // Choose the kernel table now, so that a bad PYCE_CPU_CAPABILITY fails the
+    // import with its message instead of the first call.
+    pyce::kernels();
+    pyce::register_runtime(m);
+    pyce::register_softmax(m);
+    pyce::register_cross_entropy(m);
+}

@@ -1,0 +1,57 @@
+"""pyce: fast, exact cross-entropy, softmax and log-sum-exp for NumPy on the CPU.
+
+The compute core is C++ (AVX-512 / AVX2 / portable SIMD kernels, OpenMP
+threads, chosen at import for the running CPU); the functions here validate
+their inputs and follow ``torch.nn.functional.cross_entropy``'s semantics.
+``pyce.reference`` is a plain-NumPy implementation of the same functions.
+"""
+
+from __future__ import annotations
+
+try:
+    from . import _core
+except ImportError as exc:  # pragma: no cover - depends on how pyce was installed
+    import os as _os
+
+    _here = _os.path.dirname(_os.path.abspath(__file__))
+    raise ImportError(
+        f"pyce's compiled core (pyce._core) could not be imported from {_here}: {exc}.\n"
+        "If this is the source checkout, build and install it with `pip install .` and run "
+        "Python (or `pytest`) from outside the source directory, or install it in "
+        "editable mode with `pip install -e .`."
+    ) from exc
+
+from .api import (
+    cross_entropy,
+    cross_entropy_backward,
+    cross_entropy_with_grad,
+    log_softmax,
+    logsumexp,
+    softmax,
+)
+from ._threads import cpu_info, get_num_threads, set_num_threads
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "logsumexp",
+    "softmax",
+    "log_softmax",
+    "cross_entropy",
+    "cross_entropy_backward",
+    "cross_entropy_with_grad",
+    "set_num_threads",
+    "get_num_threads",
+    "cpu_info",
+    "reference",
+]
+
+
+def __getattr__(name):
+    # `pyce.reference` is imported on first use: it is the tests' oracle, not
+    # something every user pays for at import.
+    if name == "reference":
+        import importlib
+
+        return importlib.import_module(".reference", __name__)
+    raise AttributeError(f"module 'pyce' has no attribute {name!r}")

@@ -1,0 +1,138 @@
+"""Input checks and normalisation shared by the public functions.
+
+Everything here runs before a kernel is called, so that a bad argument becomes a
+Python exception that names the bad value and the expected one. The C++ side
+re-checks only what protects memory (the indices it reads with).
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+# Logit dtypes the kernels compute in natively.
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+
+
+def normalize_axis(axis, ndim: int, name: str = "axis") -> int:
+    """Return ``axis`` as a non-negative int, or raise numpy's AxisError."""
+    try:
+        axis = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {axis!r}") from None
+    if not -ndim <= axis < ndim:
+        raise np.exceptions.AxisError(axis, ndim)
+    return axis % ndim
+
+
+def as_float_array(x, name: str) -> np.ndarray:
+    """``x`` as a float32/float64 ndarray (no copy when it already is one)."""
+    arr = np.asarray(x)
+    if arr.dtype in FLOAT_DTYPES:
+        return arr
+    if arr.dtype.kind in "biu":
+        # Integer input is exact in float64, and NumPy would promote it there.
+        raise TypeError(
+            f"{name} must be a float32 or float64 array, got dtype {arr.dtype}; "
+            f"convert it first, e.g. {name}.astype(np.float32)")
+    if arr.dtype.kind == "f":
+        # float16 / longdouble: compute in the nearest dtype we have kernels for.
+        raise TypeError(
+            f"{name} has dtype {arr.dtype}; pyce computes in float32 or float64: "
+            f"convert with .astype(np.float32)")
+    raise TypeError(f"{name} must be a floating-point array, got dtype {arr.dtype}")
+
+
+def rows_view(x: np.ndarray, axis: int) -> np.ndarray:
+    """View/copy ``x`` as a C-contiguous (rows, C) array with classes last.
+
+    No copy is made when the class axis is already the innermost contiguous
+    one, which is the common (batch, ..., vocab) case.
+    """
+    moved = np.moveaxis(x, axis, -1)
+    return np.ascontiguousarray(moved).reshape(-1, moved.shape[-1])
+
+
+def check_reduction(reduction) -> int:
+    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f"reduction must be one of 'none', 'mean', 'sum'; got {reduction!r}")
+    return REDUCTIONS[reduction]
+
+
+def check_label_smoothing(label_smoothing) -> float:
+    try:
+        eps = float(label_smoothing)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}") from None
+    if not 0.0 <= eps <= 1.0:  # also rejects nan
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    return eps
+
+
+def check_ignore_index(ignore_index) -> int:
+    try:
+        return operator.index(ignore_index)
+    except TypeError:
+        raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}") from None
+
+
+def check_weight(weight, n_classes: int, dtype: np.dtype):
+    """Class weights as a contiguous (C,) array of the compute dtype, or None."""
+    if weight is None:
+        return None
+    w = np.asarray(weight)
+    if w.dtype.kind not in "fiu":
+        raise TypeError(f"weight must be a float array of shape ({n_classes},), got dtype {w.dtype}")
+    if w.shape != (n_classes,):
+        raise ValueError(
+            f"weight must have shape ({n_classes},) (one per class), got shape {w.shape}")
+    return np.ascontiguousarray(w, dtype=dtype)
+
+
+def split_target(target, logits: np.ndarray, axis: int):
+    """Classify ``target`` as class indices or probabilities and check its shape.
+
+    Returns ``(indices, probabilities)``: exactly one of them is not None.
+    ``indices`` is an int64 array of the logits' shape without the class axis;
+    ``probabilities`` is a float array of the logits' shape.
+    """
+    t = np.asarray(target)
+    expected = logits.shape[:axis] + logits.shape[axis + 1:]
+    if t.dtype.kind in "iu":
+        if t.shape != expected:
+            raise ValueError(
+                f"target of class indices must have the logits' shape without the class "
+                f"axis {axis}: expected {expected}, got {t.shape} (logits {logits.shape})")
+        return t.astype(np.int64, copy=False), None
+    if t.dtype.kind == "f":
+        if t.shape == logits.shape:
+            return None, t
+        raise TypeError(
+            f"a float target is read as class probabilities and must have the logits' "
+            f"shape {logits.shape}, got {t.shape}; for class indices pass an integer "
+            f"array of shape {expected}")
+    raise TypeError(
+        f"target must be an integer array of class indices (shape {expected}) or a float "
+        f"array of probabilities (shape {logits.shape}), got dtype {t.dtype}")
+
+
+def check_grad_output(grad_output, reduction: int, target_shape: tuple) -> np.ndarray:
+    """``grad_output`` as a float64 vector: one per row for 'none', else one value."""
+    g = np.asarray(grad_output, dtype=np.float64)
+    if reduction == REDUCTIONS["none"]:
+        try:
+            g = np.broadcast_to(g, target_shape)
+        except ValueError:
+            raise ValueError(
+                f"grad_output must have the loss's shape {target_shape} for reduction='none', "
+                f"got shape {g.shape}") from None
+        return np.ascontiguousarray(g).reshape(-1)
+    if g.ndim != 0:
+        raise ValueError(
+            f"grad_output must be a scalar for a reduced loss, got shape {g.shape}")
+    return g.reshape(1)

@@ -1,0 +1,299 @@
+"""The public functions: validate, normalise layout, call the C++ kernels.
+
+Data flows one way: NumPy arrays in -> checks and a (rows, classes) view here ->
+``pyce._core`` (which releases the GIL and runs the SIMD/OpenMP kernels) ->
+NumPy arrays or scalars out. Nothing here computes a loss itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+from ._validation import (
+    REDUCTIONS,
+    as_float_array,
+    check_grad_output,
+    check_ignore_index,
+    check_label_smoothing,
+    check_reduction,
+    check_weight,
+    normalize_axis,
+    rows_view,
+    split_target,
+)
+
+__all__ = [
+    "logsumexp",
+    "softmax",
+    "log_softmax",
+    "cross_entropy",
+    "cross_entropy_backward",
+    "cross_entropy_with_grad",
+]
+
+
+def _scalar(value, dtype):
+    """A reduced result as a NumPy scalar of the output dtype."""
+    return dtype.type(value)
+
+
+def logsumexp(x, axis=-1, keepdims=False):
+    """Log of the sum of exponentials along an axis, computed stably.
+
+    Parameters
+    ----------
+    x : array_like of float32 or float64
+        Input values.
+    axis : int, optional
+        Axis to reduce over (default: the last).
+    keepdims : bool, optional
+        Keep the reduced axis with length 1, so the result broadcasts against ``x``.
+
+    Returns
+    -------
+    numpy.ndarray or numpy scalar
+        ``log(sum(exp(x), axis))`` in the dtype of ``x``. A slice of all ``-inf``
+        gives ``-inf``; one with ``+inf`` gives ``+inf``; one with ``nan`` gives ``nan``.
+
+    Examples
+    --------
+    >>> import numpy as np, pyce
+    >>> float(pyce.logsumexp(np.array([1000.0, 1000.0])))  # no overflow
+    1000.6931471805599
+    """
+    x = as_float_array(x, "x")
+    if x.ndim == 0:
+        raise ValueError("x must have at least one dimension, got a 0-d array")
+    axis = normalize_axis(axis, x.ndim)
+    rows = rows_view(x, axis)
+    out_shape = x.shape[:axis] + x.shape[axis + 1:]
+    if rows.shape[1] == 0:
+        out = np.full(out_shape, -np.inf, dtype=x.dtype)  # log(0)
+    else:
+        out = _core.logsumexp(rows).reshape(out_shape)
+    if keepdims:
+        out = np.expand_dims(out, axis)
+    return out if out.ndim else out[()]
+
+
+def _normalize_rows(x, axis, kernel):
+    x = as_float_array(x, "x")
+    if x.ndim == 0:
+        raise ValueError("x must have at least one dimension, got a 0-d array")
+    axis = normalize_axis(axis, x.ndim)
+    rows = rows_view(x, axis)
+    out = np.empty_like(rows)
+    if rows.size:
+        kernel(rows, out)
+    moved_shape = x.shape[:axis] + x.shape[axis + 1:] + (x.shape[axis],)
+    return np.moveaxis(out.reshape(moved_shape), -1, axis)
+
+
+def softmax(x, axis=-1):
+    """Softmax along an axis: ``exp(x - logsumexp(x))``.
+
+    Parameters
+    ----------
+    x : array_like of float32 or float64
+    axis : int, optional
+        The class axis (default: the last).
+
+    Returns
+    -------
+    numpy.ndarray
+        Same shape and dtype as ``x``; each slice along ``axis`` sums to 1.
+        A slice holding ``+inf`` or ``nan``, or made only of ``-inf``, is all ``nan``
+        (as in PyTorch).
+    """
+    return _normalize_rows(x, axis, _core.softmax)
+
+
+def log_softmax(x, axis=-1):
+    """Log-softmax along an axis: ``x - logsumexp(x)``.
+
+    Parameters
+    ----------
+    x : array_like of float32 or float64
+    axis : int, optional
+        The class axis (default: the last).
+
+    Returns
+    -------
+    numpy.ndarray
+        Same shape and dtype as ``x``.
+    """
+    return _normalize_rows(x, axis, _core.log_softmax)
+
+
+class _Problem:
+    """A validated cross-entropy call, laid out as (rows, classes) for the kernel."""
+
+    def __init__(self, logits, target, axis, weight, ignore_index, reduction, label_smoothing):
+        logits = as_float_array(logits, "logits")
+        if logits.ndim == 0:
+            raise ValueError("logits must have at least one dimension (the classes), got a 0-d array")
+        self.axis = normalize_axis(axis, logits.ndim)
+        self.logits = logits
+        self.n_classes = logits.shape[self.axis]
+        if self.n_classes == 0:
+            raise ValueError(f"logits must have at least one class along axis {self.axis}, got shape {logits.shape}")
+        self.reduction = check_reduction(reduction)
+        self.label_smoothing = check_label_smoothing(label_smoothing)
+        self.ignore_index = check_ignore_index(ignore_index)
+        self.weight = check_weight(weight, self.n_classes, logits.dtype)
+        indices, probabilities = split_target(target, logits, self.axis)
+        self.target_shape = logits.shape[:self.axis] + logits.shape[self.axis + 1:]
+        self.rows = rows_view(logits, self.axis)
+        if indices is not None:
+            self.indices = np.ascontiguousarray(indices).reshape(-1)
+            self.probabilities = None
+        else:
+            self.indices = None
+            self.probabilities = rows_view(probabilities.astype(logits.dtype, copy=False), self.axis)
+
+    def run(self, grad_output=None, grad_rows=None):
+        """Call the kernel; write the gradient into ``grad_rows`` when given."""
+        g_out = None if grad_output is None else check_grad_output(
+            grad_output, self.reduction, self.target_shape)
+        return _core.cross_entropy(
+            self.rows, self.indices, self.probabilities, self.weight, self.ignore_index,
+            self.label_smoothing, self.reduction, g_out, grad_rows)
+
+    def loss(self, raw):
+        """The kernel's loss as a NumPy scalar (reduced) or an array of the target's shape."""
+        if self.reduction == REDUCTIONS["none"]:
+            return raw.reshape(self.target_shape)
+        return _scalar(raw, self.logits.dtype)
+
+    def grad_like_logits(self, grad_rows):
+        moved_shape = self.target_shape + (self.n_classes,)
+        return np.moveaxis(grad_rows.reshape(moved_shape), -1, self.axis)
+
+
+def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
+                  reduction="mean", label_smoothing=0.0):
+    """Cross-entropy loss between logits and targets, as ``torch.nn.functional.cross_entropy``.
+
+    Parameters
+    ----------
+    logits : array_like of float32 or float64
+        Unnormalised scores; the classes lie along ``axis``.
+    target : array_like
+        Either integer class indices with the logits' shape minus the class axis,
+        or float class probabilities with the logits' shape.
+    axis : int, optional
+        The class axis. ``-1`` (default) for ``(..., C)`` such as a (batch, time,
+        vocab) language-model batch; ``1`` for PyTorch's ``(N, C, d1, ...)``.
+    weight : array_like of shape (C,), optional
+        A rescaling weight for each class.
+    ignore_index : int, optional
+        Rows whose target equals this contribute neither loss nor gradient
+        (class-index targets only). Default -100.
+    reduction : {'mean', 'sum', 'none'}, optional
+        ``'mean'`` divides by the sum of ``weight[target]`` over the rows that are
+        not ignored (their count without weights; the number of rows for
+        probability targets). All rows ignored gives ``nan``, as in PyTorch.
+    label_smoothing : float in [0, 1], optional
+        Mixes the target with the uniform distribution: ``(1 - eps) * y + eps / C``.
+
+    Returns
+    -------
+    numpy scalar or numpy.ndarray
+        For 'mean' and 'sum', a scalar (float32 for float32 logits, float64 for
+        float64); for 'none', an array of the target's shape.
+
+    Raises
+    ------
+    IndexError
+        A class index outside ``[0, C)`` that is not ``ignore_index``.
+    ValueError
+        Mismatched shapes, an unknown reduction, label smoothing outside [0, 1].
+    TypeError
+        Non-float logits, or a float target that does not have the logits' shape.
+
+    Examples
+    --------
+    >>> import numpy as np, pyce
+    >>> logits = np.array([[2.0, 1.0, 3.0]], dtype=np.float32)
+    >>> round(float(pyce.cross_entropy(logits, np.array([2]))), 4)
+    0.4076
+    """
+    problem = _Problem(logits, target, axis, weight, ignore_index, reduction, label_smoothing)
+    return problem.loss(problem.run())
+
+
+def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=None,
+                           ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    """Gradient of :func:`cross_entropy` with respect to the logits.
+
+    Parameters
+    ----------
+    logits, target, axis, weight, ignore_index, reduction, label_smoothing
+        As for :func:`cross_entropy`.
+    grad_output : float or array_like, optional
+        The upstream gradient: a scalar for 'mean'/'sum', an array of the target's
+        shape (or broadcastable to it) for 'none'. Default 1.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``d loss / d logits * grad_output``, same shape and dtype as ``logits``.
+        Rows whose target is ``ignore_index`` are zero.
+    """
+    problem = _Problem(logits, target, axis, weight, ignore_index, reduction, label_smoothing)
+    grad_rows = np.empty_like(problem.rows)
+    problem.run(grad_output, grad_rows)
+    return problem.grad_like_logits(grad_rows)
+
+
+def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_index=-100,
+                            reduction="mean", label_smoothing=0.0, inplace=False):
+    """Loss and gradient from one fused pass that reads each logit once.
+
+    Parameters
+    ----------
+    logits, target, axis, weight, ignore_index, reduction, label_smoothing
+        As for :func:`cross_entropy`.
+    inplace : bool, optional
+        Write the gradient over ``logits`` (which must be a writeable ndarray
+        whose class axis is its innermost, contiguous one) and return it as
+        ``grad``: no array of the logits' size is allocated.
+
+    Returns
+    -------
+    loss : numpy scalar or numpy.ndarray
+        As :func:`cross_entropy`.
+    grad : numpy.ndarray
+        The gradient of the loss w.r.t. the logits (with ``grad_output = 1``),
+        same shape and dtype as ``logits``.
+    """
+    if inplace:
+        _check_inplace(logits, axis)
+    problem = _Problem(logits, target, axis, weight, ignore_index, reduction, label_smoothing)
+    grad_rows = problem.rows if inplace else np.empty_like(problem.rows)
+    loss = problem.loss(problem.run(1.0, grad_rows))
+    grad = logits if inplace else problem.grad_like_logits(grad_rows)
+    return loss, grad
+
+
+def _check_inplace(logits, axis):
+    if not isinstance(logits, np.ndarray):
+        raise ValueError(
+            f"inplace=True needs a NumPy array to write into, got {type(logits).__name__}")
+    if not logits.flags.writeable:
+        raise ValueError("inplace=True needs a writeable array, but logits is read-only")
+    if logits.dtype not in (np.float32, np.float64):
+        as_float_array(logits, "logits")  # raises the TypeError
+    if logits.ndim == 0:
+        return  # _Problem raises the error
+    if not logits.flags.c_contiguous:
+        raise ValueError(
+            "inplace=True needs a C-contiguous array, but logits is not contiguous "
+            f"(strides {logits.strides}); pass np.ascontiguousarray(logits) or inplace=False")
+    if normalize_axis(axis, logits.ndim) != logits.ndim - 1 and logits.size > 0:
+        rest = logits.shape[normalize_axis(axis, logits.ndim) + 1:]
+        if any(n != 1 for n in rest):
+            raise ValueError(
+                f"inplace=True needs the class axis to be the innermost one; axis={axis} of "
+                f"shape {logits.shape} is not (move it last, or use inplace=False)")
