@@ -53,7 +53,8 @@ def rows_view(x: np.ndarray, axis: int) -> np.ndarray:
     one, which is the common (batch, ..., vocab) case.
     """
     moved = np.moveaxis(x, axis, -1)
-    return np.ascontiguousarray(moved).reshape(-1, moved.shape[-1])
+    rows = int(np.prod(moved.shape[:-1], dtype=np.int64))
+    return np.ascontiguousarray(moved).reshape(rows, moved.shape[-1])
 
 
 def check_reduction(reduction) -> int:
@@ -108,6 +109,14 @@ def split_target(target, logits: np.ndarray, axis: int):
             raise ValueError(
                 f"target of class indices must have the logits' shape without the class "
                 f"axis {axis}: expected {expected}, got {t.shape} (logits {logits.shape})")
+        if t.dtype == np.uint64 and t.size:
+            # Values >= 2**63 would wrap to negative int64 (possibly ignore_index).
+            too_big = np.flatnonzero(t.reshape(-1) > np.iinfo(np.int64).max)
+            if too_big.size:
+                pos = int(too_big[0])
+                raise IndexError(
+                    f"target {int(t.reshape(-1)[pos])} at position {pos} (flattened) is out of "
+                    f"range for {logits.shape[axis]} classes")
         return t.astype(np.int64, copy=False), None
     if t.dtype.kind == "f":
         if t.shape == logits.shape:

@@ -59,7 +59,15 @@ inline V coef_at(const Coefs<T>& c, int64_t i, int64_t tail) {
         return ld(c.weight);
     } else {
         V t = fmadd(ld(c.y), V::broadcast(c.keep), V::broadcast(c.uniform));
-        if constexpr (E == Extra::soft_w) t = t * ld(c.weight);
+        if constexpr (E == Extra::soft_w) {
+            t = t * ld(c.weight);  // padding lanes: weight 0
+        } else if (tail) {
+            // Padding lanes would hold eps / C: zero them, they are not classes.
+            static_assert(V::width <= 16, "widen the ones table");
+            static const T ones[16] = {T(1), T(1), T(1), T(1), T(1), T(1), T(1), T(1),
+                                             T(1), T(1), T(1), T(1), T(1), T(1), T(1), T(1)};
+            t = t * V::load_partial(ones, tail, T(0));
+        }
         return t;
     }
 }
@@ -105,12 +113,15 @@ inline BlockStats block_stats(const T* x, int64_t n, T* e_out, const Coefs<T>& c
     }
     if (tail) {
         // Padding lanes: -inf for the exps (exp gives 0), 0 for the dot products.
-        const V e = exp(V::load_partial(x + full, tail, ninf) - vshift);
+        // Both loads come before the store: e_out may be x itself.
+        const V x_for_exp = V::load_partial(x + full, tail, ninf);
+        const V x_for_dot = V::load_partial(x + full, tail, T(0));
+        const V e = exp(x_for_exp - vshift);
         if constexpr (kStore) e.store_partial(e_out + full, tail);
         acc = acc + e;
         if constexpr (E != Extra::none) {
             const V cv = coef_at<E, V>(c, offset + full, tail);
-            dot = fmadd(cv, V::load_partial(x + full, tail, T(0)), dot);
+            dot = fmadd(cv, x_for_dot, dot);
             if constexpr (E == Extra::soft || E == Extra::soft_w) coef = coef + cv;
         }
     }
@@ -165,13 +176,14 @@ inline RowSums merge_blocks(const BlockStats* b, int64_t nblocks) {
 }
 
 // exp(shift - lse): turns a block's stored exp(x - shift) into softmax
-// probabilities. nan for a row without a distribution (lse not finite), so
-// that the whole row's softmax/gradient is nan, as in PyTorch; 0 for an
-// all -inf block inside a finite row.
-inline double block_factor(const BlockStats& b, double lse) {
-    if (!std::isfinite(lse)) return kNaN;
+// probabilities. Computed as (shift - max) - log_sum: shift - max is exact,
+// so large logits (where lse itself is rounded to a coarse grid) lose nothing.
+// nan for a row without a distribution (lse not finite), so that the whole
+// row's softmax/gradient is nan, as in PyTorch; 0 for an all -inf block.
+inline double block_factor(const BlockStats& b, const RowSums& row) {
+    if (!std::isfinite(row.lse)) return kNaN;
     if (b.sum == 0) return 0.0;
-    return std::exp(b.shift - lse);
+    return std::exp((b.shift - row.max) - row.log_sum);
 }
 
 }  // namespace

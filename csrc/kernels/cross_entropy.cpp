@@ -36,7 +36,7 @@ struct CrossEntropyKernel {
         double x_target = 0;   // its logit, read before an in-place gradient overwrites it
         double alpha = 0;      // weight of -log q_t
         double scale = 1;      // grad_output (/ divisor for the mean)
-        double lse = 0;        // nan for a row without a distribution
+        RowSums sums;          // lse is nan for a row without a distribution
         double grad_mul = 0;   // scale * (alpha + beta * K)
     };
 
@@ -99,17 +99,21 @@ struct CrossEntropyKernel {
             a.row_loss[row.index] = 0.0;
             return;
         }
-        const RowSums sums = merge_blocks(stats, nblocks);
+        RowSums& sums = row.sums;
+        sums = merge_blocks(stats, nblocks);
         // A +inf logit leaves no distribution: the loss is nan (as PyTorch).
-        row.lse = sums.lse == kInf ? kNaN : sums.lse;
+        if (sums.lse == kInf) sums.lse = kNaN;
+        const double lse = sums.lse;
         double loss, K;
         if constexpr (kSoft) {
             K = sums.coef;
-            loss = K * row.lse - sums.dot;
+            loss = K * lse - sums.dot;
         } else {
             K = coef_total;
-            loss = row.alpha * (row.lse - row.x_target);
-            if (E != Extra::none) loss += beta * (K * row.lse - sums.dot);
+            // lse - x_t, as (max - x_t) + log_sum when finite: exact near the max.
+            const double nll = std::isfinite(lse) ? (sums.max - row.x_target) + sums.log_sum : lse - row.x_target;
+            loss = row.alpha * nll;
+            if (E != Extra::none) loss += beta * (K * lse - sums.dot);
         }
         a.row_loss[row.index] = loss;
         const double q_weight = E == Extra::none ? row.alpha : row.alpha + beta * K;
@@ -125,7 +129,7 @@ struct CrossEntropyKernel {
             return;
         }
         const int64_t full = n - n % W, tail = n - full;
-        const V mul = V::broadcast(static_cast<T>(row.grad_mul * block_factor(s, row.lse)));
+        const V mul = V::broadcast(static_cast<T>(row.grad_mul * block_factor(s, row.sums)));
         if constexpr (E == Extra::none) {
             for (int64_t i = 0; i < full; i += W) (V::load(gb + i) * mul).store(gb + i);
             if (tail) (V::load_partial(gb + full, tail, T(0)) * mul).store_partial(gb + full, tail);

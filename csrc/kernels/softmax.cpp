@@ -49,7 +49,7 @@ struct SoftmaxKernel {
         const int64_t full = n - n % W, tail = n - full;
         T* ob = out + row.index * cols + start;
         if constexpr (kOut == RowOutput::softmax) {
-            const V f = V::broadcast(static_cast<T>(block_factor(s, row.sums.lse)));
+            const V f = V::broadcast(static_cast<T>(block_factor(s, row.sums)));
             for (int64_t i = 0; i < full; i += W) (V::load(ob + i) * f).store(ob + i);
             if (tail) (V::load_partial(ob + full, tail, T(0)) * f).store_partial(ob + full, tail);
         } else {

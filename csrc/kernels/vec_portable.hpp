@@ -78,13 +78,15 @@ inline T reduce_max(VecPortable<T, W> a) {
 using VecF32 = VecPortable<float, 8>;
 using VecF64 = VecPortable<double, 4>;
 
-// Scalar exp with the same reduction and polynomial as the SIMD versions.
+// Scalar exp with the same reduction and polynomial as the SIMD versions,
+// written without branches so the compiler vectorises the lane loop.
 // Rounding to nearest uses the "add 1.5 * 2^23" trick (valid as |n| < 2^22),
 // which needs no libm call and no particular rounding instruction.
 inline float exp_lane(float x) {
     using C = ExpF32;
-    float xc = C::lo > x ? C::lo : x;  // nan compares false: stays nan
+    float xc = C::lo > x ? C::lo : x;
     xc = C::hi < xc ? C::hi : xc;
+    xc = x != x ? 0.0f : xc;  // nan: compute on 0, return nan at the end
     const float magic = 12582912.0f;  // 1.5 * 2^23
     const float n = (xc * C::log2e + magic) - magic;
     float r = xc - n * C::ln2_hi;
@@ -97,34 +99,35 @@ inline float exp_lane(float x) {
     p = p * r + C::p5;
     p = p * (r * r) + r;
     p = p + 1.0f;
-    if (n != n) return n;  // nan in, nan out (and no int conversion of nan)
     const int32_t ni = static_cast<int32_t>(n);
     const int32_t n1 = ni >> 1, n2 = ni - n1;
     const uint32_t b1 = static_cast<uint32_t>(n1 + 127) << 23, b2 = static_cast<uint32_t>(n2 + 127) << 23;
     float s1, s2;
     std::memcpy(&s1, &b1, 4);
     std::memcpy(&s2, &b2, 4);
-    return p * s1 * s2;
+    const float y = p * s1 * s2;
+    return x != x ? x : y;
 }
 
 inline double exp_lane(double x) {
     using C = ExpF64;
     double xc = C::lo > x ? C::lo : x;
     xc = C::hi < xc ? C::hi : xc;
+    xc = x != x ? 0.0 : xc;
     const double magic = 6755399441055744.0;  // 1.5 * 2^52
     const double n = (xc * C::log2e + magic) - magic;
     double r = xc - n * C::ln2_hi;
     r = r - n * C::ln2_lo;
     double p = C::taylor[0];
     for (int k = 1; k < C::taylor_terms; ++k) p = p * r + C::taylor[k];
-    if (n != n) return n;
     const int64_t ni = static_cast<int64_t>(n);
     const int64_t n1 = ni >> 1, n2 = ni - n1;
     const uint64_t b1 = static_cast<uint64_t>(n1 + 1023) << 52, b2 = static_cast<uint64_t>(n2 + 1023) << 52;
     double s1, s2;
     std::memcpy(&s1, &b1, 8);
     std::memcpy(&s2, &b2, 8);
-    return p * s1 * s2;
+    const double y = p * s1 * s2;
+    return x != x ? x : y;
 }
 
 template <class T, int W>
