@@ -1,0 +1,126 @@
+"""``pyce-gui``: launch the explorer, or render it to a PNG with ``--screenshot``.
+
+Qt is imported only after the arguments are read and only inside main(), so
+that without the ``gui`` extra this prints how to install it instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+INSTALL_HINT = """\
+pyce-gui needs PySide6 and pyqtgraph, which come with pyce's "gui" extra:
+
+    pip install "pyce[gui]"        # from PyPI
+    pip install ".[gui]"           # from a pyce source checkout
+"""
+
+
+BROKEN_PYSIDE_HINT = """\
+PySide6 {version} crashes on Python {python} (it releases a reference to None on
+every call that returns nothing, until Python aborts). Install another version:
+
+    pip install "PySide6-Essentials>=6.8,!=6.9.1,!=6.12.0"
+"""
+
+
+def pyside_is_broken(pyside_version: tuple, python_version: tuple) -> bool:
+    """PySide6 6.12.0 over-releases None; Python < 3.12 (None not immortal) then aborts."""
+    return tuple(pyside_version[:3]) == (6, 12, 0) and tuple(python_version[:2]) < (3, 12)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from . import presets   # Qt-free
+
+    parser = argparse.ArgumentParser(
+        prog="pyce-gui",
+        description="The pyce explorer: edit logits and watch softmax, cross-entropy, "
+                    "perplexity and the gradient respond, computed by pyce's kernels.")
+    parser.add_argument("--preset", choices=presets.names(), default=presets.DEFAULT,
+                        help="starting point (default: %(default)s)")
+    parser.add_argument("--logits", metavar="FILE.npy",
+                        help="start from these logits: one row (V,), or a batch (N, V) "
+                             "with --targets")
+    parser.add_argument("--targets", metavar="FILE.npy",
+                        help="integer targets (N,) for a batch given with --logits")
+    parser.add_argument("--labels", metavar="FILE.txt", help="class labels, one per line")
+    parser.add_argument("--state", metavar="FILE.json", help="a state saved from the explorer")
+    parser.add_argument("--theme", choices=["dark", "light"], default="dark")
+    parser.add_argument("--size", default="1400x900", metavar="WxH",
+                        help="window size in pixels (default: %(default)s)")
+    parser.add_argument("--screenshot", metavar="FILE.png",
+                        help="render the window offscreen to FILE.png and exit")
+    args = parser.parse_args(argv)
+    try:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        parser.error(f"--size must look like 1400x900, got {args.size!r}")
+    args.size = (w, h)
+    if args.targets and not args.logits:
+        parser.error("--targets needs --logits")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.screenshot and "QT_QPA_PLATFORM" not in os.environ:
+        # No window appears and no display is needed: render offscreen.
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    try:
+        import PySide6.QtWidgets  # noqa: F401  (before pyqtgraph, which picks the binding)
+        import pyqtgraph  # noqa: F401
+    except ImportError as exc:
+        sys.stderr.write(INSTALL_HINT + f"\n(import failed: {exc})\n")
+        return 1
+    import PySide6
+
+    if pyside_is_broken(PySide6.__version_info__, sys.version_info):
+        sys.stderr.write(BROKEN_PYSIDE_HINT.format(
+            version=PySide6.__version__, python=sys.version.split()[0]))
+        return 1
+    try:
+        import pyce  # noqa: F401
+    except ImportError as exc:
+        sys.stderr.write(f"pyce-gui could not import pyce: {exc}\n")
+        return 1
+
+    from . import io, presets
+    from .app import MainWindow, create_app, render_screenshot
+    from .model import ExplorerModel
+
+    app = create_app()
+    model = ExplorerModel()
+    try:
+        model.set_state(io.read_state(args.state) if args.state else presets.get(args.preset))
+        if args.logits:
+            logits = io.load_logits(args.logits)
+            if args.targets:
+                model.load_batch(logits if logits.ndim == 2 else logits[None, :],
+                                 io.load_targets(args.targets))
+            elif logits.ndim == 1:
+                model.load_logits(logits)
+            else:
+                raise ValueError(f"{args.logits} holds a batch {logits.shape}: "
+                                 "give its targets with --targets")
+        if args.labels:
+            model.set_labels(io.load_labels(args.labels))
+    except (OSError, ValueError, IndexError, KeyError) as exc:
+        sys.stderr.write(f"pyce-gui: {exc}\n")
+        return 2
+
+    window = MainWindow(model, theme=args.theme)
+    window.resize(*args.size)
+    if args.logits and args.targets:
+        window.tabs.setCurrentWidget(window.batch)
+    if args.screenshot:
+        render_screenshot(window, args.screenshot)
+        print(f"wrote {args.screenshot}")
+        return 0
+    window.show()
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
