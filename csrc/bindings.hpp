@@ -8,5 +8,6 @@ namespace pyce {
 void register_runtime(pybind11::module_& m);
 void register_softmax(pybind11::module_& m);
 void register_cross_entropy(pybind11::module_& m);
+void register_stream(pybind11::module_& m);
 
 }  // namespace pyce

@@ -10,4 +10,5 @@ PYBIND11_MODULE(_core, m) {
     pyce::register_runtime(m);
     pyce::register_softmax(m);
     pyce::register_cross_entropy(m);
+    pyce::register_stream(m);
 }

@@ -20,13 +20,17 @@ namespace pyce {
 namespace CPU_CAPABILITY {
 namespace {
 
+// Elements per block: 8 KiB of float32. A block's exps stay in L1/L2 until
+// the row's lse is known and they are rescaled. A multiple of every vector width.
+constexpr int64_t kBlock = 2048;
+
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // What one block of a row contributes.
 struct BlockStats {
-    double shift = 0;  // the block's max, what its exps were shifted by (0 if all -inf)
-    double sum = 0;    // sum of exp(x - shift); 0: all -inf; +inf: holds +inf; nan: holds nan
+    double shift = 0;  // what the block's exps were shifted by: the row's shift, or more
+    double sum = 0;    // sum of exp(x - shift); 0: all -inf (or underflowed); +inf: holds +inf; nan: holds nan
     double dot = 0;    // sum of coef * x (label smoothing, probability targets)
     double coef = 0;   // sum of coef (probability targets)
 };
@@ -80,28 +84,65 @@ inline bool any_nan(const T* x, int64_t n) {
     return false;
 }
 
-// Sweeps one block x[0..n): its max, then its exps (stored to e_out if kStore;
-// e_out may alias x) and the Extra sums. `offset` is the block's position in
-// the row, for the coefficient arrays.
+// The shift a row's exps are computed against: the max of its first block
+// (0 if that is not finite). Every block of the row uses it unless the block's
+// own max is far above it (see block_stats). It depends only on the row, so
+// the blocks can be computed in any order, by any thread.
+template <class T>
+inline T row_shift(const T* x, int64_t cols) {
+    using V = typename VecFor<T>::type;
+    constexpr int W = V::width;
+    const T ninf = -std::numeric_limits<T>::infinity();
+    const int64_t n = cols < kBlock ? cols : kBlock, full = n - n % W;
+    V vmax = V::broadcast(ninf);
+    for (int64_t i = 0; i < full; i += W) vmax = max(vmax, V::load(x + i));
+    if (n > full) vmax = max(vmax, V::load_partial(x + full, n - full, ninf));
+    const T m = reduce_max(vmax);
+    return std::isfinite(m) ? m : T(0);
+}
+
+// A logit more than this above the shift would make exp(x - shift) too large
+// (e^64 = 6e27; a block's sum of 2048 of them stays far below float32's
+// 3.4e38); when one appears, the block switches to a larger shift.
+constexpr double kShiftMargin = 64.0;
+
+// The rare path of block_stats: x[i] onwards holds a logit above the limit.
+// Moves the shift to the max of x[i..n) and rescales what was done so far
+// (exps stored in e_out[0..i) and their running sum) to the new shift.
+template <class T, class V>
+inline void raise_shift(const T* x, int64_t i, int64_t n, T* e_out, bool store, T& shift, V& acc) {
+    T m = shift;
+    for (int64_t j = i; j < n; ++j) m = x[j] > m ? x[j] : m;
+    // +inf: the row has no distribution; its sum becomes nan or inf (below).
+    const T scale = m == std::numeric_limits<T>::infinity() ? T(0) : static_cast<T>(std::exp(shift - m));
+    const V vscale = V::broadcast(scale);
+    acc = acc * vscale;
+    if (store)
+        for (int64_t j = 0; j < i; ++j) e_out[j] *= scale;
+    shift = m;
+}
+
+// One sweep over the block x[0..n): exp(x - shift) against the row's shift
+// (stored to e_out if kStore; e_out may alias x), their sum and the Extra
+// sums. `offset` is the block's position in the row, for the coefficient
+// arrays. Each element is read once and its exp computed once.
 template <class T, Extra E, bool kStore>
-inline BlockStats block_stats(const T* x, int64_t n, T* e_out, const Coefs<T>& c, int64_t offset) {
+inline BlockStats block_stats(const T* x, int64_t n, T* e_out, const Coefs<T>& c, int64_t offset, T shift) {
     using V = typename VecFor<T>::type;
     constexpr int W = V::width;
     const T ninf = -std::numeric_limits<T>::infinity();
     const int64_t full = n - n % W, tail = n - full;
 
-    V vmax = V::broadcast(ninf);
-    for (int64_t i = 0; i < full; i += W) vmax = max(vmax, V::load(x + i));
-    if (tail) vmax = max(vmax, V::load_partial(x + full, tail, ninf));
-    const T bmax = reduce_max(vmax);
-    // An all -inf block would give exp(-inf - -inf) = nan: shift by 0 instead,
-    // its exps are then exactly 0.
-    const T shift = bmax == ninf ? T(0) : bmax;
-
-    const V vshift = V::broadcast(shift);
+    V vshift = V::broadcast(shift);
+    V limit = V::broadcast(static_cast<T>(shift + kShiftMargin));
     V acc = V::broadcast(0), dot = V::broadcast(0), coef = V::broadcast(0);
     for (int64_t i = 0; i < full; i += W) {
         const V xv = V::load(x + i);
+        if (any_greater(xv, limit)) {  // rare: see raise_shift
+            raise_shift(x, i, n, e_out, kStore, shift, acc);
+            vshift = V::broadcast(shift);
+            limit = V::broadcast(-ninf);
+        }
         const V e = exp(xv - vshift);
         if constexpr (kStore) e.store(e_out + i);
         acc = acc + e;
@@ -112,10 +153,14 @@ inline BlockStats block_stats(const T* x, int64_t n, T* e_out, const Coefs<T>& c
         }
     }
     if (tail) {
-        // Padding lanes: -inf for the exps (exp gives 0), 0 for the dot products.
-        // Both loads come before the store: e_out may be x itself.
+        // Padding lanes: -inf for the exps (exp gives 0), 0 for the dot
+        // products. Both loads come before the store: e_out may be x itself.
         const V x_for_exp = V::load_partial(x + full, tail, ninf);
         const V x_for_dot = V::load_partial(x + full, tail, T(0));
+        if (any_greater(x_for_exp, limit)) {
+            raise_shift(x, full, n, e_out, kStore, shift, acc);
+            vshift = V::broadcast(shift);
+        }
         const V e = exp(x_for_exp - vshift);
         if constexpr (kStore) e.store_partial(e_out + full, tail);
         acc = acc + e;
@@ -127,9 +172,13 @@ inline BlockStats block_stats(const T* x, int64_t n, T* e_out, const Coefs<T>& c
     }
 
     BlockStats s;
-    s.shift = bmax == ninf ? ninf : static_cast<double>(bmax);
+    s.shift = static_cast<double>(shift);
     s.sum = static_cast<double>(reduce_add(acc));
-    if (bmax == -ninf) s.sum = any_nan(x, n) ? kNaN : kInf;  // +inf in the block
+    if (shift == -ninf) {
+        // A +inf logit: no distribution. The sum is +inf, or nan if the block
+        // also holds a nan (exps stored over x read as nan: the loss is nan anyway).
+        s.sum = any_nan(x, n) ? kNaN : kInf;
+    }
     if constexpr (E != Extra::none) s.dot = static_cast<double>(reduce_add(dot));
     if constexpr (E == Extra::soft || E == Extra::soft_w) s.coef = static_cast<double>(reduce_add(coef));
     return s;

@@ -31,6 +31,7 @@ struct CrossEntropyKernel {
 
     struct Row {
         int64_t index = 0;
+        T shift = 0;           // see row_shift
         bool ignored = false;
         int64_t target = -1;   // class index (hard targets)
         double x_target = 0;   // its logit, read before an in-place gradient overwrites it
@@ -66,6 +67,7 @@ struct CrossEntropyKernel {
         Row row;
         row.index = r;
         row.scale = a.grad_scale_rows ? a.grad_scale_rows[r] : a.grad_scale;
+        row.shift = row_shift(x + r * C, C);
         if constexpr (!kSoft) {
             row.target = a.target[r];
             row.ignored = row.target == a.ignore_index;
@@ -91,7 +93,7 @@ struct CrossEntropyKernel {
         if (row.ignored) return Stats{};  // not even read
         const int64_t start = b * kBlock, n = C - start < kBlock ? C - start : kBlock;
         const int64_t off = row.index * C + start;
-        return block_stats<T, E, kGrad>(x + off, n, kGrad ? g + off : nullptr, coefs(row.index), start);
+        return block_stats<T, E, kGrad>(x + off, n, kGrad ? g + off : nullptr, coefs(row.index), start, row.shift);
     }
 
     void finish(Row& row, const Stats* stats, int64_t nblocks) const {

@@ -15,13 +15,16 @@ struct ExpF32 {
     // ln 2 split in two (Cephes): n * ln2_hi is exact for the n we see.
     static constexpr float ln2_hi = 0.693359375f;
     static constexpr float ln2_lo = -2.12194440e-4f;
-    // exp(r) ~= 1 + r + r^2 * (p5 + p4 r + ... + p0 r^5) on |r| <= ln2 / 2 (Cephes expf).
-    static constexpr float p0 = 1.9875691500e-4f;
-    static constexpr float p1 = 1.3981999507e-3f;
-    static constexpr float p2 = 8.3334519073e-3f;
-    static constexpr float p3 = 4.1665795894e-2f;
-    static constexpr float p4 = 1.6666665459e-1f;
-    static constexpr float p5 = 5.0000001201e-1f;
+    // exp(r) ~= 1 + r (1 + r (c2 + r (c3 + r (c4 + r (c5 + r c6))))) on |r| <= ln2 / 2:
+    // a degree-6 minimax fit of the relative error (3.7e-9, about 0.06 ulp),
+    // evaluated by Horner's rule with FMAs. Measured (tests/test_exp.py): at
+    // most 1 ulp against a correctly rounded exp on [-87, 0], the range the
+    // kernels use (x - max <= 0), and exactly 0 at -inf.
+    static constexpr float c6 = 1.3879688922315836e-3f;
+    static constexpr float c5 = 8.368694223463535e-3f;
+    static constexpr float c4 = 4.166722670197487e-2f;
+    static constexpr float c3 = 1.666652113199234e-1f;
+    static constexpr float c2 = 4.999999701976776e-1f;
 };
 
 struct ExpF64 {

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "block_math.hpp"
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -18,11 +20,6 @@
 namespace pyce {
 namespace CPU_CAPABILITY {
 namespace {
-
-// Elements per block: 8 KiB of float32, so a block read from memory by the
-// max sweep is still in L1 for the exp sweep that follows. A multiple of
-// every vector width.
-constexpr int64_t kBlock = 2048;
 
 // Below this many elements a call is too small to pay for waking threads.
 constexpr int64_t kMinParallelElements = 1 << 15;

@@ -19,6 +19,7 @@ struct SoftmaxKernel {
     using Stats = BlockStats;
     struct Row {
         int64_t index;
+        T shift;  // see row_shift
         RowSums sums;
     };
 
@@ -26,7 +27,7 @@ struct SoftmaxKernel {
     int64_t cols;
     T* out;  // rows (lse) or rows x cols
 
-    Row begin(int64_t r) const { return {r, RowSums{}}; }
+    Row begin(int64_t r) const { return {r, row_shift(x + r * cols, cols), RowSums{}}; }
 
     Stats stats(const Row& row, int64_t b) const {
         const int64_t start = b * kBlock, n = cols - start < kBlock ? cols - start : kBlock;
@@ -34,7 +35,7 @@ struct SoftmaxKernel {
         // softmax keeps the exps in its output; the rescale multiplies them.
         constexpr bool kStore = kOut == RowOutput::softmax;
         return block_stats<T, Extra::none, kStore>(xb, n, kStore ? out + row.index * cols + start : nullptr,
-                                                   Coefs<T>{}, start);
+                                                   Coefs<T>{}, start, row.shift);
     }
 
     void finish(Row& row, const Stats* stats, int64_t nblocks) const {

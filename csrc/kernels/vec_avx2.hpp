@@ -49,6 +49,7 @@ inline float reduce_add(VecF32 a) {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
+inline bool any_greater(VecF32 a, VecF32 b) { return _mm256_movemask_ps(_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ)) != 0; }
 inline float reduce_max(VecF32 a) {
     __m128 s = _mm_max_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));
@@ -66,14 +67,13 @@ inline VecF32 exp(VecF32 x) {
                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(C::ln2_hi), xc);
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(C::ln2_lo), r);
-    __m256 p = _mm256_set1_ps(C::p0);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(C::p1));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(C::p2));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(C::p3));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(C::p4));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(C::p5));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
-    p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
+    __m256 p = _mm256_set1_ps(C::c6);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(C::c5));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(C::c4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(C::c3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(C::c2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
     const __m256i ni = _mm256_cvtps_epi32(n);
     const __m256i n1 = _mm256_srai_epi32(ni, 1);
     const __m256i n2 = _mm256_sub_epi32(ni, n1);
@@ -108,6 +108,7 @@ inline double reduce_add(VecF64 a) {
     s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));
     return _mm_cvtsd_f64(s);
 }
+inline bool any_greater(VecF64 a, VecF64 b) { return _mm256_movemask_pd(_mm256_cmp_pd(a.v, b.v, _CMP_GT_OQ)) != 0; }
 inline double reduce_max(VecF64 a) {
     __m128d s = _mm_max_pd(_mm256_castpd256_pd128(a.v), _mm256_extractf128_pd(a.v, 1));
     s = _mm_max_sd(s, _mm_unpackhi_pd(s, s));

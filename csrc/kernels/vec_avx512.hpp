@@ -41,9 +41,10 @@ inline VecF32 fmadd(VecF32 a, VecF32 b, VecF32 c) { return {_mm512_fmadd_ps(a.v,
 inline VecF32 max(VecF32 a, VecF32 b) { return {_mm512_max_ps(a.v, b.v)}; }
 inline float reduce_add(VecF32 a) { return _mm512_reduce_add_ps(a.v); }
 inline float reduce_max(VecF32 a) { return _mm512_reduce_max_ps(a.v); }
+inline bool any_greater(VecF32 a, VecF32 b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ) != 0; }
 
-// exp(x) for float: x = n*ln2 + r with |r| <= ln2/2, exp(r) by a degree-7
-// polynomial (Cephes' coefficients), then scalef multiplies by 2^n exactly,
+// exp(x) for float: x = n*ln2 + r with |r| <= ln2/2, exp(r) by a degree-6
+// polynomial (exp_constants.hpp), then scalef multiplies by 2^n exactly,
 // including into the subnormal range. Clamping first maps -inf to a value
 // whose exp rounds to exactly 0 and keeps the reduction finite; the clamp's
 // operand order (x second) lets nan through, so nan propagates.
@@ -55,14 +56,13 @@ inline VecF32 exp(VecF32 x) {
                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(C::ln2_hi), xc);
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(C::ln2_lo), r);
-    __m512 p = _mm512_set1_ps(C::p0);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(C::p1));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(C::p2));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(C::p3));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(C::p4));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(C::p5));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
-    p = _mm512_add_ps(p, _mm512_set1_ps(1.0f));
+    __m512 p = _mm512_set1_ps(C::c6);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(C::c5));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(C::c4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(C::c3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(C::c2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     return {_mm512_scalef_ps(p, n)};
 }
 
@@ -90,6 +90,7 @@ inline VecF64 fmadd(VecF64 a, VecF64 b, VecF64 c) { return {_mm512_fmadd_pd(a.v,
 inline VecF64 max(VecF64 a, VecF64 b) { return {_mm512_max_pd(a.v, b.v)}; }
 inline double reduce_add(VecF64 a) { return _mm512_reduce_add_pd(a.v); }
 inline double reduce_max(VecF64 a) { return _mm512_reduce_max_pd(a.v); }
+inline bool any_greater(VecF64 a, VecF64 b) { return _mm512_cmp_pd_mask(a.v, b.v, _CMP_GT_OQ) != 0; }
 
 // exp(x) for double: the same reduction with a degree-13 Taylor polynomial
 // (truncation error < 1e-17 relative on |r| <= ln2/2).

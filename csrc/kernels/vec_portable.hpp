@@ -63,6 +63,12 @@ inline VecPortable<T, W> max(VecPortable<T, W> a, VecPortable<T, W> b) {
     return r;
 }
 template <class T, int W>
+inline bool any_greater(VecPortable<T, W> a, VecPortable<T, W> b) {
+    bool any = false;
+    for (int i = 0; i < W; ++i) any |= a.v[i] > b.v[i];
+    return any;
+}
+template <class T, int W>
 inline T reduce_add(VecPortable<T, W> a) {
     T s = a.v[0];
     for (int i = 1; i < W; ++i) s += a.v[i];
@@ -91,14 +97,13 @@ inline float exp_lane(float x) {
     const float n = (xc * C::log2e + magic) - magic;
     float r = xc - n * C::ln2_hi;
     r = r - n * C::ln2_lo;
-    float p = C::p0;
-    p = p * r + C::p1;
-    p = p * r + C::p2;
-    p = p * r + C::p3;
-    p = p * r + C::p4;
-    p = p * r + C::p5;
-    p = p * (r * r) + r;
-    p = p + 1.0f;
+    float p = C::c6;
+    p = p * r + C::c5;
+    p = p * r + C::c4;
+    p = p * r + C::c3;
+    p = p * r + C::c2;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
     const int32_t ni = static_cast<int32_t>(n);
     const int32_t n1 = ni >> 1, n2 = ni - n1;
     const uint32_t b1 = static_cast<uint32_t>(n1 + 127) << 23, b2 = static_cast<uint32_t>(n2 + 127) << 23;
