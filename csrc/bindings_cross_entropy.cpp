@@ -53,10 +53,11 @@ py::object cross_entropy_binding(const py::array& logits, const py::object& targ
         require_rows(soft_arr, "soft_target", q.dtype, q.rows, q.cols);
         q.soft_target = soft_arr.data();
     }
+    const DType compute = q.dtype == DType::f64 ? DType::f64 : DType::f32;
     if (!weight.is_none()) {
         weight_arr = py::array::ensure(weight);
-        if (!weight_arr || dtype_of(weight_arr, "weight") != q.dtype)
-            throw py::type_error("weight must have the logits' dtype");
+        if (!weight_arr || dtype_of(weight_arr, "weight") != compute)
+            throw py::type_error("weight must be float64 for float64 logits, float32 otherwise");
         require_vector(weight_arr, "weight", q.cols);
         q.weight = weight_arr.data();
     }
@@ -69,7 +70,9 @@ py::object cross_entropy_binding(const py::array& logits, const py::object& targ
         if (grad.is_none()) throw py::value_error("grad_output given without a grad array to write");
         grad_arr = py::array::ensure(grad);
         if (!grad_arr) throw py::type_error("grad must be an array");
-        require_rows(grad_arr, "grad", q.dtype, q.rows, q.cols);
+        // The gradient has the logits' dtype, or float32 for 16-bit logits.
+        q.grad_f32 = is_16bit(q.dtype) && dtype_of(grad_arr, "grad") == DType::f32;
+        require_rows(grad_arr, "grad", q.grad_f32 ? DType::f32 : q.dtype, q.rows, q.cols);
         require_writeable(grad_arr, "grad");
         q.grad = grad_arr.mutable_data();
     }
@@ -88,7 +91,7 @@ py::object cross_entropy_binding(const py::array& logits, const py::object& targ
                               std::to_string(q.cols) + " or ignore_index (" + std::to_string(q.ignore_index) + ")");
 
     if (q.reduction == Reduction::none)
-        return q.dtype == DType::f32 ? row_losses_as<float>(result.row_loss) : row_losses_as<double>(result.row_loss);
+        return q.dtype == DType::f64 ? row_losses_as<double>(result.row_loss) : row_losses_as<float>(result.row_loss);
     return py::float_(result.total);
 }
 

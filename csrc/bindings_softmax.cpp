@@ -12,7 +12,7 @@ namespace {
 py::array logsumexp(const py::array& x) {
     const DType dtype = dtype_of(x, "x");
     require_rows(x, "x", dtype);
-    py::array out(x.dtype(), std::vector<py::ssize_t>{x.shape(0)});
+    py::array out(compute_dtype(dtype), std::vector<py::ssize_t>{x.shape(0)});
     const auto fn = kernels().logsumexp[static_cast<int>(dtype)];
     const void* in = x.data();
     void* o = out.mutable_data();
@@ -44,7 +44,7 @@ void rows_to_rows(RowsToRowsTable KernelTable::*member, const py::array& x, py::
 
 void register_softmax(py::module_& m) {
     m.def("logsumexp", &logsumexp, py::arg("x"),
-          "Row-wise log-sum-exp of a C-contiguous (rows, C) float array.");
+          "Row-wise log-sum-exp of a C-contiguous (rows, C) float array (float32 result for 16-bit input).");
     m.def(
         "softmax", [](const py::array& x, py::array& out) { rows_to_rows(&KernelTable::softmax, x, out); },
         py::arg("x"), py::arg("out"), "Row-wise softmax of x into out (both C-contiguous (rows, C)).");

@@ -22,15 +22,25 @@ inline std::string shape_str(const py::array& a) {
 inline DType dtype_of(const py::array& a, const char* name) {
     if (a.dtype().is(py::dtype::of<float>())) return DType::f32;
     if (a.dtype().is(py::dtype::of<double>())) return DType::f64;
-    throw py::type_error(std::string(name) + " must be float32 or float64, got " +
-                         py::str(a.dtype()).cast<std::string>());
+    const std::string dtype_name = py::str(a.dtype()).cast<std::string>();
+    if (a.dtype().kind() == 'f' && a.dtype().itemsize() == 2) return DType::f16;
+    if (dtype_name == "bfloat16" && a.dtype().itemsize() == 2) return DType::bf16;  // ml_dtypes.bfloat16
+    throw py::type_error(std::string(name) + " must be float32, float64, float16 or bfloat16, got " + dtype_name);
+}
+
+inline bool is_16bit(DType d) { return d == DType::bf16 || d == DType::f16; }
+
+// The NumPy dtype results of reductions come out in: float64 for float64,
+// float32 otherwise (16-bit inputs compute in float32).
+inline py::dtype compute_dtype(DType d) {
+    return d == DType::f64 ? py::dtype::of<double>() : py::dtype::of<float>();
 }
 
 // A C-contiguous 2-D array of the given dtype (the kernels' layout).
 inline void require_rows(const py::array& a, const char* name, DType dtype, py::ssize_t rows = -1,
                          py::ssize_t cols = -1) {
     if (a.ndim() != 2) throw py::value_error(std::string(name) + " must be 2-D, got shape " + shape_str(a));
-    if (dtype_of(a, name) != dtype) throw py::type_error(std::string(name) + " must have the logits' dtype");
+    if (dtype_of(a, name) != dtype) throw py::type_error(std::string(name) + " has the wrong dtype");
     if (!(a.flags() & py::array::c_style))
         throw py::value_error(std::string(name) + " must be C-contiguous");
     if ((rows >= 0 && a.shape(0) != rows) || (cols >= 0 && a.shape(1) != cols))

@@ -45,6 +45,7 @@ CpuFeatures detect() {
     if (max_leaf < 7) return f;
     cpuid(1, 0, r);
     const bool osxsave = (r[2] >> 27) & 1, fma = (r[2] >> 12) & 1, avx = (r[2] >> 28) & 1;
+    const bool f16c = (r[2] >> 29) & 1;
     if (!osxsave || !avx) return f;
     const uint64_t xcr0 = xgetbv0();
     const bool ymm_state = (xcr0 & 0x6) == 0x6;    // SSE + AVX state
@@ -54,7 +55,7 @@ CpuFeatures detect() {
     const bool avx2 = (ebx >> 5) & 1;
     const bool avx512f = (ebx >> 16) & 1, avx512dq = (ebx >> 17) & 1;
     const bool avx512bw = (ebx >> 30) & 1, avx512vl = (ebx >> 31) & 1;
-    f.avx2_fma = ymm_state && avx2 && fma;
+    f.avx2_fma = ymm_state && avx2 && fma && f16c;
     f.avx512 = f.avx2_fma && zmm_state && avx512f && avx512dq && avx512bw && avx512vl;
     return f;
 }

@@ -4,7 +4,7 @@
 namespace pyce {
 
 struct CpuFeatures {
-    bool avx2_fma = false;  // AVX2 + FMA + OS-enabled YMM state
+    bool avx2_fma = false;  // AVX2 + FMA + F16C + OS-enabled YMM state
     bool avx512 = false;    // AVX-512 F/DQ/BW/VL + OS-enabled ZMM state
 };
 

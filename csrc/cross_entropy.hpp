@@ -18,12 +18,13 @@ struct CrossEntropyRequest {
     int64_t rows = 0, cols = 0;
     const int64_t* target = nullptr;    // rows, or null with soft_target
     const void* soft_target = nullptr;  // rows x cols
-    const void* weight = nullptr;       // cols
+    const void* weight = nullptr;       // cols, float64 for float64 logits, else float32
     int64_t ignore_index = -100;
     double label_smoothing = 0.0;
     Reduction reduction = Reduction::mean;
     const double* grad_output = nullptr;  // rows (none) or 1 value; null: no gradient
     void* grad = nullptr;                 // rows x cols, written when grad_output is set
+    bool grad_f32 = false;                // 16-bit logits with a float32 gradient
 };
 
 struct CrossEntropyResult {

@@ -48,7 +48,7 @@ CrossEntropyResult cross_entropy(const CrossEntropyRequest& q) {
     result.row_loss.assign(static_cast<size_t>(q.rows), 0.0);
 
     const double divisor = q.reduction == Reduction::mean
-                               ? (q.dtype == DType::f32 ? mean_divisor<float>(q) : mean_divisor<double>(q))
+                               ? (q.dtype == DType::f64 ? mean_divisor<double>(q) : mean_divisor<float>(q))
                                : 1.0;
 
     CrossEntropyArgs args;
@@ -64,6 +64,7 @@ CrossEntropyResult cross_entropy(const CrossEntropyRequest& q) {
     args.threads = num_threads();
     if (q.grad_output) {
         args.grad = q.grad;
+        args.grad_f32 = q.grad_f32;
         if (q.reduction == Reduction::none)
             args.grad_scale_rows = q.grad_output;
         else

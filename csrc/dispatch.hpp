@@ -12,8 +12,10 @@
 
 namespace pyce {
 
-enum class DType : int { f32 = 0, f64 = 1 };
-constexpr int kNumDTypes = 2;
+// Logit dtypes. 16-bit logits compute in float32; their reductions
+// (logsumexp, losses) come out in float32.
+enum class DType : int { f32 = 0, f64 = 1, bf16 = 2, f16 = 3 };
+constexpr int kNumDTypes = 4;
 
 // One cross-entropy problem laid out as `rows` x `cols` (classes last,
 // C-contiguous). Exactly one of `target` / `soft_target` is set.
@@ -23,19 +25,22 @@ struct CrossEntropyArgs {
     int64_t cols = 0;
     const int64_t* target = nullptr;   // rows class indices (already bounds-checked)
     const void* soft_target = nullptr; // rows x cols probabilities, dtype
-    const void* weight = nullptr;      // cols class weights, dtype, or null
+    const void* weight = nullptr;      // cols class weights in the compute type (float32 for 16-bit), or null
     int64_t ignore_index = -100;
     double label_smoothing = 0.0;
     // The gradient is written when `grad` is set (it may alias `logits`):
     // row i is scaled by grad_scale_rows[i] if given, else by grad_scale.
     void* grad = nullptr;
+    bool grad_f32 = false;             // 16-bit logits: the gradient is float32, not 16-bit
     double grad_scale = 1.0;
     const double* grad_scale_rows = nullptr;
     double* row_loss = nullptr;        // rows, out: each row's (unreduced) loss
     int threads = 1;
 };
 
-// Row-wise functions over a rows x cols C-contiguous array.
+// Row-wise functions over a rows x cols C-contiguous array. logsumexp writes
+// `rows` values of the compute type (float32 for 16-bit input); softmax and
+// log_softmax write rows x cols of the input dtype.
 using RowsToVectorFn = void (*)(const void* x, int64_t rows, int64_t cols, void* out, int threads);
 using RowsToRowsFn = void (*)(const void* x, int64_t rows, int64_t cols, void* out, int threads);
 using CrossEntropyFn = void (*)(const CrossEntropyArgs& args);

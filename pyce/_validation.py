@@ -11,10 +11,21 @@ import operator
 
 import numpy as np
 
-# Logit dtypes the kernels compute in natively.
+# Logit dtypes the kernels take: float32 and float64 compute in themselves;
+# float16 and bfloat16 (ml_dtypes.bfloat16) are read into float32.
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+
+
+def is_16bit(dtype: np.dtype) -> bool:
+    """float16, or bfloat16 from ml_dtypes (a NumPy dtype named 'bfloat16')."""
+    return dtype == np.float16 or (dtype.name == "bfloat16" and dtype.itemsize == 2)
+
+
+def compute_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype reductions (logsumexp, losses) come out in: float64 for float64, else float32."""
+    return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
 
 
 def normalize_axis(axis, ndim: int, name: str = "axis") -> int:
@@ -29,21 +40,21 @@ def normalize_axis(axis, ndim: int, name: str = "axis") -> int:
 
 
 def as_float_array(x, name: str) -> np.ndarray:
-    """``x`` as a float32/float64 ndarray (no copy when it already is one)."""
+    """``x`` as an ndarray of a dtype the kernels take (no copy when it already is)."""
     arr = np.asarray(x)
-    if arr.dtype in FLOAT_DTYPES:
+    if arr.dtype in FLOAT_DTYPES or is_16bit(arr.dtype):
         return arr
     if arr.dtype.kind in "biu":
-        # Integer input is exact in float64, and NumPy would promote it there.
         raise TypeError(
-            f"{name} must be a float32 or float64 array, got dtype {arr.dtype}; "
-            f"convert it first, e.g. {name}.astype(np.float32)")
+            f"{name} must be a floating-point array (float32, float64, float16 or bfloat16), "
+            f"got dtype {arr.dtype}; convert it first, e.g. {name}.astype(np.float32)")
     if arr.dtype.kind == "f":
-        # float16 / longdouble: compute in the nearest dtype we have kernels for.
         raise TypeError(
-            f"{name} has dtype {arr.dtype}; pyce computes in float32 or float64: "
-            f"convert with .astype(np.float32)")
-    raise TypeError(f"{name} must be a floating-point array, got dtype {arr.dtype}")
+            f"{name} has dtype {arr.dtype}; pyce computes in float32 or float64 "
+            f"(and reads float16/bfloat16): convert with .astype(np.float64)")
+    raise TypeError(
+        f"{name} must be a floating-point array (float32, float64, float16 or bfloat16), "
+        f"got dtype {arr.dtype}")
 
 
 def rows_view(x: np.ndarray, axis: int) -> np.ndarray:
@@ -83,7 +94,7 @@ def check_ignore_index(ignore_index) -> int:
 
 
 def check_weight(weight, n_classes: int, dtype: np.dtype):
-    """Class weights as a contiguous (C,) array of the compute dtype, or None."""
+    """Class weights as a contiguous (C,) array of the logits' compute dtype, or None."""
     if weight is None:
         return None
     w = np.asarray(weight)
@@ -118,7 +129,7 @@ def split_target(target, logits: np.ndarray, axis: int):
                     f"target {int(t.reshape(-1)[pos])} at position {pos} (flattened) is out of "
                     f"range for {logits.shape[axis]} classes")
         return t.astype(np.int64, copy=False), None
-    if t.dtype.kind == "f":
+    if t.dtype.kind == "f" or is_16bit(t.dtype):
         if t.shape == logits.shape:
             return None, t
         raise TypeError(

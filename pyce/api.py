@@ -13,6 +13,8 @@ from . import _core
 from ._validation import (
     REDUCTIONS,
     as_float_array,
+    compute_dtype,
+    is_16bit,
     check_grad_output,
     check_ignore_index,
     check_label_smoothing,
@@ -43,7 +45,7 @@ def logsumexp(x, axis=-1, keepdims=False):
 
     Parameters
     ----------
-    x : array_like of float32 or float64
+    x : array_like of float32, float64, float16 or bfloat16
         Input values.
     axis : int, optional
         Axis to reduce over (default: the last).
@@ -53,7 +55,8 @@ def logsumexp(x, axis=-1, keepdims=False):
     Returns
     -------
     numpy.ndarray or numpy scalar
-        ``log(sum(exp(x), axis))`` in the dtype of ``x``. A slice of all ``-inf``
+        ``log(sum(exp(x), axis))`` in the dtype of ``x`` (float32 for float16 and
+        bfloat16 input, which is computed in float32). A slice of all ``-inf``
         gives ``-inf``; one with ``+inf`` gives ``+inf``; one with ``nan`` gives ``nan``.
 
     Examples
@@ -69,7 +72,7 @@ def logsumexp(x, axis=-1, keepdims=False):
     rows = rows_view(x, axis)
     out_shape = x.shape[:axis] + x.shape[axis + 1:]
     if rows.shape[1] == 0:
-        out = np.full(out_shape, -np.inf, dtype=x.dtype)  # log(0)
+        out = np.full(out_shape, -np.inf, dtype=compute_dtype(x.dtype))  # log(0)
     else:
         out = _core.logsumexp(rows).reshape(out_shape)
     if keepdims:
@@ -95,7 +98,7 @@ def softmax(x, axis=-1):
 
     Parameters
     ----------
-    x : array_like of float32 or float64
+    x : array_like of float32, float64, float16 or bfloat16
     axis : int, optional
         The class axis (default: the last).
 
@@ -114,7 +117,7 @@ def log_softmax(x, axis=-1):
 
     Parameters
     ----------
-    x : array_like of float32 or float64
+    x : array_like of float32, float64, float16 or bfloat16
     axis : int, optional
         The class axis (default: the last).
 
@@ -141,7 +144,7 @@ class _Problem:
         self.reduction = check_reduction(reduction)
         self.label_smoothing = check_label_smoothing(label_smoothing)
         self.ignore_index = check_ignore_index(ignore_index)
-        self.weight = check_weight(weight, self.n_classes, logits.dtype)
+        self.weight = check_weight(weight, self.n_classes, compute_dtype(logits.dtype))
         indices, probabilities = split_target(target, logits, self.axis)
         self.target_shape = logits.shape[:self.axis] + logits.shape[self.axis + 1:]
         self.rows = rows_view(logits, self.axis)
@@ -164,7 +167,7 @@ class _Problem:
         """The kernel's loss as a NumPy scalar (reduced) or an array of the target's shape."""
         if self.reduction == REDUCTIONS["none"]:
             return raw.reshape(self.target_shape)
-        return _scalar(raw, self.logits.dtype)
+        return _scalar(raw, compute_dtype(self.logits.dtype))
 
     def grad_like_logits(self, grad_rows):
         moved_shape = self.target_shape + (self.n_classes,)
@@ -177,8 +180,9 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
 
     Parameters
     ----------
-    logits : array_like of float32 or float64
-        Unnormalised scores; the classes lie along ``axis``.
+    logits : array_like of float32, float64, float16 or bfloat16
+        Unnormalised scores; the classes lie along ``axis``. (bfloat16 arrays are
+        ``ml_dtypes.bfloat16``; 16-bit logits are computed in float32.)
     target : array_like
         Either integer class indices with the logits' shape minus the class axis,
         or float class probabilities with the logits' shape.
@@ -200,8 +204,9 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
     Returns
     -------
     numpy scalar or numpy.ndarray
-        For 'mean' and 'sum', a scalar (float32 for float32 logits, float64 for
-        float64); for 'none', an array of the target's shape.
+        For 'mean' and 'sum', a scalar; for 'none', an array of the target's
+        shape. float64 for float64 logits, float32 otherwise (float16 and
+        bfloat16 logits are computed in float32).
 
     Raises
     ------
@@ -224,7 +229,8 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
 
 
 def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=None,
-                           ignore_index=-100, reduction="mean", label_smoothing=0.0):
+                           ignore_index=-100, reduction="mean", label_smoothing=0.0,
+                           grad_dtype=None):
     """Gradient of :func:`cross_entropy` with respect to the logits.
 
     Parameters
@@ -234,21 +240,25 @@ def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=N
     grad_output : float or array_like, optional
         The upstream gradient: a scalar for 'mean'/'sum', an array of the target's
         shape (or broadcastable to it) for 'none'. Default 1.
+    grad_dtype : dtype, optional
+        The gradient's dtype: the logits' (default), or float32 for float16 and
+        bfloat16 logits (no rounding to 16 bits).
 
     Returns
     -------
     numpy.ndarray
-        ``d loss / d logits * grad_output``, same shape and dtype as ``logits``.
+        ``d loss / d logits * grad_output``, same shape as ``logits``.
         Rows whose target is ``ignore_index`` are zero.
     """
     problem = _Problem(logits, target, axis, weight, ignore_index, reduction, label_smoothing)
-    grad_rows = np.empty_like(problem.rows)
+    grad_rows = np.empty(problem.rows.shape, dtype=_grad_dtype(problem.logits.dtype, grad_dtype))
     problem.run(grad_output, grad_rows)
     return problem.grad_like_logits(grad_rows)
 
 
 def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_index=-100,
-                            reduction="mean", label_smoothing=0.0, inplace=False):
+                            reduction="mean", label_smoothing=0.0, inplace=False,
+                            grad_dtype=None):
     """Loss and gradient from one fused pass that reads each logit once.
 
     Parameters
@@ -259,6 +269,8 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_inde
         Write the gradient over ``logits`` (which must be a writeable ndarray
         whose class axis is its innermost, contiguous one) and return it as
         ``grad``: no array of the logits' size is allocated.
+    grad_dtype : dtype, optional
+        As for :func:`cross_entropy_backward` (not with ``inplace=True``).
 
     Returns
     -------
@@ -266,15 +278,41 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_inde
         As :func:`cross_entropy`.
     grad : numpy.ndarray
         The gradient of the loss w.r.t. the logits (with ``grad_output = 1``),
-        same shape and dtype as ``logits``.
+        same shape as ``logits``.
+
+    Examples
+    --------
+    >>> import numpy as np, pyce
+    >>> loss, grad = pyce.cross_entropy_with_grad(np.array([[2.0, 1.0, 3.0]]), np.array([2]))
+    >>> np.round(grad, 4)   # softmax minus one-hot
+    array([[ 0.2447,  0.09  , -0.3348]])
     """
     if inplace:
         _check_inplace(logits, axis)
+        if grad_dtype is not None and np.dtype(grad_dtype) != logits.dtype:
+            raise ValueError(
+                f"inplace=True writes the gradient over the logits, so it has their dtype "
+                f"{logits.dtype}; got grad_dtype={np.dtype(grad_dtype)}")
     problem = _Problem(logits, target, axis, weight, ignore_index, reduction, label_smoothing)
-    grad_rows = problem.rows if inplace else np.empty_like(problem.rows)
+    if inplace:
+        grad_rows = problem.rows
+    else:
+        grad_rows = np.empty(problem.rows.shape, dtype=_grad_dtype(problem.logits.dtype, grad_dtype))
     loss = problem.loss(problem.run(1.0, grad_rows))
     grad = logits if inplace else problem.grad_like_logits(grad_rows)
     return loss, grad
+
+
+def _grad_dtype(logits_dtype, grad_dtype):
+    """The gradient's dtype: the logits', or float32 for 16-bit logits when asked."""
+    if grad_dtype is None:
+        return logits_dtype
+    wanted = np.dtype(grad_dtype)
+    if wanted == logits_dtype or (wanted == np.float32 and is_16bit(logits_dtype)):
+        return wanted
+    raise ValueError(
+        f"grad_dtype must be the logits' dtype {logits_dtype}"
+        + (" or float32" if is_16bit(logits_dtype) else "") + f", got {wanted}")
 
 
 def _check_inplace(logits, axis):
@@ -283,8 +321,7 @@ def _check_inplace(logits, axis):
             f"inplace=True needs a NumPy array to write into, got {type(logits).__name__}")
     if not logits.flags.writeable:
         raise ValueError("inplace=True needs a writeable array, but logits is read-only")
-    if logits.dtype not in (np.float32, np.float64):
-        as_float_array(logits, "logits")  # raises the TypeError
+    as_float_array(logits, "logits")  # raises the TypeError for a bad dtype
     if logits.ndim == 0:
         return  # _Problem raises the error
     if not logits.flags.c_contiguous:

@@ -1,13 +1,18 @@
 // The numerics of one block of a row, shared by the softmax family and the
 // cross-entropy kernels.
 //
-// A row's log-sum-exp is built block by block. For each block we sweep twice
-// (the second sweep hits L1): first its max, then exp(x - max) summed -- and
-// stored, when a gradient or softmax is wanted, so exp is computed once per
-// element. Blocks are then merged in order with one rescale each:
+// A row's log-sum-exp is built block by block. Every block is swept once:
+// each element is read, exp(x - shift) computed (once per element), summed
+// and -- when a gradient or softmax is wanted -- stored, while the extra sums
+// the loss needs are gathered in the same sweep. The shift is the same for the
+// whole row (row_shift) unless a block holds a far larger logit. Blocks are
+// then merged in order with one rescale each:
 //     (m, s) + (m_b, s_b) -> (max(m, m_b), s * e^(m - M) + s_b * e^(m_b - M)).
-// Sums inside a block accumulate in the vector type (float32 for float32
-// input); the merge over blocks, the row's lse and its loss are float64.
+// Sums inside a block accumulate in the vector type (float32 for float32 and
+// 16-bit input); the merge over blocks, the row's lse and its loss are float64.
+//
+// T is the storage type of the logits (float, double, bf16, f16); Acc<T> the
+// type they are computed in (float, or double for double).
 #pragma once
 
 #include <cmath>
@@ -47,30 +52,32 @@ enum class Extra {
 // Where the coefficients of the Extra sums come from, for one row.
 template <class T>
 struct Coefs {
-    const T* weight = nullptr;  // C class weights (sum_wx, soft_w)
-    const T* y = nullptr;       // this row's target probabilities (soft, soft_w)
-    T keep = 1;                 // 1 - eps
-    T uniform = 0;              // eps / C
+    const Acc<T>* weight = nullptr;  // C class weights (sum_wx, soft_w), in the compute type
+    const T* y = nullptr;            // this row's target probabilities (soft, soft_w)
+    Acc<T> keep = 1;                 // 1 - eps
+    Acc<T> uniform = 0;              // eps / C
 };
 
-// The coefficient vector at offset i of the row (Extra != none).
-template <Extra E, class V, class T>
+// The coefficient vector at offset i of the row (Extra != none); with
+// tail > 0, only the first `tail` lanes are classes.
+template <Extra E, class T, class V = typename VecFor<T>::type>
 inline V coef_at(const Coefs<T>& c, int64_t i, int64_t tail) {
-    auto ld = [&](const T* p) { return tail ? V::load_partial(p + i, tail, T(0)) : V::load(p + i); };
+    using A = Acc<T>;
     if constexpr (E == Extra::sum_x) {
-        return V::broadcast(T(1));  // padding lanes are multiplied by x = 0
+        return V::broadcast(A(1));  // padding lanes are multiplied by x = 0
     } else if constexpr (E == Extra::sum_wx) {
-        return ld(c.weight);
+        return tail ? vload_partial(c.weight + i, tail, A(0)) : vload(c.weight + i);
     } else {
-        V t = fmadd(ld(c.y), V::broadcast(c.keep), V::broadcast(c.uniform));
+        // Padding lanes of y read as 0 but would still get eps / C: the weight
+        // (0 there) or a 0/1 lane mask zeroes them -- they are not classes.
+        const V y = tail ? vload_partial(c.y + i, tail, A(0)) : vload(c.y + i);
+        V t = fmadd(y, V::broadcast(c.keep), V::broadcast(c.uniform));
         if constexpr (E == Extra::soft_w) {
-            t = t * ld(c.weight);  // padding lanes: weight 0
+            t = t * (tail ? vload_partial(c.weight + i, tail, A(0)) : vload(c.weight + i));
         } else if (tail) {
-            // Padding lanes would hold eps / C: zero them, they are not classes.
             static_assert(V::width <= 16, "widen the ones table");
-            static const T ones[16] = {T(1), T(1), T(1), T(1), T(1), T(1), T(1), T(1),
-                                             T(1), T(1), T(1), T(1), T(1), T(1), T(1), T(1)};
-            t = t * V::load_partial(ones, tail, T(0));
+            static const A ones[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+            t = t * vload_partial(ones, tail, A(0));
         }
         return t;
     }
@@ -79,26 +86,29 @@ inline V coef_at(const Coefs<T>& c, int64_t i, int64_t tail) {
 // True if any of x[0..n) is nan (only called for the rare blocks holding +inf).
 template <class T>
 inline bool any_nan(const T* x, int64_t n) {
-    for (int64_t i = 0; i < n; ++i)
-        if (x[i] != x[i]) return true;
+    for (int64_t i = 0; i < n; ++i) {
+        const auto v = to_acc(x[i]);
+        if (v != v) return true;
+    }
     return false;
 }
 
 // The shift a row's exps are computed against: the max of its first block
-// (0 if that is not finite). Every block of the row uses it unless the block's
-// own max is far above it (see block_stats). It depends only on the row, so
+// (0 if that is not finite). Every block of the row uses it unless the block
+// holds a far larger logit (see block_stats). It depends only on the row, so
 // the blocks can be computed in any order, by any thread.
 template <class T>
-inline T row_shift(const T* x, int64_t cols) {
+inline Acc<T> row_shift(const T* x, int64_t cols) {
     using V = typename VecFor<T>::type;
+    using A = Acc<T>;
     constexpr int W = V::width;
-    const T ninf = -std::numeric_limits<T>::infinity();
+    const A ninf = -std::numeric_limits<A>::infinity();
     const int64_t n = cols < kBlock ? cols : kBlock, full = n - n % W;
     V vmax = V::broadcast(ninf);
-    for (int64_t i = 0; i < full; i += W) vmax = max(vmax, V::load(x + i));
-    if (n > full) vmax = max(vmax, V::load_partial(x + full, n - full, ninf));
-    const T m = reduce_max(vmax);
-    return std::isfinite(m) ? m : T(0);
+    for (int64_t i = 0; i < full; i += W) vmax = max(vmax, vload(x + i));
+    if (n > full) vmax = max(vmax, vload_partial(x + full, n - full, ninf));
+    const A m = reduce_max(vmax);
+    return std::isfinite(m) ? m : A(0);
 }
 
 // A logit more than this above the shift would make exp(x - shift) too large
@@ -109,37 +119,41 @@ constexpr double kShiftMargin = 64.0;
 // The rare path of block_stats: x[i] onwards holds a logit above the limit.
 // Moves the shift to the max of x[i..n) and rescales what was done so far
 // (exps stored in e_out[0..i) and their running sum) to the new shift.
-template <class T, class V>
-inline void raise_shift(const T* x, int64_t i, int64_t n, T* e_out, bool store, T& shift, V& acc) {
-    T m = shift;
-    for (int64_t j = i; j < n; ++j) m = x[j] > m ? x[j] : m;
+template <class T, class V, class A>
+inline void raise_shift(const T* x, int64_t i, int64_t n, A* e_out, A& shift, V& acc) {
+    A m = shift;
+    for (int64_t j = i; j < n; ++j) {
+        const A v = to_acc(x[j]);
+        m = v > m ? v : m;
+    }
     // +inf: the row has no distribution; its sum becomes nan or inf (below).
-    const T scale = m == std::numeric_limits<T>::infinity() ? T(0) : static_cast<T>(std::exp(shift - m));
-    const V vscale = V::broadcast(scale);
-    acc = acc * vscale;
-    if (store)
+    const A scale = m == std::numeric_limits<A>::infinity() ? A(0) : static_cast<A>(std::exp(shift - m));
+    acc = acc * V::broadcast(scale);
+    if (e_out)
         for (int64_t j = 0; j < i; ++j) e_out[j] *= scale;
     shift = m;
 }
 
 // One sweep over the block x[0..n): exp(x - shift) against the row's shift
-// (stored to e_out if kStore; e_out may alias x), their sum and the Extra
-// sums. `offset` is the block's position in the row, for the coefficient
-// arrays. Each element is read once and its exp computed once.
+// (stored to e_out if kStore; e_out may alias x when T is Acc<T>), their sum
+// and the Extra sums. `offset` is the block's position in the row, for the
+// coefficient arrays. Each element is read once and its exp computed once.
 template <class T, Extra E, bool kStore>
-inline BlockStats block_stats(const T* x, int64_t n, T* e_out, const Coefs<T>& c, int64_t offset, T shift) {
+inline BlockStats block_stats(const T* x, int64_t n, Acc<T>* e_out, const Coefs<T>& c, int64_t offset,
+                              Acc<T> shift) {
     using V = typename VecFor<T>::type;
+    using A = Acc<T>;
     constexpr int W = V::width;
-    const T ninf = -std::numeric_limits<T>::infinity();
+    const A ninf = -std::numeric_limits<A>::infinity();
     const int64_t full = n - n % W, tail = n - full;
 
     V vshift = V::broadcast(shift);
-    V limit = V::broadcast(static_cast<T>(shift + kShiftMargin));
+    V limit = V::broadcast(static_cast<A>(shift + kShiftMargin));
     V acc = V::broadcast(0), dot = V::broadcast(0), coef = V::broadcast(0);
     for (int64_t i = 0; i < full; i += W) {
-        const V xv = V::load(x + i);
+        const V xv = vload(x + i);
         if (any_greater(xv, limit)) {  // rare: see raise_shift
-            raise_shift(x, i, n, e_out, kStore, shift, acc);
+            raise_shift(x, i, n, kStore ? e_out : static_cast<A*>(nullptr), shift, acc);
             vshift = V::broadcast(shift);
             limit = V::broadcast(-ninf);
         }
@@ -147,7 +161,7 @@ inline BlockStats block_stats(const T* x, int64_t n, T* e_out, const Coefs<T>& c
         if constexpr (kStore) e.store(e_out + i);
         acc = acc + e;
         if constexpr (E != Extra::none) {
-            const V cv = coef_at<E, V>(c, offset + i, 0);
+            const V cv = coef_at<E>(c, offset + i, 0);
             dot = fmadd(cv, xv, dot);
             if constexpr (E == Extra::soft || E == Extra::soft_w) coef = coef + cv;
         }
@@ -155,17 +169,17 @@ inline BlockStats block_stats(const T* x, int64_t n, T* e_out, const Coefs<T>& c
     if (tail) {
         // Padding lanes: -inf for the exps (exp gives 0), 0 for the dot
         // products. Both loads come before the store: e_out may be x itself.
-        const V x_for_exp = V::load_partial(x + full, tail, ninf);
-        const V x_for_dot = V::load_partial(x + full, tail, T(0));
+        const V x_for_exp = vload_partial(x + full, tail, ninf);
+        const V x_for_dot = vload_partial(x + full, tail, A(0));
         if (any_greater(x_for_exp, limit)) {
-            raise_shift(x, full, n, e_out, kStore, shift, acc);
+            raise_shift(x, full, n, kStore ? e_out : static_cast<A*>(nullptr), shift, acc);
             vshift = V::broadcast(shift);
         }
         const V e = exp(x_for_exp - vshift);
         if constexpr (kStore) e.store_partial(e_out + full, tail);
         acc = acc + e;
         if constexpr (E != Extra::none) {
-            const V cv = coef_at<E, V>(c, offset + full, tail);
+            const V cv = coef_at<E>(c, offset + full, tail);
             dot = fmadd(cv, x_for_dot, dot);
             if constexpr (E == Extra::soft || E == Extra::soft_w) coef = coef + cv;
         }

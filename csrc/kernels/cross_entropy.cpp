@@ -13,6 +13,7 @@
 // in the same sweep. This is torch.nn.functional.cross_entropy's definition.
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "../dispatch.hpp"
 #include "block_math.hpp"
@@ -22,16 +23,21 @@ namespace pyce {
 namespace CPU_CAPABILITY {
 namespace {
 
-template <class T, Extra E, bool kGrad>
+// T: the logits' storage type; G: the gradient's (T, or float32 for 16-bit T).
+template <class T, class G, Extra E, bool kGrad>
 struct CrossEntropyKernel {
+    using A = Acc<T>;
+    using V = typename VecFor<T>::type;
     static constexpr bool kSoft = E == Extra::soft || E == Extra::soft_w;
     static constexpr bool kRescale = kGrad;
+    // The exps are kept in the gradient until rescaled, unless it is 16-bit.
+    static constexpr bool kScratch = kGrad && !std::is_same_v<G, A>;
+    using Scratch = A;
     using Stats = BlockStats;
-    using V = typename VecFor<T>::type;
 
     struct Row {
         int64_t index = 0;
-        T shift = 0;           // see row_shift
+        A shift = 0;           // see row_shift
         bool ignored = false;
         int64_t target = -1;   // class index (hard targets)
         double x_target = 0;   // its logit, read before an in-place gradient overwrites it
@@ -43,17 +49,17 @@ struct CrossEntropyKernel {
 
     const CrossEntropyArgs& a;
     const T* x;
-    T* g;
-    const T* weight;
+    G* g;
+    const A* weight;
     int64_t C;
     double beta;        // eps / C for hard targets, 1 for probability targets
     double coef_total;  // K for hard targets: C, or sum(w)
 
-    CrossEntropyKernel(const CrossEntropyArgs& args)
+    explicit CrossEntropyKernel(const CrossEntropyArgs& args)
         : a(args),
           x(static_cast<const T*>(args.logits)),
-          g(static_cast<T*>(args.grad)),
-          weight(static_cast<const T*>(args.weight)),
+          g(static_cast<G*>(args.grad)),
+          weight(static_cast<const A*>(args.weight)),
           C(args.cols) {
         beta = kSoft ? 1.0 : args.label_smoothing / static_cast<double>(C);
         coef_total = static_cast<double>(C);
@@ -67,16 +73,15 @@ struct CrossEntropyKernel {
         Row row;
         row.index = r;
         row.scale = a.grad_scale_rows ? a.grad_scale_rows[r] : a.grad_scale;
-        row.shift = row_shift(x + r * C, C);
         if constexpr (!kSoft) {
             row.target = a.target[r];
             row.ignored = row.target == a.ignore_index;
-            if (!row.ignored) {
-                row.x_target = static_cast<double>(x[r * C + row.target]);
-                const double w_t = weight ? static_cast<double>(weight[row.target]) : 1.0;
-                row.alpha = (1.0 - a.label_smoothing) * w_t;
-            }
+            if (row.ignored) return row;  // its logits are never read
+            row.x_target = static_cast<double>(to_acc(x[r * C + row.target]));
+            const double w_t = weight ? static_cast<double>(weight[row.target]) : 1.0;
+            row.alpha = (1.0 - a.label_smoothing) * w_t;
         }
+        row.shift = row_shift(x + r * C, C);
         return row;
     }
 
@@ -84,16 +89,22 @@ struct CrossEntropyKernel {
         Coefs<T> c;
         c.weight = weight;
         if constexpr (kSoft) c.y = static_cast<const T*>(a.soft_target) + r * C;
-        c.keep = static_cast<T>(1.0 - a.label_smoothing);
-        c.uniform = static_cast<T>(a.label_smoothing / static_cast<double>(C));
+        c.keep = static_cast<A>(1.0 - a.label_smoothing);
+        c.uniform = static_cast<A>(a.label_smoothing / static_cast<double>(C));
         return c;
     }
 
-    Stats stats(const Row& row, int64_t b) const {
+    // Where block b's exps (and then its gradient, in the compute type) are kept.
+    A* exps(const Row& row, int64_t b, A* scratch) const {
+        if constexpr (kScratch) return scratch + b * kBlock;
+        return reinterpret_cast<A*>(g + row.index * C) + b * kBlock;
+    }
+
+    Stats stats(const Row& row, int64_t b, A* scratch) const {
         if (row.ignored) return Stats{};  // not even read
         const int64_t start = b * kBlock, n = C - start < kBlock ? C - start : kBlock;
-        const int64_t off = row.index * C + start;
-        return block_stats<T, E, kGrad>(x + off, n, kGrad ? g + off : nullptr, coefs(row.index), start, row.shift);
+        return block_stats<T, E, kGrad>(x + row.index * C + start, n, kGrad ? exps(row, b, scratch) : nullptr,
+                                        coefs(row.index), start, row.shift);
     }
 
     void finish(Row& row, const Stats* stats, int64_t nblocks) const {
@@ -122,48 +133,56 @@ struct CrossEntropyKernel {
         row.grad_mul = row.scale * q_weight;
     }
 
-    void rescale(const Row& row, int64_t b, const Stats& s) const {
+    void rescale(const Row& row, int64_t b, const Stats& s, A* scratch) const {
         constexpr int W = V::width;
         const int64_t start = b * kBlock, n = C - start < kBlock ? C - start : kBlock;
-        T* gb = g + row.index * C + start;
+        G* gb = g + row.index * C + start;
         if (row.ignored) {
-            std::memset(static_cast<void*>(gb), 0, static_cast<size_t>(n) * sizeof(T));
+            std::memset(static_cast<void*>(gb), 0, static_cast<size_t>(n) * sizeof(G));
             return;
         }
         const int64_t full = n - n % W, tail = n - full;
-        const V mul = V::broadcast(static_cast<T>(row.grad_mul * block_factor(s, row.sums)));
+        A* eb = exps(row, b, scratch);  // the block's exps, turned into its gradient in place
+        const V mul = V::broadcast(static_cast<A>(row.grad_mul * block_factor(s, row.sums)));
         if constexpr (E == Extra::none) {
-            for (int64_t i = 0; i < full; i += W) (V::load(gb + i) * mul).store(gb + i);
-            if (tail) (V::load_partial(gb + full, tail, T(0)) * mul).store_partial(gb + full, tail);
+            for (int64_t i = 0; i < full; i += W) (V::load(eb + i) * mul).store(eb + i);
+            if (tail) (V::load_partial(eb + full, tail, A(0)) * mul).store_partial(eb + full, tail);
         } else {
             // g = q * (scale * (alpha + beta K)) - scale * beta * coef
             const Coefs<T> c = coefs(row.index);
-            const V sub = V::broadcast(static_cast<T>(-row.scale * beta));
+            const V sub = V::broadcast(static_cast<A>(-row.scale * beta));
             for (int64_t i = 0; i < full; i += W)
-                fmadd(coef_at<E, V>(c, start + i, 0), sub, V::load(gb + i) * mul).store(gb + i);
+                fmadd(coef_at<E>(c, start + i, 0), sub, V::load(eb + i) * mul).store(eb + i);
             if (tail)
-                fmadd(coef_at<E, V>(c, start + full, tail), sub, V::load_partial(gb + full, tail, T(0)) * mul)
-                    .store_partial(gb + full, tail);
+                fmadd(coef_at<E>(c, start + full, tail), sub, V::load_partial(eb + full, tail, A(0)) * mul)
+                    .store_partial(eb + full, tail);
         }
         if constexpr (!kSoft) {
             const int64_t t = row.target - start;
-            if (t >= 0 && t < n) gb[t] = static_cast<T>(static_cast<double>(gb[t]) - row.scale * row.alpha);
+            if (t >= 0 && t < n) eb[t] = static_cast<A>(static_cast<double>(eb[t]) - row.scale * row.alpha);
+        }
+        if constexpr (kScratch) {
+            // Round the block's gradient to the 16-bit output dtype.
+            for (int64_t i = 0; i < full; i += W) vstore(gb + i, V::load(eb + i));
+            if (tail) vstore_partial(gb + full, tail, V::load_partial(eb + full, tail, A(0)));
         }
     }
 };
 
-template <class T, Extra E, bool kGrad>
+template <class T, class G, Extra E, bool kGrad>
 void run_case(const CrossEntropyArgs& args) {
-    CrossEntropyKernel<T, E, kGrad> kernel(args);
+    CrossEntropyKernel<T, G, E, kGrad> kernel(args);
     run_blocked(kernel, args.rows, args.cols, args.threads);
 }
 
 template <class T, Extra E>
 void run_extra(const CrossEntropyArgs& args) {
-    if (args.grad)
-        run_case<T, E, true>(args);
+    if (!args.grad)
+        run_case<T, T, E, false>(args);
+    else if (args.grad_f32 && !std::is_same_v<T, Acc<T>>)
+        run_case<T, Acc<T>, E, true>(args);
     else
-        run_case<T, E, false>(args);
+        run_case<T, T, E, true>(args);
 }
 
 // Picks the instantiation: which extra sums the sweep must gather.
@@ -183,6 +202,8 @@ void run(const CrossEntropyArgs& args) {
 void register_cross_entropy_kernels(KernelTable& table) {
     table.cross_entropy[static_cast<int>(DType::f32)] = run<float>;
     table.cross_entropy[static_cast<int>(DType::f64)] = run<double>;
+    table.cross_entropy[static_cast<int>(DType::bf16)] = run<bf16>;
+    table.cross_entropy[static_cast<int>(DType::f16)] = run<f16>;
 }
 
 }  // namespace CPU_CAPABILITY

@@ -46,23 +46,30 @@ void parallel_ranges(int64_t n, int threads, const Fn& fn) {
 // Many rows: each thread takes whole rows, so a row's blocks stay in its
 // core's L2 between `stats` and `rescale`. Few rows (a decode step: 8 x 256k):
 // the (row, block) pairs are shared out instead, so every thread works.
+//
+// A kernel whose exps cannot live in its output (a 16-bit output) sets
+// kScratch and gets a float32 row of scratch: one per thread for whole rows,
+// one per row when blocks are shared out.
 template <class Kernel>
 void run_blocked(Kernel& kernel, int64_t rows, int64_t cols, int threads) {
     using Stats = typename Kernel::Stats;
     using Row = typename Kernel::Row;
+    using Scratch = typename Kernel::Scratch;
     if (rows <= 0) return;
     const int64_t nblocks = num_blocks(cols);
     if (rows * cols < kMinParallelElements) threads = 1;
+    const size_t scratch_cols = Kernel::kScratch ? static_cast<size_t>(cols) : 0;
 
     if (threads == 1 || rows >= 4 * static_cast<int64_t>(threads) || nblocks == 1) {
         parallel_ranges(rows, threads, [&](int64_t r0, int64_t r1) {
             std::vector<Stats> stats(static_cast<size_t>(nblocks));
+            std::vector<Scratch> scratch(scratch_cols);
             for (int64_t r = r0; r < r1; ++r) {
                 Row row = kernel.begin(r);
-                for (int64_t b = 0; b < nblocks; ++b) stats[b] = kernel.stats(row, b);
+                for (int64_t b = 0; b < nblocks; ++b) stats[b] = kernel.stats(row, b, scratch.data());
                 kernel.finish(row, stats.data(), nblocks);
                 if (Kernel::kRescale)
-                    for (int64_t b = 0; b < nblocks; ++b) kernel.rescale(row, b, stats[b]);
+                    for (int64_t b = 0; b < nblocks; ++b) kernel.rescale(row, b, stats[b], scratch.data());
             }
         });
         return;
@@ -72,14 +79,18 @@ void run_blocked(Kernel& kernel, int64_t rows, int64_t cols, int threads) {
     row_state.reserve(static_cast<size_t>(rows));
     for (int64_t r = 0; r < rows; ++r) row_state.push_back(kernel.begin(r));
     std::vector<Stats> stats(static_cast<size_t>(rows * nblocks));
+    std::vector<Scratch> scratch(scratch_cols * static_cast<size_t>(rows));
+    auto scratch_row = [&](int64_t r) { return scratch.data() + scratch_cols * static_cast<size_t>(r); };
     const int64_t pairs = rows * nblocks;
     parallel_ranges(pairs, threads, [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) stats[i] = kernel.stats(row_state[i / nblocks], i % nblocks);
+        for (int64_t i = i0; i < i1; ++i)
+            stats[i] = kernel.stats(row_state[i / nblocks], i % nblocks, scratch_row(i / nblocks));
     });
     for (int64_t r = 0; r < rows; ++r) kernel.finish(row_state[r], &stats[r * nblocks], nblocks);
     if (Kernel::kRescale) {
         parallel_ranges(pairs, threads, [&](int64_t i0, int64_t i1) {
-            for (int64_t i = i0; i < i1; ++i) kernel.rescale(row_state[i / nblocks], i % nblocks, stats[i]);
+            for (int64_t i = i0; i < i1; ++i)
+                kernel.rescale(row_state[i / nblocks], i % nblocks, stats[i], scratch_row(i / nblocks));
         });
     }
 }

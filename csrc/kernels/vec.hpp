@@ -29,6 +29,58 @@ template <>
 struct VecFor<double> {
     using type = VecF64;
 };
+template <>
+struct VecFor<bf16> {
+    using type = VecF32;
+};
+template <>
+struct VecFor<f16> {
+    using type = VecF32;
+};
+
+// The type a storage type computes (and accumulates within a block) in.
+template <class T>
+using Acc = typename VecFor<T>::type::scalar;
+
+// Loads and stores by storage type: float32/float64 directly, 16-bit types
+// through float32 vectors (vec_*.hpp define vload/vstore for bf16 and f16).
+inline VecF32 vload(const float* p) { return VecF32::load(p); }
+inline VecF64 vload(const double* p) { return VecF64::load(p); }
+inline void vstore(float* p, VecF32 v) { v.store(p); }
+inline void vstore(double* p, VecF64 v) { v.store(p); }
+
+inline float to_acc(float v) { return v; }
+inline double to_acc(double v) { return v; }
+inline float to_acc(bf16 v) { return to_float(v); }
+inline float to_acc(f16 v) { return to_float(v); }
+template <class T>
+T from_acc(Acc<T> v);
+template <>
+inline float from_acc<float>(float v) { return v; }
+template <>
+inline double from_acc<double>(double v) { return v; }
+template <>
+inline bf16 from_acc<bf16>(float v) { return to_bf16(v); }
+template <>
+inline f16 from_acc<f16>(float v) { return to_f16(v); }
+
+// The first n < width lanes; the others read as `fill` / are not written.
+inline VecF32 vload_partial(const float* p, int64_t n, float fill) { return VecF32::load_partial(p, n, fill); }
+inline VecF64 vload_partial(const double* p, int64_t n, double fill) { return VecF64::load_partial(p, n, fill); }
+template <class H>
+inline VecF32 vload_partial(const H* p, int64_t n, float fill) {
+    float tmp[VecF32::width];
+    for (int64_t i = 0; i < n; ++i) tmp[i] = to_acc(p[i]);
+    return VecF32::load_partial(tmp, n, fill);
+}
+inline void vstore_partial(float* p, int64_t n, VecF32 v) { v.store_partial(p, n); }
+inline void vstore_partial(double* p, int64_t n, VecF64 v) { v.store_partial(p, n); }
+template <class H>
+inline void vstore_partial(H* p, int64_t n, VecF32 v) {
+    float tmp[VecF32::width];
+    v.store(tmp);
+    for (int64_t i = 0; i < n; ++i) p[i] = from_acc<H>(tmp[i]);
+}
 
 }  // namespace CPU_CAPABILITY
 }  // namespace pyce

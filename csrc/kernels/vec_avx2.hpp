@@ -1,4 +1,4 @@
-// AVX2 + FMA vector types for the kernels (compiled only with -mavx2 -mfma).
+// AVX2 + FMA + F16C vector types for the kernels (compiled only with -mavx2 -mfma -mf16c).
 //
 // Same interface as vec_avx512.hpp: VecF32 holds 8 floats, VecF64 4 doubles.
 // AVX2 has no masked loads with a fill value nor scalef, so partial loads
@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "exp_constants.hpp"
+#include "half_types.hpp"
 
 namespace pyce {
 namespace CPU_CAPABILITY {
@@ -136,6 +137,27 @@ inline VecF64 exp(VecF64 x) {
     const __m256d n1 = _mm256_floor_pd(_mm256_mul_pd(n, _mm256_set1_pd(0.5)));
     const __m256d n2 = _mm256_sub_pd(n, n1);
     return {_mm256_mul_pd(_mm256_mul_pd(p, avx2_exp2_int(n1)), avx2_exp2_int(n2))};
+}
+
+// 16-bit storage: 8 values load into one float32 vector.
+inline VecF32 vload(const bf16* p) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return {_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))};
+}
+inline VecF32 vload(const f16* p) { return {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))}; }
+// float32 -> bfloat16, round to nearest even; nan stays (quiet) nan.
+inline void vstore(bf16* p, VecF32 v) {
+    const __m256i b = _mm256_castps_si256(v.v);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(b, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+    const __m256i nan_bits = _mm256_or_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(0x40));
+    r = _mm256_blendv_epi8(r, nan_bits, _mm256_castps_si256(_mm256_cmp_ps(v.v, v.v, _CMP_UNORD_Q)));
+    // Values are < 2^16: the unsigned-saturating pack keeps them exactly.
+    const __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), packed);
+}
+inline void vstore(f16* p, VecF32 v) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v.v, _MM_FROUND_TO_NEAREST_INT));
 }
 
 }  // namespace CPU_CAPABILITY

@@ -12,6 +12,7 @@
 #include <limits>
 
 #include "exp_constants.hpp"
+#include "half_types.hpp"
 
 namespace pyce {
 namespace CPU_CAPABILITY {
@@ -104,6 +105,28 @@ inline VecF64 exp(VecF64 x) {
     __m512d p = _mm512_set1_pd(C::taylor[0]);
     for (int k = 1; k < C::taylor_terms; ++k) p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(C::taylor[k]));
     return {_mm512_scalef_pd(p, n)};
+}
+
+// 16-bit storage: 16 values load into one float32 vector.
+inline VecF32 vload(const bf16* p) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return {_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))};
+}
+inline VecF32 vload(const f16* p) {
+    return {_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)))};
+}
+// float32 -> bfloat16, round to nearest even; nan stays (quiet) nan.
+inline void vstore(bf16* p, VecF32 v) {
+    const __m512i b = _mm512_castps_si512(v.v);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(b, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+    const __mmask16 nan = _mm512_cmp_ps_mask(v.v, v.v, _CMP_UNORD_Q);
+    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(0x40)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(r));
+}
+inline void vstore(f16* p, VecF32 v) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
+                        _mm512_cvtps_ph(v.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
 }  // namespace CPU_CAPABILITY

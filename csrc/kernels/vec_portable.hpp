@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "exp_constants.hpp"
+#include "half_types.hpp"
 
 namespace pyce {
 namespace CPU_CAPABILITY {
@@ -140,6 +141,24 @@ inline VecPortable<T, W> exp(VecPortable<T, W> x) {
     VecPortable<T, W> r;
     for (int i = 0; i < W; ++i) r.v[i] = exp_lane(x.v[i]);
     return r;
+}
+
+// 16-bit storage, lane by lane.
+inline VecF32 vload(const bf16* p) {
+    VecF32 r;
+    for (int i = 0; i < VecF32::width; ++i) r.v[i] = to_float(p[i]);
+    return r;
+}
+inline VecF32 vload(const f16* p) {
+    VecF32 r;
+    for (int i = 0; i < VecF32::width; ++i) r.v[i] = to_float(p[i]);
+    return r;
+}
+inline void vstore(bf16* p, VecF32 v) {
+    for (int i = 0; i < VecF32::width; ++i) p[i] = to_bf16(v.v[i]);
+}
+inline void vstore(f16* p, VecF32 v) {
+    for (int i = 0; i < VecF32::width; ++i) p[i] = to_f16(v.v[i]);
 }
 
 }  // namespace CPU_CAPABILITY

@@ -1,0 +1,150 @@
+"""16-bit logits (float16 and ml_dtypes.bfloat16): computed in float32.
+
+The reference is the float64 computation on the same 16-bit values; pyce's
+16-bit outputs may differ from it by the rounding to 16 bits (at most one
+unit in the last place of the 16-bit result), its float32 outputs (losses,
+logsumexp, the float32 gradient option) by float32 rounding only.
+"""
+
+import numpy as np
+import pytest
+
+import pyce
+from pyce import reference as ref
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+
+HALF = {"bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
+# One unit in the last place, relative: bfloat16 has 8 significant bits, float16 11.
+ULP = {"bfloat16": 2.0 ** -7, "float16": 2.0 ** -10}
+# Absolute slack for values that come out of a float32 cancellation (a gradient
+# q - y near 0, a log-probability near 0): float32 rounding of O(1) terms, plus
+# float16's subnormal step.
+SLACK = {"bfloat16": 2.0 ** -21, "float16": 2.0 ** -21 + 2.0 ** -24}
+
+SHAPES = [(1, 1), (3, 5), (7, 17), (4, 1000), (3, 4097), (2, 70000)]
+
+
+def close_to_16bit(got, expected, name):
+    """Every element within one 16-bit ulp of the float64 value (nan where it is nan)."""
+    got = np.asarray(got, dtype=np.float64)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    finite = np.isfinite(expected)
+    err = np.abs(got[finite] - expected[finite])
+    bound = ULP[name] * np.abs(expected[finite]) + SLACK[name]
+    assert np.all(err <= bound), f"max error {err.max()} beyond one {name} ulp"
+
+
+def problem(name, shape, seed=0):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * 4).astype(HALF[name])
+    t = rng.integers(0, shape[-1], size=shape[:-1])
+    if t.size > 1:
+        t.reshape(-1)[0] = -100
+    return x, t, x.astype(np.float64)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("name", list(HALF))
+def test_normalisers(name, shape):
+    x, _, x64 = problem(name, shape)
+    lse = pyce.logsumexp(x)
+    assert lse.dtype == np.float32
+    np.testing.assert_allclose(lse, ref.logsumexp(x64), rtol=2e-6, atol=1e-6)
+    sm = pyce.softmax(x)
+    assert sm.dtype == x.dtype and sm.shape == x.shape
+    close_to_16bit(sm, ref.softmax(x64), name)
+    lsm = pyce.log_softmax(x)
+    assert lsm.dtype == x.dtype
+    close_to_16bit(lsm, ref.log_softmax(x64), name)
+
+
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1}, {"weight": True},
+                                     {"weight": True, "label_smoothing": 0.2}, {"soft": True}],
+                         ids=["plain", "smooth", "weight", "weight-smooth", "soft"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("name", list(HALF))
+def test_cross_entropy(name, shape, reduction, options):
+    x, t, x64 = problem(name, shape, seed=1)
+    kw = {"reduction": reduction}
+    if options.get("label_smoothing"):
+        kw["label_smoothing"] = options["label_smoothing"]
+    if options.get("weight"):
+        kw["weight"] = np.linspace(0.5, 2.0, shape[-1]).astype(np.float32)
+    target = t
+    if options.get("soft"):
+        p = np.random.default_rng(2).random(shape)
+        target = (p / p.sum(-1, keepdims=True)).astype(HALF[name])
+    ref_target = target.astype(np.float64) if options.get("soft") else target
+    ref_loss, ref_grad = ref.cross_entropy_with_grad(x64, ref_target, **kw)
+
+    loss, grad = pyce.cross_entropy_with_grad(x, target, **kw)
+    assert np.asarray(loss).dtype == np.float32
+    # Loss accuracy: far inside the 1e-3 relative the 16-bit contract asks for.
+    np.testing.assert_allclose(loss, ref_loss, rtol=2e-6, atol=1e-6)
+    assert grad.dtype == x.dtype
+    close_to_16bit(grad, ref_grad, name)
+
+    _, grad32 = pyce.cross_entropy_with_grad(x, target, grad_dtype=np.float32, **kw)
+    assert grad32.dtype == np.float32
+    np.testing.assert_allclose(grad32, ref_grad, rtol=1e-5, atol=1e-7)
+
+    buf = x.copy()
+    in_loss, in_grad = pyce.cross_entropy_with_grad(buf, target, inplace=True, **kw)
+    assert in_grad is buf
+    np.testing.assert_array_equal(np.asarray(in_loss), np.asarray(loss))
+    np.testing.assert_array_equal(in_grad.view(np.uint16), grad.view(np.uint16))
+
+    g_out = np.random.default_rng(3).random(shape[:-1]) if reduction == "none" else 0.5
+    back = pyce.cross_entropy_backward(x, target, g_out, **kw)
+    assert back.dtype == x.dtype
+    _, ref_back = ref.cross_entropy_with_grad(x64, ref_target, grad_output=g_out, **kw)
+    close_to_16bit(back, ref_back, name)
+
+
+@pytest.mark.parametrize("name", list(HALF))
+def test_every_isa_and_thread_count(name):
+    x, t, _ = problem(name, (6, 50000), seed=4)
+    results = []
+    for isa in pyce.cpu_info()["supported"]:
+        previous = pyce._core.set_capability(isa)
+        try:
+            per_threads = []
+            for n in (1, 2, 3):
+                pyce.set_num_threads(n)
+                per_threads.append(pyce.cross_entropy_with_grad(x, t, reduction="none"))
+            for loss, grad in per_threads[1:]:
+                np.testing.assert_array_equal(loss, per_threads[0][0])
+                np.testing.assert_array_equal(grad.view(np.uint16), per_threads[0][1].view(np.uint16))
+            results.append(per_threads[0])
+        finally:
+            pyce._core.set_capability(previous)
+            pyce.set_num_threads(pyce.cpu_info()["threads"])
+    for loss, grad in results[1:]:
+        np.testing.assert_allclose(loss, results[0][0], rtol=2e-6)
+        close_to_16bit(grad, results[0][1].astype(np.float64), name)
+
+
+@pytest.mark.parametrize("name", list(HALF))
+def test_extremes(name):
+    inf = np.inf
+    x64 = np.array([[0.0, -inf, 1.0, 2.0], [inf, 0.0, 0.0, 0.0], [np.nan, 0.0, 1.0, 0.0],
+                    [-inf, -inf, -inf, -inf], [-inf, 3.0, 0.0, 1.0]])
+    x = x64.astype(HALF[name])
+    t = np.array([2, 1, 1, 0, 0])
+    loss, grad = pyce.cross_entropy_with_grad(x, t, reduction="none")
+    ref_loss, ref_grad = ref.cross_entropy_with_grad(x64, t, reduction="none")
+    np.testing.assert_allclose(loss, ref_loss, rtol=2e-6)  # nan and inf in the same places
+    close_to_16bit(grad, ref_grad, name)
+
+
+def test_bad_grad_dtype():
+    x = np.zeros((2, 3), dtype=np.float16)
+    t = np.array([0, 1])
+    with pytest.raises(ValueError, match="grad_dtype"):
+        pyce.cross_entropy_with_grad(x, t, grad_dtype=np.float64)
+    with pytest.raises(ValueError, match="grad_dtype"):
+        pyce.cross_entropy_backward(np.zeros((2, 3)), t, grad_dtype=np.float32)
+    with pytest.raises(ValueError, match="inplace"):
+        pyce.cross_entropy_with_grad(x, t, inplace=True, grad_dtype=np.float32)
