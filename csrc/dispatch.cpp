@@ -13,6 +13,7 @@ namespace pyce {
     namespace isa {                                     \
     void register_softmax_kernels(KernelTable& table);  \
     void register_cross_entropy_kernels(KernelTable& table); \
+    void register_exp_kernels(KernelTable& table);       \
     }
 PYCE_DECLARE_ISA(baseline)
 #ifdef PYCE_HAVE_AVX2
@@ -33,11 +34,14 @@ struct Tables {
         baseline_table.name = "baseline";
         baseline::register_softmax_kernels(baseline_table);
         baseline::register_cross_entropy_kernels(baseline_table);
+        baseline::register_exp_kernels(baseline_table);
 #ifdef PYCE_HAVE_AVX2
         if (cpu_features().avx2_fma) {
             avx2_table.name = "avx2";
             avx2::register_softmax_kernels(avx2_table);
             avx2::register_cross_entropy_kernels(avx2_table);
+            avx2::register_exp_kernels(avx2_table);
+        avx2::register_exp_kernels(avx2_table);
             has_avx2 = true;
         }
 #endif
@@ -46,6 +50,8 @@ struct Tables {
             avx512_table.name = "avx512";
             avx512::register_softmax_kernels(avx512_table);
             avx512::register_cross_entropy_kernels(avx512_table);
+            avx512::register_exp_kernels(avx512_table);
+        avx512::register_exp_kernels(avx512_table);
             has_avx512 = true;
         }
 #endif

