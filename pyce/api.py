@@ -169,6 +169,30 @@ class _Problem:
             return raw.reshape(self.target_shape)
         return _scalar(raw, compute_dtype(self.logits.dtype))
 
+    def grad_buffer(self, grad_dtype, out):
+        """The (rows, C) array the kernel writes the gradient into."""
+        dtype = _grad_dtype(self.logits.dtype, grad_dtype)
+        if out is None:
+            return np.empty(self.rows.shape, dtype=dtype)
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
+        if out.shape != self.logits.shape:
+            raise ValueError(f"out must have the logits' shape {self.logits.shape}, got {out.shape}")
+        if grad_dtype is not None and out.dtype != dtype:
+            raise ValueError(f"out has dtype {out.dtype} but grad_dtype is {dtype}")
+        _grad_dtype(self.logits.dtype, out.dtype)  # raises for a dtype the gradient cannot have
+        if not out.flags.writeable:
+            raise ValueError("out is read-only")
+        innermost = all(n == 1 for n in out.shape[self.axis + 1:])
+        if not out.flags.c_contiguous or not innermost:
+            raise ValueError(
+                "out must be C-contiguous with the class axis innermost "
+                f"(shape {out.shape}, axis {self.axis}, strides {out.strides})")
+        if np.shares_memory(out, self.logits) or (
+                self.probabilities is not None and np.shares_memory(out, self.probabilities)):
+            raise ValueError("out must not overlap the inputs (use inplace=True to overwrite the logits)")
+        return out.reshape(self.rows.shape)
+
     def grad_like_logits(self, grad_rows):
         moved_shape = self.target_shape + (self.n_classes,)
         return np.moveaxis(grad_rows.reshape(moved_shape), -1, self.axis)
@@ -230,7 +254,7 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
 
 def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=None,
                            ignore_index=-100, reduction="mean", label_smoothing=0.0,
-                           grad_dtype=None):
+                           grad_dtype=None, out=None):
     """Gradient of :func:`cross_entropy` with respect to the logits.
 
     Parameters
@@ -243,6 +267,10 @@ def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=N
     grad_dtype : dtype, optional
         The gradient's dtype: the logits' (default), or float32 for float16 and
         bfloat16 logits (no rounding to 16 bits).
+    out : numpy.ndarray, optional
+        Write the gradient here instead of a new array (the logits' shape, the
+        gradient's dtype, C-contiguous with the class axis innermost). Reusing
+        a buffer across calls saves the page faults of fresh memory.
 
     Returns
     -------
@@ -251,14 +279,14 @@ def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=N
         Rows whose target is ``ignore_index`` are zero.
     """
     problem = _Problem(logits, target, axis, weight, ignore_index, reduction, label_smoothing)
-    grad_rows = np.empty(problem.rows.shape, dtype=_grad_dtype(problem.logits.dtype, grad_dtype))
+    grad_rows = problem.grad_buffer(grad_dtype, out)
     problem.run(grad_output, grad_rows)
-    return problem.grad_like_logits(grad_rows)
+    return out if out is not None else problem.grad_like_logits(grad_rows)
 
 
 def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_index=-100,
                             reduction="mean", label_smoothing=0.0, inplace=False,
-                            grad_dtype=None):
+                            grad_dtype=None, out=None):
     """Loss and gradient from one fused pass that reads each logit once.
 
     Parameters
@@ -269,7 +297,7 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_inde
         Write the gradient over ``logits`` (which must be a writeable ndarray
         whose class axis is its innermost, contiguous one) and return it as
         ``grad``: no array of the logits' size is allocated.
-    grad_dtype : dtype, optional
+    grad_dtype, out : optional
         As for :func:`cross_entropy_backward` (not with ``inplace=True``).
 
     Returns
@@ -293,14 +321,14 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_inde
             raise ValueError(
                 f"inplace=True writes the gradient over the logits, so it has their dtype "
                 f"{logits.dtype}; got grad_dtype={np.dtype(grad_dtype)}")
+        if out is not None:
+            raise ValueError("pass either inplace=True or out=, not both")
     problem = _Problem(logits, target, axis, weight, ignore_index, reduction, label_smoothing)
-    if inplace:
-        grad_rows = problem.rows
-    else:
-        grad_rows = np.empty(problem.rows.shape, dtype=_grad_dtype(problem.logits.dtype, grad_dtype))
+    grad_rows = problem.rows if inplace else problem.grad_buffer(grad_dtype, out)
     loss = problem.loss(problem.run(1.0, grad_rows))
-    grad = logits if inplace else problem.grad_like_logits(grad_rows)
-    return loss, grad
+    if inplace:
+        return loss, logits
+    return loss, out if out is not None else problem.grad_like_logits(grad_rows)
 
 
 def _grad_dtype(logits_dtype, grad_dtype):
