@@ -2,6 +2,7 @@
 // released around the kernel, the loss out (and the gradient written in place).
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <string>
 
 #include "bindings.hpp"
@@ -22,7 +23,8 @@ py::array row_losses_as(const std::vector<double>& row_loss) {
 
 py::object cross_entropy_binding(const py::array& logits, const py::object& target, const py::object& soft_target,
                          const py::object& weight, int64_t ignore_index, double label_smoothing,
-                         int reduction, const py::object& grad_output, const py::object& grad) {
+                         int reduction, const py::object& grad_output, const py::object& grad, double z_loss,
+                         bool return_lse) {
     CrossEntropyRequest q;
     q.dtype = dtype_of(logits, "logits");
     require_rows(logits, "logits", q.dtype);
@@ -36,6 +38,9 @@ py::object cross_entropy_binding(const py::array& logits, const py::object& targ
         throw py::value_error("label_smoothing must be in [0, 1], got " + std::to_string(label_smoothing));
     q.label_smoothing = label_smoothing;
     q.ignore_index = ignore_index;
+    if (!std::isfinite(z_loss)) throw py::value_error("z_loss must be finite, got " + std::to_string(z_loss));
+    q.z_loss = z_loss;
+    q.want_lse = return_lse;
 
     // Keep every array referenced until the kernel is done.
     py::array target_arr, soft_arr, weight_arr, grad_out_arr, grad_arr;
@@ -90,9 +95,14 @@ py::object cross_entropy_binding(const py::array& logits, const py::object& targ
                               std::to_string(q.cols) + " classes: expected 0 <= target < " +
                               std::to_string(q.cols) + " or ignore_index (" + std::to_string(q.ignore_index) + ")");
 
+    py::object loss;
     if (q.reduction == Reduction::none)
-        return q.dtype == DType::f64 ? row_losses_as<double>(result.row_loss) : row_losses_as<float>(result.row_loss);
-    return py::float_(result.total);
+        loss = q.dtype == DType::f64 ? row_losses_as<double>(result.row_loss) : row_losses_as<float>(result.row_loss);
+    else
+        loss = py::float_(result.total);
+    if (!return_lse) return loss;
+    py::object lse = q.dtype == DType::f64 ? row_losses_as<double>(result.row_lse) : row_losses_as<float>(result.row_lse);
+    return py::make_tuple(loss, lse);
 }
 
 }  // namespace
@@ -100,7 +110,7 @@ py::object cross_entropy_binding(const py::array& logits, const py::object& targ
 void register_cross_entropy(py::module_& m) {
     m.def("cross_entropy", &cross_entropy_binding, py::arg("logits"), py::arg("target"), py::arg("soft_target"),
           py::arg("weight"), py::arg("ignore_index"), py::arg("label_smoothing"), py::arg("reduction"),
-          py::arg("grad_output"), py::arg("grad"),
+          py::arg("grad_output"), py::arg("grad"), py::arg("z_loss") = 0.0, py::arg("return_lse") = false,
           "Fused cross-entropy over C-contiguous (rows, C) logits. Returns the reduced loss (float) or the "
           "per-row losses (reduction 0); writes the gradient into `grad` when `grad_output` is given.");
 }

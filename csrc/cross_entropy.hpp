@@ -21,6 +21,8 @@ struct CrossEntropyRequest {
     const void* weight = nullptr;       // cols, float64 for float64 logits, else float32
     int64_t ignore_index = -100;
     double label_smoothing = 0.0;
+    double z_loss = 0.0;
+    bool want_lse = false;  // also return every row's log-sum-exp
     Reduction reduction = Reduction::mean;
     const double* grad_output = nullptr;  // rows (none) or 1 value; null: no gradient
     void* grad = nullptr;                 // rows x cols, written when grad_output is set
@@ -30,6 +32,7 @@ struct CrossEntropyRequest {
 struct CrossEntropyResult {
     double total = 0;              // the reduced loss (mean / sum)
     std::vector<double> row_loss;  // every row's loss (reduction none)
+    std::vector<double> row_lse;   // every row's log-sum-exp, if asked for
 };
 
 // The first target that is neither a class index in [0, cols) nor

@@ -60,6 +60,11 @@ CrossEntropyResult cross_entropy(const CrossEntropyRequest& q) {
     args.weight = q.weight;
     args.ignore_index = q.ignore_index;
     args.label_smoothing = q.label_smoothing;
+    args.z_loss = q.z_loss;
+    if (q.want_lse) {
+        result.row_lse.assign(static_cast<size_t>(q.rows), 0.0);
+        args.row_lse = result.row_lse.data();
+    }
     args.row_loss = result.row_loss.data();
     args.threads = num_threads();
     if (q.grad_output) {

@@ -28,6 +28,7 @@ struct CrossEntropyArgs {
     const void* weight = nullptr;      // cols class weights in the compute type (float32 for 16-bit), or null
     int64_t ignore_index = -100;
     double label_smoothing = 0.0;
+    double z_loss = 0.0;               // adds z_loss * lse^2 to every row that is not ignored
     // The gradient is written when `grad` is set (it may alias `logits`):
     // row i is scaled by grad_scale_rows[i] if given, else by grad_scale.
     void* grad = nullptr;
@@ -35,6 +36,7 @@ struct CrossEntropyArgs {
     double grad_scale = 1.0;
     const double* grad_scale_rows = nullptr;
     double* row_loss = nullptr;        // rows, out: each row's (unreduced) loss
+    double* row_lse = nullptr;         // rows, out if set: each row's log-sum-exp (ignored rows too)
     int threads = 1;
 };
 

@@ -86,6 +86,16 @@ def check_label_smoothing(label_smoothing) -> float:
     return eps
 
 
+def check_z_loss(z_loss) -> float:
+    try:
+        value = float(z_loss)
+    except (TypeError, ValueError):
+        raise TypeError(f"z_loss must be a number >= 0, got {z_loss!r}") from None
+    if not 0.0 <= value < float("inf"):  # also rejects nan
+        raise ValueError(f"z_loss must be a finite number >= 0, got {z_loss!r}")
+    return value
+
+
 def check_ignore_index(ignore_index) -> int:
     try:
         return operator.index(ignore_index)

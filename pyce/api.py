@@ -18,6 +18,7 @@ from ._validation import (
     check_grad_output,
     check_ignore_index,
     check_label_smoothing,
+    check_z_loss,
     check_reduction,
     check_weight,
     normalize_axis,
@@ -132,7 +133,8 @@ def log_softmax(x, axis=-1):
 class _Problem:
     """A validated cross-entropy call, laid out as (rows, classes) for the kernel."""
 
-    def __init__(self, logits, target, axis, weight, ignore_index, reduction, label_smoothing):
+    def __init__(self, logits, target, *, axis, weight, ignore_index, reduction, label_smoothing,
+                 z_loss=0.0, return_lse=False):
         logits = as_float_array(logits, "logits")
         if logits.ndim == 0:
             raise ValueError("logits must have at least one dimension (the classes), got a 0-d array")
@@ -145,6 +147,8 @@ class _Problem:
         self.label_smoothing = check_label_smoothing(label_smoothing)
         self.ignore_index = check_ignore_index(ignore_index)
         self.weight = check_weight(weight, self.n_classes, compute_dtype(logits.dtype))
+        self.z_loss = check_z_loss(z_loss)
+        self.return_lse = bool(return_lse)
         indices, probabilities = split_target(target, logits, self.axis)
         self.target_shape = logits.shape[:self.axis] + logits.shape[self.axis + 1:]
         self.rows = rows_view(logits, self.axis)
@@ -159,15 +163,20 @@ class _Problem:
         """Call the kernel; write the gradient into ``grad_rows`` when given."""
         g_out = None if grad_output is None else check_grad_output(
             grad_output, self.reduction, self.target_shape)
-        return _core.cross_entropy(
+        raw = _core.cross_entropy(
             self.rows, self.indices, self.probabilities, self.weight, self.ignore_index,
-            self.label_smoothing, self.reduction, g_out, grad_rows)
-
-    def loss(self, raw):
-        """The kernel's loss as a NumPy scalar (reduced) or an array of the target's shape."""
+            self.label_smoothing, self.reduction, g_out, grad_rows, self.z_loss, self.return_lse)
+        raw_loss, raw_lse = raw if self.return_lse else (raw, None)
         if self.reduction == REDUCTIONS["none"]:
-            return raw.reshape(self.target_shape)
-        return _scalar(raw, compute_dtype(self.logits.dtype))
+            self.loss = raw_loss.reshape(self.target_shape)
+        else:
+            self.loss = _scalar(raw_loss, compute_dtype(self.logits.dtype))
+        self.lse = None if raw_lse is None else raw_lse.reshape(self.target_shape)
+
+    def returned(self, *values):
+        """``values``, plus the per-row log-sum-exp when it was asked for."""
+        values = values + ((self.lse,) if self.return_lse else ())
+        return values if len(values) > 1 else values[0]
 
     def grad_buffer(self, grad_dtype, out):
         """The (rows, C) array the kernel writes the gradient into."""
@@ -199,7 +208,7 @@ class _Problem:
 
 
 def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
-                  reduction="mean", label_smoothing=0.0):
+                  reduction="mean", label_smoothing=0.0, z_loss=0.0, return_lse=False):
     """Cross-entropy loss between logits and targets, as ``torch.nn.functional.cross_entropy``.
 
     Parameters
@@ -224,13 +233,22 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
         probability targets). All rows ignored gives ``nan``, as in PyTorch.
     label_smoothing : float in [0, 1], optional
         Mixes the target with the uniform distribution: ``(1 - eps) * y + eps / C``.
+    z_loss : float, optional
+        PaLM's auxiliary loss: adds ``z_loss * logsumexp(logits)**2`` to the loss of
+        every row that is not ignored (before the reduction). Default 0.
+    return_lse : bool, optional
+        Also return every row's log-sum-exp (ignored rows included), an array of
+        the target's shape in the compute dtype: what a later backward or a
+        vocabulary-parallel merge needs.
 
     Returns
     -------
-    numpy scalar or numpy.ndarray
+    loss : numpy scalar or numpy.ndarray
         For 'mean' and 'sum', a scalar; for 'none', an array of the target's
         shape. float64 for float64 logits, float32 otherwise (float16 and
         bfloat16 logits are computed in float32).
+    lse : numpy.ndarray
+        Only with ``return_lse=True``.
 
     Raises
     ------
@@ -248,22 +266,27 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
     >>> round(float(pyce.cross_entropy(logits, np.array([2]))), 4)
     0.4076
     """
-    problem = _Problem(logits, target, axis, weight, ignore_index, reduction, label_smoothing)
-    return problem.loss(problem.run())
+    problem = _Problem(logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
+                       reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
+                       return_lse=return_lse)
+    problem.run()
+    return problem.returned(problem.loss)
 
 
 def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=None,
                            ignore_index=-100, reduction="mean", label_smoothing=0.0,
-                           grad_dtype=None, out=None):
+                           z_loss=0.0, return_lse=False, grad_dtype=None, out=None):
     """Gradient of :func:`cross_entropy` with respect to the logits.
 
     Parameters
     ----------
-    logits, target, axis, weight, ignore_index, reduction, label_smoothing
+    logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss
         As for :func:`cross_entropy`.
     grad_output : float or array_like, optional
         The upstream gradient: a scalar for 'mean'/'sum', an array of the target's
         shape (or broadcastable to it) for 'none'. Default 1.
+    return_lse : bool, optional
+        Also return every row's log-sum-exp (see :func:`cross_entropy`).
     grad_dtype : dtype, optional
         The gradient's dtype: the logits' (default), or float32 for float16 and
         bfloat16 logits (no rounding to 16 bits).
@@ -274,24 +297,28 @@ def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=N
 
     Returns
     -------
-    numpy.ndarray
+    grad : numpy.ndarray
         ``d loss / d logits * grad_output``, same shape as ``logits``.
         Rows whose target is ``ignore_index`` are zero.
+    lse : numpy.ndarray
+        Only with ``return_lse=True``.
     """
-    problem = _Problem(logits, target, axis, weight, ignore_index, reduction, label_smoothing)
+    problem = _Problem(logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
+                       reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
+                       return_lse=return_lse)
     grad_rows = problem.grad_buffer(grad_dtype, out)
     problem.run(grad_output, grad_rows)
-    return out if out is not None else problem.grad_like_logits(grad_rows)
+    return problem.returned(out if out is not None else problem.grad_like_logits(grad_rows))
 
 
 def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_index=-100,
-                            reduction="mean", label_smoothing=0.0, inplace=False,
-                            grad_dtype=None, out=None):
+                            reduction="mean", label_smoothing=0.0, z_loss=0.0, return_lse=False,
+                            inplace=False, grad_dtype=None, out=None):
     """Loss and gradient from one fused pass that reads each logit once.
 
     Parameters
     ----------
-    logits, target, axis, weight, ignore_index, reduction, label_smoothing
+    logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss, return_lse
         As for :func:`cross_entropy`.
     inplace : bool, optional
         Write the gradient over ``logits`` (which must be a writeable ndarray
@@ -307,6 +334,8 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_inde
     grad : numpy.ndarray
         The gradient of the loss w.r.t. the logits (with ``grad_output = 1``),
         same shape as ``logits``.
+    lse : numpy.ndarray
+        Only with ``return_lse=True``.
 
     Examples
     --------
@@ -323,12 +352,16 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_inde
                 f"{logits.dtype}; got grad_dtype={np.dtype(grad_dtype)}")
         if out is not None:
             raise ValueError("pass either inplace=True or out=, not both")
-    problem = _Problem(logits, target, axis, weight, ignore_index, reduction, label_smoothing)
+    problem = _Problem(logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
+                       reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
+                       return_lse=return_lse)
     grad_rows = problem.rows if inplace else problem.grad_buffer(grad_dtype, out)
-    loss = problem.loss(problem.run(1.0, grad_rows))
+    problem.run(1.0, grad_rows)
     if inplace:
-        return loss, logits
-    return loss, out if out is not None else problem.grad_like_logits(grad_rows)
+        grad = logits
+    else:
+        grad = out if out is not None else problem.grad_like_logits(grad_rows)
+    return problem.returned(problem.loss, grad)
 
 
 def _grad_dtype(logits_dtype, grad_dtype):

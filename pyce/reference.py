@@ -137,34 +137,48 @@ def _check_reduction(reduction):
 
 
 def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
-                  reduction="mean", label_smoothing=0.0):
+                  reduction="mean", label_smoothing=0.0, z_loss=0.0, return_lse=False):
     """Cross-entropy between ``softmax(logits)`` and ``target``, as PyTorch.
 
     ``target`` is an integer array of class indices (the logits' shape without
     the class axis) or a float array of probabilities (the logits' shape).
+    ``z_loss`` adds ``z_loss * lse**2`` per row that is not ignored;
+    ``return_lse`` also returns every row's log-sum-exp.
     """
-    return cross_entropy_with_grad(
+    out = cross_entropy_with_grad(
         logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
-        reduction=reduction, label_smoothing=label_smoothing)[0]
+        reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
+        return_lse=return_lse)
+    return (out[0], out[2]) if return_lse else out[0]
 
 
 def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=None,
-                           ignore_index=-100, reduction="mean", label_smoothing=0.0):
+                           ignore_index=-100, reduction="mean", label_smoothing=0.0,
+                           z_loss=0.0, return_lse=False):
     """Gradient of ``cross_entropy(...)`` w.r.t. the logits, times ``grad_output``."""
-    _, grad = cross_entropy_with_grad(
+    out = cross_entropy_with_grad(
         logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
-        reduction=reduction, label_smoothing=label_smoothing, grad_output=grad_output)
-    return grad
+        reduction=reduction, label_smoothing=label_smoothing, grad_output=grad_output,
+        z_loss=z_loss, return_lse=return_lse)
+    return (out[1], out[2]) if return_lse else out[1]
 
 
 def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_index=-100,
-                            reduction="mean", label_smoothing=0.0, grad_output=1.0):
-    """``(loss, grad)``: the loss and its gradient w.r.t. the logits, in float64."""
+                            reduction="mean", label_smoothing=0.0, grad_output=1.0,
+                            z_loss=0.0, return_lse=False):
+    """``(loss, grad)`` (and the rows' lse if asked): the loss and its gradient, in float64."""
     _check_reduction(reduction)
     logits = np.asarray(logits)
     axis = axis % logits.ndim
     z, t, soft, target_shape = _classes_last(logits, target, axis)
     loss_rows, grad_rows, divisor = _row_terms(z, t, soft, weight, ignore_index, label_smoothing)
+    lse = logsumexp(z, axis=-1)
+    if z_loss:
+        # PaLM's z-loss on every scored row: z * lse^2, gradient 2 z lse softmax(z).
+        scored = np.ones(len(z), dtype=bool) if soft else (t != ignore_index)
+        with np.errstate(invalid="ignore", over="ignore"):
+            loss_rows = loss_rows + np.where(scored, z_loss * lse**2, 0.0)
+            grad_rows = grad_rows + np.where(scored, 2 * z_loss * lse, 0.0)[:, None] * softmax(z, axis=-1)
     g_out = np.asarray(grad_output, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         if reduction == "none":
@@ -181,4 +195,6 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_inde
     if not soft:
         grad[t == ignore_index] = 0.0
     grad = np.moveaxis(grad.reshape(target_shape + (z.shape[-1],)), -1, axis)
+    if return_lse:
+        return loss, grad, lse.reshape(target_shape)
     return loss, grad

@@ -38,7 +38,8 @@ struct CrossEntropyKernel {
     struct Row {
         int64_t index = 0;
         A shift = 0;           // see row_shift
-        bool ignored = false;
+        bool ignored = false;  // target == ignore_index: no loss, no gradient
+        bool unread = false;   // ignored and no lse wanted: the row is not even read
         int64_t target = -1;   // class index (hard targets)
         double x_target = 0;   // its logit, read before an in-place gradient overwrites it
         double alpha = 0;      // weight of -log q_t
@@ -76,10 +77,13 @@ struct CrossEntropyKernel {
         if constexpr (!kSoft) {
             row.target = a.target[r];
             row.ignored = row.target == a.ignore_index;
-            if (row.ignored) return row;  // its logits are never read
-            row.x_target = static_cast<double>(to_acc(x[r * C + row.target]));
-            const double w_t = weight ? static_cast<double>(weight[row.target]) : 1.0;
-            row.alpha = (1.0 - a.label_smoothing) * w_t;
+            row.unread = row.ignored && !a.row_lse;
+            if (row.unread) return row;
+            if (!row.ignored) {
+                row.x_target = static_cast<double>(to_acc(x[r * C + row.target]));
+                const double w_t = weight ? static_cast<double>(weight[row.target]) : 1.0;
+                row.alpha = (1.0 - a.label_smoothing) * w_t;
+            }
         }
         row.shift = row_shift(x + r * C, C);
         return row;
@@ -101,19 +105,22 @@ struct CrossEntropyKernel {
     }
 
     Stats stats(const Row& row, int64_t b, A* scratch) const {
-        if (row.ignored) return Stats{};  // not even read
+        if (row.unread) return Stats{};
         const int64_t start = b * kBlock, n = C - start < kBlock ? C - start : kBlock;
         return block_stats<T, E, kGrad>(x + row.index * C + start, n, kGrad ? exps(row, b, scratch) : nullptr,
                                         coefs(row.index), start, row.shift);
     }
 
     void finish(Row& row, const Stats* stats, int64_t nblocks) const {
+        if (!row.unread) {
+            row.sums = merge_blocks(stats, nblocks);
+            if (a.row_lse) a.row_lse[row.index] = row.sums.lse;
+        }
         if (row.ignored) {
             a.row_loss[row.index] = 0.0;
             return;
         }
         RowSums& sums = row.sums;
-        sums = merge_blocks(stats, nblocks);
         // A +inf logit leaves no distribution: the loss is nan (as PyTorch).
         if (sums.lse == kInf) sums.lse = kNaN;
         const double lse = sums.lse;
@@ -128,8 +135,14 @@ struct CrossEntropyKernel {
             loss = row.alpha * nll;
             if (E != Extra::none) loss += beta * (K * lse - sums.dot);
         }
+        // PaLM's auxiliary z-loss, z * lse^2, pulls lse towards 0; its gradient
+        // is 2 z lse q, so it only adds to the weight of q.
+        double q_weight = E == Extra::none ? row.alpha : row.alpha + beta * K;
+        if (a.z_loss != 0.0) {
+            loss += a.z_loss * lse * lse;
+            q_weight += 2.0 * a.z_loss * lse;
+        }
         a.row_loss[row.index] = loss;
-        const double q_weight = E == Extra::none ? row.alpha : row.alpha + beta * K;
         row.grad_mul = row.scale * q_weight;
     }
 
