@@ -9,5 +9,8 @@ void register_runtime(pybind11::module_& m);
 void register_softmax(pybind11::module_& m);
 void register_cross_entropy(pybind11::module_& m);
 void register_stream(pybind11::module_& m);
+void register_metrics(pybind11::module_& m);     // evaluate, entropy
+void register_divergence(pybind11::module_& m);  // kl_divergence
+void register_focal(pybind11::module_& m);       // focal_loss
 
 }  // namespace pyce

@@ -24,7 +24,7 @@ py::array row_losses_as(const std::vector<double>& row_loss) {
 py::object cross_entropy_binding(const py::array& logits, const py::object& target, const py::object& soft_target,
                          const py::object& weight, int64_t ignore_index, double label_smoothing,
                          int reduction, const py::object& grad_output, const py::object& grad, double z_loss,
-                         bool return_lse) {
+                         bool return_lse, double softcap) {
     CrossEntropyRequest q;
     q.dtype = dtype_of(logits, "logits");
     require_rows(logits, "logits", q.dtype);
@@ -40,6 +40,9 @@ py::object cross_entropy_binding(const py::array& logits, const py::object& targ
     q.ignore_index = ignore_index;
     if (!std::isfinite(z_loss)) throw py::value_error("z_loss must be finite, got " + std::to_string(z_loss));
     q.z_loss = z_loss;
+    if (!(softcap >= 0.0 && std::isfinite(softcap)))
+        throw py::value_error("softcap must be a finite number > 0 (or 0 for none), got " + std::to_string(softcap));
+    q.softcap = softcap;
     q.want_lse = return_lse;
 
     // Keep every array referenced until the kernel is done.
@@ -110,7 +113,7 @@ py::object cross_entropy_binding(const py::array& logits, const py::object& targ
 void register_cross_entropy(py::module_& m) {
     m.def("cross_entropy", &cross_entropy_binding, py::arg("logits"), py::arg("target"), py::arg("soft_target"),
           py::arg("weight"), py::arg("ignore_index"), py::arg("label_smoothing"), py::arg("reduction"),
-          py::arg("grad_output"), py::arg("grad"), py::arg("z_loss") = 0.0, py::arg("return_lse") = false,
+          py::arg("grad_output"), py::arg("grad"), py::arg("z_loss") = 0.0, py::arg("return_lse") = false, py::arg("softcap") = 0.0,
           "Fused cross-entropy over C-contiguous (rows, C) logits. Returns the reduced loss (float) or the "
           "per-row losses (reduction 0); writes the gradient into `grad` when `grad_output` is given.");
 }

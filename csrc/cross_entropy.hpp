@@ -22,6 +22,7 @@ struct CrossEntropyRequest {
     int64_t ignore_index = -100;
     double label_smoothing = 0.0;
     double z_loss = 0.0;
+    double softcap = 0.0;   // 0: none
     bool want_lse = false;  // also return every row's log-sum-exp
     Reduction reduction = Reduction::mean;
     const double* grad_output = nullptr;  // rows (none) or 1 value; null: no gradient

@@ -61,6 +61,7 @@ CrossEntropyResult cross_entropy(const CrossEntropyRequest& q) {
     args.ignore_index = q.ignore_index;
     args.label_smoothing = q.label_smoothing;
     args.z_loss = q.z_loss;
+    args.softcap = q.softcap;
     if (q.want_lse) {
         result.row_lse.assign(static_cast<size_t>(q.rows), 0.0);
         args.row_lse = result.row_lse.data();

@@ -14,6 +14,9 @@ namespace pyce {
     void register_softmax_kernels(KernelTable& table);  \
     void register_cross_entropy_kernels(KernelTable& table); \
     void register_exp_kernels(KernelTable& table);       \
+    void register_evaluate_kernels(KernelTable& table);  \
+    void register_divergence_kernels(KernelTable& table); \
+    void register_focal_kernels(KernelTable& table);     \
     }
 PYCE_DECLARE_ISA(baseline)
 #ifdef PYCE_HAVE_AVX2
@@ -34,12 +37,18 @@ struct Tables {
         baseline_table.name = "baseline";
         baseline::register_softmax_kernels(baseline_table);
         baseline::register_cross_entropy_kernels(baseline_table);
+        baseline::register_evaluate_kernels(baseline_table);
+        baseline::register_divergence_kernels(baseline_table);
+        baseline::register_focal_kernels(baseline_table);
         baseline::register_exp_kernels(baseline_table);
 #ifdef PYCE_HAVE_AVX2
         if (cpu_features().avx2_fma) {
             avx2_table.name = "avx2";
             avx2::register_softmax_kernels(avx2_table);
             avx2::register_cross_entropy_kernels(avx2_table);
+            avx2::register_evaluate_kernels(avx2_table);
+            avx2::register_divergence_kernels(avx2_table);
+            avx2::register_focal_kernels(avx2_table);
             avx2::register_exp_kernels(avx2_table);
         avx2::register_exp_kernels(avx2_table);
             has_avx2 = true;
@@ -50,6 +59,9 @@ struct Tables {
             avx512_table.name = "avx512";
             avx512::register_softmax_kernels(avx512_table);
             avx512::register_cross_entropy_kernels(avx512_table);
+            avx512::register_evaluate_kernels(avx512_table);
+            avx512::register_divergence_kernels(avx512_table);
+            avx512::register_focal_kernels(avx512_table);
             avx512::register_exp_kernels(avx512_table);
         avx512::register_exp_kernels(avx512_table);
             has_avx512 = true;

@@ -29,6 +29,7 @@ struct CrossEntropyArgs {
     int64_t ignore_index = -100;
     double label_smoothing = 0.0;
     double z_loss = 0.0;               // adds z_loss * lse^2 to every row that is not ignored
+    double softcap = 0.0;              // > 0: logits pass through softcap * tanh(z / softcap) first
     // The gradient is written when `grad` is set (it may alias `logits`):
     // row i is scaled by grad_scale_rows[i] if given, else by grad_scale.
     void* grad = nullptr;
@@ -47,6 +48,13 @@ using RowsToVectorFn = void (*)(const void* x, int64_t rows, int64_t cols, void*
 using RowsToRowsFn = void (*)(const void* x, int64_t rows, int64_t cols, void* out, int threads);
 using CrossEntropyFn = void (*)(const CrossEntropyArgs& args);
 using ElementwiseFn = void (*)(const void* x, int64_t n, void* out);
+// Evaluation metrics, divergences and focal loss (argument structs in metrics_args.hpp).
+struct EvaluateArgs;
+struct KLDivArgs;
+struct FocalArgs;
+using EvaluateFn = void (*)(const EvaluateArgs& args);
+using KLDivFn = void (*)(const KLDivArgs& args);
+using FocalFn = void (*)(const FocalArgs& args);
 
 struct KernelTable {
     const char* name = nullptr;
@@ -55,6 +63,9 @@ struct KernelTable {
     RowsToRowsFn log_softmax[kNumDTypes] = {};
     CrossEntropyFn cross_entropy[kNumDTypes] = {};
     ElementwiseFn exp[kNumDTypes] = {};  // the kernels' exp (float32/float64), for accuracy tests
+    EvaluateFn evaluate[kNumDTypes] = {};         // kernels/evaluate.cpp (also entropy)
+    KLDivFn kl_divergence[kNumDTypes] = {};       // kernels/divergence.cpp
+    FocalFn focal_loss[kNumDTypes] = {};          // kernels/focal.cpp
 };
 
 // The table in use.

@@ -11,4 +11,7 @@ PYBIND11_MODULE(_core, m) {
     pyce::register_softmax(m);
     pyce::register_cross_entropy(m);
     pyce::register_stream(m);
+    pyce::register_metrics(m);
+    pyce::register_divergence(m);
+    pyce::register_focal(m);
 }

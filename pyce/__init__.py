@@ -30,6 +30,9 @@ from .api import (
     softmax,
 )
 from ._threads import cpu_info, get_num_threads, set_num_threads
+from .metrics import EvalResult, evaluate
+from .divergence import entropy, kl_divergence, kl_divergence_with_grad
+from .focal import focal_loss, focal_loss_with_grad
 
 __version__ = "0.1.0"
 
@@ -43,6 +46,13 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
     "cpu_info",
+    "evaluate",
+    "EvalResult",
+    "entropy",
+    "kl_divergence",
+    "kl_divergence_with_grad",
+    "focal_loss",
+    "focal_loss_with_grad",
     "reference",
 ]
 

@@ -96,6 +96,19 @@ def check_z_loss(z_loss) -> float:
     return value
 
 
+def check_softcap(softcap) -> float:
+    """The soft cap as a positive float, or 0.0 for None (no capping)."""
+    if softcap is None:
+        return 0.0
+    try:
+        value = float(softcap)
+    except (TypeError, ValueError):
+        raise TypeError(f"softcap must be None or a number > 0, got {softcap!r}") from None
+    if not 0.0 < value < float("inf"):
+        raise ValueError(f"softcap must be None or a finite number > 0, got {softcap!r}")
+    return value
+
+
 def check_ignore_index(ignore_index) -> int:
     try:
         return operator.index(ignore_index)

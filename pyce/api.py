@@ -18,6 +18,7 @@ from ._validation import (
     check_grad_output,
     check_ignore_index,
     check_label_smoothing,
+    check_softcap,
     check_z_loss,
     check_reduction,
     check_weight,
@@ -134,7 +135,7 @@ class _Problem:
     """A validated cross-entropy call, laid out as (rows, classes) for the kernel."""
 
     def __init__(self, logits, target, *, axis, weight, ignore_index, reduction, label_smoothing,
-                 z_loss=0.0, return_lse=False):
+                 z_loss=0.0, softcap=None, return_lse=False):
         logits = as_float_array(logits, "logits")
         if logits.ndim == 0:
             raise ValueError("logits must have at least one dimension (the classes), got a 0-d array")
@@ -148,6 +149,7 @@ class _Problem:
         self.ignore_index = check_ignore_index(ignore_index)
         self.weight = check_weight(weight, self.n_classes, compute_dtype(logits.dtype))
         self.z_loss = check_z_loss(z_loss)
+        self.softcap = check_softcap(softcap)
         self.return_lse = bool(return_lse)
         indices, probabilities = split_target(target, logits, self.axis)
         self.target_shape = logits.shape[:self.axis] + logits.shape[self.axis + 1:]
@@ -165,7 +167,8 @@ class _Problem:
             grad_output, self.reduction, self.target_shape)
         raw = _core.cross_entropy(
             self.rows, self.indices, self.probabilities, self.weight, self.ignore_index,
-            self.label_smoothing, self.reduction, g_out, grad_rows, self.z_loss, self.return_lse)
+            self.label_smoothing, self.reduction, g_out, grad_rows, self.z_loss, self.return_lse,
+            self.softcap)
         raw_loss, raw_lse = raw if self.return_lse else (raw, None)
         if self.reduction == REDUCTIONS["none"]:
             self.loss = raw_loss.reshape(self.target_shape)
@@ -208,7 +211,8 @@ class _Problem:
 
 
 def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
-                  reduction="mean", label_smoothing=0.0, z_loss=0.0, return_lse=False):
+                  reduction="mean", label_smoothing=0.0, z_loss=0.0, softcap=None,
+                  return_lse=False):
     """Cross-entropy loss between logits and targets, as ``torch.nn.functional.cross_entropy``.
 
     Parameters
@@ -236,6 +240,10 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
     z_loss : float, optional
         PaLM's auxiliary loss: adds ``z_loss * logsumexp(logits)**2`` to the loss of
         every row that is not ignored (before the reduction). Default 0.
+    softcap : float, optional
+        Soft-cap the logits first (Gemma 2): ``softcap * tanh(logits / softcap)``;
+        everything, the gradient included (through the cap), then applies to
+        the capped logits. Default None (no cap).
     return_lse : bool, optional
         Also return every row's log-sum-exp (ignored rows included), an array of
         the target's shape in the compute dtype: what a later backward or a
@@ -268,19 +276,19 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
     """
     problem = _Problem(logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
                        reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
-                       return_lse=return_lse)
+                       softcap=softcap, return_lse=return_lse)
     problem.run()
     return problem.returned(problem.loss)
 
 
 def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=None,
                            ignore_index=-100, reduction="mean", label_smoothing=0.0,
-                           z_loss=0.0, return_lse=False, grad_dtype=None, out=None):
+                           z_loss=0.0, softcap=None, return_lse=False, grad_dtype=None, out=None):
     """Gradient of :func:`cross_entropy` with respect to the logits.
 
     Parameters
     ----------
-    logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss
+    logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap
         As for :func:`cross_entropy`.
     grad_output : float or array_like, optional
         The upstream gradient: a scalar for 'mean'/'sum', an array of the target's
@@ -305,20 +313,20 @@ def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=N
     """
     problem = _Problem(logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
                        reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
-                       return_lse=return_lse)
+                       softcap=softcap, return_lse=return_lse)
     grad_rows = problem.grad_buffer(grad_dtype, out)
     problem.run(grad_output, grad_rows)
     return problem.returned(out if out is not None else problem.grad_like_logits(grad_rows))
 
 
 def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_index=-100,
-                            reduction="mean", label_smoothing=0.0, z_loss=0.0, return_lse=False,
-                            inplace=False, grad_dtype=None, out=None):
+                            reduction="mean", label_smoothing=0.0, z_loss=0.0, softcap=None,
+                            return_lse=False, inplace=False, grad_dtype=None, out=None):
     """Loss and gradient from one fused pass that reads each logit once.
 
     Parameters
     ----------
-    logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss, return_lse
+    logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, return_lse
         As for :func:`cross_entropy`.
     inplace : bool, optional
         Write the gradient over ``logits`` (which must be a writeable ndarray
@@ -354,7 +362,7 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_inde
             raise ValueError("pass either inplace=True or out=, not both")
     problem = _Problem(logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
                        reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
-                       return_lse=return_lse)
+                       softcap=softcap, return_lse=return_lse)
     grad_rows = problem.rows if inplace else problem.grad_buffer(grad_dtype, out)
     problem.run(1.0, grad_rows)
     if inplace:

@@ -137,40 +137,48 @@ def _check_reduction(reduction):
 
 
 def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
-                  reduction="mean", label_smoothing=0.0, z_loss=0.0, return_lse=False):
+                  reduction="mean", label_smoothing=0.0, z_loss=0.0, softcap=None,
+                  return_lse=False):
     """Cross-entropy between ``softmax(logits)`` and ``target``, as PyTorch.
 
     ``target`` is an integer array of class indices (the logits' shape without
     the class axis) or a float array of probabilities (the logits' shape).
     ``z_loss`` adds ``z_loss * lse**2`` per row that is not ignored;
+    ``softcap`` replaces the logits by ``softcap * tanh(logits / softcap)`` first;
     ``return_lse`` also returns every row's log-sum-exp.
     """
     out = cross_entropy_with_grad(
         logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
         reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
-        return_lse=return_lse)
+        softcap=softcap, return_lse=return_lse)
     return (out[0], out[2]) if return_lse else out[0]
 
 
 def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=None,
                            ignore_index=-100, reduction="mean", label_smoothing=0.0,
-                           z_loss=0.0, return_lse=False):
+                           z_loss=0.0, softcap=None, return_lse=False):
     """Gradient of ``cross_entropy(...)`` w.r.t. the logits, times ``grad_output``."""
     out = cross_entropy_with_grad(
         logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
         reduction=reduction, label_smoothing=label_smoothing, grad_output=grad_output,
-        z_loss=z_loss, return_lse=return_lse)
+        z_loss=z_loss, softcap=softcap, return_lse=return_lse)
     return (out[1], out[2]) if return_lse else out[1]
 
 
 def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_index=-100,
                             reduction="mean", label_smoothing=0.0, grad_output=1.0,
-                            z_loss=0.0, return_lse=False):
+                            z_loss=0.0, softcap=None, return_lse=False):
     """``(loss, grad)`` (and the rows' lse if asked): the loss and its gradient, in float64."""
     _check_reduction(reduction)
     logits = np.asarray(logits)
     axis = axis % logits.ndim
     z, t, soft, target_shape = _classes_last(logits, target, axis)
+    cap_slope = 1.0
+    if softcap is not None:
+        # Gemma 2's soft cap: z' = c tanh(z / c); dz'/dz = 1 - tanh(z / c)^2.
+        capped = np.tanh(z / softcap)
+        cap_slope = 1.0 - capped**2
+        z = softcap * capped
     loss_rows, grad_rows, divisor = _row_terms(z, t, soft, weight, ignore_index, label_smoothing)
     lse = logsumexp(z, axis=-1)
     if z_loss:
@@ -179,6 +187,7 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_inde
         with np.errstate(invalid="ignore", over="ignore"):
             loss_rows = loss_rows + np.where(scored, z_loss * lse**2, 0.0)
             grad_rows = grad_rows + np.where(scored, 2 * z_loss * lse, 0.0)[:, None] * softmax(z, axis=-1)
+    grad_rows = grad_rows * cap_slope
     g_out = np.asarray(grad_output, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         if reduction == "none":
@@ -198,3 +207,202 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_inde
     if return_lse:
         return loss, grad, lse.reshape(target_shape)
     return loss, grad
+
+
+# --------------------------------------------------------------------------
+# Evaluation metrics, divergences and the focal loss (issue 5)
+# --------------------------------------------------------------------------
+
+__all__ += [
+    "evaluate",
+    "expected_calibration_error",
+    "entropy",
+    "kl_divergence",
+    "kl_divergence_with_grad",
+    "focal_loss",
+    "focal_loss_with_grad",
+]
+
+
+def _rows_last(x, axis):
+    """``x`` in float64 with the class axis moved last and flattened to (rows, C)."""
+    x = np.asarray(x, dtype=np.float64)
+    axis = axis % x.ndim
+    z = np.moveaxis(x, axis, -1)
+    return z.reshape(-1, z.shape[-1]), z.shape[:-1]
+
+
+def expected_calibration_error(confidence, correct, n_bins=15):
+    """ECE of Guo et al. (2017): ``sum_b |B_b| / n * |acc(B_b) - conf(B_b)|``.
+
+    The bins split (0, 1] into ``n_bins`` equal intervals ``(lo, hi]``;
+    ``confidence`` is each prediction's probability, ``correct`` whether it was
+    right. nan if there are no predictions or a confidence is nan.
+    """
+    conf = np.asarray(confidence, dtype=np.float64).reshape(-1)
+    correct = np.asarray(correct, dtype=np.float64).reshape(-1)
+    if conf.size == 0 or np.isnan(conf).any():
+        return np.nan
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    ece = 0.0
+    for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        # The first bin also takes a confidence of exactly 0.
+        in_bin = (conf > lo) & (conf <= hi) if b else (conf <= hi)
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - conf[in_bin].mean())
+    return float(ece)
+
+
+def evaluate(logits, target, *, axis=-1, ignore_index=-100, topk=(1, 5)):
+    """Language-model evaluation metrics over the rows that are not ignored.
+
+    Returns a dict: ``loss`` (mean -log q_t), ``perplexity`` (exp of it),
+    ``accuracy`` ({k: fraction of rows whose target is in the top k}),
+    ``entropy`` (mean H(q)), ``ece`` (expected calibration error of the
+    top-1 prediction, 15 bins) and ``n_tokens`` (rows scored).
+
+    The target's rank is the number of classes with a strictly larger logit,
+    ``#{j : z_j > z_t}``; it is in the top k when its rank is below k (ties
+    with the target do not count against it).
+    """
+    z, shape = _rows_last(logits, axis)
+    t = np.asarray(target).astype(np.int64).reshape(-1)
+    keep = t != ignore_index
+    z, t = z[keep], t[keep]
+    n = int(keep.sum())
+    rows = np.arange(n)
+    logq = log_softmax(z, axis=-1)
+    q = softmax(z, axis=-1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        nll = -logq[rows, t] if n else np.zeros(0)
+        # H(q) = -sum q log q with 0 log 0 = 0.
+        ent = -np.sum(np.where(q > 0, q * logq, 0.0), axis=-1)
+        rank = np.sum(z > z[rows, t][:, None], axis=-1) if n else np.zeros(0)
+        conf = np.max(q, axis=-1) if n else np.zeros(0)
+    mean = (lambda v: float(np.mean(v))) if n else (lambda v: float("nan"))
+    loss = mean(nll)
+    return {
+        "loss": loss,
+        "perplexity": float(np.exp(loss)),
+        "accuracy": {int(k): mean(rank < k) for k in topk},
+        "entropy": mean(ent),
+        "ece": expected_calibration_error(conf, rank == 0) if n else float("nan"),
+        "n_tokens": n,
+    }
+
+
+def entropy(logits, axis=-1):
+    """Entropy ``H(softmax(logits)) = -sum q log q`` (0 log 0 = 0) along ``axis``, in float64."""
+    z, shape = _rows_last(logits, axis)
+    logq = log_softmax(z, axis=-1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        q = np.exp(logq)
+        h = -np.sum(np.where(q > 0, q * logq, 0.0), axis=-1)
+    return h.reshape(shape)
+
+
+_KL_REDUCTIONS = ("batchmean", "sum", "mean", "none")
+
+
+def kl_divergence_with_grad(student_logits, teacher_logits, *, temperature=1.0, axis=-1,
+                            reduction="batchmean", grad_output=1.0):
+    """``(loss, grad)`` of the distillation loss, in float64.
+
+    Per row: ``T^2 KL(p || q)`` with ``p = softmax(teacher / T)``,
+    ``q = softmax(student / T)``, ``KL(p || q) = sum_c p_c (log p_c - log q_c)``
+    (0 where p_c = 0); its gradient w.r.t. the student logits is ``T (q - p)``.
+    Reductions: 'batchmean' (sum / rows), 'sum', 'mean' (sum / (rows * C)),
+    'none' (one value per row).
+    """
+    if reduction not in _KL_REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_KL_REDUCTIONS}, got {reduction!r}")
+    T = float(temperature)
+    s, shape = _rows_last(student_logits, axis)
+    t, _ = _rows_last(teacher_logits, axis)
+    N, C = s.shape
+    logp = log_softmax(t / T, axis=-1)
+    logq = log_softmax(s / T, axis=-1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        p, q = np.exp(logp), np.exp(logq)
+        kl = np.sum(np.where(p > 0, p * (logp - logq), 0.0), axis=-1)
+        loss_rows = T * T * kl
+        grad_rows = T * (q - p)
+    g = np.asarray(grad_output, dtype=np.float64)
+    if reduction == "none":
+        loss = loss_rows.reshape(shape)
+        grad = grad_rows * np.broadcast_to(g, shape).reshape(-1, 1)
+    else:
+        divisor = {"batchmean": N, "sum": 1, "mean": N * C}[reduction]
+        loss = np.float64(np.sum(loss_rows) / divisor)
+        grad = grad_rows * (g / divisor)
+    ax = axis % np.ndim(student_logits)
+    return loss, np.moveaxis(grad.reshape(shape + (C,)), -1, ax)
+
+
+def kl_divergence(student_logits, teacher_logits, *, temperature=1.0, axis=-1,
+                  reduction="batchmean"):
+    """``T^2 KL(softmax(teacher / T) || softmax(student / T))``; see kl_divergence_with_grad."""
+    return kl_divergence_with_grad(student_logits, teacher_logits, temperature=temperature,
+                                   axis=axis, reduction=reduction)[0]
+
+
+def focal_loss_with_grad(logits, target, *, gamma=2.0, alpha=None, axis=-1, ignore_index=-100,
+                         reduction="mean", grad_output=1.0):
+    """``(loss, grad)`` of the softmax focal loss (Lin et al., 2017), in float64.
+
+    Per row with target t that is not ignored: ``-alpha_t (1 - q_t)^gamma log q_t``,
+    ``q = softmax(logits)``; ``alpha`` is None (1), a number, or one factor per
+    class. 'mean' divides by the number of rows that are not ignored. The
+    gradient w.r.t. the logits is ``G (q - onehot(t))`` with
+    ``G = alpha_t ((1 - q_t)^gamma - gamma q_t (1 - q_t)^(gamma - 1) log q_t)``.
+    """
+    _check_reduction(reduction)
+    z, shape = _rows_last(logits, axis)
+    t = np.asarray(target).astype(np.int64).reshape(-1)
+    N, C = z.shape
+    valid = t != ignore_index
+    safe_t = np.where(valid, t, 0)
+    rows = np.arange(N)
+    if alpha is None:
+        a = np.ones(N)
+    elif np.ndim(alpha) == 0:
+        a = np.full(N, float(alpha))
+    else:
+        a = np.asarray(alpha, dtype=np.float64)[safe_t]
+    logq = log_softmax(z, axis=-1)
+    q = np.exp(logq)
+    logp = logq[rows, safe_t]
+    p = q[rows, safe_t]
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        mod = (1.0 - p) ** gamma
+        loss_rows = -a * mod * logp
+        if gamma == 0:
+            factor = a
+        else:
+            # p (1 - p)^(gamma - 1) log p -> 0 as p -> 1 (and as p -> 0).
+            second = np.where((p < 1) & (p > 0), gamma * p * (1.0 - p) ** (gamma - 1.0) * logp, 0.0)
+            factor = a * (mod - second)
+        onehot = np.zeros((N, C))
+        onehot[rows, safe_t] = 1.0
+        grad_rows = factor[:, None] * (q - onehot)
+    loss_rows[~valid] = 0.0
+    grad_rows[~valid] = 0.0
+    g = np.asarray(grad_output, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if reduction == "none":
+            loss = loss_rows.reshape(shape)
+            grad = grad_rows * np.broadcast_to(g, shape).reshape(-1, 1)
+        else:
+            divisor = float(valid.sum()) if reduction == "mean" else 1.0
+            loss = np.float64(np.sum(loss_rows) / divisor)
+            grad = grad_rows * (g / divisor)
+    grad[~valid] = 0.0
+    ax = axis % np.ndim(logits)
+    return loss, np.moveaxis(grad.reshape(shape + (C,)), -1, ax)
+
+
+def focal_loss(logits, target, *, gamma=2.0, alpha=None, axis=-1, ignore_index=-100,
+               reduction="mean"):
+    """The softmax focal loss; see focal_loss_with_grad."""
+    return focal_loss_with_grad(logits, target, gamma=gamma, alpha=alpha, axis=axis,
+                                ignore_index=ignore_index, reduction=reduction)[0]

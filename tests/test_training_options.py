@@ -101,3 +101,76 @@ def test_bad_z_loss(bad):
         pyce.cross_entropy(np.zeros((2, 3)), np.array([0, 1]), z_loss=bad)
     with pytest.raises(TypeError, match="z_loss"):
         pyce.cross_entropy(np.zeros((2, 3)), np.array([0, 1]), z_loss="big")
+
+
+# ----------------------------------------------------------------- softcap
+
+
+@pytest.mark.parametrize("soft", [False, True], ids=["index", "soft"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("cap", [2.0, 30.0])
+def test_softcap_matches_reference(cap, shape, dtype, soft):
+    x, t = _problem(shape, dtype, soft, seed=8)
+    x = x * 10  # reach the cap's saturated range too
+    kw = dict(softcap=cap, label_smoothing=0.1, weight=np.linspace(0.5, 1.5, shape[-1]), z_loss=1e-3)
+    for reduction in ("mean", "none"):
+        loss, grad, lse = pyce.cross_entropy_with_grad(x, t, reduction=reduction, return_lse=True, **kw)
+        r_loss, r_grad, r_lse = ref.cross_entropy_with_grad(x, t, reduction=reduction, return_lse=True, **kw)
+        rtol, atol = (1e-12, 1e-13) if dtype == np.float64 else (4e-6, 4e-6)
+        np.testing.assert_allclose(loss, r_loss, rtol=rtol, atol=atol)
+        np.testing.assert_allclose(lse, r_lse, rtol=rtol, atol=atol)
+        np.testing.assert_allclose(grad, r_grad, rtol=rtol * 5, atol=atol)
+
+
+def test_softcap_bounds_the_logits():
+    # With a cap c the capped logits lie in (-c, c): one huge logit cannot take
+    # all the probability mass.
+    x = np.array([[1e4, 0.0, 0.0]])
+    loss = pyce.cross_entropy(x, np.array([1]), softcap=1.0)
+    expected = np.log(np.exp(np.tanh(1e4)) + 2) - 0.0
+    np.testing.assert_allclose(loss, expected, rtol=1e-12)
+
+
+def test_softcap_gradient_by_finite_differences():
+    x, t = _problem((3, 9), np.float64, seed=9)
+    kw = dict(softcap=3.0, reduction="sum", label_smoothing=0.2)
+    _, grad = pyce.cross_entropy_with_grad(x, t, **kw)
+    h = 1e-6
+    fd = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[i] += h
+        xm[i] -= h
+        fd[i] = (pyce.cross_entropy(xp, t, **kw) - pyce.cross_entropy(xm, t, **kw)) / (2 * h)
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_softcap_inplace_16bit_and_threads():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    rng = np.random.default_rng(10)
+    x = (rng.standard_normal((3, 50001)) * 20).astype(ml_dtypes.bfloat16)
+    t = rng.integers(0, 50001, 3)
+    results = []
+    for n in (1, 2, 3):
+        pyce.set_num_threads(n)
+        results.append(pyce.cross_entropy_with_grad(x, t, softcap=15.0, reduction="none"))
+    pyce.set_num_threads(pyce.cpu_info()["threads"])
+    for loss, grad in results[1:]:
+        np.testing.assert_array_equal(loss, results[0][0])
+        np.testing.assert_array_equal(grad.view(np.uint16), results[0][1].view(np.uint16))
+    r_loss, r_grad = ref.cross_entropy_with_grad(x.astype(np.float64), t, softcap=15.0, reduction="none")
+    np.testing.assert_allclose(results[0][0], r_loss, rtol=2e-6)
+    np.testing.assert_allclose(results[0][1].astype(np.float64), r_grad, rtol=2.0 ** -7, atol=2.0 ** -21)
+    buf = x.copy()
+    in_loss, in_grad = pyce.cross_entropy_with_grad(buf, t, softcap=15.0, reduction="none", inplace=True)
+    assert in_grad is buf
+    np.testing.assert_array_equal(in_loss, results[0][0])
+    np.testing.assert_array_equal(in_grad.view(np.uint16), results[0][1].view(np.uint16))
+
+
+@pytest.mark.parametrize("bad, error", [(0.0, ValueError), (-1.0, ValueError), (float("inf"), ValueError),
+                                        (float("nan"), ValueError), ("x", TypeError)])
+def test_bad_softcap(bad, error):
+    with pytest.raises(error, match="softcap"):
+        pyce.cross_entropy(np.zeros((2, 3)), np.array([0, 1]), softcap=bad)

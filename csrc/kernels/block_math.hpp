@@ -138,8 +138,10 @@ inline void raise_shift(const T* x, int64_t i, int64_t n, A* e_out, A& shift, V&
 // (stored to e_out if kStore; e_out may alias x when T is Acc<T>), their sum
 // and the Extra sums. `offset` is the block's position in the row, for the
 // coefficient arrays. Each element is read once and its exp computed once.
-template <class T, Extra E, bool kStore>
-inline BlockStats block_stats(const T* x, int64_t n, Acc<T>* e_out, const Coefs<T>& c, int64_t offset,
+// (The coefficients' storage type Y may differ from the logits' T: soft-capped
+// 16-bit logits are swept as float32 while their targets stay 16-bit.)
+template <class T, Extra E, bool kStore, class Y = T>
+inline BlockStats block_stats(const T* x, int64_t n, Acc<T>* e_out, const Coefs<Y>& c, int64_t offset,
                               Acc<T> shift) {
     using V = typename VecFor<T>::type;
     using A = Acc<T>;

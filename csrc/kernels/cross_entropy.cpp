@@ -18,13 +18,17 @@
 #include "../dispatch.hpp"
 #include "block_math.hpp"
 #include "parallel.hpp"
+#include "softcap.hpp"
 
 namespace pyce {
 namespace CPU_CAPABILITY {
 namespace {
 
 // T: the logits' storage type; G: the gradient's (T, or float32 for 16-bit T).
-template <class T, class G, Extra E, bool kGrad>
+// kCap: the logits are soft-capped first, z' = c tanh(z / c) (Gemma 2); every
+// formula above then applies to z', and the gradient is multiplied by
+// dz'/dz = 1 - (z'/c)^2. The capped block is kept in a scratch row.
+template <class T, class G, Extra E, bool kGrad, bool kCap>
 struct CrossEntropyKernel {
     using A = Acc<T>;
     using V = typename VecFor<T>::type;
@@ -32,6 +36,7 @@ struct CrossEntropyKernel {
     static constexpr bool kRescale = kGrad;
     // The exps are kept in the gradient until rescaled, unless it is 16-bit.
     static constexpr bool kScratch = kGrad && !std::is_same_v<G, A>;
+    static constexpr int kScratchRows = (kScratch ? 1 : 0) + (kCap ? 1 : 0);
     using Scratch = A;
     using Stats = BlockStats;
 
@@ -55,13 +60,15 @@ struct CrossEntropyKernel {
     int64_t C;
     double beta;        // eps / C for hard targets, 1 for probability targets
     double coef_total;  // K for hard targets: C, or sum(w)
+    double cap;         // the soft cap c (kCap)
 
     explicit CrossEntropyKernel(const CrossEntropyArgs& args)
         : a(args),
           x(static_cast<const T*>(args.logits)),
           g(static_cast<G*>(args.grad)),
           weight(static_cast<const A*>(args.weight)),
-          C(args.cols) {
+          C(args.cols),
+          cap(args.softcap) {
         beta = kSoft ? 1.0 : args.label_smoothing / static_cast<double>(C);
         coef_total = static_cast<double>(C);
         if (weight) {
@@ -80,14 +87,20 @@ struct CrossEntropyKernel {
             row.unread = row.ignored && !a.row_lse;
             if (row.unread) return row;
             if (!row.ignored) {
-                row.x_target = static_cast<double>(to_acc(x[r * C + row.target]));
+                row.x_target = capped(static_cast<double>(to_acc(x[r * C + row.target])));
                 const double w_t = weight ? static_cast<double>(weight[row.target]) : 1.0;
                 row.alpha = (1.0 - a.label_smoothing) * w_t;
             }
         }
-        row.shift = row_shift(x + r * C, C);
+        // The cap is increasing, so the capped row's shift is the capped shift.
+        row.shift = static_cast<A>(capped(static_cast<double>(row_shift(x + r * C, C))));
         return row;
     }
+
+    double capped(double z) const { return kCap ? cap * std::tanh(z / cap) : z; }
+
+    // The scratch rows: exps (16-bit gradient), then capped logits (kCap).
+    A* capped_row(A* scratch) const { return scratch + (kScratch ? C : 0); }
 
     Coefs<T> coefs(int64_t r) const {
         Coefs<T> c;
@@ -107,8 +120,20 @@ struct CrossEntropyKernel {
     Stats stats(const Row& row, int64_t b, A* scratch) const {
         if (row.unread) return Stats{};
         const int64_t start = b * kBlock, n = C - start < kBlock ? C - start : kBlock;
-        return block_stats<T, E, kGrad>(x + row.index * C + start, n, kGrad ? exps(row, b, scratch) : nullptr,
-                                        coefs(row.index), start, row.shift);
+        const T* xb = x + row.index * C + start;
+        A* e_out = kGrad ? exps(row, b, scratch) : nullptr;
+        if constexpr (kCap) {
+            // Cap the block into scratch (read from memory once), then sweep it there.
+            A* zb = capped_row(scratch) + start;
+            constexpr int W = V::width;
+            const int64_t full = n - n % W;
+            const V c = V::broadcast(static_cast<A>(cap)), inv = V::broadcast(static_cast<A>(1.0 / cap));
+            for (int64_t i = 0; i < full; i += W) softcap(vload(xb + i), c, inv).store(zb + i);
+            if (n > full) softcap(vload_partial(xb + full, n - full, A(0)), c, inv).store_partial(zb + full, n - full);
+            return block_stats<A, E, kGrad, T>(zb, n, e_out, coefs(row.index), start, row.shift);
+        } else {
+            return block_stats<T, E, kGrad>(xb, n, e_out, coefs(row.index), start, row.shift);
+        }
     }
 
     void finish(Row& row, const Stats* stats, int64_t nblocks) const {
@@ -174,6 +199,19 @@ struct CrossEntropyKernel {
             const int64_t t = row.target - start;
             if (t >= 0 && t < n) eb[t] = static_cast<A>(static_cast<double>(eb[t]) - row.scale * row.alpha);
         }
+        if constexpr (kCap) {
+            // Through the cap: times 1 - u^2 = (1 - u)(1 + u), u = z'/c (exact near |u| = 1).
+            const A* zb = capped_row(scratch) + start;
+            const V one = V::broadcast(A(1)), inv = V::broadcast(static_cast<A>(1.0 / cap));
+            for (int64_t i = 0; i < full; i += W) {
+                const V u = V::load(zb + i) * inv;
+                (V::load(eb + i) * ((one - u) * (one + u))).store(eb + i);
+            }
+            if (tail) {
+                const V u = V::load_partial(zb + full, tail, A(0)) * inv;
+                (V::load_partial(eb + full, tail, A(0)) * ((one - u) * (one + u))).store_partial(eb + full, tail);
+            }
+        }
         if constexpr (kScratch) {
             // Round the block's gradient to the 16-bit output dtype.
             for (int64_t i = 0; i < full; i += W) vstore(gb + i, V::load(eb + i));
@@ -184,8 +222,13 @@ struct CrossEntropyKernel {
 
 template <class T, class G, Extra E, bool kGrad>
 void run_case(const CrossEntropyArgs& args) {
-    CrossEntropyKernel<T, G, E, kGrad> kernel(args);
-    run_blocked(kernel, args.rows, args.cols, args.threads);
+    if (args.softcap > 0) {
+        CrossEntropyKernel<T, G, E, kGrad, true> kernel(args);
+        run_blocked(kernel, args.rows, args.cols, args.threads);
+    } else {
+        CrossEntropyKernel<T, G, E, kGrad, false> kernel(args);
+        run_blocked(kernel, args.rows, args.cols, args.threads);
+    }
 }
 
 template <class T, Extra E>

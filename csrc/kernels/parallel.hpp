@@ -47,9 +47,9 @@ void parallel_ranges(int64_t n, int threads, const Fn& fn) {
 // core's L2 between `stats` and `rescale`. Few rows (a decode step: 8 x 256k):
 // the (row, block) pairs are shared out instead, so every thread works.
 //
-// A kernel whose exps cannot live in its output (a 16-bit output) sets
-// kScratch and gets a float32 row of scratch: one per thread for whole rows,
-// one per row when blocks are shared out.
+// A kernel that needs rows of scratch in its compute type (exps that cannot
+// live in a 16-bit output, soft-capped logits) sets kScratchRows and gets
+// that many rows: per thread for whole rows, per row when blocks are shared out.
 template <class Kernel>
 void run_blocked(Kernel& kernel, int64_t rows, int64_t cols, int threads) {
     using Stats = typename Kernel::Stats;
@@ -58,7 +58,7 @@ void run_blocked(Kernel& kernel, int64_t rows, int64_t cols, int threads) {
     if (rows <= 0) return;
     const int64_t nblocks = num_blocks(cols);
     if (rows * cols < kMinParallelElements) threads = 1;
-    const size_t scratch_cols = Kernel::kScratch ? static_cast<size_t>(cols) : 0;
+    const size_t scratch_cols = static_cast<size_t>(Kernel::kScratchRows) * static_cast<size_t>(cols);
 
     if (threads == 1 || rows >= 4 * static_cast<int64_t>(threads) || nblocks == 1) {
         parallel_ranges(rows, threads, [&](int64_t r0, int64_t r1) {

@@ -23,6 +23,7 @@ struct SoftmaxKernel {
     // output is 16-bit: then in a float32 scratch row.
     static constexpr bool kStoreExps = kOut == RowOutput::softmax;
     static constexpr bool kScratch = kStoreExps && !std::is_same_v<T, A>;
+    static constexpr int kScratchRows = kScratch ? 1 : 0;
     using Scratch = A;
     using Stats = BlockStats;
     struct Row {

@@ -50,6 +50,7 @@ struct VecPortable {
 PYCE_PORTABLE_BINOP(+)
 PYCE_PORTABLE_BINOP(-)
 PYCE_PORTABLE_BINOP(*)
+PYCE_PORTABLE_BINOP(/)
 #undef PYCE_PORTABLE_BINOP
 
 template <class T, int W>
@@ -61,6 +62,20 @@ template <class T, int W>
 inline VecPortable<T, W> max(VecPortable<T, W> a, VecPortable<T, W> b) {
     VecPortable<T, W> r;
     for (int i = 0; i < W; ++i) r.v[i] = a.v[i] > b.v[i] ? a.v[i] : b.v[i];
+    return r;
+}
+// Like x86's min: when either is nan, the second operand is returned.
+template <class T, int W>
+inline VecPortable<T, W> min(VecPortable<T, W> a, VecPortable<T, W> b) {
+    VecPortable<T, W> r;
+    for (int i = 0; i < W; ++i) r.v[i] = a.v[i] < b.v[i] ? a.v[i] : b.v[i];
+    return r;
+}
+// 1 where a < b, else 0 (a nan compares false).
+template <class T, int W>
+inline VecPortable<T, W> less(VecPortable<T, W> a, VecPortable<T, W> b) {
+    VecPortable<T, W> r;
+    for (int i = 0; i < W; ++i) r.v[i] = a.v[i] < b.v[i] ? T(1) : T(0);
     return r;
 }
 template <class T, int W>

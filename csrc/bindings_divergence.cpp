@@ -1,0 +1,58 @@
+// pyce._core.kl_divergence: T^2 KL(softmax(teacher/T) || softmax(student/T))
+// over (rows, C) logits, optionally with its gradient w.r.t. the student.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "bindings.hpp"
+#include "bindings_util.hpp"
+#include "grad_args.hpp"
+#include "metrics_args.hpp"
+#include "threading.hpp"
+
+namespace pyce {
+
+namespace {
+
+// per_row: return the rows' values; otherwise their sum / divisor (divisor
+// 1 for sum, rows for batchmean, rows * C for mean).
+py::object kl_binding(const py::array& student, const py::array& teacher, double temperature, bool per_row,
+                      double divisor, const py::object& grad_output, const py::object& grad) {
+    const DType dtype = dtype_of(student, "student_logits");
+    require_rows(student, "student_logits", dtype);
+    const int64_t rows = student.shape(0), cols = student.shape(1);
+    require_rows(teacher, "teacher_logits", dtype, rows, cols);
+    if (cols < 1) throw py::value_error("logits must have at least one class");
+    if (!(temperature > 0.0) || !std::isfinite(temperature))
+        throw py::value_error("temperature must be a positive finite number, got " + std::to_string(temperature));
+    GradTarget gt = check_grad_target(grad_output, grad, dtype, rows, cols, per_row, divisor);
+    std::vector<double> row_loss(static_cast<size_t>(rows), 0.0);
+    KLDivArgs args;
+    args.student = student.data();
+    args.teacher = teacher.data();
+    args.rows = rows;
+    args.cols = cols;
+    args.temperature = temperature;
+    args.row_loss = row_loss.data();
+    args.grad = gt.data;
+    args.grad_f32 = gt.f32;
+    args.grad_scale = gt.scale;
+    args.grad_scale_rows = gt.scale_rows;
+    {
+        py::gil_scoped_release release;
+        args.threads = num_threads();
+        kernels().kl_divergence[static_cast<int>(dtype)](args);
+    }
+    return reduce_rows(row_loss, dtype, per_row, divisor);
+}
+
+}  // namespace
+
+void register_divergence(py::module_& m) {
+    m.def("kl_divergence", &kl_binding, py::arg("student"), py::arg("teacher"), py::arg("temperature"),
+          py::arg("per_row"), py::arg("divisor"), py::arg("grad_output"), py::arg("grad"),
+          "T^2 KL(softmax(teacher/T) || softmax(student/T)) of C-contiguous (rows, C) logits: per row, or "
+          "summed / divisor; writes T (q - p) * grad_output into `grad` when grad_output is given.");
+}
+
+}  // namespace pyce

@@ -1,0 +1,64 @@
+// Shared checks for kernels that write a gradient (divergence, focal loss):
+// the per-row losses out, the reduction and the gradient buffer in.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "bindings_util.hpp"
+#include "cross_entropy.hpp"
+
+namespace pyce {
+
+// Where a kernel's gradient goes and how it is scaled.
+struct GradTarget {
+    py::array grad_output, grad;  // kept referenced while the kernel runs
+    void* data = nullptr;
+    bool f32 = false;
+    double scale = 1.0;
+    const double* scale_rows = nullptr;
+};
+
+// grad_output: None (no gradient), or a float64 vector (one per row for
+// reduction none, else one value); grad: the (rows, cols) buffer to write.
+// `divisor` divides a reduced gradient (the mean's).
+inline GradTarget check_grad_target(const py::object& grad_output, const py::object& grad, DType dtype, int64_t rows,
+                                    int64_t cols, bool per_row, double divisor) {
+    GradTarget out;
+    if (grad_output.is_none()) return out;
+    out.grad_output = py::array::ensure(grad_output);
+    if (!out.grad_output || !out.grad_output.dtype().is(py::dtype::of<double>()))
+        throw py::type_error("grad_output must be a float64 array");
+    require_vector(out.grad_output, "grad_output", per_row ? rows : 1);
+    if (grad.is_none()) throw py::value_error("grad_output given without a grad array to write");
+    out.grad = py::array::ensure(grad);
+    if (!out.grad) throw py::type_error("grad must be an array");
+    out.f32 = is_16bit(dtype) && dtype_of(out.grad, "grad") == DType::f32;
+    require_rows(out.grad, "grad", out.f32 ? DType::f32 : dtype, rows, cols);
+    require_writeable(out.grad, "grad");
+    out.data = out.grad.mutable_data();
+    const double* g = static_cast<const double*>(out.grad_output.data());
+    if (per_row)
+        out.scale_rows = g;
+    else
+        out.scale = g[0] / divisor;
+    return out;
+}
+
+// Per-row losses (reduction none) in the compute dtype, or the reduced value.
+inline py::object reduce_rows(const std::vector<double>& row_loss, DType dtype, bool per_row, double divisor) {
+    if (per_row) {
+        const py::ssize_t n = static_cast<py::ssize_t>(row_loss.size());
+        if (dtype == DType::f64) {
+            py::array_t<double> out(n);
+            for (py::ssize_t i = 0; i < n; ++i) out.mutable_data()[i] = row_loss[i];
+            return std::move(out);
+        }
+        py::array_t<float> out(n);
+        for (py::ssize_t i = 0; i < n; ++i) out.mutable_data()[i] = static_cast<float>(row_loss[i]);
+        return std::move(out);
+    }
+    return py::float_(pairwise_sum(row_loss.data(), static_cast<int64_t>(row_loss.size())) / divisor);
+}
+
+}  // namespace pyce

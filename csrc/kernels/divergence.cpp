@@ -1,0 +1,168 @@
+// The distillation loss T^2 * KL(softmax(teacher / T) || softmax(student / T))
+// per row and its gradient w.r.t. the student, T * (q - p), reading each
+// student and teacher logit once. (The entropy of a softmax, pyce.entropy,
+// is the target-free case of kernels/evaluate.cpp.) Compiled once per ISA.
+//
+// The sweep (info_math.hpp's kl_block) computes both rows' exps against
+// their shifts, their sums and D_b = sum e_t (u - v); with the gradient it
+// keeps the teacher's exps in the scratch row and the student's in the
+// gradient (or recomputes them there when the gradient is 16-bit), and the
+// rescale turns them into T * (q - p) with one fused multiply-add.
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "../dispatch.hpp"
+#include "../metrics_args.hpp"
+#include "block_math.hpp"
+#include "info_math.hpp"
+#include "parallel.hpp"
+
+namespace pyce {
+namespace CPU_CAPABILITY {
+namespace {
+
+// T: the logits' storage type; G: the gradient's (T, or float32 for 16-bit T).
+template <class T, class G, bool kGrad>
+struct KLKernel {
+    using A = Acc<T>;
+    using V = typename VecFor<T>::type;
+    static constexpr bool kRescale = kGrad;
+    // The teacher's exps live in the scratch row until the rescale.
+    static constexpr bool kScratch = kGrad;
+    static constexpr int kScratchRows = kScratch ? 1 : 0;  // rows of scratch run_blocked provides
+    // The student's exps are kept in the gradient unless it is 16-bit.
+    static constexpr bool kStoreStudent = kGrad && std::is_same_v<G, A>;
+    using Scratch = A;
+    using Stats = KLBlockStats;
+
+    struct Row {
+        int64_t index = 0;
+        A shift_t = 0, shift_s = 0;
+        RowSums teacher, student;
+        double grad_mul = 0;  // grad_output * T (/ divisor)
+    };
+
+    const KLDivArgs& a;
+    const T* s;
+    const T* t;
+    G* g;
+    int64_t C;
+    A inv_t;
+
+    explicit KLKernel(const KLDivArgs& args)
+        : a(args),
+          s(static_cast<const T*>(args.student)),
+          t(static_cast<const T*>(args.teacher)),
+          g(static_cast<G*>(args.grad)),
+          C(args.cols),
+          inv_t(static_cast<A>(1.0 / args.temperature)) {}
+
+    Row begin(int64_t r) const {
+        Row row;
+        row.index = r;
+        row.shift_t = row_shift(t + r * C, C) * inv_t;
+        row.shift_s = row_shift(s + r * C, C) * inv_t;
+        return row;
+    }
+
+    Stats stats(const Row& row, int64_t b, A* scratch) const {
+        const int64_t start = b * kBlock, n = C - start < kBlock ? C - start : kBlock;
+        const int64_t off = row.index * C + start;
+        A* t_out = kGrad ? scratch + start : nullptr;
+        A* s_out = nullptr;
+        if constexpr (kStoreStudent) s_out = reinterpret_cast<A*>(g + off);
+        return kl_block<T>(t + off, s + off, n, inv_t, row.shift_t, row.shift_s, t_out, s_out);
+    }
+
+    void finish(Row& row, const Stats* stats, int64_t nblocks) const {
+        // merge_blocks takes an array of BlockStats: split the pairs (a
+        // per-thread buffer, so no allocation per row).
+        thread_local std::vector<BlockStats> tb, sb;
+        tb.resize(static_cast<size_t>(nblocks));
+        sb.resize(static_cast<size_t>(nblocks));
+        for (int64_t k = 0; k < nblocks; ++k) tb[k] = stats[k].teacher, sb[k] = stats[k].student;
+        row.teacher = merge_blocks(tb.data(), nblocks);
+        row.student = merge_blocks(sb.data(), nblocks);
+        double kl = kNaN;
+        if (std::isfinite(row.teacher.lse) && std::isfinite(row.student.lse)) {
+            kl = 0;
+            for (int64_t k = 0; k < nblocks; ++k) {
+                const BlockStats& bt = tb[k];
+                if (bt.sum == 0) continue;  // p = 0 throughout: 0 log 0 = 0
+                const double lse_t = (row.teacher.max - bt.shift) + row.teacher.log_sum;
+                const double lse_s = (row.student.max - sb[k].shift) + row.student.log_sum;
+                kl += block_factor(bt, row.teacher) * (bt.dot - bt.sum * (lse_t - lse_s));
+            }
+            // KL >= 0; rounding can leave a tiny negative value for p == q.
+            if (kl < 0) kl = 0;
+        } else {
+            // No distribution on one side: make the factors nan, so the gradient is too.
+            row.teacher.lse = kNaN;
+        }
+        a.row_loss[row.index] = a.temperature * a.temperature * kl;
+        const double scale = a.grad_scale_rows ? a.grad_scale_rows[row.index] : a.grad_scale;
+        row.grad_mul = scale * a.temperature;
+    }
+
+    void rescale(const Row& row, int64_t b, const Stats& st, A* scratch) const {
+        constexpr int W = V::width;
+        const int64_t start = b * kBlock, n = C - start < kBlock ? C - start : kBlock;
+        const int64_t full = n - n % W, tail = n - full;
+        const int64_t off = row.index * C + start;
+        const A* et = scratch + start;
+        // g = (T scale) (q - p) = es * (T scale f_s) - et * (T scale f_t)
+        const V ms = V::broadcast(static_cast<A>(row.grad_mul * block_factor(st.student, row.student)));
+        const V mt = V::broadcast(static_cast<A>(-row.grad_mul * block_factor(st.teacher, row.teacher)));
+        if constexpr (kStoreStudent) {
+            A* es = reinterpret_cast<A*>(g + off);
+            for (int64_t i = 0; i < full; i += W) fmadd(V::load(et + i), mt, V::load(es + i) * ms).store(es + i);
+            if (tail)
+                fmadd(V::load_partial(et + full, tail, A(0)), mt, V::load_partial(es + full, tail, A(0)) * ms)
+                    .store_partial(es + full, tail);
+        } else {
+            // A 16-bit gradient cannot hold the exps: recompute the student's
+            // against the block's (final) shift, exactly as the sweep did.
+            const A ninf = -std::numeric_limits<A>::infinity();
+            const V vss = V::broadcast(static_cast<A>(st.student.shift)), vinv = V::broadcast(inv_t);
+            const T* sb = s + off;
+            G* gb = g + off;
+            for (int64_t i = 0; i < full; i += W) {
+                const V es = exp(vload(sb + i) * vinv - vss);
+                vstore(gb + i, fmadd(V::load(et + i), mt, es * ms));
+            }
+            if (tail) {
+                const V es = exp(vload_partial(sb + full, tail, ninf) * vinv - vss);
+                vstore_partial(gb + full, tail, fmadd(V::load_partial(et + full, tail, A(0)), mt, es * ms));
+            }
+        }
+    }
+};
+
+template <class T, class G, bool kGrad>
+void run_case(const KLDivArgs& args) {
+    KLKernel<T, G, kGrad> kernel(args);
+    run_blocked(kernel, args.rows, args.cols, args.threads);
+}
+
+template <class T>
+void run(const KLDivArgs& args) {
+    if (!args.grad)
+        run_case<T, T, false>(args);
+    else if (args.grad_f32 && !std::is_same_v<T, Acc<T>>)
+        run_case<T, Acc<T>, true>(args);
+    else
+        run_case<T, T, true>(args);
+}
+
+}  // namespace
+
+void register_divergence_kernels(KernelTable& table) {
+    table.kl_divergence[static_cast<int>(DType::f32)] = run<float>;
+    table.kl_divergence[static_cast<int>(DType::f64)] = run<double>;
+    table.kl_divergence[static_cast<int>(DType::bf16)] = run<bf16>;
+    table.kl_divergence[static_cast<int>(DType::f16)] = run<f16>;
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace pyce

@@ -1,0 +1,106 @@
+// Evaluation metrics in one pass over the logits (pyce.evaluate) and the
+// entropy of softmax (pyce.entropy). Compiled once per ISA (CMakeLists.txt);
+// registers into that ISA's table.
+//
+// Per row, from one sweep of each block (info_math.hpp's entropy_block):
+//   loss      = lse - x_t                    (-log q_t)
+//   entropy   = H(q) = lse - sum_j q_j x_j
+//   max_prob  = max_j q_j = exp(max - lse) = exp(-log_sum)
+//   rank      = #{j : x_j > x_t}             (top-k correct <=> rank < k)
+// Ties are not counted against the target: a target tied with the largest
+// logit has rank 0 (torch.topk would break the tie by position).
+#include <cstdint>
+
+#include "../dispatch.hpp"
+#include "../metrics_args.hpp"
+#include "block_math.hpp"
+#include "info_math.hpp"
+#include "parallel.hpp"
+
+namespace pyce {
+namespace CPU_CAPABILITY {
+namespace {
+
+template <class T, bool kTarget>
+struct EvaluateKernel {
+    using A = Acc<T>;
+    static constexpr bool kRescale = false;
+    static constexpr bool kScratch = false;
+    static constexpr int kScratchRows = kScratch ? 1 : 0;  // rows of scratch run_blocked provides
+    using Scratch = A;
+    using Stats = BlockStats;
+
+    struct Row {
+        int64_t index = 0;
+        A shift = 0;
+        bool ignored = false;
+        A x_target = 0;
+    };
+
+    const EvaluateArgs& a;
+    const T* x;
+    int64_t C;
+
+    explicit EvaluateKernel(const EvaluateArgs& args)
+        : a(args), x(static_cast<const T*>(args.logits)), C(args.cols) {}
+
+    Row begin(int64_t r) const {
+        Row row;
+        row.index = r;
+        if constexpr (kTarget) {
+            const int64_t t = a.target[r];
+            row.ignored = t == a.ignore_index;
+            if (row.ignored) return row;  // its logits are never read
+            row.x_target = to_acc(x[r * C + t]);
+        }
+        row.shift = row_shift(x + r * C, C);
+        return row;
+    }
+
+    Stats stats(const Row& row, int64_t b, A*) const {
+        if (row.ignored) return Stats{};
+        const int64_t start = b * kBlock, n = C - start < kBlock ? C - start : kBlock;
+        return entropy_block<T, kTarget>(x + row.index * C + start, n, row.shift, row.x_target);
+    }
+
+    void finish(Row& row, const Stats* stats, int64_t nblocks) const {
+        if (row.ignored) return;
+        const int64_t r = row.index;
+        RowSums sums = merge_blocks(stats, nblocks);
+        if (sums.lse == kInf) sums.lse = kNaN;  // a +inf logit: no distribution
+        const bool finite = std::isfinite(sums.lse);
+        a.entropy[r] = row_entropy(sums, stats, nblocks);
+        if (a.max_prob) a.max_prob[r] = finite ? std::exp(-sums.log_sum) : kNaN;
+        if constexpr (kTarget) {
+            const double xt = static_cast<double>(row.x_target);
+            // lse - x_t as (max - x_t) + log_sum: exact near the max.
+            a.loss[r] = finite ? (sums.max - xt) + sums.log_sum : sums.lse - xt;
+            a.rank[r] = sums.coef;  // a sum of exact integer counts
+        }
+    }
+
+    void rescale(const Row&, int64_t, const Stats&, A*) const {}
+};
+
+template <class T>
+void run(const EvaluateArgs& args) {
+    if (args.target) {
+        EvaluateKernel<T, true> kernel(args);
+        run_blocked(kernel, args.rows, args.cols, args.threads);
+    } else {
+        EvaluateKernel<T, false> kernel(args);
+        run_blocked(kernel, args.rows, args.cols, args.threads);
+    }
+}
+
+}  // namespace
+
+void register_evaluate_kernels(KernelTable& table) {
+    table.evaluate[static_cast<int>(DType::f32)] = run<float>;
+    table.evaluate[static_cast<int>(DType::f64)] = run<double>;
+    table.evaluate[static_cast<int>(DType::bf16)] = run<bf16>;
+    table.evaluate[static_cast<int>(DType::f16)] = run<f16>;
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace pyce

@@ -1,0 +1,162 @@
+// Focal loss (Lin et al., 2017) over softmax probabilities, and its gradient,
+// reading each logit once. Compiled once per ISA; registers into its table.
+//
+// With p = q_t = exp(x_t - lse), nll = -log p and a = alpha_t:
+//     loss       = a (1 - p)^gamma nll
+//     d loss/dx  = G (q - onehot(t)),   G = a ((1 - p)^gamma + gamma p (1 - p)^(gamma - 1) nll)
+// i.e. the cross-entropy gradient with the row weight G instead of a, so the
+// kernel is cross-entropy's block sweep (block_math.hpp) with another
+// per-row factor. 1 - p is formed as -expm1(-nll): no cancellation near p = 1.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "../dispatch.hpp"
+#include "../metrics_args.hpp"
+#include "block_math.hpp"
+#include "parallel.hpp"
+
+namespace pyce {
+namespace CPU_CAPABILITY {
+namespace {
+
+// The loss and the gradient factor G of one row, from its nll = -log p_t >= 0.
+inline void focal_terms(double nll, double alpha, double gamma, double& loss, double& g) {
+    if (gamma == 0.0) {
+        loss = alpha * nll;
+        g = alpha;
+        return;
+    }
+    const double one_minus_p = -std::expm1(-nll), p = std::exp(-nll);
+    const double mod = std::pow(one_minus_p, gamma);
+    loss = alpha * mod * nll;
+    // p = 1 (nll = 0): both terms vanish for gamma > 0; p = 0 (nll = inf): the
+    // second term is p * inf -> 0 in the limit.
+    double second = 0.0;
+    if (one_minus_p > 0.0 && p > 0.0) second = gamma * p * std::pow(one_minus_p, gamma - 1.0) * nll;
+    g = alpha * (mod + second);
+    if (nll != nll) loss = g = nll;  // nan stays nan
+}
+
+// T: the logits' storage type; G: the gradient's (T, or float32 for 16-bit T).
+template <class T, class G, bool kGrad>
+struct FocalKernel {
+    using A = Acc<T>;
+    using V = typename VecFor<T>::type;
+    static constexpr bool kRescale = kGrad;
+    static constexpr bool kScratch = kGrad && !std::is_same_v<G, A>;
+    static constexpr int kScratchRows = kScratch ? 1 : 0;  // rows of scratch run_blocked provides
+    using Scratch = A;
+    using Stats = BlockStats;
+
+    struct Row {
+        int64_t index = 0;
+        A shift = 0;
+        bool ignored = false;
+        int64_t target = -1;
+        double x_target = 0;  // read before an in-place gradient could overwrite it
+        double alpha = 1;
+        RowSums sums;
+        double grad_mul = 0;  // grad_output * G
+    };
+
+    const FocalArgs& a;
+    const T* x;
+    G* g;
+    int64_t C;
+
+    explicit FocalKernel(const FocalArgs& args)
+        : a(args), x(static_cast<const T*>(args.logits)), g(static_cast<G*>(args.grad)), C(args.cols) {}
+
+    Row begin(int64_t r) const {
+        Row row;
+        row.index = r;
+        row.target = a.target[r];
+        row.ignored = row.target == a.ignore_index;
+        if (row.ignored) return row;
+        row.x_target = static_cast<double>(to_acc(x[r * C + row.target]));
+        row.alpha = a.alpha ? a.alpha[row.target] : a.alpha_scalar;
+        row.shift = row_shift(x + r * C, C);
+        return row;
+    }
+
+    A* exps(const Row& row, int64_t b, A* scratch) const {
+        if constexpr (kScratch) return scratch + b * kBlock;
+        return reinterpret_cast<A*>(g + row.index * C) + b * kBlock;
+    }
+
+    Stats stats(const Row& row, int64_t b, A* scratch) const {
+        if (row.ignored) return Stats{};
+        const int64_t start = b * kBlock, n = C - start < kBlock ? C - start : kBlock;
+        return block_stats<T, Extra::none, kGrad>(x + row.index * C + start, n,
+                                                  kGrad ? exps(row, b, scratch) : nullptr, Coefs<T>{}, start,
+                                                  row.shift);
+    }
+
+    void finish(Row& row, const Stats* stats, int64_t nblocks) const {
+        if (row.ignored) {
+            a.row_loss[row.index] = 0.0;
+            return;
+        }
+        RowSums& sums = row.sums;
+        sums = merge_blocks(stats, nblocks);
+        if (sums.lse == kInf) sums.lse = kNaN;
+        const double lse = sums.lse;
+        const double nll = std::isfinite(lse) ? (sums.max - row.x_target) + sums.log_sum : lse - row.x_target;
+        double loss, factor;
+        focal_terms(nll, row.alpha, a.gamma, loss, factor);
+        a.row_loss[row.index] = loss;
+        const double scale = a.grad_scale_rows ? a.grad_scale_rows[row.index] : a.grad_scale;
+        row.grad_mul = scale * factor;
+    }
+
+    void rescale(const Row& row, int64_t b, const Stats& s, A* scratch) const {
+        constexpr int W = V::width;
+        const int64_t start = b * kBlock, n = C - start < kBlock ? C - start : kBlock;
+        G* gb = g + row.index * C + start;
+        if (row.ignored) {
+            std::memset(static_cast<void*>(gb), 0, static_cast<size_t>(n) * sizeof(G));
+            return;
+        }
+        const int64_t full = n - n % W, tail = n - full;
+        A* eb = exps(row, b, scratch);
+        const V mul = V::broadcast(static_cast<A>(row.grad_mul * block_factor(s, row.sums)));
+        for (int64_t i = 0; i < full; i += W) (V::load(eb + i) * mul).store(eb + i);
+        if (tail) (V::load_partial(eb + full, tail, A(0)) * mul).store_partial(eb + full, tail);
+        const int64_t t = row.target - start;
+        if (t >= 0 && t < n) eb[t] = static_cast<A>(static_cast<double>(eb[t]) - row.grad_mul);
+        if constexpr (kScratch) {
+            for (int64_t i = 0; i < full; i += W) vstore(gb + i, V::load(eb + i));
+            if (tail) vstore_partial(gb + full, tail, V::load_partial(eb + full, tail, A(0)));
+        }
+    }
+};
+
+template <class T, class G, bool kGrad>
+void run_case(const FocalArgs& args) {
+    FocalKernel<T, G, kGrad> kernel(args);
+    run_blocked(kernel, args.rows, args.cols, args.threads);
+}
+
+template <class T>
+void run(const FocalArgs& args) {
+    if (!args.grad)
+        run_case<T, T, false>(args);
+    else if (args.grad_f32 && !std::is_same_v<T, Acc<T>>)
+        run_case<T, Acc<T>, true>(args);
+    else
+        run_case<T, T, true>(args);
+}
+
+}  // namespace
+
+void register_focal_kernels(KernelTable& table) {
+    table.focal_loss[static_cast<int>(DType::f32)] = run<float>;
+    table.focal_loss[static_cast<int>(DType::f64)] = run<double>;
+    table.focal_loss[static_cast<int>(DType::bf16)] = run<bf16>;
+    table.focal_loss[static_cast<int>(DType::f16)] = run<f16>;
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace pyce
