@@ -159,7 +159,7 @@ inline BlockStats block_stats(const T* x, int64_t n, Acc<T>* e_out, const Coefs<
             vshift = V::broadcast(shift);
             limit = V::broadcast(-ninf);
         }
-        const V e = exp(xv - vshift);
+        const V e = exp_bounded(xv - vshift);
         if constexpr (kStore) e.store(e_out + i);
         acc = acc + e;
         if constexpr (E != Extra::none) {
@@ -177,7 +177,7 @@ inline BlockStats block_stats(const T* x, int64_t n, Acc<T>* e_out, const Coefs<
             raise_shift(x, full, n, kStore ? e_out : static_cast<A*>(nullptr), shift, acc);
             vshift = V::broadcast(shift);
         }
-        const V e = exp(x_for_exp - vshift);
+        const V e = exp_bounded(x_for_exp - vshift);
         if constexpr (kStore) e.store_partial(e_out + full, tail);
         acc = acc + e;
         if constexpr (E != Extra::none) {

@@ -10,6 +10,7 @@
 // Ties are not counted against the target: a target tied with the largest
 // logit has rank 0 (torch.topk would break the tie by position).
 #include <cstdint>
+#include <vector>
 
 #include "../dispatch.hpp"
 #include "../metrics_args.hpp"
@@ -28,7 +29,7 @@ struct EvaluateKernel {
     static constexpr bool kScratch = false;
     static constexpr int kScratchRows = kScratch ? 1 : 0;  // rows of scratch run_blocked provides
     using Scratch = A;
-    using Stats = BlockStats;
+    using Stats = EntropyBlockStats;
 
     struct Row {
         int64_t index = 0;
@@ -66,11 +67,22 @@ struct EvaluateKernel {
     void finish(Row& row, const Stats* stats, int64_t nblocks) const {
         if (row.ignored) return;
         const int64_t r = row.index;
-        RowSums sums = merge_blocks(stats, nblocks);
+        // merge_blocks takes an array of BlockStats: a per-thread copy, so no
+        // allocation per row. The row's max is the max of its blocks'.
+        thread_local std::vector<BlockStats> blocks;
+        blocks.resize(static_cast<size_t>(nblocks));
+        double row_max = -kInf;
+        for (int64_t k = 0; k < nblocks; ++k) {
+            blocks[k] = stats[k].b;
+            row_max = stats[k].max > row_max ? stats[k].max : row_max;
+        }
+        RowSums sums = merge_blocks(blocks.data(), nblocks);
         if (sums.lse == kInf) sums.lse = kNaN;  // a +inf logit: no distribution
         const bool finite = std::isfinite(sums.lse);
-        a.entropy[r] = row_entropy(sums, stats, nblocks);
-        if (a.max_prob) a.max_prob[r] = finite ? std::exp(-sums.log_sum) : kNaN;
+        a.entropy[r] = row_entropy(sums, blocks.data(), nblocks);
+        // max_j q_j = exp(max - lse), with max - lse = (max - m) - log_sum
+        // (m: the merged shift; max - m is exact).
+        if (a.max_prob) a.max_prob[r] = finite ? std::exp((row_max - sums.max) - sums.log_sum) : kNaN;
         if constexpr (kTarget) {
             const double xt = static_cast<double>(row.x_target);
             // lse - x_t as (max - x_t) + log_sum: exact near the max.

@@ -80,11 +80,17 @@ inline double infinite_block_sum(const T* x, int64_t n) {
     return any_nan(x, n) ? kNaN : kInf;
 }
 
-// One sweep of the entropy over x[0..n): BlockStats with shift, sum = S_b,
-// dot = D_b and, if kRank, coef = #{j : x_j > x_t} (exact: a block has at
-// most kBlock elements, counted per lane in the compute type).
+// What entropy_block gathers: BlockStats with shift, sum = S_b, dot = D_b
+// and, if kRank, coef = #{j : x_j > x_t} (exact: a block has at most kBlock
+// elements, counted per lane in the compute type); and the block's max.
+struct EntropyBlockStats {
+    BlockStats b;
+    double max = -kInf;
+};
+
+// One sweep of the entropy over x[0..n).
 template <class T, bool kRank>
-inline BlockStats entropy_block(const T* x, int64_t n, Acc<T> shift, Acc<T> x_t) {
+inline EntropyBlockStats entropy_block(const T* x, int64_t n, Acc<T> shift, Acc<T> x_t) {
     using V = typename VecFor<T>::type;
     using A = Acc<T>;
     constexpr int W = V::width;
@@ -92,7 +98,7 @@ inline BlockStats entropy_block(const T* x, int64_t n, Acc<T> shift, Acc<T> x_t)
     const int64_t full = n - n % W, tail = n - full;
     const V zero = V::broadcast(A(0)), one = V::broadcast(A(1)), vt = V::broadcast(x_t);
     V vshift = V::broadcast(shift), limit = V::broadcast(static_cast<A>(shift + kShiftMargin));
-    V acc = zero, dev = zero, count = zero;
+    V acc = zero, dev = zero, count = zero, vmax = V::broadcast(ninf);
 
     auto raise = [&](int64_t i) {
         const A m = scaled_max(x, i, n, A(1), shift);
@@ -107,6 +113,7 @@ inline BlockStats entropy_block(const T* x, int64_t n, Acc<T> shift, Acc<T> x_t)
     auto step = [&](V xv) {
         const V d = xv - vshift;
         const V e = exp(d);
+        vmax = max(vmax, xv);  // nan is dropped here; the sum is nan then anyway
         acc = acc + e;
         dev = fmadd(e, keep_where_greater(e, zero, d), dev);
         if constexpr (kRank) count = count + keep_where_greater(xv, vt, one);
@@ -122,13 +129,15 @@ inline BlockStats entropy_block(const T* x, int64_t n, Acc<T> shift, Acc<T> x_t)
         if (any_greater(xv, limit)) raise(full);
         step(xv);
     }
-    BlockStats s;
+    EntropyBlockStats r;
+    BlockStats& s = r.b;
     s.shift = static_cast<double>(shift);
     s.sum = static_cast<double>(reduce_add(acc));
     s.dot = static_cast<double>(reduce_add(dev));
     if constexpr (kRank) s.coef = static_cast<double>(reduce_add(count));
     if (shift == -ninf) s.sum = infinite_block_sum(x, n);
-    return s;
+    r.max = static_cast<double>(reduce_max(vmax));
+    return r;
 }
 
 // H(softmax(x)) of a row from its merged sums and its blocks (entropy_block);

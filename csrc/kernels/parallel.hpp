@@ -22,7 +22,7 @@ namespace CPU_CAPABILITY {
 namespace {
 
 // Below this many elements a call is too small to pay for waking threads.
-constexpr int64_t kMinParallelElements = 1 << 15;
+constexpr int64_t kMinParallelElements = 1 << 17;
 
 inline int64_t num_blocks(int64_t cols) { return (cols + kBlock - 1) / kBlock; }
 

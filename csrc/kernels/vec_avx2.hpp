@@ -67,9 +67,15 @@ inline float reduce_max(VecF32 a) {
 // exp(x): the reduction of vec_avx512.hpp; 2^n is applied as 2^(n/2) * 2^(n - n/2)
 // so that both factors are normal floats and results in the subnormal range
 // are rounded once, correctly, by the last multiplication.
+inline VecF32 exp_clamped(__m256 xc);
 inline VecF32 exp(VecF32 x) {
     using C = ExpF32;
-    const __m256 xc = _mm256_min_ps(_mm256_set1_ps(C::hi), _mm256_max_ps(_mm256_set1_ps(C::lo), x.v));
+    return exp_clamped(_mm256_min_ps(_mm256_set1_ps(C::hi), _mm256_max_ps(_mm256_set1_ps(C::lo), x.v)));
+}
+// exp for x <= 88 (the kernels' sweeps: x - shift <= 64): no upper clamp.
+inline VecF32 exp_bounded(VecF32 x) { return exp_clamped(_mm256_max_ps(_mm256_set1_ps(ExpF32::lo), x.v)); }
+inline VecF32 exp_clamped(__m256 xc) {
+    using C = ExpF32;
     const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(C::log2e)),
                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(C::ln2_hi), xc);
@@ -136,6 +142,8 @@ inline __m256d avx2_exp2_int(__m256d k) {
     return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(bits, _mm256_set1_epi64x(1023)), 52));
 }
 
+inline VecF64 exp(VecF64 x);
+inline VecF64 exp_bounded(VecF64 x) { return exp(x); }
 inline VecF64 exp(VecF64 x) {
     using C = ExpF64;
     const __m256d xc = _mm256_min_pd(_mm256_set1_pd(C::hi), _mm256_max_pd(_mm256_set1_pd(C::lo), x.v));

@@ -55,10 +55,8 @@ inline bool any_greater(VecF32 a, VecF32 b) { return _mm512_cmp_ps_mask(a.v, b.v
 // including into the subnormal range. Clamping first maps -inf to a value
 // whose exp rounds to exactly 0 and keeps the reduction finite; the clamp's
 // operand order (x second) lets nan through, so nan propagates.
-inline VecF32 exp(VecF32 x) {
+inline VecF32 exp_clamped(__m512 xc) {
     using C = ExpF32;
-    // max/min return their second operand when either is nan: x goes second.
-    const __m512 xc = _mm512_min_ps(_mm512_set1_ps(C::hi), _mm512_max_ps(_mm512_set1_ps(C::lo), x.v));
     const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(C::log2e)),
                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(C::ln2_hi), xc);
@@ -72,6 +70,13 @@ inline VecF32 exp(VecF32 x) {
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     return {_mm512_scalef_ps(p, n)};
 }
+// max/min return their second operand when either is nan: x goes second.
+inline VecF32 exp(VecF32 x) {
+    using C = ExpF32;
+    return exp_clamped(_mm512_min_ps(_mm512_set1_ps(C::hi), _mm512_max_ps(_mm512_set1_ps(C::lo), x.v)));
+}
+// exp for x <= 88 (the kernels' sweeps: x - shift <= 64): no upper clamp.
+inline VecF32 exp_bounded(VecF32 x) { return exp_clamped(_mm512_max_ps(_mm512_set1_ps(ExpF32::lo), x.v)); }
 
 struct VecF64 {
     using scalar = double;
@@ -103,6 +108,9 @@ inline VecF64 less(VecF64 a, VecF64 b) {
 inline double reduce_add(VecF64 a) { return _mm512_reduce_add_pd(a.v); }
 inline double reduce_max(VecF64 a) { return _mm512_reduce_max_pd(a.v); }
 inline bool any_greater(VecF64 a, VecF64 b) { return _mm512_cmp_pd_mask(a.v, b.v, _CMP_GT_OQ) != 0; }
+
+inline VecF64 exp(VecF64 x);
+inline VecF64 exp_bounded(VecF64 x) { return exp(x); }
 
 // exp(x) for double: the same reduction with a degree-13 Taylor polynomial
 // (truncation error < 1e-17 relative on |r| <= ln2/2).

@@ -157,6 +157,11 @@ inline VecPortable<T, W> exp(VecPortable<T, W> x) {
     for (int i = 0; i < W; ++i) r.v[i] = exp_lane(x.v[i]);
     return r;
 }
+// The intrinsic versions skip the upper clamp for x <= 88; here it is cheap.
+template <class T, int W>
+inline VecPortable<T, W> exp_bounded(VecPortable<T, W> x) {
+    return exp(x);
+}
 
 // 16-bit storage, lane by lane.
 inline VecF32 vload(const bf16* p) {
