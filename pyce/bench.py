@@ -10,6 +10,7 @@ op         what is timed                        floor (bytes that must move)
 =========  ===================================  ============================
 forward    ``cross_entropy(x, t)``              read x once
 fused      ``cross_entropy_with_grad(x, t)``    read x + write a new gradient
+fused_out  ``... (x, t, out=buffer)``           read x + write a reused gradient
 inplace    ``... (x, t, inplace=True)``         read x + write x in place
 backward   ``cross_entropy_backward(x, t)``     read x + write a new gradient
 logsumexp  ``logsumexp(x)``                     read x once
@@ -51,21 +52,21 @@ DEFAULT_SHAPES = ((64, 1000), (4096, 32000), (2048, 128256), (8, 256000))
 QUICK_SHAPES = ((64, 1000), (32, 32000))
 DEFAULT_DTYPES = ("float32", "bfloat16")
 KNOWN_DTYPES = ("float32", "float64", "bfloat16", "float16")
-OPS = ("forward", "fused", "inplace", "backward", "logsumexp")
+OPS = ("forward", "fused", "fused_out", "inplace", "backward", "logsumexp")
 PEERS = ("numpy", "torch", "jax")
 #: The NumPy reference is skipped above this many elements unless told otherwise.
 REFERENCE_LIMIT = 50_000_000
 
 #: What each op's floor is: the probe that moves the same bytes the op must move.
-FLOOR_KIND = {"forward": "read", "logsumexp": "read", "fused": "copy",
+FLOOR_KIND = {"forward": "read", "logsumexp": "read", "fused": "copy", "fused_out": "copy",
               "backward": "copy", "inplace": "inplace"}
 #: Bytes an op must move, as a multiple of the logits' bytes.
 TRAFFIC = {"read": 1, "copy": 2, "inplace": 2, "copy_fresh": 2}
 #: Which peer computation each pyce op is compared with (a peer has no in-place
 #: variant: fused inplace is compared with the peer's forward+backward).
-PEER_OP = {"forward": "forward", "fused": "fused", "inplace": "fused",
+PEER_OP = {"forward": "forward", "fused": "fused", "fused_out": "fused", "inplace": "fused",
            "backward": "backward", "logsumexp": "logsumexp"}
-OP_LABEL = {"forward": "forward", "fused": "fused", "inplace": "fused inplace",
+OP_LABEL = {"forward": "forward", "fused": "fused", "fused_out": "fused out=", "inplace": "fused inplace",
             "backward": "backward", "logsumexp": "logsumexp"}
 UNSUPPORTED = "unsupported by this pyce build"
 
@@ -416,6 +417,10 @@ def pyce_op(op: str, x: np.ndarray, t: np.ndarray):
         return (lambda: pyce.cross_entropy_backward(x, t)), None, None
     if op == "logsumexp":
         return (lambda: pyce.logsumexp(x, axis=-1)), None, None
+    if op == "fused_out":
+        # A training loop reuses its gradient buffer: no page faults of fresh memory.
+        out = np.zeros_like(x)
+        return (lambda: pyce.cross_entropy_with_grad(x, t, out=out)), None, out
     if op == "inplace":
         buf = x.copy()
         return ((lambda: pyce.cross_entropy_with_grad(buf, t, inplace=True)),
