@@ -399,6 +399,24 @@ def measure_floors(nbytes: int, *, repeat: int = 5, min_time: float = 0.02,
     return out
 
 
+def measure_exp_throughput(*, repeat: int = 5) -> float:
+    """Nanoseconds per element of the kernels' vectorised exp, on ONE thread.
+
+    The input (256 KiB of float32) stays in L2, so this is the instruction
+    throughput of exp with no memory traffic: every kernel computes one exp per
+    logit, so ``elements x this / threads`` is a floor set by compute, as the
+    bandwidth probes give one set by memory. When it exceeds the bandwidth
+    floor (16-bit logits: half the bytes, the same exps), the kernel cannot
+    reach the bandwidth floor on this machine.
+    """
+    from . import _core
+
+    x = -np.linspace(0.0, 80.0, 65536, dtype=np.float32)
+    calls = 50
+    best = time_call(lambda: [_core.vector_exp(x) for _ in range(calls)], repeat=repeat, min_time=0.0).best
+    return best / (calls * x.size) * 1e9
+
+
 def bandwidths(floors: dict) -> dict:
     """GB/s of each floor (bytes counted in both directions for copy / inplace)."""
     n = floors["nbytes"]
@@ -927,9 +945,14 @@ def scaling_table(rows: Sequence[dict]) -> str:
     return render_table(headers, out)
 
 
-def header_lines(info: dict, ver: dict, bw: dict, threads: int) -> list:
-    """The lines printed above the tables: machine, build, bandwidth."""
+def header_lines(info: dict, ver: dict, bw: dict, threads: int, exp_ns=None) -> list:
+    """The lines printed above the tables: machine, build, bandwidth, exp throughput."""
     isa = info.get("isa")
+    compute = []
+    if exp_ns:
+        compute = [f"compute: the vectorised exp takes {exp_ns:.3f} ns per element on one thread "
+                   f"(L2-resident), i.e. {1 / exp_ns:.1f} G exps/s/thread; one exp per logit "
+                   f"bounds any kernel at {threads / exp_ns:.1f} G logits/s on {threads} threads"]
     return [
         f"pyce {ver['pyce']}  isa={isa} openmp={info.get('openmp')} threads={threads}  "
         f"({ver['cpu_model'] or ver['machine']}, {ver['cpu_count']} logical CPUs)",
@@ -940,14 +963,14 @@ def header_lines(info: dict, ver: dict, bw: dict, threads: int) -> list:
         f"read {fmt_gbs(bw['read'])} GB/s, read+write {fmt_gbs(bw['copy'])} GB/s, "
         f"in place {fmt_gbs(bw['inplace'])} GB/s (both directions counted); read+write into "
         f"a new array each call (page faults included) {fmt_gbs(bw.get('copy_fresh'))} GB/s",
-    ]
+    ] + compute
 
 
 def format_report(report: dict) -> str:
     """Everything ``pyce bench`` prints, from the report it writes with ``--json``."""
     s = report["settings"]
     lines = header_lines(report["cpu_info"], report["versions"], report["bandwidth_gbs"],
-                         report["threads"])
+                         report["threads"], report.get("exp_ns_per_element"))
     lines += ["", results_table(report["results"], s["peers"]), ""]
     lines += ["  " + n for n in table_notes(report["results"], s["peers"], s["missing_peers"])]
     if "scaling" in report:
@@ -1133,7 +1156,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "pyce bench") -> int:
                            "peers": peers, "missing_peers": missing, "repeat": repeat,
                            "min_time_s": args.min_time, "reference_limit": reference_limit,
                            "max_threads": max_threads},
-              "bandwidth_gbs": bw}
+              "bandwidth_gbs": bw,
+              "exp_ns_per_element": measure_exp_throughput(repeat=repeat)}
     try:
         results = run_benchmark(shapes, dtypes, ops, peers, repeat=repeat,
                                 min_time=args.min_time, reference_limit=reference_limit,
