@@ -347,3 +347,19 @@ def test_known_broken_pyside_is_refused():
     assert pyside_is_broken((6, 12, 0, "", ""), (3, 11, 7))
     assert not pyside_is_broken((6, 12, 0, "", ""), (3, 12, 1))   # None is immortal there
     assert not pyside_is_broken((6, 11, 3, "", ""), (3, 11, 7))
+
+
+def test_missing_x11_libraries_are_named_before_qt_aborts():
+    from pyce_gui.__main__ import missing_x11_libraries
+
+    none_found = lambda name: None  # noqa: E731
+    all_found = lambda name: f"lib{name}.so"  # noqa: E731
+    x11 = {"DISPLAY": ":0"}
+    missing = missing_x11_libraries(x11, "linux", none_found)
+    assert "libxcb-cursor0" in missing and "libxcb-icccm4" in missing
+    assert missing_x11_libraries(x11, "linux", all_found) == []
+    # Not X11: offscreen, Wayland, no display, or not Linux.
+    assert missing_x11_libraries({**x11, "QT_QPA_PLATFORM": "offscreen"}, "linux", none_found) == []
+    assert missing_x11_libraries({**x11, "WAYLAND_DISPLAY": "wayland-0"}, "linux", none_found) == []
+    assert missing_x11_libraries({}, "linux", none_found) == []
+    assert missing_x11_libraries(x11, "darwin", none_found) == []

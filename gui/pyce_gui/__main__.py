@@ -26,6 +26,35 @@ every call that returns nothing, until Python aborts). Install another version:
 """
 
 
+# System libraries Qt's X11 ("xcb") plugin loads; pip cannot install them.
+XCB_LIBRARIES = {"xcb-cursor": "libxcb-cursor0", "xcb-icccm": "libxcb-icccm4",
+                 "xcb-keysyms": "libxcb-keysyms1", "xcb-image": "libxcb-image0",
+                 "xcb-render-util": "libxcb-render-util0", "xkbcommon-x11": "libxkbcommon-x11-0"}
+
+XCB_HINT = """pyce-gui opens an X11 window, and Qt's X11 plugin needs these system libraries,
+which pip cannot install: {missing}. On Debian or Ubuntu:
+
+    sudo apt-get install {packages}
+
+(Without a screen, `pyce-gui --screenshot FILE.png` renders the explorer to a file.)
+"""
+
+
+def missing_x11_libraries(environ=os.environ, platform=sys.platform, find_library=None) -> list:
+    """The Debian packages of the X11 libraries Qt will fail to load, if it will use X11.
+
+    Qt aborts the whole process when its platform plugin cannot load, so this is
+    checked first, to say what to install instead of crashing.
+    """
+    if platform != "linux" or environ.get("QT_QPA_PLATFORM") or environ.get("WAYLAND_DISPLAY"):
+        return []
+    if not environ.get("DISPLAY"):
+        return []
+    if find_library is None:
+        from ctypes.util import find_library
+    return [pkg for lib, pkg in XCB_LIBRARIES.items() if find_library(lib) is None]
+
+
 def pyside_is_broken(pyside_version: tuple, python_version: tuple) -> bool:
     """PySide6 6.12.0 over-releases None; Python < 3.12 (None not immortal) then aborts."""
     return tuple(pyside_version[:3]) == (6, 12, 0) and tuple(python_version[:2]) < (3, 12)
@@ -84,6 +113,10 @@ def main(argv=None) -> int:
         import pyce  # noqa: F401
     except ImportError as exc:
         sys.stderr.write(f"pyce-gui could not import pyce: {exc}\n")
+        return 1
+    missing = missing_x11_libraries()
+    if missing:
+        sys.stderr.write(XCB_HINT.format(missing=", ".join(missing), packages=" ".join(missing)))
         return 1
 
     from . import io, presets
