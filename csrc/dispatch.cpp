@@ -9,14 +9,23 @@
 namespace pyce {
 
 // Each kernel source registers itself into its ISA's table (kernels/*.cpp).
-#define PYCE_DECLARE_ISA(isa)                           \
-    namespace isa {                                     \
-    void register_softmax_kernels(KernelTable& table);  \
-    void register_cross_entropy_kernels(KernelTable& table); \
-    void register_exp_kernels(KernelTable& table);       \
-    void register_evaluate_kernels(KernelTable& table);  \
-    void register_divergence_kernels(KernelTable& table); \
-    void register_focal_kernels(KernelTable& table);     \
+#define PYCE_DECLARE_ISA(isa)                                    \
+    namespace isa {                                              \
+    void register_softmax_kernels(KernelTable& table);           \
+    void register_cross_entropy_kernels(KernelTable& table);     \
+    void register_evaluate_kernels(KernelTable& table);          \
+    void register_divergence_kernels(KernelTable& table);        \
+    void register_focal_kernels(KernelTable& table);             \
+    void register_exp_kernels(KernelTable& table);               \
+    inline void register_all(KernelTable& table, const char* name) { \
+        table.name = name;                                       \
+        register_softmax_kernels(table);                         \
+        register_cross_entropy_kernels(table);                   \
+        register_evaluate_kernels(table);                        \
+        register_divergence_kernels(table);                      \
+        register_focal_kernels(table);                           \
+        register_exp_kernels(table);                             \
+    }                                                            \
     }
 PYCE_DECLARE_ISA(baseline)
 #ifdef PYCE_HAVE_AVX2
@@ -34,36 +43,16 @@ struct Tables {
     bool has_avx2 = false, has_avx512 = false;
 
     Tables() {
-        baseline_table.name = "baseline";
-        baseline::register_softmax_kernels(baseline_table);
-        baseline::register_cross_entropy_kernels(baseline_table);
-        baseline::register_evaluate_kernels(baseline_table);
-        baseline::register_divergence_kernels(baseline_table);
-        baseline::register_focal_kernels(baseline_table);
-        baseline::register_exp_kernels(baseline_table);
+        baseline::register_all(baseline_table, "baseline");
 #ifdef PYCE_HAVE_AVX2
         if (cpu_features().avx2_fma) {
-            avx2_table.name = "avx2";
-            avx2::register_softmax_kernels(avx2_table);
-            avx2::register_cross_entropy_kernels(avx2_table);
-            avx2::register_evaluate_kernels(avx2_table);
-            avx2::register_divergence_kernels(avx2_table);
-            avx2::register_focal_kernels(avx2_table);
-            avx2::register_exp_kernels(avx2_table);
-        avx2::register_exp_kernels(avx2_table);
+            avx2::register_all(avx2_table, "avx2");
             has_avx2 = true;
         }
 #endif
 #ifdef PYCE_HAVE_AVX512
         if (cpu_features().avx512) {
-            avx512_table.name = "avx512";
-            avx512::register_softmax_kernels(avx512_table);
-            avx512::register_cross_entropy_kernels(avx512_table);
-            avx512::register_evaluate_kernels(avx512_table);
-            avx512::register_divergence_kernels(avx512_table);
-            avx512::register_focal_kernels(avx512_table);
-            avx512::register_exp_kernels(avx512_table);
-        avx512::register_exp_kernels(avx512_table);
+            avx512::register_all(avx512_table, "avx512");
             has_avx512 = true;
         }
 #endif

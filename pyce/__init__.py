@@ -8,11 +8,20 @@ their inputs and follow ``torch.nn.functional.cross_entropy``'s semantics.
 
 from __future__ import annotations
 
+import os as _os
+
+# OpenMP's worker threads spin between parallel regions by default. When two
+# OpenMP runtimes share a process (PyTorch bundles its own libgomp) or the
+# machine is busy, spinning threads starve each other's work; sleeping ones do
+# not, and pyce's parallel regions are long enough not to notice the wake-up.
+# So pyce's runtime starts passive unless the user chose a policy. (The
+# runtime reads the variable when it loads, i.e. during the import below.)
+_wait_policy_set = "OMP_WAIT_POLICY" in _os.environ or "GOMP_SPINCOUNT" in _os.environ
+if not _wait_policy_set:
+    _os.environ["OMP_WAIT_POLICY"] = "passive"
 try:
     from . import _core
 except ImportError as exc:  # pragma: no cover - depends on how pyce was installed
-    import os as _os
-
     _here = _os.path.dirname(_os.path.abspath(__file__))
     raise ImportError(
         f"pyce's compiled core (pyce._core) could not be imported from {_here}: {exc}.\n"
@@ -20,6 +29,9 @@ except ImportError as exc:  # pragma: no cover - depends on how pyce was install
         "Python (or `pytest`) from outside the source directory, or install it in "
         "editable mode with `pip install -e .`."
     ) from exc
+finally:
+    if not _wait_policy_set:
+        del _os.environ["OMP_WAIT_POLICY"]
 
 from .api import (
     cross_entropy,

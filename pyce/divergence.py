@@ -7,6 +7,7 @@ every logit once (``pyce._core.entropy`` / ``pyce._core.kl_divergence``).
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -78,10 +79,7 @@ class _KLProblem:
             t = t.astype(s.dtype)  # the kernel reads both in the student's dtype
         self.teacher_rows = rows_view(t, self.axis)
         self.student = s
-        try:
-            self.temperature = float(temperature)
-        except (TypeError, ValueError):
-            raise TypeError(f"temperature must be a positive number, got {temperature!r}") from None
+        self.temperature = _real(temperature, "temperature", "a positive number")
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
             raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
         if reduction not in KL_REDUCTIONS:
@@ -179,6 +177,13 @@ def kl_divergence_with_grad(student_logits, teacher_logits, *, temperature=1.0, 
     grad_rows = np.empty(problem.rows.shape, dtype=dtype)
     loss = problem.run(grad_rows)
     return loss, _like_logits(grad_rows, problem.student.shape, problem.axis)
+
+
+def _real(value, name, what):
+    """``value`` as a float if it is a real number (not a string or a bool), else TypeError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be {what}, got {value!r}")
+    return float(value)
 
 
 def _grad_dtype(logits_dtype, grad_dtype):

@@ -18,7 +18,7 @@ from ._validation import (
     rows_view,
     split_target,
 )
-from .divergence import _grad_dtype, _like_logits
+from .divergence import _grad_dtype, _like_logits, _real
 
 __all__ = ["focal_loss", "focal_loss_with_grad"]
 
@@ -35,10 +35,7 @@ class _FocalProblem:
         self.logits = x
         self.reduction = check_reduction(reduction)
         self.ignore_index = check_ignore_index(ignore_index)
-        try:
-            self.gamma = float(gamma)
-        except (TypeError, ValueError):
-            raise TypeError(f"gamma must be a number >= 0, got {gamma!r}") from None
+        self.gamma = _real(gamma, "gamma", "a number >= 0")
         if not (self.gamma >= 0 and math.isfinite(self.gamma)):
             raise ValueError(f"gamma must be a finite number >= 0, got {gamma!r}")
         self.alpha, self.alpha_scalar = None, 1.0

@@ -275,8 +275,8 @@ def evaluate(logits, target, *, axis=-1, ignore_index=-100, topk=(1, 5)):
     q = softmax(z, axis=-1)
     with np.errstate(invalid="ignore", over="ignore"):
         nll = -logq[rows, t] if n else np.zeros(0)
-        # H(q) = -sum q log q with 0 log 0 = 0.
-        ent = -np.sum(np.where(q > 0, q * logq, 0.0), axis=-1)
+        # H(q) = -sum q log q with 0 log 0 = 0 (nan for a row without a distribution).
+        ent = _entropy_rows(logq)
         rank = np.sum(z > z[rows, t][:, None], axis=-1) if n else np.zeros(0)
         conf = np.max(q, axis=-1) if n else np.zeros(0)
     mean = (lambda v: float(np.mean(v))) if n else (lambda v: float("nan"))
@@ -294,11 +294,15 @@ def evaluate(logits, target, *, axis=-1, ignore_index=-100, topk=(1, 5)):
 def entropy(logits, axis=-1):
     """Entropy ``H(softmax(logits)) = -sum q log q`` (0 log 0 = 0) along ``axis``, in float64."""
     z, shape = _rows_last(logits, axis)
-    logq = log_softmax(z, axis=-1)
+    return _entropy_rows(log_softmax(z, axis=-1)).reshape(shape)
+
+
+def _entropy_rows(logq):
+    """-sum q log q over the last axis (0 log 0 = 0); nan where log q has a nan."""
     with np.errstate(invalid="ignore", over="ignore"):
         q = np.exp(logq)
         h = -np.sum(np.where(q > 0, q * logq, 0.0), axis=-1)
-    return h.reshape(shape)
+    return np.where(np.isnan(logq).any(axis=-1), np.nan, h)
 
 
 _KL_REDUCTIONS = ("batchmean", "sum", "mean", "none")
@@ -325,6 +329,8 @@ def kl_divergence_with_grad(student_logits, teacher_logits, *, temperature=1.0, 
     with np.errstate(invalid="ignore", over="ignore"):
         p, q = np.exp(logp), np.exp(logq)
         kl = np.sum(np.where(p > 0, p * (logp - logq), 0.0), axis=-1)
+        # No distribution on either side (a nan or +inf logit, or all -inf): nan.
+        kl = np.where(np.isnan(logp).any(axis=-1) | np.isnan(logq).any(axis=-1), np.nan, kl)
         loss_rows = T * T * kl
         grad_rows = T * (q - p)
     g = np.asarray(grad_output, dtype=np.float64)

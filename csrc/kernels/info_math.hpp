@@ -17,7 +17,11 @@
 // formed as (max - s_b) + log_sum, as block_factor does.
 //
 // A class whose exp is 0 contributes 0 (0 log 0 = 0) even where its
-// deviation is infinite: keep_where_greater selects instead of multiplying.
+// deviation is -inf or nan (-inf - -inf): the deviation is clamped to the
+// lowest finite value first, max(d, lowest), which maps -inf and nan (max
+// returns its second operand for a nan) to a finite number that times 0 is 0.
+// A +inf deviation with a positive exp (the student gives 0 where the teacher
+// does not) stays +inf. keep_where_greater counts the rank.
 #pragma once
 
 #include <cmath>
@@ -98,6 +102,7 @@ inline EntropyBlockStats entropy_block(const T* x, int64_t n, Acc<T> shift, Acc<
     const int64_t full = n - n % W, tail = n - full;
     const V zero = V::broadcast(A(0)), one = V::broadcast(A(1)), vt = V::broadcast(x_t);
     V vshift = V::broadcast(shift), limit = V::broadcast(static_cast<A>(shift + kShiftMargin));
+    const V lowest = V::broadcast(std::numeric_limits<A>::lowest());
     V acc = zero, dev = zero, count = zero, vmax = V::broadcast(ninf);
 
     auto raise = [&](int64_t i) {
@@ -115,7 +120,7 @@ inline EntropyBlockStats entropy_block(const T* x, int64_t n, Acc<T> shift, Acc<
         const V e = exp(d);
         vmax = max(vmax, xv);  // nan is dropped here; the sum is nan then anyway
         acc = acc + e;
-        dev = fmadd(e, keep_where_greater(e, zero, d), dev);
+        dev = fmadd(e, max(d, lowest), dev);
         if constexpr (kRank) count = count + keep_where_greater(xv, vt, one);
     };
     for (int64_t i = 0; i < full; i += W) {
@@ -170,6 +175,7 @@ inline KLBlockStats kl_block(const T* t, const T* s, int64_t n, Acc<T> inv_t, Ac
     const A ninf = -std::numeric_limits<A>::infinity();
     const int64_t full = n - n % W, tail = n - full;
     const V zero = V::broadcast(A(0)), vinv = V::broadcast(inv_t);
+    const V lowest = V::broadcast(std::numeric_limits<A>::lowest());
     V vst = V::broadcast(shift_t), vss = V::broadcast(shift_s);
     V lim_t = V::broadcast(static_cast<A>(shift_t + kShiftMargin));
     V lim_s = V::broadcast(static_cast<A>(shift_s + kShiftMargin));
@@ -211,7 +217,7 @@ inline KLBlockStats kl_block(const T* t, const T* s, int64_t n, Acc<T> inv_t, Ac
         }
         acc_t = acc_t + et;
         acc_s = acc_s + es;
-        dev = fmadd(et, keep_where_greater(et, zero, u - v), dev);
+        dev = fmadd(et, max(u - v, lowest), dev);
     };
     for (int64_t i = 0; i < full; i += W) {
         const V tv = vload(t + i) * vinv, sv = vload(s + i) * vinv;

@@ -1,0 +1,232 @@
+"""pyce.torch: the drop-in for torch.nn.functional.cross_entropy / nn.CrossEntropyLoss.
+
+Skipped as a whole when PyTorch is not installed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+torch.set_num_threads(1)  # tiny problems: keep torch's pool out of pyce's way
+
+import pyce  # noqa: E402
+import pyce.torch as pt  # noqa: E402
+from _helpers import EPS32, load_reference  # noqa: E402
+
+F = torch.nn.functional
+ref = load_reference()
+
+LAYOUTS = {
+    "nc": (8, 11),
+    "ncd": (2, 5, 3, 4),      # (N, C, d1, d2): class dim 1, not innermost
+    "unbatched": (17,),
+    "big-vocab": (3, 4099),
+}
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def make(layout, dtype, *, weight, ignore, smoothing, soft, seed=0):
+    shape = LAYOUTS[layout]
+    g = torch.Generator().manual_seed(zlib.crc32(repr((layout, weight, ignore, smoothing, soft, seed)).encode()))
+    x = (torch.randn(shape, generator=g, dtype=torch.float64) * 2).to(dtype)
+    cdim = 0 if len(shape) == 1 else 1
+    C = shape[cdim]
+    tshape = shape[:cdim] + shape[cdim + 1:]
+    if soft:
+        p = torch.rand(shape, generator=g, dtype=torch.float64) ** 3 + 1e-3
+        t = (p / p.sum(dim=cdim, keepdim=True)).to(dtype)
+    else:
+        t = torch.randint(0, C, tshape, generator=g)
+        if ignore and t.numel() > 1:
+            mask = torch.rand(tshape, generator=g) < 0.3
+            mask.view(-1)[0] = False
+            t[mask] = -100
+    w = (torch.rand(C, generator=g, dtype=torch.float64) * 1.5 + 0.25).to(dtype) if weight else None
+    return x, t, w
+
+
+def tol(dtype, x):
+    scale = 1 + x.abs().max().item()
+    if dtype == torch.float64:
+        return dict(rtol=1e-12, atol=1e-14 * scale), dict(rtol=1e-12, atol=1e-14 * scale)
+    return dict(rtol=4e-6, atol=8 * EPS32 * scale), dict(rtol=2e-5, atol=2e-6)
+
+
+def run(fn, x, t, w, reduction, **kw):
+    """Loss and gradient (with a random upstream gradient for 'none') through autograd."""
+    x = x.detach().clone().requires_grad_(True)
+    loss = fn(x, t, weight=w, reduction=reduction, **kw)
+    g = torch.linspace(-1, 2, loss.numel(), dtype=loss.dtype).reshape(loss.shape) if reduction == "none" else None
+    loss.backward(g)
+    return loss.detach(), x.grad
+
+
+def _cases():
+    for layout, weight, ignore, smoothing, soft, dname in itertools.product(
+            LAYOUTS, [False, True], [False, True], [0.0, 0.2], [False, True], TORCH_DTYPES):
+        if soft and ignore:
+            continue
+        yield pytest.param(layout, weight, ignore, smoothing, soft, dname,
+                           id=f"{layout}-w{int(weight)}-i{int(ignore)}-s{smoothing}-soft{int(soft)}-{dname}")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("layout,weight,ignore,smoothing,soft,dname", list(_cases()))
+def test_matches_torch(layout, weight, ignore, smoothing, soft, dname, reduction):
+    dtype = TORCH_DTYPES[dname]
+    x, t, w = make(layout, dtype, weight=weight, ignore=ignore, smoothing=smoothing, soft=soft)
+    kw = dict(label_smoothing=smoothing)
+    loss, grad = run(pt.cross_entropy, x, t, w, reduction, **kw)
+    loss_t, grad_t = run(F.cross_entropy, x, t, w, reduction, **kw)
+    assert loss.dtype == dtype and loss.shape == loss_t.shape
+    assert grad.dtype == dtype and grad.shape == x.shape
+    ltol, gtol = tol(dtype, x)
+    torch.testing.assert_close(loss, loss_t, **ltol, equal_nan=True)
+    torch.testing.assert_close(grad, grad_t, **gtol, equal_nan=True)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("z_loss,softcap", [(1e-2, None), (0.0, 3.0), (5e-3, 2.5)])
+def test_z_loss_and_softcap(layout, reduction, z_loss, softcap):
+    """pyce's kernel against the torch composite (and the NumPy reference)."""
+    for weight, ignore, soft in [(False, False, False), (True, True, False), (False, False, True)]:
+        x, t, w = make(layout, torch.float64, weight=weight, ignore=ignore, smoothing=0.1, soft=soft)
+        kw = dict(label_smoothing=0.1, z_loss=z_loss, softcap=softcap, ignore_index=-100)
+        loss, grad = run(pt.cross_entropy, x, t, w, reduction, **kw)
+        loss_t, grad_t = run(pt._torch_cross_entropy_kw, x, t, w, reduction, **kw)
+        torch.testing.assert_close(loss, loss_t, rtol=1e-12, atol=1e-13)
+        torch.testing.assert_close(grad, grad_t, rtol=1e-12, atol=1e-13)
+        axis = 0 if x.dim() == 1 else 1
+        expected = ref.cross_entropy(x.numpy(), t.numpy(), axis=axis, weight=None if w is None else w.numpy(),
+                                     reduction=reduction, label_smoothing=0.1, z_loss=z_loss, softcap=softcap)
+        np.testing.assert_allclose(loss.numpy(), expected, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("kw", [
+    {},
+    {"label_smoothing": 0.3},
+    {"z_loss": 0.05},
+    {"softcap": 1.5},
+    {"z_loss": 0.02, "softcap": 2.0, "label_smoothing": 0.1},
+], ids=str)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_gradcheck(kw, reduction):
+    g = torch.Generator().manual_seed(3)
+    x = (torch.randn(4, 6, 3, generator=g, dtype=torch.float64) * 2).requires_grad_(True)
+    t = torch.randint(0, 6, (4, 3), generator=g)
+    t[0, 1] = -100
+    w = torch.rand(6, generator=g, dtype=torch.float64) + 0.5
+    assert torch.autograd.gradcheck(
+        lambda z: pt.cross_entropy(z, t, weight=w, reduction=reduction, **kw), (x,), eps=1e-6, atol=1e-7)
+    p = torch.softmax(torch.randn(5, 7, generator=g, dtype=torch.float64), dim=1)
+    y = torch.randn(5, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda z: pt.cross_entropy(z, p, reduction=reduction, **kw), (y,),
+                                    eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("layout", ["nc", "ncd", "big-vocab"])
+def test_16bit_tensors(dtype, layout):
+    pytest.importorskip("ml_dtypes")
+    x, t, w = make(layout, dtype, weight=False, ignore=True, smoothing=0.0, soft=False)
+    loss, grad = run(pt.cross_entropy, x, t, None, "mean")
+    assert loss.dtype == dtype and grad.dtype == dtype
+    # PyTorch in float32 on the same 16-bit values: pyce computes 16-bit logits in float32.
+    loss32, grad32 = run(F.cross_entropy, x.float(), t, None, "mean")
+    torch.testing.assert_close(loss.float(), loss32.to(dtype).float(), rtol=0, atol=0)
+    ulp = 2.0 ** -7 if dtype == torch.bfloat16 else 2.0 ** -10
+    assert torch.all((grad.float() - grad32).abs() <= ulp * grad32.abs() + 2.0 ** -20)
+
+
+def test_zero_copy_views():
+    x = torch.randn(4, 5)
+    assert pt._as_numpy(x).__array_interface__["data"][0] == x.data_ptr()
+    pytest.importorskip("ml_dtypes")
+    b = x.to(torch.bfloat16)
+    v = pt._as_numpy(b)
+    assert v.__array_interface__["data"][0] == b.data_ptr() and v.dtype.name == "bfloat16"
+    np.testing.assert_array_equal(v.astype(np.float32), b.float().numpy())
+    back = pt._from_numpy(v, torch.bfloat16)
+    assert back.data_ptr() == b.data_ptr() and torch.equal(back, b)
+
+
+def test_grad_output_scaling_and_no_grad():
+    x, t, _ = make("nc", torch.float64, weight=False, ignore=False, smoothing=0.0, soft=False)
+    a = x.clone().requires_grad_(True)
+    (3.0 * pt.cross_entropy(a, t)).backward()
+    b = x.clone().requires_grad_(True)
+    (3.0 * F.cross_entropy(b, t)).backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-14)
+    with torch.no_grad():
+        loss = pt.cross_entropy(x, t)
+    assert not loss.requires_grad
+    torch.testing.assert_close(loss, F.cross_entropy(x, t), rtol=1e-12, atol=0)
+    # Non-contiguous input (a transposed view) and a second use of the graph input.
+    y = torch.randn(11, 8, dtype=torch.float64).t().requires_grad_(False)
+    z = y.clone().requires_grad_(True)
+    loss = pt.cross_entropy(z.t().t(), t) + pt.cross_entropy(z, t, reduction="sum")
+    loss.backward()
+    z2 = y.clone().requires_grad_(True)
+    (F.cross_entropy(z2, t) + F.cross_entropy(z2, t, reduction="sum")).backward()
+    torch.testing.assert_close(z.grad, z2.grad, rtol=1e-12, atol=1e-14)
+
+
+def test_falls_back_to_torch():
+    # A tensor on another device (meta: shapes only) goes to PyTorch.
+    x = torch.randn(4, 5, device="meta", requires_grad=True)
+    t = torch.zeros(4, dtype=torch.long, device="meta")
+    loss = pt.cross_entropy(x, t, z_loss=0.1, softcap=2.0)
+    assert loss.device.type == "meta" and loss.shape == ()
+    # Probability targets that need a gradient: PyTorch's path, gradients for both.
+    x = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    p = torch.softmax(torch.randn(6, 4, dtype=torch.float64), dim=1).requires_grad_(True)
+    pt.cross_entropy(x, p).backward()
+    x2 = x.detach().clone().requires_grad_(True)
+    p2 = p.detach().clone().requires_grad_(True)
+    F.cross_entropy(x2, p2).backward()
+    torch.testing.assert_close(p.grad, p2.grad, rtol=0, atol=0)
+    torch.testing.assert_close(x.grad, x2.grad, rtol=0, atol=0)
+    # A weight that needs a gradient: PyTorch's path, and PyTorch's error.
+    w = torch.rand(4, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(RuntimeError, match="weight"):
+        pt.cross_entropy(x, torch.randint(0, 4, (6,)), weight=w)
+    # An integer "logits" dtype is PyTorch's to reject.
+    with pytest.raises(RuntimeError):
+        pt.cross_entropy(torch.zeros(3, 4, dtype=torch.long), torch.zeros(3, dtype=torch.long))
+
+
+def test_module():
+    w = torch.rand(10, dtype=torch.float64) + 0.5
+    crit = pt.CrossEntropyLoss(weight=w, label_smoothing=0.1, z_loss=1e-3, softcap=30.0)
+    assert "z_loss=0.001" in repr(crit) and "softcap=30.0" in repr(crit)
+    assert isinstance(crit, torch.nn.Module) and torch.equal(crit.weight, w)
+    assert "weight" in dict(crit.named_buffers())
+    x = torch.randn(7, 10, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 10, (7,))
+    loss = crit(x, t)
+    loss.backward()
+    expected = pt._torch_cross_entropy_kw(x.detach(), t, weight=w, label_smoothing=0.1, z_loss=1e-3,
+                                          softcap=30.0, reduction="mean")
+    torch.testing.assert_close(loss.detach(), expected, rtol=1e-12, atol=0)
+    plain = pt.CrossEntropyLoss()
+    torch.testing.assert_close(plain(x, t), F.cross_entropy(x, t), rtol=1e-12, atol=0)
+
+
+def test_errors():
+    x = torch.randn(3, 4)
+    with pytest.raises(ValueError, match="reduction"):
+        pt.cross_entropy(x, torch.zeros(3, dtype=torch.long), reduction="avg")
+    with pytest.raises(ValueError, match="softcap"):
+        pt.cross_entropy(x, torch.zeros(3, dtype=torch.long), softcap=0.0)
+    with pytest.raises(IndexError, match="target 9 at position 1"):
+        pt.cross_entropy(x, torch.tensor([0, 9, 1]))
+    with pytest.raises(ValueError, match="shape"):
+        pt.cross_entropy(x, torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="reduction"):
+        pt.CrossEntropyLoss(reduction="batchmean")
