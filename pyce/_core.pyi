@@ -1,0 +1,68 @@
+"""Type stubs for pyce._core, the compiled kernels (private: use the pyce package).
+
+Every array argument is a C-contiguous NumPy array laid out as (rows, classes)
+with the classes last; pyce's Python layer checks and prepares them.
+"""
+
+from typing import Any, Optional
+
+import numpy as np
+import numpy.typing as npt
+
+# Runtime and dispatch
+def cpu_info() -> dict[str, Any]: ...
+def get_num_threads() -> int: ...
+def set_num_threads(n: int) -> None: ...
+def set_capability(name: str) -> str: ...
+
+# Normalisers
+def logsumexp(x: npt.NDArray[Any]) -> npt.NDArray[np.floating[Any]]: ...
+def softmax(x: npt.NDArray[Any], out: npt.NDArray[Any]) -> None: ...
+def log_softmax(x: npt.NDArray[Any], out: npt.NDArray[Any]) -> None: ...
+def vector_exp(x: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.floating[Any]]: ...
+
+# Cross-entropy: the reduced loss (float) or per-row losses (reduction 0);
+# with return_lse, a (loss, lse) tuple. Writes the gradient into `grad` when
+# `grad_output` is given.
+def cross_entropy(
+    logits: npt.NDArray[Any],
+    target: Optional[npt.NDArray[np.int64]],
+    soft_target: Optional[npt.NDArray[Any]],
+    weight: Optional[npt.NDArray[np.floating[Any]]],
+    ignore_index: int,
+    label_smoothing: float,
+    reduction: int,
+    grad_output: Optional[npt.NDArray[np.float64]],
+    grad: Optional[npt.NDArray[Any]],
+    z_loss: float = 0.0,
+    return_lse: bool = False,
+    softcap: float = 0.0,
+) -> Any: ...
+
+# Evaluation, divergences, focal loss
+def evaluate(logits: npt.NDArray[Any], target: npt.NDArray[np.int64], ignore_index: int) -> tuple[Any, ...]: ...
+def entropy(logits: npt.NDArray[Any]) -> npt.NDArray[np.floating[Any]]: ...
+def kl_divergence(
+    student: npt.NDArray[Any],
+    teacher: npt.NDArray[Any],
+    temperature: float,
+    per_row: bool,
+    divisor: float,
+    grad_output: Optional[npt.NDArray[np.float64]],
+    grad: Optional[npt.NDArray[Any]],
+) -> Any: ...
+def focal_loss(
+    logits: npt.NDArray[Any],
+    target: npt.NDArray[np.int64],
+    ignore_index: int,
+    gamma: float,
+    alpha: Optional[npt.NDArray[np.floating[Any]]],
+    alpha_scalar: float,
+    reduction: int,
+    grad_output: Optional[npt.NDArray[np.float64]],
+    grad: Optional[npt.NDArray[Any]],
+) -> Any: ...
+
+# Bandwidth probes of `pyce bench`
+def stream_read(x: npt.NDArray[np.float32]) -> float: ...
+def stream_scale(src: npt.NDArray[np.float32], dst: npt.NDArray[np.float32], scale: float = 1.0) -> None: ...
