@@ -179,3 +179,15 @@ def check_grad_output(grad_output, reduction: int, target_shape: tuple) -> np.nd
         raise ValueError(
             f"grad_output must be a scalar for a reduced loss, got shape {g.shape}")
     return g.reshape(1)
+
+
+def grad_dtype_for(logits_dtype: np.dtype, grad_dtype) -> np.dtype:
+    """The gradient's dtype: the logits' (default), or float32 for 16-bit logits when asked."""
+    if grad_dtype is None:
+        return logits_dtype
+    wanted = np.dtype(grad_dtype)
+    if wanted == logits_dtype or (wanted == np.float32 and is_16bit(logits_dtype)):
+        return wanted
+    raise ValueError(
+        f"grad_dtype must be the logits' dtype {logits_dtype}"
+        + (" or float32" if is_16bit(logits_dtype) else "") + f", got {wanted}")

@@ -14,7 +14,7 @@ from ._validation import (
     REDUCTIONS,
     as_float_array,
     compute_dtype,
-    is_16bit,
+    grad_dtype_for,
     check_grad_output,
     check_ignore_index,
     check_label_smoothing,
@@ -183,7 +183,7 @@ class _Problem:
 
     def grad_buffer(self, grad_dtype, out):
         """The (rows, C) array the kernel writes the gradient into."""
-        dtype = _grad_dtype(self.logits.dtype, grad_dtype)
+        dtype = grad_dtype_for(self.logits.dtype, grad_dtype)
         if out is None:
             return np.empty(self.rows.shape, dtype=dtype)
         if not isinstance(out, np.ndarray):
@@ -192,7 +192,7 @@ class _Problem:
             raise ValueError(f"out must have the logits' shape {self.logits.shape}, got {out.shape}")
         if grad_dtype is not None and out.dtype != dtype:
             raise ValueError(f"out has dtype {out.dtype} but grad_dtype is {dtype}")
-        _grad_dtype(self.logits.dtype, out.dtype)  # raises for a dtype the gradient cannot have
+        grad_dtype_for(self.logits.dtype, out.dtype)  # raises for a dtype the gradient cannot have
         if not out.flags.writeable:
             raise ValueError("out is read-only")
         innermost = all(n == 1 for n in out.shape[self.axis + 1:])
@@ -370,18 +370,6 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_inde
     else:
         grad = out if out is not None else problem.grad_like_logits(grad_rows)
     return problem.returned(problem.loss, grad)
-
-
-def _grad_dtype(logits_dtype, grad_dtype):
-    """The gradient's dtype: the logits', or float32 for 16-bit logits when asked."""
-    if grad_dtype is None:
-        return logits_dtype
-    wanted = np.dtype(grad_dtype)
-    if wanted == logits_dtype or (wanted == np.float32 and is_16bit(logits_dtype)):
-        return wanted
-    raise ValueError(
-        f"grad_dtype must be the logits' dtype {logits_dtype}"
-        + (" or float32" if is_16bit(logits_dtype) else "") + f", got {wanted}")
 
 
 def _check_inplace(logits, axis):

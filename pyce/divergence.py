@@ -13,9 +13,9 @@ import numpy as np
 
 from . import _core
 from ._validation import (
+    grad_dtype_for,
     as_float_array,
     compute_dtype,
-    is_16bit,
     normalize_axis,
     rows_view,
 )
@@ -173,7 +173,7 @@ def kl_divergence_with_grad(student_logits, teacher_logits, *, temperature=1.0, 
         divides, same shape as ``student_logits``.
     """
     problem = _KLProblem(student_logits, teacher_logits, temperature, axis, reduction)
-    dtype = _grad_dtype(problem.student.dtype, grad_dtype)
+    dtype = grad_dtype_for(problem.student.dtype, grad_dtype)
     grad_rows = np.empty(problem.rows.shape, dtype=dtype)
     loss = problem.run(grad_rows)
     return loss, _like_logits(grad_rows, problem.student.shape, problem.axis)
@@ -184,17 +184,6 @@ def _real(value, name, what):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
         raise TypeError(f"{name} must be {what}, got {value!r}")
     return float(value)
-
-
-def _grad_dtype(logits_dtype, grad_dtype):
-    if grad_dtype is None:
-        return logits_dtype
-    wanted = np.dtype(grad_dtype)
-    if wanted == logits_dtype or (wanted == np.float32 and is_16bit(logits_dtype)):
-        return wanted
-    raise ValueError(
-        f"grad_dtype must be the logits' dtype {logits_dtype}"
-        + (" or float32" if is_16bit(logits_dtype) else "") + f", got {wanted}")
 
 
 def _like_logits(grad_rows, shape, axis):

@@ -8,6 +8,7 @@ import numpy as np
 
 from . import _core
 from ._validation import (
+    grad_dtype_for,
     REDUCTIONS,
     as_float_array,
     check_grad_output,
@@ -18,7 +19,7 @@ from ._validation import (
     rows_view,
     split_target,
 )
-from .divergence import _grad_dtype, _like_logits, _real
+from .divergence import _like_logits, _real
 
 __all__ = ["focal_loss", "focal_loss_with_grad"]
 
@@ -142,7 +143,7 @@ def focal_loss_with_grad(logits, target, *, gamma=2.0, alpha=None, axis=-1, igno
         divided as the reduction divides; 0 for ignored rows.
     """
     problem = _FocalProblem(logits, target, gamma, alpha, axis, ignore_index, reduction)
-    dtype = _grad_dtype(problem.logits.dtype, grad_dtype)
+    dtype = grad_dtype_for(problem.logits.dtype, grad_dtype)
     grad_rows = np.empty(problem.rows.shape, dtype=dtype)
     loss = problem.run(grad_rows)
     return loss, _like_logits(grad_rows, problem.logits.shape, problem.axis)
