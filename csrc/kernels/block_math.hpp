@@ -205,6 +205,7 @@ struct RowSums {
     double lse = 0;   // log-sum-exp: -inf (all -inf), +inf (a +inf, no nan), nan (a nan)
     double max = 0;   // for a finite lse: the row's max m and log(sum exp(x - m)),
     double log_sum = 0;  // so that lse = max + log_sum
+    double inv_sum = 0;  // 1 / sum exp(x - m): the factor of every block shifted by m
     double dot = 0;   // sum of the blocks' dot
     double coef = 0;  // sum of the blocks' coef
 };
@@ -236,6 +237,7 @@ inline RowSums merge_blocks(const BlockStats* b, int64_t nblocks) {
     }
     out.max = m;
     out.log_sum = std::log(s);
+    out.inv_sum = 1.0 / s;
     out.lse = nan ? kNaN : pinf ? kInf : any ? m + out.log_sum : -kInf;
     return out;
 }
@@ -248,6 +250,8 @@ inline RowSums merge_blocks(const BlockStats* b, int64_t nblocks) {
 inline double block_factor(const BlockStats& b, const RowSums& row) {
     if (!std::isfinite(row.lse)) return kNaN;
     if (b.sum == 0) return 0.0;
+    // Most blocks were shifted by the row's max itself: their factor is 1 / sum.
+    if (b.shift == row.max) return row.inv_sum;
     return std::exp((b.shift - row.max) - row.log_sum);
 }
 
