@@ -17,7 +17,10 @@ logsumexp  ``logsumexp(x)``                     read x once
 =========  ===================================  ============================
 
 Each figure is the best of ``--repeat`` runs after a warm-up call; a run of a
-very short call averages enough back-to-back calls to last ``--min-time``.
+very short call averages enough back-to-back calls to last ``--min-time``. Each
+op is timed alternately with the probe that bounds it (``time_against_floor``),
+so that drifting bandwidth on a shared machine moves both alike; the header's
+bandwidths come from a separate measurement before the shape's ops.
 Peers: the NumPy float64 reference (``pyce.reference``), PyTorch
 (``torch.nn.functional.cross_entropy``, with autograd for the gradient) and JAX
 (``jax.jit`` of the same loss), each when importable.
@@ -346,6 +349,27 @@ def time_call(fn: Callable[[], object], *, repeat: int = 5, setup: Optional[Call
             total += clock() - t0
         samples.append(total / calls)
     return Timing(min(samples), samples, calls)
+
+
+def time_against_floor(fn: Callable[[], object], floor_fn: Callable[[], object], *,
+                       setup: Optional[Callable] = None, rounds: int = 5,
+                       min_time: float = 0.02) -> tuple:
+    """``(op Timing, floor Timing)``: ``fn`` and its floor probe timed alternately.
+
+    On a shared machine the memory bandwidth drifts as other tenants come and
+    go: a floor measured once per shape and an op timed a minute later can
+    disagree by tens of percent. Timing each op next to the probe that bounds
+    it, round after round, keeps their ratio honest.
+    """
+    op_samples, floor_samples = [], []
+    op = floor = None
+    for _ in range(max(1, rounds)):
+        floor = time_call(floor_fn, repeat=1, min_time=min_time)
+        op = time_call(fn, setup=setup, repeat=1, min_time=min_time)
+        floor_samples += floor.samples
+        op_samples += op.samples
+    return (Timing(min(op_samples), op_samples, op.calls),
+            Timing(min(floor_samples), floor_samples, floor.calls))
 
 
 def _probe_array(nbytes: int) -> np.ndarray:
@@ -795,6 +819,12 @@ def run_benchmark(shapes, dtypes, ops, peers, *, repeat=5, min_time=0.02,
             # All of pyce first, then the peers: PyTorch's and JAX's thread pools
             # keep spinning for a while after a call and would slow whatever is
             # timed next (see settle_peers).
+            # The probes each op is timed against, on buffers of the logits' size.
+            read, scale, _ = stream_probes()
+            probe_src, probe_dst = _probe_array(x.nbytes), _probe_array(x.nbytes)
+            floor_fns = {"read": lambda: read(probe_src),
+                         "copy": lambda: scale(probe_src, probe_dst, 1.0),
+                         "inplace": lambda: scale(probe_src, probe_src, 1.0)}
             rows = []
             for op in ops:
                 row = _row(shape, dtype_name, op, status=support[op])
@@ -809,8 +839,11 @@ def run_benchmark(shapes, dtypes, ops, peers, *, repeat=5, min_time=0.02,
                 if support[op] is None:
                     try:
                         fn, setup, keep = pyce_op(op, x, t)
-                        tm = time_call(fn, setup=setup, repeat=repeat, min_time=min_time)
+                        tm, floor_tm = time_against_floor(fn, floor_fns[FLOOR_KIND[op]], setup=setup,
+                                                          rounds=repeat, min_time=min_time)
                         del keep
+                        row["floor_s"] = floor_tm.best
+                        row["floor_samples_s"] = floor_tm.samples
                         row["pyce"] = tm.to_json()
                         row["gbs"] = row["bytes"] / tm.best / 1e9
                         row["x_floor"] = tm.best / row["floor_s"]
@@ -819,6 +852,7 @@ def run_benchmark(shapes, dtypes, ops, peers, *, repeat=5, min_time=0.02,
                 if progress:
                     progress.advance()
                 rows.append(row)
+            del probe_src, probe_dst, floor_fns
             peer_cache = {}
             for op, row in zip(ops, rows):
                 for peer in peers:
