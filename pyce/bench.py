@@ -794,102 +794,105 @@ def run_benchmark(shapes, dtypes, ops, peers, *, repeat=5, min_time=0.02,
                   floor_runs: int = 10, peer_ops: Optional[Sequence[str]] = None) -> list:
     """Time every (shape, dtype, op) for pyce and its peers; one dict per row.
 
-    Peers are measured once per (shape, dtype, peer computation) and shared by
-    the pyce ops compared with it (fused and fused inplace share the peer's
-    forward+backward). ``peer_ops`` limits which peer computations run (default: all).
+    Two passes: pyce on every shape first, then the peers. PyTorch's OpenMP
+    workers and JAX's thread pool keep cores busy for a while after a call, and
+    on a machine with few cores that would slow whatever is timed next; so no
+    pyce measurement follows a peer's. Peers are measured once per (shape,
+    dtype, peer computation) and shared by the pyce ops compared with it (fused,
+    fused out= and fused inplace share the peer's forward+backward).
+    ``peer_ops`` limits which peer computations run (default: all).
     """
-    results = []
     peer_ops = set(PEER_OP.values()) if peer_ops is None else set(peer_ops)
+    cases = []  # (shape, dtype_name, rows)
     for shape in shapes:
         for dtype_name in dtypes:
-            support = {op: check_pyce_support(op, dtype_name) for op in ops}
-            if all(support.values()):
-                for op in ops:
-                    results.append(_row(shape, dtype_name, op, status=support[op]))
+            cases.append((shape, dtype_name, _time_pyce(shape, dtype_name, ops, repeat=repeat,
+                                                        min_time=min_time, floor_runs=floor_runs,
+                                                        progress=progress)))
+    for shape, dtype_name, rows in cases:
+        if any(row.get("pyce") for row in rows):
+            _time_peers(shape, dtype_name, ops, rows, peers, peer_ops, repeat=repeat,
+                        min_time=min_time, reference_limit=reference_limit, progress=progress)
+        elif progress:
+            compared = {PEER_OP[o] for o in ops} & peer_ops
+            for _ in range(len(peers) * len(compared)):
+                progress.advance()
+    return [row for _, _, rows in cases for row in rows]
+
+
+def _time_pyce(shape, dtype_name, ops, *, repeat, min_time, floor_runs, progress) -> list:
+    """One row per op: pyce's time, and its floor probe timed alternately with it."""
+    support = {op: check_pyce_support(op, dtype_name) for op in ops}
+    if all(support.values()):
+        if progress:
+            for _ in ops:
+                progress.advance()
+        return [_row(shape, dtype_name, op, status=support[op]) for op in ops]
+    x, t = make_problem(shape, dtype_name)
+    if progress:
+        progress.start(f"floor {shape_str(shape)} {dtype_name}")
+    floors = measure_floors(x.nbytes, repeat=repeat, min_time=min_time, min_runs=floor_runs)
+    # The probes each op is timed against, on buffers of the logits' size.
+    read, scale, _ = stream_probes()
+    probe_src, probe_dst = _probe_array(x.nbytes), _probe_array(x.nbytes)
+    floor_fns = {"read": lambda: read(probe_src),
+                 "copy": lambda: scale(probe_src, probe_dst, 1.0),
+                 "inplace": lambda: scale(probe_src, probe_src, 1.0)}
+    rows = []
+    for op in ops:
+        row = _row(shape, dtype_name, op, status=support[op])
+        row["bytes"] = TRAFFIC[FLOOR_KIND[op]] * x.nbytes
+        row["floor_kind"] = FLOOR_KIND[op]
+        row["floor_s"] = floors[FLOOR_KIND[op]]
+        row["floor_source"] = floors["source"]
+        if FLOOR_KIND[op] == "copy":
+            row["floor_fresh_s"] = floors["copy_fresh"]
+        if progress:
+            progress.start(f"{OP_LABEL[op]} {shape_str(shape)} {dtype_name} (pyce)")
+        if support[op] is None:
+            try:
+                fn, setup, keep = pyce_op(op, x, t)
+                tm, floor_tm = time_against_floor(fn, floor_fns[FLOOR_KIND[op]], setup=setup,
+                                                  rounds=repeat, min_time=min_time)
+                del keep
+                row["floor_s"] = floor_tm.best
+                row["floor_samples_s"] = floor_tm.samples
+                row["pyce"] = tm.to_json()
+                row["gbs"] = row["bytes"] / tm.best / 1e9
+                row["x_floor"] = tm.best / row["floor_s"]
+            except Exception as exc:
+                row["status"] = f"error: {type(exc).__name__}: {exc}"
+        if progress:
+            progress.advance()
+        rows.append(row)
+    return rows
+
+
+def _time_peers(shape, dtype_name, ops, rows, peers, peer_ops, *, repeat, min_time,
+                reference_limit, progress) -> None:
+    """Time the peers on the same problem and add them (and pyce's speed-up) to ``rows``."""
+    x, t = make_problem(shape, dtype_name)
+    peer_cache = {}
+    for op, row in zip(ops, rows):
+        for peer in peers:
+            key = (peer, PEER_OP[op])
+            if PEER_OP[op] not in peer_ops:
+                peer_cache[key] = {"status": "skipped: --quick compares peers on "
+                                             "forward and fused only"}
+            if key not in peer_cache:
                 if progress:
-                    compared = {PEER_OP[o] for o in ops} & peer_ops
-                    for _ in range(len(ops) + len(peers) * len(compared)):
-                        progress.advance()
-                continue
-            x, t = make_problem(shape, dtype_name)
-            if progress:
-                progress.start(f"floor {shape_str(shape)} {dtype_name}")
-            floors = measure_floors(x.nbytes, repeat=repeat, min_time=min_time,
-                                    min_runs=floor_runs)
-            # All of pyce first, then the peers: PyTorch's and JAX's thread pools
-            # keep spinning for a while after a call and would slow whatever is
-            # timed next (see settle_peers).
-            # The probes each op is timed against, on buffers of the logits' size.
-            read, scale, _ = stream_probes()
-            probe_src, probe_dst = _probe_array(x.nbytes), _probe_array(x.nbytes)
-            floor_fns = {"read": lambda: read(probe_src),
-                         "copy": lambda: scale(probe_src, probe_dst, 1.0),
-                         "inplace": lambda: scale(probe_src, probe_src, 1.0)}
-            rows = []
-            for op in ops:
-                row = _row(shape, dtype_name, op, status=support[op])
-                row["bytes"] = TRAFFIC[FLOOR_KIND[op]] * x.nbytes
-                row["floor_kind"] = FLOOR_KIND[op]
-                row["floor_s"] = floors[FLOOR_KIND[op]]
-                row["floor_source"] = floors["source"]
-                if FLOOR_KIND[op] == "copy":
-                    row["floor_fresh_s"] = floors["copy_fresh"]
-                if progress:
-                    progress.start(f"{OP_LABEL[op]} {shape_str(shape)} {dtype_name} (pyce)")
-                if support[op] is None:
-                    try:
-                        fn, setup, keep = pyce_op(op, x, t)
-                        tm, floor_tm = time_against_floor(fn, floor_fns[FLOOR_KIND[op]], setup=setup,
-                                                          rounds=repeat, min_time=min_time)
-                        del keep
-                        row["floor_s"] = floor_tm.best
-                        row["floor_samples_s"] = floor_tm.samples
-                        row["pyce"] = tm.to_json()
-                        row["gbs"] = row["bytes"] / tm.best / 1e9
-                        row["x_floor"] = tm.best / row["floor_s"]
-                    except Exception as exc:
-                        row["status"] = f"error: {type(exc).__name__}: {exc}"
+                    progress.start(f"{OP_LABEL[PEER_OP[op]]} {shape_str(shape)} {dtype_name} ({peer})")
+                peer_cache[key] = _time_peer(peer, PEER_OP[op], x, t, repeat=repeat,
+                                             min_time=min_time, reference_limit=reference_limit)
                 if progress:
                     progress.advance()
-                rows.append(row)
-            del probe_src, probe_dst, floor_fns
-            peer_cache = {}
-            for op, row in zip(ops, rows):
-                for peer in peers:
-                    key = (peer, PEER_OP[op])
-                    if PEER_OP[op] not in peer_ops:
-                        peer_cache[key] = {"status": "skipped: --quick compares peers on "
-                                                     "forward and fused only"}
-                    if key not in peer_cache:
-                        if progress:
-                            progress.start(
-                                f"{OP_LABEL[PEER_OP[op]]} {shape_str(shape)} {dtype_name} ({peer})")
-                        peer_cache[key] = _time_peer(peer, PEER_OP[op], x, t, repeat=repeat,
-                                                     min_time=min_time,
-                                                     reference_limit=reference_limit)
-                        if progress:
-                            progress.advance()
-                    entry = dict(peer_cache[key])
-                    if entry.get("status") == "ok" and row.get("pyce"):
-                        entry["speedup"] = entry["best_s"] / row["pyce"]["best_s"]
-                    row["peers"][peer] = entry
-                results.append(row)
-            if peers:
-                settle_peers()
-            big = x.nbytes >= (64 << 20)
-            del x, t, peer_cache
-            if big:  # autograd graphs / jax buffers in cycles; gc is slow with torch loaded
-                gc.collect()
-    return results
-
-
-def settle_peers(seconds: float = 0.5) -> None:
-    """Wait for peers' worker threads to stop spinning before pyce is timed again.
-
-    PyTorch's OpenMP runtime and JAX's thread pool busy-wait after a call; on a
-    machine with few cores that steals the cores pyce's next measurement needs.
-    """
-    time.sleep(seconds)
+            entry = dict(peer_cache[key])
+            if entry.get("status") == "ok" and row.get("pyce"):
+                entry["speedup"] = entry["best_s"] / row["pyce"]["best_s"]
+            row["peers"][peer] = entry
+    if x.nbytes >= (64 << 20):  # autograd graphs / jax buffers in cycles; gc is slow with torch loaded
+        del x, t, peer_cache
+        gc.collect()
 
 
 def _row(shape, dtype_name, op, status=None) -> dict:
