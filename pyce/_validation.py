@@ -7,6 +7,7 @@ re-checks only what protects memory (the indices it reads with).
 
 from __future__ import annotations
 
+import math
 import operator
 
 import numpy as np
@@ -63,9 +64,12 @@ def rows_view(x: np.ndarray, axis: int) -> np.ndarray:
     No copy is made when the class axis is already the innermost contiguous
     one, which is the common (batch, ..., vocab) case.
     """
-    moved = np.moveaxis(x, axis, -1)
-    rows = int(np.prod(moved.shape[:-1], dtype=np.int64))
-    return np.ascontiguousarray(moved).reshape(rows, moved.shape[-1])
+    # The class axis last is the common case: skip moveaxis, which costs more
+    # than a small kernel call.
+    moved = x if axis == x.ndim - 1 else np.moveaxis(x, axis, -1)
+    if not moved.flags.c_contiguous:
+        moved = np.ascontiguousarray(moved)
+    return moved.reshape(math.prod(moved.shape[:-1]), moved.shape[-1])
 
 
 def check_reduction(reduction) -> int:

@@ -91,6 +91,8 @@ def _normalize_rows(x, axis, kernel):
     out = np.empty_like(rows)
     if rows.size:
         kernel(rows, out)
+    if axis == x.ndim - 1:
+        return out.reshape(x.shape)
     moved_shape = x.shape[:axis] + x.shape[axis + 1:] + (x.shape[axis],)
     return np.moveaxis(out.reshape(moved_shape), -1, axis)
 
@@ -207,6 +209,8 @@ class _Problem:
 
     def grad_like_logits(self, grad_rows):
         moved_shape = self.target_shape + (self.n_classes,)
+        if self.axis == self.logits.ndim - 1:
+            return grad_rows.reshape(moved_shape)
         return np.moveaxis(grad_rows.reshape(moved_shape), -1, self.axis)
 
 
