@@ -247,3 +247,28 @@ def check_cross_entropy(pyce, ref, logits, target, reduction, grad_output=1.0, *
         assert bitwise_equal(in_loss, fused_loss), f"inplace loss differs {what}"
         assert bitwise_equal(in_grad, fused_grad), f"inplace grad differs {what}"
     return fused_loss, fused_grad
+
+
+# (shape, class axis) pairs for the one-pass kernels beyond cross-entropy:
+# 1 class, C not a multiple of the SIMD width, a huge vocabulary with few rows,
+# 3-D batches in both layouts, and a single unbatched row.
+KERNEL_SHAPES = [
+    ((1, 1), -1),
+    ((6, 1), -1),
+    ((9, 17), -1),
+    ((4, 1000), -1),
+    ((3, 4097), -1),
+    ((2, 100003), -1),
+    ((2, 3, 37), -1),
+    ((2, 11, 3), 1),
+    ((13,), -1),
+]
+
+# The 16-bit logit dtypes: float16, and bfloat16 when ml_dtypes is installed.
+HALF_DTYPES = {"float16": np.float16}
+try:
+    import ml_dtypes
+
+    HALF_DTYPES["bfloat16"] = ml_dtypes.bfloat16
+except ImportError:  # pragma: no cover
+    pass

@@ -11,29 +11,14 @@ import pytest
 
 import pyce
 from pyce import _core
-from _helpers import EPS32, assert_close, central_difference, load_reference
+from _helpers import (HALF_DTYPES, KERNEL_SHAPES, EPS32, assert_close, central_difference,
+                      load_reference)
 
 ref = load_reference()
 
-SHAPES = [
-    ((1, 1), -1),
-    ((6, 1), -1),
-    ((9, 17), -1),
-    ((4, 1000), -1),
-    ((3, 4097), -1),
-    ((2, 100003), -1),
-    ((2, 3, 37), -1),
-    ((2, 11, 3), 1),
-    ((13,), -1),
-]
+SHAPES = KERNEL_SHAPES
 REDUCTIONS = ["batchmean", "sum", "mean", "none"]
-HALF = {"float16": np.float16}
-try:
-    import ml_dtypes
-
-    HALF["bfloat16"] = ml_dtypes.bfloat16
-except ImportError:  # pragma: no cover
-    pass
+HALF = HALF_DTYPES
 
 
 def pair(shape, dtype, seed=0, scale=2.5):

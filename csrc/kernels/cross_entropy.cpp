@@ -220,25 +220,19 @@ struct CrossEntropyKernel {
     }
 };
 
-template <class T, class G, Extra E, bool kGrad>
-void run_case(const CrossEntropyArgs& args) {
-    if (args.softcap > 0) {
-        CrossEntropyKernel<T, G, E, kGrad, true> kernel(args);
-        run_blocked(kernel, args.rows, args.cols, args.threads);
-    } else {
-        CrossEntropyKernel<T, G, E, kGrad, false> kernel(args);
-        run_blocked(kernel, args.rows, args.cols, args.threads);
-    }
-}
-
 template <class T, Extra E>
 void run_extra(const CrossEntropyArgs& args) {
-    if (!args.grad)
-        run_case<T, T, E, false>(args);
-    else if (args.grad_f32 && !std::is_same_v<T, Acc<T>>)
-        run_case<T, Acc<T>, E, true>(args);
-    else
-        run_case<T, T, E, true>(args);
+    with_grad_kind<T>(args.grad, args.grad_f32, [&](auto kind) {
+        using G = typename decltype(kind)::type;
+        constexpr bool kGrad = decltype(kind)::with_grad;
+        if (args.softcap > 0) {
+            CrossEntropyKernel<T, G, E, kGrad, true> kernel(args);
+            run_blocked(kernel, args.rows, args.cols, args.threads);
+        } else {
+            CrossEntropyKernel<T, G, E, kGrad, false> kernel(args);
+            run_blocked(kernel, args.rows, args.cols, args.threads);
+        }
+    });
 }
 
 // Picks the instantiation: which extra sums the sweep must gather.

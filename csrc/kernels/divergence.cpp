@@ -139,20 +139,12 @@ struct KLKernel {
     }
 };
 
-template <class T, class G, bool kGrad>
-void run_case(const KLDivArgs& args) {
-    KLKernel<T, G, kGrad> kernel(args);
-    run_blocked(kernel, args.rows, args.cols, args.threads);
-}
-
 template <class T>
 void run(const KLDivArgs& args) {
-    if (!args.grad)
-        run_case<T, T, false>(args);
-    else if (args.grad_f32 && !std::is_same_v<T, Acc<T>>)
-        run_case<T, Acc<T>, true>(args);
-    else
-        run_case<T, T, true>(args);
+    with_grad_kind<T>(args.grad, args.grad_f32, [&](auto kind) {
+        KLKernel<T, typename decltype(kind)::type, decltype(kind)::with_grad> kernel(args);
+        run_blocked(kernel, args.rows, args.cols, args.threads);
+    });
 }
 
 }  // namespace

@@ -133,20 +133,12 @@ struct FocalKernel {
     }
 };
 
-template <class T, class G, bool kGrad>
-void run_case(const FocalArgs& args) {
-    FocalKernel<T, G, kGrad> kernel(args);
-    run_blocked(kernel, args.rows, args.cols, args.threads);
-}
-
 template <class T>
 void run(const FocalArgs& args) {
-    if (!args.grad)
-        run_case<T, T, false>(args);
-    else if (args.grad_f32 && !std::is_same_v<T, Acc<T>>)
-        run_case<T, Acc<T>, true>(args);
-    else
-        run_case<T, T, true>(args);
+    with_grad_kind<T>(args.grad, args.grad_f32, [&](auto kind) {
+        FocalKernel<T, typename decltype(kind)::type, decltype(kind)::with_grad> kernel(args);
+        run_blocked(kernel, args.rows, args.cols, args.threads);
+    });
 }
 
 }  // namespace

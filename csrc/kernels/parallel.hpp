@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "block_math.hpp"
@@ -93,6 +94,26 @@ void run_blocked(Kernel& kernel, int64_t rows, int64_t cols, int threads) {
                 kernel.rescale(row_state[i / nblocks], i % nblocks, stats[i], scratch_row(i / nblocks));
         });
     }
+}
+
+// The gradient storage a call asks for, as types a kernel template takes.
+template <class G, bool kWithGrad>
+struct GradKind {
+    using type = G;
+    static constexpr bool with_grad = kWithGrad;
+};
+
+// Calls run(GradKind<G, kWithGrad>{}) for a kernel on T logits: no gradient;
+// a float32 gradient for 16-bit logits when `grad_f32`; else one of type T.
+// One place decides this for every kernel that writes a gradient.
+template <class T, class Run>
+void with_grad_kind(const void* grad, bool grad_f32, const Run& run) {
+    if (!grad)
+        run(GradKind<T, false>{});
+    else if (grad_f32 && !std::is_same_v<T, Acc<T>>)
+        run(GradKind<Acc<T>, true>{});
+    else
+        run(GradKind<T, true>{});
 }
 
 }  // namespace
