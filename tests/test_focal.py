@@ -203,7 +203,7 @@ def test_errors():
 
 
 def test_properties_hypothesis():
-    hypothesis = pytest.importorskip("hypothesis")
+    pytest.importorskip("hypothesis")
     from hypothesis import given, settings, strategies as st
     from hypothesis.extra import numpy as hnp
 

@@ -14,7 +14,6 @@ import pytest
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)  # tiny problems: keep torch's pool out of pyce's way
 
-import pyce  # noqa: E402
 import pyce.torch as pt  # noqa: E402
 from _helpers import EPS32, load_reference  # noqa: E402
 
