@@ -86,7 +86,7 @@ std::string supported_list() {
 // unknown or unsupported value is an error at import rather than a silent
 // fallback: a CI job that forces an ISA must really run it.
 const KernelTable* initial_table() {
-    const std::string forced = env_capability();
+    const std::string forced = forced_capability();
     if (!forced.empty()) {
         const KernelTable* t = tables().find(forced);
         if (!t)
@@ -122,6 +122,10 @@ void set_capability(const std::string& name) {
     current().store(t, std::memory_order_release);
 }
 
-std::string forced_capability() { return env_capability(); }
+std::string forced_capability() {
+    // Read once: what was honoured at start-up, even if the variable changes later.
+    static const std::string forced = env_capability();
+    return forced;
+}
 
 }  // namespace pyce
