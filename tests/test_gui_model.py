@@ -3,8 +3,10 @@
 import csv
 import json
 import math
+import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -363,3 +365,26 @@ def test_missing_x11_libraries_are_named_before_qt_aborts():
     assert missing_x11_libraries({**x11, "WAYLAND_DISPLAY": "wayland-0"}, "linux", none_found) == []
     assert missing_x11_libraries({}, "linux", none_found) == []
     assert missing_x11_libraries(x11, "darwin", none_found) == []
+
+
+def test_no_display_is_reported_before_qt_aborts():
+    from pyce_gui.__main__ import has_no_display
+
+    assert has_no_display({}, "linux")
+    assert has_no_display({"QT_QPA_PLATFORM": ""}, "linux")
+    assert not has_no_display({"DISPLAY": ":0"}, "linux")
+    assert not has_no_display({"WAYLAND_DISPLAY": "wayland-0"}, "linux")
+    assert not has_no_display({"QT_QPA_PLATFORM": "offscreen"}, "linux")
+    assert not has_no_display({}, "darwin")
+
+
+def test_pyce_gui_without_a_display_says_so_and_exits_1():
+    if sys.platform != "linux":
+        pytest.skip("the display check is for Linux")
+    pytest.importorskip("PySide6")
+    pytest.importorskip("pyqtgraph")
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    proc = subprocess.run([sys.executable, "-m", "pyce_gui"], env=env, capture_output=True, text=True,
+                          timeout=60, cwd=tempfile.gettempdir())
+    assert proc.returncode == 1
+    assert "no display" in proc.stderr and "--screenshot" in proc.stderr

@@ -40,6 +40,25 @@ which pip cannot install: {missing}. On Debian or Ubuntu:
 """
 
 
+NO_DISPLAY_HINT = """\
+pyce-gui opens a window, but there is no display here (neither DISPLAY nor
+WAYLAND_DISPLAY is set). Run it on a desktop, or render it to a picture:
+
+    pyce-gui --screenshot explorer.png
+"""
+
+
+def has_no_display(environ=os.environ, platform=sys.platform) -> bool:
+    """True on Linux with no X11/Wayland display and no Qt platform chosen.
+
+    Qt would abort the process there ("could not connect to display"); this is
+    checked first, to say what to do instead.
+    """
+    if platform != "linux" or environ.get("QT_QPA_PLATFORM"):
+        return False
+    return not environ.get("DISPLAY") and not environ.get("WAYLAND_DISPLAY")
+
+
 def missing_x11_libraries(environ=os.environ, platform=sys.platform, find_library=None) -> list:
     """The Debian packages of the X11 libraries Qt will fail to load, if it will use X11.
 
@@ -94,7 +113,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.screenshot and "QT_QPA_PLATFORM" not in os.environ:
+    if args.screenshot and not os.environ.get("QT_QPA_PLATFORM"):
         # No window appears and no display is needed: render offscreen.
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     try:
@@ -113,6 +132,9 @@ def main(argv=None) -> int:
         import pyce  # noqa: F401
     except ImportError as exc:
         sys.stderr.write(f"pyce-gui could not import pyce: {exc}\n")
+        return 1
+    if has_no_display():
+        sys.stderr.write(NO_DISPLAY_HINT)
         return 1
     missing = missing_x11_libraries()
     if missing:
