@@ -12,5 +12,6 @@ void register_stream(pybind11::module_& m);
 void register_metrics(pybind11::module_& m);     // evaluate, entropy
 void register_divergence(pybind11::module_& m);  // kl_divergence
 void register_focal(pybind11::module_& m);       // focal_loss
+void register_cache(pybind11::module_& m);       // empty, cache_info
 
 }  // namespace pyce

@@ -14,4 +14,5 @@ PYBIND11_MODULE(_core, m) {
     pyce::register_metrics(m);
     pyce::register_divergence(m);
     pyce::register_focal(m);
+    pyce::register_cache(m);
 }

@@ -42,6 +42,7 @@ from .api import (
     softmax,
 )
 from ._threads import cpu_info, get_num_threads, set_num_threads
+from ._cache import cache_info, empty_cache, set_cache_limit
 from .metrics import EvalResult, evaluate
 from .divergence import entropy, kl_divergence, kl_divergence_with_grad
 from .focal import focal_loss, focal_loss_with_grad
@@ -58,6 +59,9 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
     "cpu_info",
+    "empty_cache",
+    "set_cache_limit",
+    "cache_info",
     "evaluate",
     "EvalResult",
     "entropy",

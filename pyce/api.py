@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
+from ._cache import empty_output
 from ._validation import (
     REDUCTIONS,
     as_float_array,
@@ -88,7 +89,7 @@ def _normalize_rows(x, axis, kernel):
         raise ValueError("x must have at least one dimension, got a 0-d array")
     axis = normalize_axis(axis, x.ndim)
     rows = rows_view(x, axis)
-    out = np.empty_like(rows)
+    out = empty_output(rows.shape, rows.dtype)
     if rows.size:
         kernel(rows, out)
     if axis == x.ndim - 1:
@@ -187,7 +188,7 @@ class _Problem:
         """The (rows, C) array the kernel writes the gradient into."""
         dtype = grad_dtype_for(self.logits.dtype, grad_dtype)
         if out is None:
-            return np.empty(self.rows.shape, dtype=dtype)
+            return empty_output(self.rows.shape, dtype)
         if not isinstance(out, np.ndarray):
             raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
         if out.shape != self.logits.shape:

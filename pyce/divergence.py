@@ -12,6 +12,7 @@ import numbers
 import numpy as np
 
 from . import _core
+from ._cache import empty_output
 from ._validation import (
     grad_dtype_for,
     as_float_array,
@@ -174,7 +175,7 @@ def kl_divergence_with_grad(student_logits, teacher_logits, *, temperature=1.0, 
     """
     problem = _KLProblem(student_logits, teacher_logits, temperature, axis, reduction)
     dtype = grad_dtype_for(problem.student.dtype, grad_dtype)
-    grad_rows = np.empty(problem.rows.shape, dtype=dtype)
+    grad_rows = empty_output(problem.rows.shape, dtype)
     loss = problem.run(grad_rows)
     return loss, _like_logits(grad_rows, problem.student.shape, problem.axis)
 

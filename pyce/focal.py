@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from . import _core
+from ._cache import empty_output
 from ._validation import (
     grad_dtype_for,
     REDUCTIONS,
@@ -144,6 +145,6 @@ def focal_loss_with_grad(logits, target, *, gamma=2.0, alpha=None, axis=-1, igno
     """
     problem = _FocalProblem(logits, target, gamma, alpha, axis, ignore_index, reduction)
     dtype = grad_dtype_for(problem.logits.dtype, grad_dtype)
-    grad_rows = np.empty(problem.rows.shape, dtype=dtype)
+    grad_rows = empty_output(problem.rows.shape, dtype)
     loss = problem.run(grad_rows)
     return loss, _like_logits(grad_rows, problem.logits.shape, problem.axis)
