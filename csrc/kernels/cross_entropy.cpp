@@ -171,6 +171,10 @@ struct CrossEntropyKernel {
         row.grad_mul = row.scale * q_weight;
     }
 
+    // Writes block b's gradient in one pass over its stored exps: each lane is
+    // q * (scale * (alpha + beta K)) [- scale * beta * coef] [- scale * alpha
+    // at the target] [times the cap's derivative], then stored in G (rounded
+    // to 16 bits straight from the register when G is 16-bit).
     void rescale(const Row& row, int64_t b, const Stats& s, A* scratch) const {
         constexpr int W = V::width;
         const int64_t start = b * kBlock, n = C - start < kBlock ? C - start : kBlock;
@@ -180,43 +184,34 @@ struct CrossEntropyKernel {
             return;
         }
         const int64_t full = n - n % W, tail = n - full;
-        A* eb = exps(row, b, scratch);  // the block's exps, turned into its gradient in place
+        const A* eb = exps(row, b, scratch);  // may be gb itself (G == A): read before written
         const V mul = V::broadcast(static_cast<A>(row.grad_mul * block_factor(s, row.sums)));
-        if constexpr (E == Extra::none) {
-            for (int64_t i = 0; i < full; i += W) (V::load(eb + i) * mul).store(eb + i);
-            if (tail) (V::load_partial(eb + full, tail, A(0)) * mul).store_partial(eb + full, tail);
-        } else {
-            // g = q * (scale * (alpha + beta K)) - scale * beta * coef
-            const Coefs<T> c = coefs(row.index);
-            const V sub = V::broadcast(static_cast<A>(-row.scale * beta));
-            for (int64_t i = 0; i < full; i += W)
-                fmadd(coef_at<E>(c, start + i, 0), sub, V::load(eb + i) * mul).store(eb + i);
-            if (tail)
-                fmadd(coef_at<E>(c, start + full, tail), sub, V::load_partial(eb + full, tail, A(0)) * mul)
-                    .store_partial(eb + full, tail);
-        }
-        if constexpr (!kSoft) {
-            const int64_t t = row.target - start;
-            if (t >= 0 && t < n) eb[t] = static_cast<A>(static_cast<double>(eb[t]) - row.scale * row.alpha);
-        }
-        if constexpr (kCap) {
-            // Through the cap: times 1 - u^2 = (1 - u)(1 + u), u = z'/c (exact near |u| = 1).
-            const A* zb = capped_row(scratch) + start;
-            const V one = V::broadcast(A(1)), inv = V::broadcast(static_cast<A>(1.0 / cap));
-            for (int64_t i = 0; i < full; i += W) {
-                const V u = V::load(zb + i) * inv;
-                (V::load(eb + i) * ((one - u) * (one + u))).store(eb + i);
+        const Coefs<T> c = coefs(row.index);
+        const V sub = V::broadcast(static_cast<A>(-row.scale * beta));
+        const int64_t t = kSoft ? -1 : row.target - start;  // the target's offset, if in this block
+        const A* zb = kCap ? capped_row(scratch) + start : nullptr;
+        const V one = V::broadcast(A(1)), inv = V::broadcast(static_cast<A>(kCap ? 1.0 / cap : 1.0));
+
+        // Lanes [i, i + W); with partial > 0 only the first `partial` are classes.
+        auto gradient = [&](int64_t i, int64_t partial) {
+            V v = (partial ? V::load_partial(eb + i, partial, A(0)) : V::load(eb + i)) * mul;
+            if constexpr (E != Extra::none) v = fmadd(coef_at<E>(c, start + i, partial), sub, v);
+            if (t >= i && t < i + W) {
+                // -scale * alpha at the target, subtracted in double (exact near q = 1).
+                alignas(64) A lanes[W];
+                v.store(lanes);
+                lanes[t - i] = static_cast<A>(static_cast<double>(lanes[t - i]) - row.scale * row.alpha);
+                v = V::load(lanes);
             }
-            if (tail) {
-                const V u = V::load_partial(zb + full, tail, A(0)) * inv;
-                (V::load_partial(eb + full, tail, A(0)) * ((one - u) * (one + u))).store_partial(eb + full, tail);
+            if constexpr (kCap) {
+                // Through the cap: times 1 - u^2 = (1 - u)(1 + u), u = z'/c (exact near |u| = 1).
+                const V u = (partial ? V::load_partial(zb + i, partial, A(0)) : V::load(zb + i)) * inv;
+                v = v * ((one - u) * (one + u));
             }
-        }
-        if constexpr (kScratch) {
-            // Round the block's gradient to the 16-bit output dtype.
-            for (int64_t i = 0; i < full; i += W) vstore(gb + i, V::load(eb + i));
-            if (tail) vstore_partial(gb + full, tail, V::load_partial(eb + full, tail, A(0)));
-        }
+            return v;
+        };
+        for (int64_t i = 0; i < full; i += W) vstore(gb + i, gradient(i, 0));
+        if (tail) vstore_partial(gb + full, tail, gradient(full, tail));
     }
 };
 
