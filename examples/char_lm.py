@@ -25,16 +25,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
-import os
 import time
-
-# PyTorch (its bundled libgomp) and pyce (the system's) each run an OpenMP
-# thread pool in this process. By default an idle OpenMP worker busy-waits
-# for a while, and on a machine with few cores the waiting workers of one
-# pool steal the cores the other is computing on, slowing both -- often the
-# model's own matmuls more than the loss. Passive waiting avoids that; it
-# applies to both runs alike (set OMP_WAIT_POLICY yourself to override).
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 import numpy as np
 import torch

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import os as _os
 
-# OpenMP's worker threads spin between parallel regions by default. When two
-# OpenMP runtimes share a process (PyTorch bundles its own libgomp) or the
-# machine is busy, spinning threads starve each other's work; sleeping ones do
-# not, and pyce's parallel regions are long enough not to notice the wake-up.
-# So pyce's runtime starts passive unless the user chose a policy. (The
-# runtime reads the variable when it loads, i.e. during the import below.)
+# OpenMP's worker threads spin between parallel regions, by default for a long
+# time (libgomp: 300,000 spins, milliseconds). When two OpenMP runtimes share a
+# process (PyTorch bundles its own libgomp) or the machine is busy, long-spinning
+# threads steal the cores others compute on. Never spinning is no better: waking
+# a sleeping thread costs tens of microseconds (more in a VM), more than a
+# small call's whole work. So pyce's runtime spins briefly -- about half a
+# millisecond, enough for back-to-back calls to find their threads awake -- and
+# then sleeps, unless the user chose a policy. (The runtime reads the variable
+# when it loads, i.e. during the import below; other runtimes are unaffected.)
+_SPIN_COUNT = "20000"
 _wait_policy_set = "OMP_WAIT_POLICY" in _os.environ or "GOMP_SPINCOUNT" in _os.environ
 if not _wait_policy_set:
-    _os.environ["OMP_WAIT_POLICY"] = "passive"
+    _os.environ["GOMP_SPINCOUNT"] = _SPIN_COUNT
 try:
     from . import _core
 except ImportError as exc:  # pragma: no cover - depends on how pyce was installed
@@ -31,7 +35,7 @@ except ImportError as exc:  # pragma: no cover - depends on how pyce was install
     ) from exc
 finally:
     if not _wait_policy_set:
-        del _os.environ["OMP_WAIT_POLICY"]
+        del _os.environ["GOMP_SPINCOUNT"]
 
 from .api import (
     cross_entropy,

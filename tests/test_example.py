@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 import pathlib
 
 import numpy as np
@@ -19,17 +18,10 @@ EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "char_lm.py
 
 @pytest.fixture
 def char_lm():
-    before = os.environ.get("OMP_WAIT_POLICY")
     spec = importlib.util.spec_from_file_location("char_lm_example", EXAMPLE)
     module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:  # the example sets a default for its own process; do not leak it
-        if before is None:
-            os.environ.pop("OMP_WAIT_POLICY", None)
-        else:
-            os.environ["OMP_WAIT_POLICY"] = before
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_tiny_training_run(char_lm, capsys):

@@ -438,3 +438,19 @@ def test_no_environment_picks_the_best_supported_isa():
     isa, forced, best = got.split()
     assert forced == "None"
     assert isa == best
+
+
+def test_import_leaves_the_openmp_environment_as_it_found_it():
+    # pyce sets a short spin count for its own runtime while it loads, and
+    # nothing afterwards: a runtime loaded later (PyTorch's) sees the user's
+    # environment. A policy the user chose is left alone.
+    code = ("import os, pyce; print(os.environ.get('GOMP_SPINCOUNT'), "
+            "os.environ.get('OMP_WAIT_POLICY'))")
+    clean = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    full_env = dict(clean)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=full_env, cwd=tempfile.gettempdir(), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["None", "None"]
+    assert _run_python(code, OMP_WAIT_POLICY="passive").split()[1] == "passive"
+    assert _run_python(code, GOMP_SPINCOUNT="5").split()[0] == "5"

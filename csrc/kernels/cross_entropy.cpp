@@ -198,10 +198,8 @@ struct CrossEntropyKernel {
             if constexpr (E != Extra::none) v = fmadd(coef_at<E>(c, start + i, partial), sub, v);
             if (t >= i && t < i + W) {
                 // -scale * alpha at the target, subtracted in double (exact near q = 1).
-                alignas(64) A lanes[W];
-                v.store(lanes);
-                lanes[t - i] = static_cast<A>(static_cast<double>(lanes[t - i]) - row.scale * row.alpha);
-                v = V::load(lanes);
+                const int k = static_cast<int>(t - i);
+                v = with_lane(v, k, static_cast<A>(static_cast<double>(lane(v, k)) - row.scale * row.alpha));
             }
             if constexpr (kCap) {
                 // Through the cap: times 1 - u^2 = (1 - u)(1 + u), u = z'/c (exact near |u| = 1).

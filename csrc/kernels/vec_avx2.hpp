@@ -57,6 +57,13 @@ inline float reduce_add(VecF32 a) {
     return _mm_cvtss_f32(s);
 }
 inline bool any_greater(VecF32 a, VecF32 b) { return _mm256_movemask_ps(_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ)) != 0; }
+// Lane k of a vector, and a copy with lane k replaced, without going through
+// memory (a wide load of a just-written scalar stalls store forwarding).
+inline float lane(VecF32 a, int k) { return _mm256_cvtss_f32(_mm256_permutevar8x32_ps(a.v, _mm256_set1_epi32(k))); }
+inline VecF32 with_lane(VecF32 a, int k, float x) {
+    const __m256i is_k = _mm256_cmpeq_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(k));
+    return {_mm256_blendv_ps(a.v, _mm256_set1_ps(x), _mm256_castsi256_ps(is_k))};
+}
 inline float reduce_max(VecF32 a) {
     __m128 s = _mm_max_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));
@@ -127,6 +134,14 @@ inline double reduce_add(VecF64 a) {
     return _mm_cvtsd_f64(s);
 }
 inline bool any_greater(VecF64 a, VecF64 b) { return _mm256_movemask_pd(_mm256_cmp_pd(a.v, b.v, _CMP_GT_OQ)) != 0; }
+inline double lane(VecF64 a, int k) {
+    const __m256i halves = _mm256_setr_epi32(2 * k, 2 * k + 1, 0, 0, 0, 0, 0, 0);
+    return _mm256_cvtsd_f64(_mm256_castps_pd(_mm256_permutevar8x32_ps(_mm256_castpd_ps(a.v), halves)));
+}
+inline VecF64 with_lane(VecF64 a, int k, double x) {
+    const __m256i is_k = _mm256_cmpeq_epi64(_mm256_setr_epi64x(0, 1, 2, 3), _mm256_set1_epi64x(k));
+    return {_mm256_blendv_pd(a.v, _mm256_set1_pd(x), _mm256_castsi256_pd(is_k))};
+}
 inline double reduce_max(VecF64 a) {
     __m128d s = _mm_max_pd(_mm256_castpd256_pd128(a.v), _mm256_extractf128_pd(a.v, 1));
     s = _mm_max_sd(s, _mm_unpackhi_pd(s, s));

@@ -49,6 +49,12 @@ inline VecF32 less(VecF32 a, VecF32 b) {
 inline float reduce_add(VecF32 a) { return _mm512_reduce_add_ps(a.v); }
 inline float reduce_max(VecF32 a) { return _mm512_reduce_max_ps(a.v); }
 inline bool any_greater(VecF32 a, VecF32 b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ) != 0; }
+// Lane k of a vector, and a copy with lane k replaced, without going through
+// memory (a wide load of a just-written scalar stalls store forwarding).
+inline float lane(VecF32 a, int k) { return _mm512_cvtss_f32(_mm512_permutexvar_ps(_mm512_set1_epi32(k), a.v)); }
+inline VecF32 with_lane(VecF32 a, int k, float x) {
+    return {_mm512_mask_mov_ps(a.v, static_cast<__mmask16>(1u << k), _mm512_set1_ps(x))};
+}
 
 // exp(x) for float: x = n*ln2 + r with |r| <= ln2/2, exp(r) by a degree-6
 // polynomial (exp_constants.hpp), then scalef multiplies by 2^n exactly,
@@ -108,6 +114,10 @@ inline VecF64 less(VecF64 a, VecF64 b) {
 inline double reduce_add(VecF64 a) { return _mm512_reduce_add_pd(a.v); }
 inline double reduce_max(VecF64 a) { return _mm512_reduce_max_pd(a.v); }
 inline bool any_greater(VecF64 a, VecF64 b) { return _mm512_cmp_pd_mask(a.v, b.v, _CMP_GT_OQ) != 0; }
+inline double lane(VecF64 a, int k) { return _mm512_cvtsd_f64(_mm512_permutexvar_pd(_mm512_set1_epi64(k), a.v)); }
+inline VecF64 with_lane(VecF64 a, int k, double x) {
+    return {_mm512_mask_mov_pd(a.v, static_cast<__mmask8>(1u << k), _mm512_set1_pd(x))};
+}
 
 inline VecF64 exp(VecF64 x);
 inline VecF64 exp_bounded(VecF64 x) { return exp(x); }

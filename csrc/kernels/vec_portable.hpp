@@ -84,6 +84,16 @@ inline bool any_greater(VecPortable<T, W> a, VecPortable<T, W> b) {
     for (int i = 0; i < W; ++i) any |= a.v[i] > b.v[i];
     return any;
 }
+// Lane k of a vector, and a copy with lane k replaced.
+template <class T, int W>
+inline T lane(VecPortable<T, W> a, int k) {
+    return a.v[k];
+}
+template <class T, int W>
+inline VecPortable<T, W> with_lane(VecPortable<T, W> a, int k, T x) {
+    a.v[k] = x;
+    return a;
+}
 template <class T, int W>
 inline T reduce_add(VecPortable<T, W> a) {
     T s = a.v[0];
