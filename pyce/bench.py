@@ -963,7 +963,10 @@ def table_notes(results: Sequence[dict], peers: Sequence[str], missing: dict) ->
              "GB/s counts the bytes the op must move (logits read, plus gradient written).",
              "vs PEER = PEER time / pyce time (>1: pyce faster). fused inplace is compared "
              "with the peer's forward+backward; torch backward = loss.backward() alone; "
-             "jax backward = jit(grad(loss))."]
+             "jax backward = jit(grad(loss)).",
+             "fused and backward return a new gradient array; from the second call of a "
+             "shape on its memory comes from pyce's buffer cache, already mapped (run with "
+             "PYCE_CACHE_MB=0 to see every call pay the first-touch page faults instead)."]
     by_status = {}  # status -> {peer: [where]}, in first-seen order
     for r in results:
         for p, e in r["peers"].items():
