@@ -37,6 +37,8 @@ void register_runtime(py::module_& m) {
     m.def("cpu_info", &cpu_info, "The chosen ISA, the supported ones, OpenMP and the thread count.");
     m.def("get_num_threads", &num_threads, "Threads the kernels use.");
     m.def("set_num_threads", &set_num_threads, py::arg("n"), "Set the threads the kernels use (n >= 1).");
+    m.def("set_spin_window_us", &set_spin_window_us, py::arg("us"),
+          "How long OpenMP's workers spin after a parallel region (0: assume they sleep at once).");
     m.def(
         "set_capability",
         [](const std::string& name) {

@@ -1,4 +1,5 @@
 #include "stream.hpp"
+#include "threading.hpp"
 
 #include <cstddef>
 #include <vector>
@@ -31,6 +32,7 @@ void split(int64_t n, int threads, const Fn& fn) {
     if (threads > 1) {
 #pragma omp parallel for num_threads(threads) schedule(static, 1)
         for (int p = 0; p < threads; ++p) fn(p, n * p / threads, n * (p + 1) / threads);
+        note_kernel_end();  // the workers are awake now (see threading.hpp)
         return;
     }
 #endif

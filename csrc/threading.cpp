@@ -1,6 +1,8 @@
 #include "threading.hpp"
 
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <cstdlib>
 
 #ifdef _OPENMP
@@ -43,5 +45,27 @@ bool have_openmp() {
 int num_threads() { return have_openmp() ? setting().load() : 1; }
 
 void set_num_threads(int n) { setting().store(n < 1 ? 1 : n); }
+
+namespace {
+
+std::atomic<int64_t> last_kernel_end_ns{0};
+std::atomic<int64_t> spin_window_ns{0};
+
+int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+}  // namespace
+
+void note_kernel_end() { last_kernel_end_ns.store(now_ns(), std::memory_order_relaxed); }
+
+bool in_burst() {
+    const int64_t window = spin_window_ns.load(std::memory_order_relaxed);
+    return window > 0 && now_ns() - last_kernel_end_ns.load(std::memory_order_relaxed) < window;
+}
+
+void set_spin_window_us(int us) { spin_window_ns.store(us > 0 ? int64_t(us) * 1000 : 0); }
 
 }  // namespace pyce

@@ -7,4 +7,16 @@ bool have_openmp();
 int num_threads();
 void set_num_threads(int n);  // n >= 1; without OpenMP only 1 thread ever runs
 
+// Whether calls come in a burst, so OpenMP's workers are (or will stay)
+// awake. After a parallel region they spin for a while before they sleep
+// (pyce sets a short spin at import), and waking a sleeping worker costs tens
+// of microseconds: more than a mid-sized call gains from a second thread. So
+// such calls go parallel only when the previous kernel call ended less than
+// the spin window ago: in a tight loop the first parallel call wakes the
+// workers and the next ones find them spinning; an isolated call stays on
+// one thread.
+void note_kernel_end();
+bool in_burst();
+void set_spin_window_us(int us);  // 0: never assume the workers are awake
+
 }  // namespace pyce

@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../threading.hpp"
 #include "block_math.hpp"
 
 #ifdef _OPENMP
@@ -23,8 +24,11 @@ namespace pyce {
 namespace CPU_CAPABILITY {
 namespace {
 
-// Below this many elements a call is too small to pay for waking threads.
+// Below this many elements a call is too small to pay for waking threads;
+// from kMinAwakeParallelElements up it still gains from threads that are
+// awake (see in_burst in threading.hpp).
 constexpr int64_t kMinParallelElements = 1 << 17;
+constexpr int64_t kMinAwakeParallelElements = 1 << 15;
 
 // Short rows are processed kGroup at a time, side by side (see run_blocked);
 // longer rows gain nothing from it (measured: slower from 256 columns up).
@@ -48,23 +52,13 @@ void parallel_ranges(int64_t n, int threads, const Fn& fn) {
     fn(int64_t{0}, n);
 }
 
-// Runs a blocked row kernel (see the top of this file) over `rows` rows.
-//
-// Many rows: each thread takes whole rows, so a row's blocks stay in its
-// core's L2 between `stats` and `rescale`. Few rows (a decode step: 8 x 256k):
-// the (row, block) pairs are shared out instead, so every thread works.
-//
-// A kernel that needs rows of scratch in its compute type (exps that cannot
-// live in a 16-bit output, soft-capped logits) sets kScratchRows and gets
-// that many rows: per thread for whole rows, per row when blocks are shared out.
+// The body of run_blocked, on the thread count it chose.
 template <class Kernel>
-void run_blocked(Kernel& kernel, int64_t rows, int64_t cols, int threads) {
+void run_rows(Kernel& kernel, int64_t rows, int64_t cols, int threads) {
     using Stats = typename Kernel::Stats;
     using Row = typename Kernel::Row;
     using Scratch = typename Kernel::Scratch;
-    if (rows <= 0) return;
     const int64_t nblocks = num_blocks(cols);
-    if (rows * cols < kMinParallelElements) threads = 1;
     const size_t scratch_cols = static_cast<size_t>(Kernel::kScratchRows) * static_cast<size_t>(cols);
 
     if (cols <= kGroupMaxCols) {
@@ -122,6 +116,25 @@ void run_blocked(Kernel& kernel, int64_t rows, int64_t cols, int threads) {
                 kernel.rescale(row_state[i / nblocks], i % nblocks, stats[i], scratch_row(i / nblocks));
         });
     }
+}
+
+// Runs a blocked row kernel (see the top of this file) over `rows` rows.
+//
+// Many rows: each thread takes whole rows, so a row's blocks stay in its
+// core's L2 between `stats` and `rescale`. Few rows (a decode step: 8 x 256k):
+// the (row, block) pairs are shared out instead, so every thread works.
+//
+// A kernel that needs rows of scratch in its compute type (exps that cannot
+// live in a 16-bit output, soft-capped logits) sets kScratchRows and gets
+// that many rows: per thread for whole rows, per row when blocks are shared out.
+template <class Kernel>
+void run_blocked(Kernel& kernel, int64_t rows, int64_t cols, int threads) {
+    if (rows <= 0) return;
+    const int64_t elements = rows * cols;
+    if (elements < kMinParallelElements && !(elements >= kMinAwakeParallelElements && in_burst()))
+        threads = 1;
+    run_rows(kernel, rows, cols, threads);
+    note_kernel_end();
 }
 
 // The gradient storage a call asks for, as types a kernel template takes.
