@@ -272,3 +272,27 @@ try:
     HALF_DTYPES["bfloat16"] = ml_dtypes.bfloat16
 except ImportError:  # pragma: no cover
     pass
+
+
+# Variables that change how pyce starts up; a subprocess starts without them
+# unless a test sets them.
+STARTUP_VARIABLES = ("PYCE_CPU_CAPABILITY", "PYCE_NUM_THREADS", "PYCE_CACHE_MB",
+                     "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
+
+def run_installed_python(code, **env):
+    """stdout of ``python -c code`` in a fresh process with ``env`` added.
+
+    It runs outside the source tree, so that the installed package is imported.
+    """
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    full_env = {k: v for k, v in os.environ.items() if k not in STARTUP_VARIABLES}
+    full_env.update(env)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=full_env, cwd=tempfile.gettempdir(), timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()

@@ -9,10 +9,6 @@ the memory is visible to tracemalloc like NumPy's own.
 from __future__ import annotations
 
 import gc
-import os
-import subprocess
-import sys
-import tempfile
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,7 +17,7 @@ import pytest
 
 import pyce
 from pyce._cache import CACHE_MIN_BYTES
-from _helpers import bitwise_equal
+from _helpers import bitwise_equal, run_installed_python
 
 # 64 x 8192 float32 = 2 MiB: large enough to go through the cache.
 SHAPE = (64, 8192)
@@ -185,13 +181,8 @@ def test_concurrent_callers_get_distinct_buffers(problem):
 
 @pytest.mark.parametrize("value, expected", [("0", 0), ("64", 64 << 20), ("1.5", 3 << 19)])
 def test_cache_limit_from_the_environment(value, expected):
-    env = dict(os.environ, PYCE_CACHE_MB=value)
     code = "import pyce; print(pyce.cache_info()['limit_bytes'])"
-    # Run outside the source tree so that the installed package is imported.
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         cwd=tempfile.gettempdir(), timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert int(out.stdout) == expected
+    assert int(run_installed_python(code, PYCE_CACHE_MB=value)) == expected
 
 
 @pytest.mark.parametrize("bad, error", [(-1, ValueError), (1.5, TypeError), ("1", TypeError)])

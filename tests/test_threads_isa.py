@@ -5,9 +5,6 @@ count gives bitwise the same answers, and concurrent Python threads are safe.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import zlib
@@ -28,6 +25,7 @@ from _helpers import (
     loss_tol,
     make_problem,
     prob_tol,
+    run_installed_python,
     value_scale,
 )
 
@@ -402,27 +400,15 @@ def test_kernels_release_the_gil(restore_dispatch):
 # ------------------------------------------------------------------ environment
 
 
-def _run_python(code, **env):
-    full_env = dict(os.environ)
-    full_env.pop("PYCE_CPU_CAPABILITY", None)
-    full_env.pop("PYCE_NUM_THREADS", None)
-    full_env.update(env)
-    # Run outside the source tree so that the installed package is imported.
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=full_env, cwd=tempfile.gettempdir(), timeout=120)
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
-
-
 @pytest.mark.parametrize("isa", SUPPORTED)
 def test_environment_forces_the_isa(isa):
-    got = _run_python("import pyce; i = pyce.cpu_info(); print(i['isa'], i['forced'])",
+    got = run_installed_python("import pyce; i = pyce.cpu_info(); print(i['isa'], i['forced'])",
                       PYCE_CPU_CAPABILITY=isa)
     assert got == f"{isa} {isa}"
 
 
 def test_environment_sets_the_thread_count():
-    got = _run_python("import pyce; print(pyce.get_num_threads(), pyce.cpu_info()['openmp'])",
+    got = run_installed_python("import pyce; print(pyce.get_num_threads(), pyce.cpu_info()['openmp'])",
                       PYCE_NUM_THREADS="3")
     threads, openmp = got.split()
     if openmp == "True":
@@ -432,7 +418,7 @@ def test_environment_sets_the_thread_count():
 
 
 def test_no_environment_picks_the_best_supported_isa():
-    got = _run_python("import pyce; i = pyce.cpu_info(); "
+    got = run_installed_python("import pyce; i = pyce.cpu_info(); "
                       "print(i['isa'], i['forced'], "
                       "max(i['supported'], key=['baseline', 'avx2', 'avx512'].index))")
     isa, forced, best = got.split()
@@ -446,11 +432,6 @@ def test_import_leaves_the_openmp_environment_as_it_found_it():
     # environment. A policy the user chose is left alone.
     code = ("import os, pyce; print(os.environ.get('GOMP_SPINCOUNT'), "
             "os.environ.get('OMP_WAIT_POLICY'))")
-    clean = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
-    full_env = dict(clean)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=full_env, cwd=tempfile.gettempdir(), timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["None", "None"]
-    assert _run_python(code, OMP_WAIT_POLICY="passive").split()[1] == "passive"
-    assert _run_python(code, GOMP_SPINCOUNT="5").split()[0] == "5"
+    assert run_installed_python(code).split() == ["None", "None"]
+    assert run_installed_python(code, OMP_WAIT_POLICY="passive").split()[1] == "passive"
+    assert run_installed_python(code, GOMP_SPINCOUNT="5").split()[0] == "5"
