@@ -15,6 +15,7 @@
 // type they are computed in (float, or double for double).
 #pragma once
 
+
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -111,16 +112,24 @@ inline Acc<T> row_shift(const T* x, int64_t cols) {
     return std::isfinite(m) ? m : A(0);
 }
 
+// How far ahead of the sweep its logits are requested from memory: about a
+// block of 16-bit logits (half of float32's). The hardware prefetcher alone
+// falls behind when a row's gradient is written between two sweeps (measured
+// on 4096 x 32000 bfloat16, 1 thread: fused 55 -> 36 ms, forward 22 -> 20.5 ms).
+constexpr int64_t kPrefetchBytes = 4096;
+
 // A logit more than this above the shift would make exp(x - shift) too large
 // (e^64 = 6e27; a block's sum of 2048 of them stays far below float32's
 // 3.4e38); when one appears, the block switches to a larger shift.
 constexpr double kShiftMargin = 64.0;
 
 // The rare path of block_stats: x[i] onwards holds a logit above the limit.
-// Moves the shift to the max of x[i..n) and rescales what was done so far
-// (exps stored in e_out[0..i) and their running sum) to the new shift.
-template <class T, class V, class A>
-inline void raise_shift(const T* x, int64_t i, int64_t n, A* e_out, A& shift, V& acc) {
+// Moves the shift to the max of x[i..n), rescales the exps already stored in
+// e_out[0..i) to it, and returns the factor the running sums must be
+// multiplied by. (The sums stay in the caller's registers: passing them here
+// by reference would make the hot loop keep them in memory.)
+template <class T, class A>
+inline A raise_shift(const T* x, int64_t i, int64_t n, A* e_out, A& shift) {
     A m = shift;
     for (int64_t j = i; j < n; ++j) {
         const A v = to_acc(x[j]);
@@ -128,10 +137,10 @@ inline void raise_shift(const T* x, int64_t i, int64_t n, A* e_out, A& shift, V&
     }
     // +inf: the row has no distribution; its sum becomes nan or inf (below).
     const A scale = m == std::numeric_limits<A>::infinity() ? A(0) : static_cast<A>(std::exp(shift - m));
-    acc = acc * V::broadcast(scale);
     if (e_out)
         for (int64_t j = 0; j < i; ++j) e_out[j] *= scale;
     shift = m;
+    return scale;
 }
 
 // One sweep over the block x[0..n): exp(x - shift) against the row's shift
@@ -151,14 +160,19 @@ inline BlockStats block_stats(const T* x, int64_t n, Acc<T>* e_out, const Coefs<
 
     V vshift = V::broadcast(shift);
     V limit = V::broadcast(static_cast<A>(shift + kShiftMargin));
-    V acc = V::broadcast(0), dot = V::broadcast(0), coef = V::broadcast(0);
-    for (int64_t i = 0; i < full; i += W) {
-        const V xv = vload(x + i);
-        if (any_greater(xv, limit)) {  // rare: see raise_shift
-            raise_shift(x, i, n, kStore ? e_out : static_cast<A*>(nullptr), shift, acc);
-            vshift = V::broadcast(shift);
-            limit = V::broadcast(-ninf);
-        }
+    // Two running sums, so that consecutive vectors' additions do not wait
+    // for each other.
+    V acc0 = V::broadcast(0), acc1 = V::broadcast(0), dot = V::broadcast(0), coef = V::broadcast(0);
+    // The rare path: x[i..) holds a logit above the limit (see raise_shift).
+    auto raise = [&](int64_t i) PYCE_ALWAYS_INLINE {
+        const V scale = V::broadcast(raise_shift(x, i, n, kStore ? e_out : static_cast<A*>(nullptr), shift));
+        acc0 = acc0 * scale;
+        acc1 = acc1 * scale;
+        vshift = V::broadcast(shift);
+        limit = V::broadcast(-ninf);
+    };
+    // The W elements at offset i, read as xv: their exps, stored and summed.
+    auto sweep = [&](V xv, int64_t i, V& acc) PYCE_ALWAYS_INLINE {
         const V e = exp_bounded(xv - vshift);
         if constexpr (kStore) e.store(e_out + i);
         acc = acc + e;
@@ -167,19 +181,29 @@ inline BlockStats block_stats(const T* x, int64_t n, Acc<T>* e_out, const Coefs<
             dot = fmadd(cv, xv, dot);
             if constexpr (E == Extra::soft || E == Extra::soft_w) coef = coef + cv;
         }
+    };
+    int64_t i = 0;
+    for (; i + 2 * W <= full; i += 2 * W) {
+        prefetch_ahead(x + i, kPrefetchBytes);
+        const V x0 = vload(x + i), x1 = vload(x + i + W);
+        if (any_greater(max(x0, x1), limit)) raise(i);
+        sweep(x0, i, acc0);
+        sweep(x1, i + W, acc1);
+    }
+    if (i < full) {
+        const V x0 = vload(x + i);
+        if (any_greater(x0, limit)) raise(i);
+        sweep(x0, i, acc0);
     }
     if (tail) {
         // Padding lanes: -inf for the exps (exp gives 0), 0 for the dot
         // products. Both loads come before the store: e_out may be x itself.
         const V x_for_exp = vload_partial(x + full, tail, ninf);
         const V x_for_dot = vload_partial(x + full, tail, A(0));
-        if (any_greater(x_for_exp, limit)) {
-            raise_shift(x, full, n, kStore ? e_out : static_cast<A*>(nullptr), shift, acc);
-            vshift = V::broadcast(shift);
-        }
+        if (any_greater(x_for_exp, limit)) raise(full);
         const V e = exp_bounded(x_for_exp - vshift);
         if constexpr (kStore) e.store_partial(e_out + full, tail);
-        acc = acc + e;
+        acc1 = acc1 + e;
         if constexpr (E != Extra::none) {
             const V cv = coef_at<E>(c, offset + full, tail);
             dot = fmadd(cv, x_for_dot, dot);
@@ -189,7 +213,7 @@ inline BlockStats block_stats(const T* x, int64_t n, Acc<T>* e_out, const Coefs<
 
     BlockStats s;
     s.shift = static_cast<double>(shift);
-    s.sum = static_cast<double>(reduce_add(acc));
+    s.sum = static_cast<double>(reduce_add(acc0 + acc1));
     if (shift == -ninf) {
         // A +inf logit: no distribution. The sum is +inf, or nan if the block
         // also holds a nan (exps stored over x read as nan: the loss is nan anyway).

@@ -3,6 +3,8 @@
 // and, for the SIMD ones, -DPYCE_ISA_AVX512 or -DPYCE_ISA_AVX2.
 #pragma once
 
+#include <cstdint>
+
 #ifndef CPU_CAPABILITY
 #error "CPU_CAPABILITY must be defined by the build (avx512, avx2 or baseline)"
 #endif
@@ -37,6 +39,26 @@ template <>
 struct VecFor<f16> {
     using type = VecF32;
 };
+
+// For the lambdas of a hot loop that take its running sums by reference: if
+// the compiler kept such a lambda out of line, the sums' addresses would
+// escape and the loop would store them to memory on every step.
+#if defined(__GNUC__) || defined(__clang__)
+#define PYCE_ALWAYS_INLINE __attribute__((always_inline))
+#else
+#define PYCE_ALWAYS_INLINE
+#endif
+
+// Asks for the cache line `bytes` past p ahead of its use. Only a hint: it
+// never faults, so the address may lie past the end of the array (computed
+// as an integer, so no out-of-range pointer is ever formed).
+inline void prefetch_ahead(const void* p, int64_t bytes) {
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_prefetch(reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(bytes)));
+#else
+    (void)p, (void)bytes;
+#endif
+}
 
 // The type a storage type computes (and accumulates within a block) in.
 template <class T>
