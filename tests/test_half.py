@@ -148,3 +148,30 @@ def test_bad_grad_dtype():
         pyce.cross_entropy_backward(np.zeros((2, 3)), t, grad_dtype=np.float32)
     with pytest.raises(ValueError, match="inplace"):
         pyce.cross_entropy_with_grad(x, t, inplace=True, grad_dtype=np.float32)
+
+
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1}], ids=["plain", "smooth"])
+@pytest.mark.parametrize("name", list(HALF))
+def test_large_gradient_streamed(name, options):
+    """A 16-bit gradient of 16 MiB or more is written with non-temporal stores.
+
+    Rows are independent, so the whole call must give bitwise the gradient of
+    small calls on slices of rows (which are written with ordinary stores),
+    also into an out= buffer that starts off a 64-byte boundary. An odd row
+    length puts every row's start at a different offset within a line.
+    """
+    rows, cols = 1100, 7919  # 17.4 MB of 16-bit gradient
+    x, t, x64 = problem(name, (rows, cols), seed=5)
+    loss, grad = pyce.cross_entropy_with_grad(x, t, reduction="none", **options)
+    for r0 in range(0, rows, 250):
+        part_loss, part_grad = pyce.cross_entropy_with_grad(x[r0:r0 + 250], t[r0:r0 + 250],
+                                                            reduction="none", **options)
+        np.testing.assert_array_equal(loss[r0:r0 + 250], part_loss)
+        np.testing.assert_array_equal(grad[r0:r0 + 250].view(np.uint16), part_grad.view(np.uint16))
+    buffer = np.empty(rows * cols + 1, dtype=x.dtype)
+    out = buffer[1:].reshape(rows, cols)  # 2 bytes past the allocation's alignment
+    _, out_grad = pyce.cross_entropy_with_grad(x, t, reduction="none", out=out, **options)
+    assert out_grad is out
+    np.testing.assert_array_equal(out.view(np.uint16), grad.view(np.uint16))
+    _, ref_grad = ref.cross_entropy_with_grad(x64[:40], t[:40], reduction="none", **options)
+    close_to_16bit(grad[:40], ref_grad, name)

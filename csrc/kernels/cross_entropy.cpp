@@ -12,6 +12,7 @@
 // beta = 1 and coef = ((1 - eps) y + eps / C) w, whose sum K is gathered
 // in the same sweep. This is torch.nn.functional.cross_entropy's definition.
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <type_traits>
 
@@ -23,6 +24,13 @@
 namespace pyce {
 namespace CPU_CAPABILITY {
 namespace {
+
+// A 16-bit gradient of at least this size is written with non-temporal
+// stores: it cannot stay in cache for its consumer anyway, and skipping the
+// read of each line before it is written cuts the traffic from three passes
+// over the gradient's bytes to two (4096 x 32000 bfloat16, fused with
+// out=: 35 -> 29 ms on 1 thread, 18 -> 15.6 ms on 2).
+constexpr int64_t kStreamMinBytes = int64_t{16} << 20;
 
 // T: the logits' storage type; G: the gradient's (T, or float32 for 16-bit T).
 // kCap: the logits are soft-capped first, z' = c tanh(z / c) (Gemma 2); every
@@ -61,6 +69,7 @@ struct CrossEntropyKernel {
     double beta;        // eps / C for hard targets, 1 for probability targets
     double coef_total;  // K for hard targets: C, or sum(w)
     double cap;         // the soft cap c (kCap)
+    bool stream_grad;   // write the gradient with non-temporal stores (see rescale)
 
     explicit CrossEntropyKernel(const CrossEntropyArgs& args)
         : a(args),
@@ -70,6 +79,8 @@ struct CrossEntropyKernel {
           C(args.cols),
           cap(args.softcap) {
         beta = kSoft ? 1.0 : args.label_smoothing / static_cast<double>(C);
+        stream_grad = kScratch && args.rows * C * static_cast<int64_t>(sizeof(G)) >= kStreamMinBytes &&
+                      reinterpret_cast<uintptr_t>(g) % sizeof(G) == 0;
         coef_total = static_cast<double>(C);
         if (weight) {
             coef_total = 0;
@@ -183,7 +194,6 @@ struct CrossEntropyKernel {
             std::memset(static_cast<void*>(gb), 0, static_cast<size_t>(n) * sizeof(G));
             return;
         }
-        const int64_t full = n - n % W, tail = n - full;
         const A* eb = exps(row, b, scratch);  // may be gb itself (G == A): read before written
         const V mul = V::broadcast(static_cast<A>(row.grad_mul * block_factor(s, row.sums)));
         const Coefs<T> c = coefs(row.index);
@@ -208,8 +218,25 @@ struct CrossEntropyKernel {
             }
             return v;
         };
-        for (int64_t i = 0; i < full; i += W) vstore(gb + i, gradient(i, 0));
-        if (tail) vstore_partial(gb + full, tail, gradient(full, tail));
+        int64_t i = 0;
+        if constexpr (kScratch) {
+            if (stream_grad) {
+                // Up to the first 64-byte boundary as usual, then whole lines
+                // without reading them in first (the exps come from scratch,
+                // so the gradient's lines hold nothing this pass reads).
+                const int64_t to_line = static_cast<int64_t>((64 - reinterpret_cast<uintptr_t>(gb) % 64) % 64);
+                const int64_t head = std::min(n, to_line / static_cast<int64_t>(sizeof(G)));
+                for (; i + W <= head; i += W) vstore(gb + i, gradient(i, 0));
+                if (i < head) {
+                    vstore_partial(gb + i, head - i, gradient(i, head - i));
+                    i = head;
+                }
+                for (; i + W <= n; i += W) vstream(gb + i, gradient(i, 0));
+                if (start + n == C) stream_fence();  // once per row: a fence waits for the lines to drain
+            }
+        }
+        for (; i + W <= n; i += W) vstore(gb + i, gradient(i, 0));
+        if (i < n) vstore_partial(gb + i, n - i, gradient(i, n - i));
     }
 };
 

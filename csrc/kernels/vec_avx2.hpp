@@ -179,20 +179,26 @@ inline VecF32 vload(const bf16* p) {
     return {_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))};
 }
 inline VecF32 vload(const f16* p) { return {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))}; }
-// float32 -> bfloat16, round to nearest even; nan stays (quiet) nan.
-inline void vstore(bf16* p, VecF32 v) {
+// float32 -> bfloat16 bits, round to nearest even; nan stays (quiet) nan.
+inline __m128i bf16_bits(VecF32 v) {
     const __m256i b = _mm256_castps_si256(v.v);
     const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));
     __m256i r = _mm256_srli_epi32(_mm256_add_epi32(b, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
     const __m256i nan_bits = _mm256_or_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(0x40));
     r = _mm256_blendv_epi8(r, nan_bits, _mm256_castps_si256(_mm256_cmp_ps(v.v, v.v, _CMP_UNORD_Q)));
     // Values are < 2^16: the unsigned-saturating pack keeps them exactly.
-    const __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), packed);
+    return _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
 }
-inline void vstore(f16* p, VecF32 v) {
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v.v, _MM_FROUND_TO_NEAREST_INT));
-}
+inline __m128i f16_bits(VecF32 v) { return _mm256_cvtps_ph(v.v, _MM_FROUND_TO_NEAREST_INT); }
+inline void vstore(bf16* p, VecF32 v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), bf16_bits(v)); }
+inline void vstore(f16* p, VecF32 v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), f16_bits(v)); }
+
+// Non-temporal stores of 8 values (p aligned to their size): the line is
+// written to memory without first being read in, for outputs too large to
+// stay in cache. stream_fence() orders them before the results are used.
+inline void vstream(bf16* p, VecF32 v) { _mm_stream_si128(reinterpret_cast<__m128i*>(p), bf16_bits(v)); }
+inline void vstream(f16* p, VecF32 v) { _mm_stream_si128(reinterpret_cast<__m128i*>(p), f16_bits(v)); }
+inline void stream_fence() { _mm_sfence(); }
 
 }  // namespace CPU_CAPABILITY
 }  // namespace pyce

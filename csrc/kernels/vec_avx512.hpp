@@ -144,19 +144,25 @@ inline VecF32 vload(const bf16* p) {
 inline VecF32 vload(const f16* p) {
     return {_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)))};
 }
-// float32 -> bfloat16, round to nearest even; nan stays (quiet) nan.
-inline void vstore(bf16* p, VecF32 v) {
+// float32 -> bfloat16 bits, round to nearest even; nan stays (quiet) nan.
+inline __m256i bf16_bits(VecF32 v) {
     const __m512i b = _mm512_castps_si512(v.v);
     const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
     __m512i r = _mm512_srli_epi32(_mm512_add_epi32(b, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
     const __mmask16 nan = _mm512_cmp_ps_mask(v.v, v.v, _CMP_UNORD_Q);
     r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(0x40)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(r));
+    return _mm512_cvtepi32_epi16(r);
 }
-inline void vstore(f16* p, VecF32 v) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
-                        _mm512_cvtps_ph(v.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-}
+inline __m256i f16_bits(VecF32 v) { return _mm512_cvtps_ph(v.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+inline void vstore(bf16* p, VecF32 v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), bf16_bits(v)); }
+inline void vstore(f16* p, VecF32 v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), f16_bits(v)); }
+
+// Non-temporal stores of 16 values (p aligned to their size): the line is
+// written to memory without first being read in, for outputs too large to
+// stay in cache. stream_fence() orders them before the results are used.
+inline void vstream(bf16* p, VecF32 v) { _mm256_stream_si256(reinterpret_cast<__m256i*>(p), bf16_bits(v)); }
+inline void vstream(f16* p, VecF32 v) { _mm256_stream_si256(reinterpret_cast<__m256i*>(p), f16_bits(v)); }
+inline void stream_fence() { _mm_sfence(); }
 
 }  // namespace CPU_CAPABILITY
 }  // namespace pyce

@@ -190,6 +190,10 @@ inline void vstore(bf16* p, VecF32 v) {
 inline void vstore(f16* p, VecF32 v) {
     for (int i = 0; i < VecF32::width; ++i) p[i] = to_f16(v.v[i]);
 }
+// No non-temporal stores without intrinsics: plain stores (see vec_avx512.hpp).
+inline void vstream(bf16* p, VecF32 v) { vstore(p, v); }
+inline void vstream(f16* p, VecF32 v) { vstore(p, v); }
+inline void stream_fence() {}
 
 }  // namespace CPU_CAPABILITY
 }  // namespace pyce
