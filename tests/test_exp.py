@@ -71,3 +71,40 @@ def test_float32_subnormal_results(isa):
     got = _core.vector_exp(x).astype(np.longdouble)
     step = np.longdouble(np.finfo(np.float32).smallest_subnormal)
     assert np.all(np.abs(got - exact) <= step)
+
+
+# The exp of the sweeps over 16-bit logits (Exp2F32 in exp_constants.hpp):
+# relative error at most 2.5e-7 plus |x| * 1.45e-8 (log2e rounded to float);
+# the portable build uses the accurate exp for it.
+def fast_exp_bound(x):
+    return 2.5e-7 + 1.45e-8 * np.abs(x.astype(np.longdouble))
+
+
+def test_fast_exp_relative_error(isa):
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.uniform(-87.3, 0.0, 400_000), rng.uniform(-1.0, 0.0, 100_000),
+                        rng.uniform(0.0, 64.0, 50_000)]).astype(np.float32)
+    exact = np.exp(x.astype(np.longdouble))
+    rel = np.abs(_core.vector_exp(x, fast=True).astype(np.longdouble) / exact - 1)
+    assert np.all(rel <= fast_exp_bound(x)), f"{isa}: max relative error {float(rel.max()):.3g}"
+    near_max = (x >= -1.0) & (x <= 0.0)  # the terms that dominate a row's sum: a few ulp
+    assert rel[near_max].max() <= 2.5e-7
+
+
+def test_fast_exp_special_values_and_underflow(isa):
+    x = np.array([-np.inf, 0.0, -0.0, np.nan, -1e4, 1.0, -1.0], dtype=np.float32)
+    y = _core.vector_exp(x, fast=True)
+    assert y[0] == 0.0 and y[4] == 0.0  # exactly 0 far below the range
+    assert y[1] == 1.0 and y[2] == 1.0  # exactly 1 at 0: a row's largest term
+    assert np.isnan(y[3])
+    np.testing.assert_allclose(y[5:], np.exp(x[5:].astype(np.float64)), rtol=3e-7)
+    sub = np.linspace(-103.5, -87.5, 1001).astype(np.float32)
+    exact = np.exp(sub.astype(np.longdouble))
+    got = _core.vector_exp(sub, fast=True).astype(np.longdouble)
+    step = np.longdouble(np.finfo(np.float32).smallest_subnormal)
+    assert np.all(np.abs(got - exact) <= fast_exp_bound(sub) * exact + step)
+
+
+def test_fast_exp_takes_float32_only():
+    with pytest.raises(TypeError, match="float32"):
+        _core.vector_exp(np.zeros(4), fast=True)
