@@ -621,3 +621,42 @@ def test_logsumexp_gradient_vs_finite_differences():
     x = rng.standard_normal((3, 19)) * 2
     fd = central_difference(lambda z: np.sum(pyce.logsumexp(z)), x)
     np.testing.assert_allclose(pyce.softmax(x), fd, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_plain_call_shortcut_matches_general_path(dtype, reduction):
+    """The plain call's shortcut (api._plain_with_grad) gives bitwise what the
+    general path gives; an option of another type (np.float64(0.0)) forces the latter."""
+    from pyce import api
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((64, 1000)).astype(dtype)
+    t = rng.integers(0, 1000, 64)
+    t[3] = -100
+    assert api._plain_with_grad(x, t, -1, -100, reduction) is not None
+    fast_loss, fast_grad = pyce.cross_entropy_with_grad(x, t, reduction=reduction)
+    loss, grad = pyce.cross_entropy_with_grad(x, t, reduction=reduction, label_smoothing=np.float64(0.0))
+    assert type(fast_loss) is type(loss) and fast_loss.dtype == loss.dtype
+    assert fast_grad.dtype == grad.dtype == dtype and fast_grad.shape == grad.shape
+    np.testing.assert_array_equal(fast_loss, loss)
+    np.testing.assert_array_equal(fast_grad, grad)
+    ref_loss, ref_grad = ref.cross_entropy_with_grad(x.astype(np.float64), t, reduction=reduction)
+    np.testing.assert_allclose(fast_loss, ref_loss, rtol=2e-6)
+    np.testing.assert_allclose(fast_grad, ref_grad, rtol=1e-5, atol=1e-7)
+
+
+def test_plain_call_shortcut_declines_other_calls():
+    from pyce import api
+
+    x = np.zeros((4, 5), np.float32)
+    t = np.zeros(4, np.int64)
+    assert api._plain_with_grad(x.tolist(), t, -1, -100, "mean") is None  # not an ndarray
+    assert api._plain_with_grad(x, t.astype(np.int32), -1, -100, "mean") is None
+    assert api._plain_with_grad(x[None], t[None], -1, -100, "mean") is None  # 3-D
+    assert api._plain_with_grad(x[:, ::2], t, -1, -100, "mean") is None  # not contiguous
+    assert api._plain_with_grad(x, t, 0, -100, "mean") is None  # classes on axis 0
+    assert api._plain_with_grad(x, t[:3], -1, -100, "mean") is None  # wrong target shape
+    assert api._plain_with_grad(x, t, -1, -100, "avg") is None  # left to the general check
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        pyce.cross_entropy_with_grad(x, t, reduction="avg")

@@ -105,10 +105,18 @@ inline Acc<T> row_shift(const T* x, int64_t cols) {
     constexpr int W = V::width;
     const A ninf = -std::numeric_limits<A>::infinity();
     const int64_t n = cols < kBlock ? cols : kBlock, full = n - n % W;
-    V vmax = V::broadcast(ninf);
-    for (int64_t i = 0; i < full; i += W) vmax = max(vmax, vload(x + i));
-    if (n > full) vmax = max(vmax, vload_partial(x + full, n - full, ninf));
-    const A m = reduce_max(vmax);
+    // Four running maxima: one would make every step wait for the last.
+    V m0 = V::broadcast(ninf), m1 = m0, m2 = m0, m3 = m0;
+    int64_t i = 0;
+    for (; i + 4 * W <= full; i += 4 * W) {
+        m0 = max(m0, vload(x + i));
+        m1 = max(m1, vload(x + i + W));
+        m2 = max(m2, vload(x + i + 2 * W));
+        m3 = max(m3, vload(x + i + 3 * W));
+    }
+    for (; i < full; i += W) m0 = max(m0, vload(x + i));
+    if (n > full) m1 = max(m1, vload_partial(x + full, n - full, ninf));
+    const A m = reduce_max(max(max(m0, m1), max(m2, m3)));
     return std::isfinite(m) ? m : A(0);
 }
 
