@@ -40,23 +40,20 @@ void rows_to_rows(RowsToRowsTable KernelTable::*member, const py::array& x, py::
     fn(in, rows, cols, o, num_threads());
 }
 
-py::array vector_exp(const py::array& x, bool fast) {
+py::array vector_exp(const py::array& x) {
     const DType dtype = dtype_of(x, "x");
     if (dtype != DType::f32 && dtype != DType::f64) throw py::type_error("x must be float32 or float64");
-    if (fast && dtype != DType::f32) throw py::type_error("fast=True takes a float32 x");
     if (x.ndim() != 1 || !(x.flags() & py::array::c_style)) throw py::value_error("x must be a contiguous vector");
     py::array out(x.dtype(), std::vector<py::ssize_t>{x.shape(0)});
-    const auto fn = fast ? kernels().exp_fast : kernels().exp[static_cast<int>(dtype)];
-    fn(x.data(), x.shape(0), out.mutable_data());
+    kernels().exp[static_cast<int>(dtype)](x.data(), x.shape(0), out.mutable_data());
     return out;
 }
 
 }  // namespace
 
 void register_softmax(py::module_& m) {
-    m.def("vector_exp", &vector_exp, py::arg("x"), py::arg("fast") = false,
-          "The kernels' vectorised exp on a float32/float64 vector (for accuracy tests); fast=True: "
-          "the float32 exp of the sweeps over 16-bit logits.");
+    m.def("vector_exp", &vector_exp, py::arg("x"),
+          "The kernels' vectorised exp on a float32/float64 vector (for accuracy tests).");
     m.def("logsumexp", &logsumexp, py::arg("x"),
           "Row-wise log-sum-exp of a C-contiguous (rows, C) float array (float32 result for 16-bit input).");
     m.def(

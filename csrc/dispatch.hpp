@@ -63,7 +63,6 @@ struct KernelTable {
     RowsToRowsFn log_softmax[kNumDTypes] = {};
     CrossEntropyFn cross_entropy[kNumDTypes] = {};
     ElementwiseFn exp[kNumDTypes] = {};  // the kernels' exp (float32/float64), for accuracy tests
-    ElementwiseFn exp_fast = nullptr;     // the float32 exp of sweeps over 16-bit logits, for the same tests
     EvaluateFn evaluate[kNumDTypes] = {};         // kernels/evaluate.cpp (also entropy)
     KLDivFn kl_divergence[kNumDTypes] = {};       // kernels/divergence.cpp
     FocalFn focal_loss[kNumDTypes] = {};          // kernels/focal.cpp

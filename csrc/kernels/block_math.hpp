@@ -151,16 +151,6 @@ inline A raise_shift(const T* x, int64_t i, int64_t n, A* e_out, A& shift) {
     return scale;
 }
 
-// The exp of a sweep over logits stored as T: the cheaper Exp2F32 for 16-bit
-// logits (its error is far below their own rounding), the accurate one else.
-template <class T, class V>
-inline V sweep_exp(V x) {
-    if constexpr (sizeof(T) == 2)
-        return exp_bounded_fast(x);
-    else
-        return exp_bounded(x);
-}
-
 // One sweep over the block x[0..n): exp(x - shift) against the row's shift
 // (stored to e_out if kStore; e_out may alias x when T is Acc<T>), their sum
 // and the Extra sums. `offset` is the block's position in the row, for the
@@ -191,7 +181,7 @@ inline BlockStats block_stats(const T* x, int64_t n, Acc<T>* e_out, const Coefs<
     };
     // The W elements at offset i, read as xv: their exps, stored and summed.
     auto sweep = [&](V xv, int64_t i, V& acc) PYCE_ALWAYS_INLINE {
-        const V e = sweep_exp<T>(xv - vshift);
+        const V e = exp_bounded(xv - vshift);
         if constexpr (kStore) e.store(e_out + i);
         acc = acc + e;
         if constexpr (E != Extra::none) {
@@ -219,7 +209,7 @@ inline BlockStats block_stats(const T* x, int64_t n, Acc<T>* e_out, const Coefs<
         const V x_for_exp = vload_partial(x + full, tail, ninf);
         const V x_for_dot = vload_partial(x + full, tail, A(0));
         if (any_greater(x_for_exp, limit)) raise(full);
-        const V e = sweep_exp<T>(x_for_exp - vshift);
+        const V e = exp_bounded(x_for_exp - vshift);
         if constexpr (kStore) e.store_partial(e_out + full, tail);
         acc1 = acc1 + e;
         if constexpr (E != Extra::none) {

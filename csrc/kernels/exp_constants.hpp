@@ -28,30 +28,6 @@ struct ExpF32 {
     static constexpr float c2 = 4.999999701976776e-1f;
 };
 
-// A cheaper float32 exp for the sweeps over logits that were stored in 16
-// bits (whose own rounding is 2^-9 or 2^-12 relative): x log2e = n + f with
-// n = round(x log2e) and f = fma(x, log2e, -n) (one rounding), then 2^f by a
-// degree-5 minimax polynomial on |f| <= 1/2 (relative error 9.1e-8) and
-// scalef by n. Against ExpF32 this drops the second reduction step and one
-// polynomial term: 7 instead of 9 multiply-adds per vector. Because log2e is
-// rounded to float, the result carries an extra relative error of up to
-// |x| * 1.4e-8. Measured (tests/test_exp.py, AVX-512 and AVX2): relative
-// error at most 1.7e-7 (2 ulp) on [-1, 0], 2.8e-7 (3.4 ulp) on [-10, 0] and
-// 1.3e-6 (20 ulp) at x = -87 -- where e^x is below 1e-37 of the row's largest
-// term. 16-bit logits carry 2^-9 (bfloat16) or 2^-12 (float16) of their own.
-// Timed: bfloat16 forward at 4096 x 32000 on 1 thread, 19 -> 16.3 ms; with
-// the error term of log2e corrected (one more FMA, 2.2 ulp everywhere) 17.8 ms.
-struct Exp2F32 {
-    static constexpr float lo = -104.0f;  // as ExpF32
-    static constexpr float log2e = 1.44269504088896341f;
-    // 2^f ~= 1 + f (c1 + f (c2 + f (c3 + f (c4 + f c5)))): exactly 1 at f = 0.
-    static constexpr float c5 = 1.326472731307149e-3f;
-    static constexpr float c4 = 9.671512991189957e-3f;
-    static constexpr float c3 = 5.550733581185341e-2f;
-    static constexpr float c2 = 2.4022242426872253e-1f;
-    static constexpr float c1 = 6.931470036506653e-1f;
-};
-
 struct ExpF64 {
     // exp(-746) rounds to 0 in float64, exp(710) overflows.
     static constexpr double lo = -746.0;

@@ -75,16 +75,6 @@ inline float reduce_max(VecF32 a) {
 // so that both factors are normal floats and results in the subnormal range
 // are rounded once, correctly, by the last multiplication.
 inline VecF32 exp_clamped(__m256 xc);
-// p * 2^n for an integral n in [-150, 128].
-inline __m256 scale_by_exp2(__m256 p, __m256 n) {
-    const __m256i ni = _mm256_cvtps_epi32(n);
-    const __m256i n1 = _mm256_srai_epi32(ni, 1);
-    const __m256i n2 = _mm256_sub_epi32(ni, n1);
-    const __m256i bias = _mm256_set1_epi32(127);
-    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
-    const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
-    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
-}
 inline VecF32 exp(VecF32 x) {
     using C = ExpF32;
     return exp_clamped(_mm256_min_ps(_mm256_set1_ps(C::hi), _mm256_max_ps(_mm256_set1_ps(C::lo), x.v)));
@@ -104,23 +94,13 @@ inline VecF32 exp_clamped(__m256 xc) {
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(C::c2));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    return {scale_by_exp2(p, n)};
-}
-
-// exp for the sweeps over 16-bit logits (x <= 88): see Exp2F32.
-inline VecF32 exp_bounded_fast(VecF32 x) {
-    using C = Exp2F32;
-    const __m256 xc = _mm256_max_ps(_mm256_set1_ps(C::lo), x.v);
-    const __m256 log2e = _mm256_set1_ps(C::log2e);
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m256 f = _mm256_fmsub_ps(xc, log2e, n);
-    __m256 p = _mm256_set1_ps(C::c5);
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(C::c4));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(C::c3));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(C::c2));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(C::c1));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
-    return {scale_by_exp2(p, n)};
+    const __m256i ni = _mm256_cvtps_epi32(n);
+    const __m256i n1 = _mm256_srai_epi32(ni, 1);
+    const __m256i n2 = _mm256_sub_epi32(ni, n1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+    return {_mm256_mul_ps(_mm256_mul_ps(p, s1), s2)};
 }
 
 struct VecF64 {

@@ -84,22 +84,6 @@ inline VecF32 exp(VecF32 x) {
 // exp for x <= 88 (the kernels' sweeps: x - shift <= 64): no upper clamp.
 inline VecF32 exp_bounded(VecF32 x) { return exp_clamped(_mm512_max_ps(_mm512_set1_ps(ExpF32::lo), x.v)); }
 
-// exp for the sweeps over 16-bit logits (x <= 88): see Exp2F32.
-inline VecF32 exp_bounded_fast(VecF32 x) {
-    using C = Exp2F32;
-    const __m512 xc = _mm512_max_ps(_mm512_set1_ps(C::lo), x.v);
-    const __m512 log2e = _mm512_set1_ps(C::log2e);
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512 f = _mm512_fmsub_ps(xc, log2e, n);
-    __m512 p = _mm512_set1_ps(C::c5);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(C::c4));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(C::c3));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(C::c2));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(C::c1));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-    return {_mm512_scalef_ps(p, n)};
-}
-
 struct VecF64 {
     using scalar = double;
     static constexpr int width = 8;

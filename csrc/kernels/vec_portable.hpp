@@ -173,10 +173,6 @@ inline VecPortable<T, W> exp_bounded(VecPortable<T, W> x) {
     return exp(x);
 }
 
-// Without FMA the cheaper reduction of Exp2F32 would round x * log2e (up to
-// 6e-6 relative at x = -104): the portable build keeps the accurate exp.
-inline VecF32 exp_bounded_fast(VecF32 x) { return exp_bounded(x); }
-
 // 16-bit storage, lane by lane.
 inline VecF32 vload(const bf16* p) {
     VecF32 r;
