@@ -173,5 +173,9 @@ def test_large_gradient_streamed(name, options):
     _, out_grad = pyce.cross_entropy_with_grad(x, t, reduction="none", out=out, **options)
     assert out_grad is out
     np.testing.assert_array_equal(out.view(np.uint16), grad.view(np.uint16))
+    inplace = x.copy()
+    _, in_grad = pyce.cross_entropy_with_grad(inplace, t, reduction="none", inplace=True, **options)
+    assert in_grad is inplace
+    np.testing.assert_array_equal(in_grad.view(np.uint16), grad.view(np.uint16))
     _, ref_grad = ref.cross_entropy_with_grad(x64[:40], t[:40], reduction="none", **options)
     close_to_16bit(grad[:40], ref_grad, name)
