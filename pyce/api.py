@@ -397,7 +397,7 @@ _GRAD_OUTPUT_ONE.flags.writeable = False
 def _plain_with_grad(logits, target, axis, ignore_index, reduction):
     """(loss, grad) for a plain call, or None when the call is not one (see above)."""
     if not (type(logits) is np.ndarray and type(target) is np.ndarray
-            and logits.ndim == 2 and target.ndim == 1 and (axis == -1 or axis == 1)
+            and logits.ndim == 2 and target.ndim == 1 and type(axis) is int and axis in (-1, 1)
             and type(ignore_index) is int and type(reduction) is str
             and logits.dtype in FLOAT_DTYPES and target.dtype == np.int64
             and logits.flags.c_contiguous and target.flags.c_contiguous
@@ -410,7 +410,7 @@ def _plain_with_grad(logits, target, axis, ignore_index, reduction):
     grad_output = _GRAD_OUTPUT_ONE if code else np.ones(logits.shape[0])  # 'none': one per row
     raw = _core.cross_entropy(logits, target, None, None, ignore_index, 0.0, code,
                               grad_output, grad, 0.0, False, 0.0)
-    return (raw if code == 0 else logits.dtype.type(raw)), grad
+    return (raw if code == 0 else _scalar(raw, logits.dtype)), grad
 
 
 def _check_inplace(logits, axis):

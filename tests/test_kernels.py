@@ -656,6 +656,11 @@ def test_plain_call_shortcut_declines_other_calls():
     assert api._plain_with_grad(x[None], t[None], -1, -100, "mean") is None  # 3-D
     assert api._plain_with_grad(x[:, ::2], t, -1, -100, "mean") is None  # not contiguous
     assert api._plain_with_grad(x, t, 0, -100, "mean") is None  # classes on axis 0
+    assert api._plain_with_grad(x, t, 1.0, -100, "mean") is None  # not an int: the general check
+    assert api._plain_with_grad(x, t, np.array([1]), -100, "mean") is None
+    for bad_axis in (1.0, np.array([1])):
+        with pytest.raises(TypeError, match="axis must be an integer"):
+            pyce.cross_entropy_with_grad(x, t, axis=bad_axis)
     assert api._plain_with_grad(x, t[:3], -1, -100, "mean") is None  # wrong target shape
     assert api._plain_with_grad(x, t, -1, -100, "avg") is None  # left to the general check
     with pytest.raises(ValueError, match="reduction must be one of"):
