@@ -132,6 +132,28 @@ def bitwise_equal(a, b):
     return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
 
 
+def same_for_every_thread_count(call, counts=(1, 2, 3)):
+    """Runs ``call()`` with pyce on each thread count (restoring the count
+    after), asserts its outputs -- a tuple of arrays -- are bitwise the same
+    for all of them, and returns those of the first count."""
+    import pyce
+
+    threads = pyce.get_num_threads()
+    try:
+        out = {}
+        for n in counts:
+            pyce.set_num_threads(n)
+            out[n] = call()
+    finally:
+        pyce.set_num_threads(threads)
+    first = out[counts[0]]
+    for n in counts[1:]:
+        assert len(out[n]) == len(first)
+        for i, (a, b) in enumerate(zip(first, out[n])):
+            assert bitwise_equal(a, b), f"output {i} differs between {counts[0]} and {n} threads"
+    return first
+
+
 # --------------------------------------------------------------------------- torch
 
 
