@@ -15,7 +15,6 @@
 // type they are computed in (float, or double for double).
 #pragma once
 
-
 #include <cmath>
 #include <cstdint>
 #include <limits>

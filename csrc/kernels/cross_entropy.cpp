@@ -11,8 +11,8 @@
 // (or 1), K = sum(coef). For a probability target y there is no t (alpha = 0),
 // beta = 1 and coef = ((1 - eps) y + eps / C) w, whose sum K is gathered
 // in the same sweep. This is torch.nn.functional.cross_entropy's definition.
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <type_traits>
 
