@@ -179,3 +179,63 @@ def test_large_gradient_streamed(name, options):
     np.testing.assert_array_equal(in_grad.view(np.uint16), grad.view(np.uint16))
     _, ref_grad = ref.cross_entropy_with_grad(x64[:40], t[:40], reduction="none", **options)
     close_to_16bit(grad[:40], ref_grad, name)
+
+
+def _scratch_calls(name):
+    """Calls whose kernels keep float32 scratch rows, in every layout run_blocked has.
+
+    Few long rows share their blocks out (one scratch row per row, on the
+    calling thread), many rows take a scratch row per thread, short rows a
+    group of them; the soft cap adds a second scratch row. The last problem
+    needs more scratch than a thread keeps (pyce's kKeepScratchBytes, 32 MiB).
+    """
+    calls = []
+    for i, shape in enumerate([(8, 40000), (300, 3000), (50, 100), (3, 4097), (4, 2_200_000)]):
+        x, t, x64 = problem(name, shape, seed=20 + i)
+        for options in [{}, {"label_smoothing": 0.1, "softcap": 20.0}]:
+            calls.append((x, t, x64, options))
+    return calls
+
+
+def _scratch_outputs(call):
+    x, t, _, options = call
+    loss, grad = pyce.cross_entropy_with_grad(x, t, reduction="none", **options)
+    return loss, grad.view(np.uint16), pyce.softmax(x).view(np.uint16)
+
+
+@pytest.mark.parametrize("name", list(HALF))
+def test_scratch_reused_between_calls_and_threads(name):
+    """The scratch a thread keeps between calls never leaks into results.
+
+    Each call is first made once, in order; then the same calls again in the
+    reverse order (the kept buffer holds another call's exps, or is too small
+    and grows), at another thread count, and from several Python threads at
+    once (each with a scratch buffer of its own): all bitwise the same. The
+    first results are right against the float64 reference.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    calls = _scratch_calls(name)
+    first = [_scratch_outputs(c) for c in calls]
+    for (x, t, x64, options), (loss, grad, _) in zip(calls, first):
+        rows = slice(0, 3)  # the reference is slow on the largest problem
+        ref_loss, ref_grad = ref.cross_entropy_with_grad(x64[rows], t[rows], reduction="none", **options)
+        np.testing.assert_allclose(loss[rows], ref_loss, rtol=2e-6, atol=1e-6)
+        close_to_16bit(grad.view(x.dtype)[rows], ref_grad, name)
+
+    def same(i, outputs):
+        for a, b in zip(first[i], outputs):
+            np.testing.assert_array_equal(a, b, err_msg=f"call {i}")
+
+    threads = pyce.get_num_threads()
+    try:
+        for n in [threads, 1]:
+            pyce.set_num_threads(n)
+            for i in reversed(range(len(calls))):
+                same(i, _scratch_outputs(calls[i]))
+    finally:
+        pyce.set_num_threads(threads)
+    order = [i % len(calls) for i in range(3 * len(calls))]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for i, outputs in zip(order, pool.map(lambda i: _scratch_outputs(calls[i]), order)):
+            same(i, outputs)

@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../scratch.hpp"
 #include "../threading.hpp"
 #include "block_math.hpp"
 
@@ -67,7 +68,8 @@ void run_rows(Kernel& kernel, int64_t rows, int64_t cols, int threads) {
         // step by step puts independent chains side by side, so the core
         // overlaps them.
         parallel_ranges(rows, threads, [&](int64_t r0, int64_t r1) {
-            std::vector<Scratch> scratch(scratch_cols * kGroup);
+            const ScratchLease lease(scratch_cols * kGroup * sizeof(Scratch));
+            Scratch* scratch = lease.as<Scratch>();
             for (int64_t r = r0; r < r1; r += kGroup) {
                 const int g = static_cast<int>(r1 - r < kGroup ? r1 - r : kGroup);
                 Row row[kGroup];
@@ -75,10 +77,10 @@ void run_rows(Kernel& kernel, int64_t rows, int64_t cols, int threads) {
                 // Built in place (guaranteed copy elision): copying a Row that
                 // was just written field by field would stall on store forwarding.
                 for (int k = 0; k < g; ++k) ::new (static_cast<void*>(&row[k])) Row(kernel.begin(r + k));
-                for (int k = 0; k < g; ++k) stats[k] = kernel.stats(row[k], 0, scratch.data() + k * scratch_cols);
+                for (int k = 0; k < g; ++k) stats[k] = kernel.stats(row[k], 0, scratch + k * scratch_cols);
                 for (int k = 0; k < g; ++k) kernel.finish(row[k], &stats[k], 1);
                 if (Kernel::kRescale)
-                    for (int k = 0; k < g; ++k) kernel.rescale(row[k], 0, stats[k], scratch.data() + k * scratch_cols);
+                    for (int k = 0; k < g; ++k) kernel.rescale(row[k], 0, stats[k], scratch + k * scratch_cols);
             }
         });
         return;
@@ -86,13 +88,14 @@ void run_rows(Kernel& kernel, int64_t rows, int64_t cols, int threads) {
     if (threads == 1 || rows >= 4 * static_cast<int64_t>(threads)) {
         parallel_ranges(rows, threads, [&](int64_t r0, int64_t r1) {
             std::vector<Stats> stats(static_cast<size_t>(nblocks));
-            std::vector<Scratch> scratch(scratch_cols);
+            const ScratchLease lease(scratch_cols * sizeof(Scratch));
+            Scratch* scratch = lease.as<Scratch>();
             for (int64_t r = r0; r < r1; ++r) {
                 Row row = kernel.begin(r);
-                for (int64_t b = 0; b < nblocks; ++b) stats[b] = kernel.stats(row, b, scratch.data());
+                for (int64_t b = 0; b < nblocks; ++b) stats[b] = kernel.stats(row, b, scratch);
                 kernel.finish(row, stats.data(), nblocks);
                 if (Kernel::kRescale)
-                    for (int64_t b = 0; b < nblocks; ++b) kernel.rescale(row, b, stats[b], scratch.data());
+                    for (int64_t b = 0; b < nblocks; ++b) kernel.rescale(row, b, stats[b], scratch);
             }
         });
         return;
@@ -102,8 +105,9 @@ void run_rows(Kernel& kernel, int64_t rows, int64_t cols, int threads) {
     row_state.reserve(static_cast<size_t>(rows));
     for (int64_t r = 0; r < rows; ++r) row_state.push_back(kernel.begin(r));
     std::vector<Stats> stats(static_cast<size_t>(rows * nblocks));
-    std::vector<Scratch> scratch(scratch_cols * static_cast<size_t>(rows));
-    auto scratch_row = [&](int64_t r) { return scratch.data() + scratch_cols * static_cast<size_t>(r); };
+    const ScratchLease lease(scratch_cols * static_cast<size_t>(rows) * sizeof(Scratch));
+    Scratch* scratch = lease.as<Scratch>();
+    auto scratch_row = [&](int64_t r) { return scratch + scratch_cols * static_cast<size_t>(r); };
     const int64_t pairs = rows * nblocks;
     parallel_ranges(pairs, threads, [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i)
@@ -126,7 +130,8 @@ void run_rows(Kernel& kernel, int64_t rows, int64_t cols, int threads) {
 //
 // A kernel that needs rows of scratch in its compute type (exps that cannot
 // live in a 16-bit output, soft-capped logits) sets kScratchRows and gets
-// that many rows: per thread for whole rows, per row when blocks are shared out.
+// that many rows: per thread for whole rows, per row when blocks are shared out
+// (from the thread's kept buffer, scratch.hpp).
 template <class Kernel>
 void run_blocked(Kernel& kernel, int64_t rows, int64_t cols, int threads) {
     if (rows <= 0) return;
