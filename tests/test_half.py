@@ -239,3 +239,23 @@ def test_scratch_reused_between_calls_and_threads(name):
     with ThreadPoolExecutor(max_workers=4) as pool:
         for i, outputs in zip(order, pool.map(lambda i: _scratch_outputs(calls[i]), order)):
             same(i, outputs)
+
+
+@pytest.mark.parametrize("name", list(HALF))
+def test_logits_far_above_the_shift(name):
+    """16-bit rows whose later blocks hold logits far above the shift (see
+    test_kernels._far_above_the_shift_rows): the unchecked sweep's exps go to
+    scratch, so a block swept again overwrites them."""
+    from test_kernels import _far_above_the_shift_rows
+
+    x, t = _far_above_the_shift_rows(HALF[name])
+    x64 = x.astype(np.float64)
+    with np.errstate(all="ignore"):
+        for options in [{}, {"label_smoothing": 0.1}]:
+            loss, grad = pyce.cross_entropy_with_grad(x, t, reduction="none", **options)
+            ref_loss, ref_grad = ref.cross_entropy_with_grad(x64, t, reduction="none", **options)
+            np.testing.assert_allclose(loss, ref_loss, rtol=2e-6, atol=1e-6)
+            close_to_16bit(grad, ref_grad, name)
+            np.testing.assert_allclose(pyce.cross_entropy(x, t, reduction="none", **options), loss, rtol=2e-6)
+        np.testing.assert_allclose(pyce.logsumexp(x), ref.logsumexp(x64), rtol=2e-6, atol=1e-6)
+        close_to_16bit(pyce.softmax(x), ref.softmax(x64), name)

@@ -71,6 +71,15 @@ inline VecF64 vload(const double* p) { return VecF64::load(p); }
 inline void vstore(float* p, VecF32 v) { v.store(p); }
 inline void vstore(double* p, VecF64 v) { v.store(p); }
 
+// The 2 * width values at p as two vectors, their elements in an order the
+// ISA chooses: for sums and maxima, which do not depend on it. In order here;
+// vec_avx512.hpp and vec_avx2.hpp load bfloat16 as even and odd elements.
+template <class T, class V>
+inline void vload_pair_any_order(const T* p, V& a, V& b) {
+    a = vload(p);
+    b = vload(p + V::width);
+}
+
 inline float to_acc(float v) { return v; }
 inline double to_acc(double v) { return v; }
 inline float to_acc(bf16 v) { return to_float(v); }

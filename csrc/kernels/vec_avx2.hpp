@@ -179,6 +179,13 @@ inline VecF32 vload(const bf16* p) {
     return {_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))};
 }
 inline VecF32 vload(const f16* p) { return {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))}; }
+// The 16 values at p as two vectors, even-indexed then odd-indexed elements
+// (see vload_pair_any_order in vec.hpp and vec_avx512.hpp).
+inline void vload_pair_any_order(const bf16* p, VecF32& a, VecF32& b) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    a = {_mm256_castsi256_ps(_mm256_slli_epi32(v, 16))};
+    b = {_mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(static_cast<int>(0xffff0000u))))};
+}
 // float32 -> bfloat16 bits, round to nearest even; nan stays (quiet) nan.
 inline __m128i bf16_bits(VecF32 v) {
     const __m256i b = _mm256_castps_si256(v.v);

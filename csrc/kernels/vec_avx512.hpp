@@ -144,6 +144,15 @@ inline VecF32 vload(const bf16* p) {
 inline VecF32 vload(const f16* p) {
     return {_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)))};
 }
+// The 32 values at p as two vectors, even-indexed then odd-indexed elements
+// (see vload_pair_any_order in vec.hpp): a bfloat16 is the top half of a
+// float32, so one load, a shift and a mask widen all 32, where two in-order
+// loads take two widening shuffles.
+inline void vload_pair_any_order(const bf16* p, VecF32& a, VecF32& b) {
+    const __m512i v = _mm512_loadu_si512(p);
+    a = {_mm512_castsi512_ps(_mm512_slli_epi32(v, 16))};
+    b = {_mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(static_cast<int>(0xffff0000u))))};
+}
 // float32 -> bfloat16 bits, round to nearest even; nan stays (quiet) nan.
 inline __m256i bf16_bits(VecF32 v) {
     const __m512i b = _mm512_castps_si512(v.v);
