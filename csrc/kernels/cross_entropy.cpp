@@ -69,7 +69,11 @@ struct CrossEntropyKernel {
     double beta;        // eps / C for hard targets, 1 for probability targets
     double coef_total;  // K for hard targets: C, or sum(w)
     double cap;         // the soft cap c (kCap)
-    bool stream_grad;   // write the gradient with non-temporal stores (see rescale)
+    // Write the gradient with non-temporal stores (see rescale): for a large
+    // 16-bit gradient, not in place. In place, its lines were just read and
+    // are in cache, where ordinary stores hit them (4096 x 32000 bfloat16 in
+    // place, 2 threads: 15.0 ms streamed, 12.7 ms not).
+    bool stream_grad;
     // Read the target's logit in finish, when the row is in cache: read in
     // begin, it is a cache miss the row's sweep waits behind (~4 % of a
     // bfloat16 forward). In place, the sweep overwrites it: read in begin.
@@ -84,7 +88,8 @@ struct CrossEntropyKernel {
           cap(args.softcap) {
         target_late = args.grad != args.logits;
         beta = kSoft ? 1.0 : args.label_smoothing / static_cast<double>(C);
-        stream_grad = kScratch && args.rows * C * static_cast<int64_t>(sizeof(G)) >= kStreamMinBytes &&
+        stream_grad = kScratch && args.grad != args.logits &&
+                      args.rows * C * static_cast<int64_t>(sizeof(G)) >= kStreamMinBytes &&
                       reinterpret_cast<uintptr_t>(g) % sizeof(G) == 0;
         coef_total = static_cast<double>(C);
         if (weight) {
