@@ -40,20 +40,22 @@ void rows_to_rows(RowsToRowsTable KernelTable::*member, const py::array& x, py::
     fn(in, rows, cols, o, num_threads());
 }
 
-py::array vector_exp(const py::array& x) {
+py::array vector_exp(const py::array& x, bool sweep) {
     const DType dtype = dtype_of(x, "x");
     if (dtype != DType::f32 && dtype != DType::f64) throw py::type_error("x must be float32 or float64");
     if (x.ndim() != 1 || !(x.flags() & py::array::c_style)) throw py::value_error("x must be a contiguous vector");
     py::array out(x.dtype(), std::vector<py::ssize_t>{x.shape(0)});
-    kernels().exp[static_cast<int>(dtype)](x.data(), x.shape(0), out.mutable_data());
+    const auto fn = sweep ? kernels().exp_sweep : kernels().exp;
+    fn[static_cast<int>(dtype)](x.data(), x.shape(0), out.mutable_data());
     return out;
 }
 
 }  // namespace
 
 void register_softmax(py::module_& m) {
-    m.def("vector_exp", &vector_exp, py::arg("x"),
-          "The kernels' vectorised exp on a float32/float64 vector (for accuracy tests).");
+    m.def("vector_exp", &vector_exp, py::arg("x"), py::arg("sweep") = false,
+          "The kernels' vectorised exp on a float32/float64 vector (for accuracy tests); sweep=True: the "
+          "row sweeps' exp, defined for x <= 88 only.");
     m.def("logsumexp", &logsumexp, py::arg("x"),
           "Row-wise log-sum-exp of a C-contiguous (rows, C) float array (float32 result for 16-bit input).");
     m.def(

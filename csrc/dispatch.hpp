@@ -63,6 +63,7 @@ struct KernelTable {
     RowsToRowsFn log_softmax[kNumDTypes] = {};
     CrossEntropyFn cross_entropy[kNumDTypes] = {};
     ElementwiseFn exp[kNumDTypes] = {};  // the kernels' exp (float32/float64), for accuracy tests
+    ElementwiseFn exp_sweep[kNumDTypes] = {};  // the sweeps' exp (exp_bounded), for accuracy tests
     EvaluateFn evaluate[kNumDTypes] = {};         // kernels/evaluate.cpp (also entropy)
     KLDivFn kl_divergence[kNumDTypes] = {};       // kernels/divergence.cpp
     FocalFn focal_loss[kNumDTypes] = {};          // kernels/focal.cpp

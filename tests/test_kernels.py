@@ -671,24 +671,29 @@ def _far_above_the_shift_rows(dtype):
     """Rows whose later blocks hold logits far above the first block's max.
 
     A row's exps are taken against its first block's max (the shift). A block
-    is first swept without checking each logit against it and kept if its
-    exps sum to at most 2**100; otherwise it is swept again with the checks,
-    which move it to a larger shift. These rows hit both sides of that line
-    (exp(66) < 2**100 < exp(70)), +inf, nan and an all -inf block, in the
-    middle and last blocks of a 5000-class row (blocks of 2048).
+    is first swept without checking each logit against it, and kept if its
+    largest logit is at most 64 above the shift and its exps sum to at most
+    2**100; otherwise it is swept again with the checks, which move it to a
+    larger shift. These rows hit both sides of that line (62 and 66 above),
+    logits beyond the exp's range (94 and 134 above) and far beyond it (1e4,
+    2e4: the AVX-512 sweep exp gives garbage there, which must never be
+    kept), +inf, nan and an all -inf block, in the middle and last blocks of
+    a 5000-class row (blocks of 2048).
     """
     rng = np.random.default_rng(70)
-    x = rng.standard_normal((8, 5000)) * 2
+    x = rng.standard_normal((10, 5000)) * 2
     x[:, 0] = 6.0                       # the shift of every row
-    x[0, 3000] = 72.0                   # 66 above: kept from the unchecked sweep
+    x[0, 3000] = 68.0                   # 62 above: kept from the unchecked sweep
     x[1, 3000] = 100.0                  # 94 above: swept again
     x[2, 4999] = np.inf
     x[3, 2500] = np.nan
     x[4, 2048:4096] = -np.inf
-    x[5, 4100], x[5, 4101] = 72.0, 100.0
-    x[6, 2049], x[6, 4500] = 140.0, 75.0  # the middle block raised, the last kept
+    x[5, 4100], x[5, 4101] = 72.0, 100.0  # 66 above: swept again
+    x[6, 2049], x[6, 4500] = 140.0, 68.0  # the middle block raised, the last kept
     x[7, 3000] = 100.0                  # ... and the target
-    target = np.array([3000, 3000, 1, 2, 5, 4101, 4500, 3000])
+    x[8, 3000], x[8, 4500] = 1e4, 2e4
+    x[9, 2100], x[9, 4999] = 1e4, 50.0  # a huge logit, not the target
+    target = np.array([3000, 3000, 1, 2, 5, 4101, 4500, 3000, 3000, 4999])
     return x.astype(dtype), target
 
 

@@ -39,6 +39,7 @@ struct BlockStats {
     double sum = 0;    // sum of exp(x - shift); 0: all -inf (or underflowed); +inf: holds +inf; nan: holds nan
     double dot = 0;    // sum of coef * x (label smoothing, probability targets)
     double coef = 0;   // sum of coef (probability targets)
+    double top = 0;    // unchecked sweeps: the block's largest logit (nan-blind; nan shows in sum)
 };
 
 // Extra sums a block gathers in the same sweep as its exps.
@@ -152,9 +153,10 @@ inline A raise_shift(const T* x, int64_t i, int64_t n, A* e_out, A& shift) {
 }
 
 // A block swept without the per-step limit check (sweep_block<..., false>)
-// is kept if its exps sum to at most this: then none overflowed, and the sum
-// is far inside float32. Otherwise (a logit far above the shift, +inf, nan)
-// it is swept again with the checks.
+// is kept if its largest logit is at most kShiftMargin above the shift (so
+// every exp was in exp_bounded's range) and its exps sum to at most this (so
+// the sum is far inside float32, and no nan). Otherwise (a logit far above
+// the shift, +inf, nan) it is swept again with the checks.
 constexpr double kMaxUncheckedSum = 0x1p100;
 
 // One sweep over the block x[0..n): exp(x - shift) against the row's shift
@@ -183,6 +185,7 @@ inline BlockStats sweep_block(const T* x, int64_t n, Acc<T>* e_out, const Coefs<
     // Two running sums, so that consecutive vectors' additions do not wait
     // for each other.
     V acc0 = V::broadcast(0), acc1 = V::broadcast(0), dot = V::broadcast(0), coef = V::broadcast(0);
+    V top = V::broadcast(ninf);  // unchecked: the largest logit, checked after the block
     // The rare path: x[i..) holds a logit above the limit (see raise_shift).
     auto raise = [&](int64_t i) PYCE_ALWAYS_INLINE {
         const V scale = V::broadcast(raise_shift(x, i, n, kStore ? e_out : static_cast<A*>(nullptr), shift));
@@ -212,15 +215,21 @@ inline BlockStats sweep_block(const T* x, int64_t n, Acc<T>* e_out, const Coefs<
             x0 = vload(x + i);
             x1 = vload(x + i + W);
         }
-        if constexpr (kChecked)
+        if constexpr (kChecked) {
             if (any_greater(max(x0, x1), limit)) raise(i);
+        } else {
+            top = max(top, max(x0, x1));
+        }
         sweep(x0, i, acc0);
         sweep(x1, i + W, acc1);
     }
     if (i < full) {
         const V x0 = vload(x + i);
-        if constexpr (kChecked)
+        if constexpr (kChecked) {
             if (any_greater(x0, limit)) raise(i);
+        } else {
+            top = max(top, x0);
+        }
         sweep(x0, i, acc0);
     }
     if (tail) {
@@ -228,8 +237,11 @@ inline BlockStats sweep_block(const T* x, int64_t n, Acc<T>* e_out, const Coefs<
         // products. Both loads come before the store: e_out may be x itself.
         const V x_for_exp = vload_partial(x + full, tail, ninf);
         const V x_for_dot = vload_partial(x + full, tail, A(0));
-        if constexpr (kChecked)
+        if constexpr (kChecked) {
             if (any_greater(x_for_exp, limit)) raise(full);
+        } else {
+            top = max(top, x_for_exp);
+        }
         const V e = exp_bounded(x_for_exp - vshift);
         if constexpr (kStore) e.store_partial(e_out + full, tail);
         acc1 = acc1 + e;
@@ -248,6 +260,7 @@ inline BlockStats sweep_block(const T* x, int64_t n, Acc<T>* e_out, const Coefs<
         // also holds a nan (exps stored over x read as nan: the loss is nan anyway).
         s.sum = any_nan(x, n) ? kNaN : kInf;
     }
+    if constexpr (!kChecked) s.top = static_cast<double>(reduce_max(top));
     if constexpr (E != Extra::none) s.dot = static_cast<double>(reduce_add(dot));
     if constexpr (E == Extra::soft || E == Extra::soft_w) s.coef = static_cast<double>(reduce_add(coef));
     return s;
@@ -264,7 +277,7 @@ inline BlockStats block_stats(const T* x, int64_t n, Acc<T>* e_out, const Coefs<
                               Acc<T> shift) {
     if constexpr (!kStore || !std::is_same_v<T, Acc<T>>) {
         const BlockStats s = sweep_block<T, E, kStore, false, Y>(x, n, e_out, c, offset, shift);
-        if (s.sum <= kMaxUncheckedSum) return s;
+        if (s.sum <= kMaxUncheckedSum && s.top <= s.shift + kShiftMargin) return s;
     }
     return sweep_block<T, E, kStore, true, Y>(x, n, e_out, c, offset, shift);
 }

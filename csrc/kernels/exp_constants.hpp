@@ -3,6 +3,9 @@
 // the summation order differ between ISAs).
 #pragma once
 
+#include <array>
+#include <cstdint>
+
 namespace pyce {
 
 struct ExpF32 {
@@ -26,6 +29,43 @@ struct ExpF32 {
     static constexpr float c4 = 4.166722670197487e-2f;
     static constexpr float c3 = 1.666652113199234e-1f;
     static constexpr float c2 = 4.999999701976776e-1f;
+};
+
+// The sweeps' exp on AVX-512 (exp_bounded in vec_avx512.hpp), table-driven:
+// x = k ln2/16 + r with |r| <= ln2/32, and
+//   exp(x) = 2^floor(k/16) * 2^((k mod 16)/16) * (1 + r + c2 r^2 + c3 r^3).
+// The 16 powers 2^(j/16) sit in one register (vpermd picks them), so the
+// polynomial needs degree 3 instead of 6: on Zen 5 the sweep's exp takes
+// 0.082 instead of 0.112 ns per element (one thread, L2-resident).
+// Measured on every float32 in [-87.33, 0]: at most 0.97 ulp.
+// Results below 2^-126 (x < lo, and -inf) are 0: the sweeps sum them with
+// at least exp(0) = 1, or scale them by at most 1 into a probability.
+struct ExpF32Table {
+    static constexpr float lo = -87.3365f;  // exp(lo) is just above 2^-126 (1.17549e-38)
+    static constexpr float hi = 88.0f;    // the caller keeps x <= hi (else the 2^n overflows)
+    static constexpr float inv_step = 23.0831203f;  // 16 / ln 2
+    // ln2/16 split in two (Cephes' ln 2 split, over 16): k * step_hi is exact.
+    static constexpr float step_hi = 0.693359375f / 16;
+    static constexpr float step_lo = -2.12194440e-4f / 16;
+    // 1.5 * 2^23: s = x * inv_step + magic holds k = round(x * 16/ln2) in its
+    // low mantissa bits (its ulp is 1), for |k| < 2^22.
+    static constexpr float magic = 12582912.0f;
+    // A minimax fit of exp(r) - 1 - r on |r| <= ln2/32 (relative error 2.3e-9).
+    static constexpr float c2 = 0.50001955f;
+    static constexpr float c3 = 0.16667053f;
+    // Bits of 2^(j/16), rounded to float.
+    static constexpr uint32_t pow2_bits[16] = {
+        0x3f800000, 0x3f85aac3, 0x3f8b95c2, 0x3f91c3d3, 0x3f9837f0, 0x3f9ef532, 0x3fa5fed7, 0x3fad583f,
+        0x3fb504f3, 0x3fbd08a4, 0x3fc5672a, 0x3fce248c, 0x3fd744fd, 0x3fe0ccdf, 0x3feac0c7, 0x3ff5257d};
+    // What the kernel looks up: bits(2^(j/16)) - (j << 19). Adding s << 19
+    // (that is k << 19 modulo 2^32: magic's own bits shift out) then gives
+    // bits(2^(j/16)) + (floor(k/16) << 23), the power with 2^floor(k/16)
+    // added to its exponent.
+    static constexpr std::array<int32_t, 16> table() {
+        std::array<int32_t, 16> t{};
+        for (int j = 0; j < 16; ++j) t[j] = static_cast<int32_t>(pow2_bits[j] - (static_cast<uint32_t>(j) << 19));
+        return t;
+    }
 };
 
 struct ExpF64 {

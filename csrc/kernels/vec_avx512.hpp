@@ -8,6 +8,7 @@
 
 #include <immintrin.h>
 
+#include <array>
 #include <cstdint>
 #include <limits>
 
@@ -81,8 +82,27 @@ inline VecF32 exp(VecF32 x) {
     using C = ExpF32;
     return exp_clamped(_mm512_min_ps(_mm512_set1_ps(C::hi), _mm512_max_ps(_mm512_set1_ps(C::lo), x.v)));
 }
-// exp for x <= 88 (the kernels' sweeps: x - shift <= 64): no upper clamp.
-inline VecF32 exp_bounded(VecF32 x) { return exp_clamped(_mm512_max_ps(_mm512_set1_ps(ExpF32::lo), x.v)); }
+// The sweeps' exp (see ExpF32Table): for x <= 88 only, which the sweeps
+// guarantee or check afterwards (block_math.hpp); 0 below 2^-126 (-inf
+// included); nan in -> nan out.
+alignas(64) inline constexpr std::array<int32_t, 16> kExpTable = ExpF32Table::table();
+inline VecF32 exp_bounded(VecF32 x) {
+    using C = ExpF32Table;
+    // Lanes to keep: x >= lo, or nan (unordered), which then runs through as nan.
+    const __mmask16 keep = _mm512_cmp_ps_mask(x.v, _mm512_set1_ps(C::lo), _CMP_NLT_UQ);
+    const __m512 s = _mm512_fmadd_ps(x.v, _mm512_set1_ps(C::inv_step), _mm512_set1_ps(C::magic));
+    const __m512 k = _mm512_sub_ps(s, _mm512_set1_ps(C::magic));
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(C::step_hi), x.v);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(C::step_lo), r);
+    // 2^(k/16): vpermd reads the table index from s's low 4 bits (k mod 16).
+    const __m512i bits = _mm512_castps_si512(s);
+    const __m512i power = _mm512_permutexvar_epi32(bits, _mm512_load_si512(kExpTable.data()));
+    const __m512 p2 = _mm512_castsi512_ps(_mm512_add_epi32(power, _mm512_slli_epi32(bits, 19)));
+    // exp(r) - 1 = r + c2 r^2 + c3 r^3; the result is p2 + p2 (exp(r) - 1).
+    const __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(C::c3), r, _mm512_set1_ps(C::c2));
+    const __m512 em1 = _mm512_fmadd_ps(q, _mm512_mul_ps(r, r), r);
+    return {_mm512_maskz_fmadd_ps(keep, p2, em1, p2)};
+}
 
 struct VecF64 {
     using scalar = double;
