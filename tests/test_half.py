@@ -89,6 +89,8 @@ def test_cross_entropy(name, shape, reduction, options):
     _, grad32 = pyce.cross_entropy_with_grad(x, target, grad_dtype=np.float32, **kw)
     assert grad32.dtype == np.float32
     np.testing.assert_allclose(grad32, ref_grad, rtol=1e-5, atol=1e-7)
+    # The 16-bit gradient is the float32 one rounded to nearest (even).
+    np.testing.assert_array_equal(grad.view(np.uint16), grad32.astype(x.dtype).view(np.uint16))
 
     buf = x.copy()
     in_loss, in_grad = pyce.cross_entropy_with_grad(buf, target, inplace=True, **kw)

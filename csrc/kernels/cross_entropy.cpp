@@ -218,7 +218,7 @@ struct CrossEntropyKernel {
         const V one = V::broadcast(A(1)), inv = V::broadcast(static_cast<A>(kCap ? 1.0 / cap : 1.0));
 
         // Lanes [i, i + W); with partial > 0 only the first `partial` are classes.
-        auto gradient = [&](int64_t i, int64_t partial) {
+        auto gradient = [&](int64_t i, int64_t partial) PYCE_ALWAYS_INLINE {
             V v = (partial ? V::load_partial(eb + i, partial, A(0)) : V::load(eb + i)) * mul;
             if constexpr (E != Extra::none) v = fmadd(coef_at<E>(c, start + i, partial), sub, v);
             if (t >= i && t < i + W) {
@@ -250,6 +250,7 @@ struct CrossEntropyKernel {
                 if (start + n == C) stream_fence();  // once per row: a fence waits for the lines to drain
             }
         }
+        for (; i + 2 * W <= n; i += 2 * W) vstore_pair(gb + i, gradient(i, 0), gradient(i + W, 0));
         for (; i + W <= n; i += W) vstore(gb + i, gradient(i, 0));
         if (i < n) vstore_partial(gb + i, n - i, gradient(i, n - i));
     }
