@@ -54,7 +54,7 @@ struct CrossEntropyKernel {
         bool ignored = false;  // target == ignore_index: no loss, no gradient
         bool unread = false;   // ignored and no lse wanted: the row is not even read
         int64_t target = -1;   // class index (hard targets)
-        double x_target = 0;   // its logit (read in finish unless in_place)
+        double x_target = 0;   // its logit (read in finish unless target_early)
         double alpha = 0;      // weight of -log q_t
         double scale = 1;      // grad_output (/ divisor for the mean)
         RowSums sums;          // lse is nan for a row without a distribution
@@ -69,11 +69,14 @@ struct CrossEntropyKernel {
     double beta;        // eps / C for hard targets, 1 for probability targets
     double coef_total;  // K for hard targets: C, or sum(w)
     double cap;         // the soft cap c (kCap)
-    // The gradient overwrites the logits. Then the target's logit is read in
-    // begin, before the sweep overwrites it; otherwise in finish, when the row
-    // is in cache (read in begin, it is a cache miss the row's sweep waits
-    // behind: ~4 % of a bfloat16 forward).
+    // The gradient overwrites the logits.
     bool in_place;
+    // The sweep overwrites the logits (a float32/float64 gradient in place:
+    // its exps are stored there). Then the target's logit is read in begin,
+    // before the sweep; otherwise in finish, when the row is in cache (read in
+    // begin, it is a cache miss the row's sweep waits behind: ~4 % of a
+    // bfloat16 forward). A 16-bit gradient in place is written after finish.
+    bool target_early;
     // Write the gradient with non-temporal stores (see rescale): for a large
     // 16-bit gradient, not in place. In place, its lines were just read and
     // are in cache, where ordinary stores hit them (4096 x 32000 bfloat16 in
@@ -88,6 +91,7 @@ struct CrossEntropyKernel {
           C(args.cols),
           cap(args.softcap) {
         in_place = args.grad == args.logits;
+        target_early = in_place && !kScratch;
         beta = kSoft ? 1.0 : args.label_smoothing / static_cast<double>(C);
         stream_grad = kScratch && !in_place &&
                       args.rows * C * static_cast<int64_t>(sizeof(G)) >= kStreamMinBytes &&
@@ -109,7 +113,7 @@ struct CrossEntropyKernel {
             row.unread = row.ignored && !a.row_lse;
             if (row.unread) return row;
             if (!row.ignored) {
-                if (in_place) row.x_target = target_logit(row);
+                if (target_early) row.x_target = target_logit(row);
                 const double w_t = weight ? static_cast<double>(weight[row.target]) : 1.0;
                 row.alpha = (1.0 - a.label_smoothing) * w_t;
             }
@@ -180,7 +184,7 @@ struct CrossEntropyKernel {
             loss = K * lse - sums.dot;
         } else {
             K = coef_total;
-            if (!in_place) row.x_target = target_logit(row);
+            if (!target_early) row.x_target = target_logit(row);
             // lse - x_t, as (max - x_t) + log_sum when finite: exact near the max.
             const double nll = std::isfinite(lse) ? (sums.max - row.x_target) + sums.log_sum : lse - row.x_target;
             loss = row.alpha * nll;
