@@ -55,7 +55,7 @@ struct FocalKernel {
         A shift = 0;
         bool ignored = false;
         int64_t target = -1;
-        double x_target = 0;  // read before an in-place gradient could overwrite it
+        double x_target = 0;  // read in finish, when the row is in cache (the gradient never overwrites the logits)
         double alpha = 1;
         RowSums sums;
         double grad_mul = 0;  // grad_output * G
@@ -75,7 +75,6 @@ struct FocalKernel {
         row.target = a.target[r];
         row.ignored = row.target == a.ignore_index;
         if (row.ignored) return row;
-        row.x_target = static_cast<double>(to_acc(x[r * C + row.target]));
         row.alpha = a.alpha ? a.alpha[row.target] : a.alpha_scalar;
         row.shift = row_shift(x + r * C, C);
         return row;
@@ -103,6 +102,7 @@ struct FocalKernel {
         sums = merge_blocks(stats, nblocks);
         if (sums.lse == kInf) sums.lse = kNaN;
         const double lse = sums.lse;
+        row.x_target = static_cast<double>(to_acc(x[row.index * C + row.target]));
         const double nll = std::isfinite(lse) ? (sums.max - row.x_target) + sums.log_sum : lse - row.x_target;
         double loss, factor;
         focal_terms(nll, row.alpha, a.gamma, loss, factor);
