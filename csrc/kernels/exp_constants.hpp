@@ -1,6 +1,9 @@
-// Constants of the vectorised exp, shared by every ISA so that they all
-// compute the same approximation (only rounding of the final products and
-// the summation order differ between ISAs).
+// Constants of the vectorised exps. ExpF32 and ExpF64, the general exps, are
+// shared by every ISA so that they all compute the same approximation (only
+// rounding of the final products and the summation order differ between
+// ISAs). ExpF32Table is the AVX-512 row sweeps' own, cheaper float32 exp;
+// the other ISAs' sweeps use ExpF32 (a 16-entry table lookup is one
+// instruction only with AVX-512's vpermd).
 #pragma once
 
 #include <array>
