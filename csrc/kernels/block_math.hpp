@@ -131,6 +131,8 @@ constexpr int64_t kPrefetchBytes = 4096;
 // (e^64 = 6e27; a block's sum of 2048 of them stays far below float32's
 // 3.4e38); when one appears, the block switches to a larger shift.
 constexpr double kShiftMargin = 64.0;
+// So every exp a kept block takes is inside the sweeps' exp's domain.
+static_assert(kShiftMargin < ExpF32Table::hi, "exp_bounded is defined for x <= ExpF32Table::hi only");
 
 // The rare path of block_stats: x[i] onwards holds a logit above the limit.
 // Moves the shift to the max of x[i..n), rescales the exps already stored in
@@ -268,8 +270,9 @@ inline BlockStats sweep_block(const T* x, int64_t n, Acc<T>* e_out, const Coefs<
 
 // A block's statistics (see sweep_block). The limit check costs about 7 % of
 // a 16-bit forward sweep, which is bound by its arithmetic; so the block is
-// first swept without it, and again with it in the rare case that the sum
-// shows a logit far above the shift (or +inf, or nan). That needs x intact
+// first swept without it, and again with it in the rare case that its
+// largest logit is far above the shift or its sum shows +inf or nan (see
+// kMaxUncheckedSum). That needs x intact
 // after the first sweep: not when the exps are stored over x itself (float32
 // and float64 gradients, stored in place), which are swept with the checks.
 template <class T, Extra E, bool kStore, class Y = T>

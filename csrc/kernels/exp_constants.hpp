@@ -40,7 +40,7 @@ struct ExpF32 {
 // The 16 powers 2^(j/16) sit in one register (vpermd picks them), so the
 // polynomial needs degree 3 instead of 6: on Zen 5 the sweep's exp takes
 // 0.082 instead of 0.112 ns per element (one thread, L2-resident).
-// Measured on every float32 in [-87.33, 0]: at most 0.97 ulp.
+// Measured on every float32 in [-87.34, 88]: at most 0.98 ulp.
 // Results below 2^-126 (x < lo, and -inf) are 0: the sweeps sum them with
 // at least exp(0) = 1, or scale them by at most 1 into a probability.
 struct ExpF32Table {
