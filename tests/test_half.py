@@ -141,6 +141,50 @@ def test_extremes(name):
     close_to_16bit(grad, ref_grad, name)
 
 
+@pytest.mark.parametrize("name", list(HALF))
+def test_extremes_in_long_rows(name):
+    """Rows long enough for the vectorised paths (pairs of vectors, whole
+    blocks, a tail), some of them with no distribution or a nan grad_output:
+    their gradient is nan in every place, while a finite row's has no nan."""
+    inf = np.inf
+    rng = np.random.default_rng(11)
+    x64 = rng.standard_normal((6, 3000)) * 4
+    x64[1, 1500] = np.nan
+    x64[2, 2500] = inf
+    x64[3] = -inf
+    x64[4, ::2] = -inf
+    x64 = x64.astype(HALF[name]).astype(np.float64)
+    x = x64.astype(HALF[name])
+    t = np.array([5, 1499, 2500, 7, 1, 2999])
+    g_out = np.array([np.nan, 1.0, 2.0, 1.0, 1e4, 0.5])
+    loss, grad = pyce.cross_entropy_with_grad(x, t, reduction="none")
+    ref_loss, ref_grad = ref.cross_entropy_with_grad(x64, t, reduction="none")
+    np.testing.assert_allclose(loss, ref_loss, rtol=2e-6)  # nan and inf in the same places
+    close_to_16bit(grad, ref_grad, name)
+    assert not np.isnan(np.asarray(grad[[0, 4, 5]], dtype=np.float64)).any()
+    _, grad32 = pyce.cross_entropy_with_grad(x, t, reduction="none", grad_dtype=np.float32)
+    rounded = grad32.astype(x.dtype)
+    np.testing.assert_array_equal(np.isnan(grad32), np.isnan(np.asarray(grad, dtype=np.float32)))
+    finite = ~np.isnan(grad32)
+    np.testing.assert_array_equal(grad.view(np.uint16)[finite], rounded.view(np.uint16)[finite])
+    back = pyce.cross_entropy_backward(x, t, g_out, reduction="none")
+    _, ref_back = ref.cross_entropy_with_grad(x64, t, grad_output=g_out, reduction="none")
+    close_to_16bit(back, ref_back, name)
+    assert np.isnan(np.asarray(back[0], dtype=np.float64)).all()
+    buf = x.copy()
+    _, in_grad = pyce.cross_entropy_with_grad(buf, t, reduction="none", inplace=True)
+    np.testing.assert_array_equal(in_grad.view(np.uint16), grad.view(np.uint16))
+    # A nan whose bits are all ones (here a class weight) must not round to
+    # 0 or an infinity on its way to 16 bits: the gradient of row 5 is nan.
+    weight = np.ones(3000, dtype=np.float32)
+    weight[t[5]] = np.array([0xFFFFFFFF], dtype=np.uint32).view(np.float32)[0]
+    loss, grad = pyce.cross_entropy_with_grad(x, t, weight=weight, reduction="none")
+    ref_loss, ref_grad = ref.cross_entropy_with_grad(x64, t, weight=weight, reduction="none")
+    np.testing.assert_allclose(loss, ref_loss, rtol=2e-6)
+    close_to_16bit(grad, ref_grad, name)
+    assert np.isnan(np.asarray(grad[5], dtype=np.float64)).all()
+
+
 def test_bad_grad_dtype():
     x = np.zeros((2, 3), dtype=np.float16)
     t = np.array([0, 1])

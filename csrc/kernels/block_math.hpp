@@ -170,15 +170,19 @@ constexpr double kMaxUncheckedSum = 0x1p100;
 // (see block_stats).
 // (The coefficients' storage type Y may differ from the logits' T: soft-capped
 // 16-bit logits are swept as float32 while their targets stay 16-bit.)
-template <class T, Extra E, bool kStore, bool kChecked, class Y = T>
+// kStoreAnyOrder: each pair of vectors' exps may be stored in the order
+// vload_pair_any_order loads them (kInterleavedPairs in vec.hpp), for a
+// caller that stores them back in order; the rest of the block in order.
+template <class T, Extra E, bool kStore, bool kChecked, class Y = T, bool kStoreAnyOrder = false>
 inline BlockStats sweep_block(const T* x, int64_t n, Acc<T>* e_out, const Coefs<Y>& c, int64_t offset,
                               Acc<T> shift) {
     using V = typename VecFor<T>::type;
     using A = Acc<T>;
     constexpr int W = V::width;
-    // Nothing is stored and each element's coefficient is the same: the
-    // elements of a pair of vectors may come in any order (vload_pair_any_order).
-    constexpr bool kAnyOrder = !kStore && (E == Extra::none || E == Extra::sum_x);
+    // Nothing is stored (or the caller takes the order) and each element's
+    // coefficient is the same: the elements of a pair of vectors may come in
+    // any order (vload_pair_any_order).
+    constexpr bool kAnyOrder = (!kStore || kStoreAnyOrder) && (E == Extra::none || E == Extra::sum_x);
     const A ninf = -std::numeric_limits<A>::infinity();
     const int64_t full = n - n % W, tail = n - full;
 
@@ -275,14 +279,14 @@ inline BlockStats sweep_block(const T* x, int64_t n, Acc<T>* e_out, const Coefs<
 // kMaxUncheckedSum). That needs x intact
 // after the first sweep: not when the exps are stored over x itself (float32
 // and float64 gradients, stored in place), which are swept with the checks.
-template <class T, Extra E, bool kStore, class Y = T>
+template <class T, Extra E, bool kStore, class Y = T, bool kStoreAnyOrder = false>
 inline BlockStats block_stats(const T* x, int64_t n, Acc<T>* e_out, const Coefs<Y>& c, int64_t offset,
                               Acc<T> shift) {
     if constexpr (!kStore || !std::is_same_v<T, Acc<T>>) {
-        const BlockStats s = sweep_block<T, E, kStore, false, Y>(x, n, e_out, c, offset, shift);
+        const BlockStats s = sweep_block<T, E, kStore, false, Y, kStoreAnyOrder>(x, n, e_out, c, offset, shift);
         if (s.sum <= kMaxUncheckedSum && s.top <= s.shift + kShiftMargin) return s;
     }
-    return sweep_block<T, E, kStore, true, Y>(x, n, e_out, c, offset, shift);
+    return sweep_block<T, E, kStore, true, Y, kStoreAnyOrder>(x, n, e_out, c, offset, shift);
 }
 
 // A row's merged statistics.

@@ -12,6 +12,7 @@
 // beta = 1 and coef = ((1 - eps) y + eps / C) w, whose sum K is gathered
 // in the same sweep. This is torch.nn.functional.cross_entropy's definition.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -45,6 +46,17 @@ struct CrossEntropyKernel {
     // The exps are kept in the gradient until rescaled, unless it is 16-bit.
     static constexpr bool kScratch = kGrad && !std::is_same_v<G, A>;
     static constexpr int kScratchRows = (kScratch ? 1 : 0) + (kCap ? 1 : 0);
+    // The sweep keeps each pair of vectors' exps in the order
+    // vload_pair_any_order loads them (bfloat16 on AVX-512: even and odd
+    // elements, widened by a shift and a mask instead of two shuffles), and
+    // rescale stores the pair back in order (for a bfloat16 gradient, a
+    // cheaper pack than two in-order vectors take). Only where every
+    // element's coefficient is the same and the sweep reads T itself (not
+    // capped float32 scratch). Every gradient dtype takes it, so a call's
+    // loss is bitwise the same whichever dtype its gradient has (and the
+    // forward's, which loads pairs the same way).
+    static constexpr bool kInterleaved =
+        kGrad && !kCap && kInterleavedPairs<T> && (E == Extra::none || E == Extra::sum_x);
     using Scratch = A;
     using Stats = BlockStats;
 
@@ -159,7 +171,7 @@ struct CrossEntropyKernel {
             if (n > full) softcap(vload_partial(xb + full, n - full, A(0)), c, inv).store_partial(zb + full, n - full);
             return block_stats<A, E, kGrad, T>(zb, n, e_out, coefs(row.index), start, row.shift);
         } else {
-            return block_stats<T, E, kGrad>(xb, n, e_out, coefs(row.index), start, row.shift);
+            return block_stats<T, E, kGrad, T, kInterleaved>(xb, n, e_out, coefs(row.index), start, row.shift);
         }
     }
 
@@ -236,7 +248,53 @@ struct CrossEntropyKernel {
             return v;
         };
         int64_t i = 0;
-        if constexpr (kScratch) {
+        if constexpr (kInterleaved) {
+            // Pair k: the exps of [2Wk, 2Wk + 2W) as even and odd elements (see kInterleaved).
+            auto pair = [&](int64_t k, V& even, V& odd) PYCE_ALWAYS_INLINE {
+                const int64_t j = 2 * W * k;
+                even = V::load(eb + j) * mul;
+                odd = V::load(eb + j + W) * mul;
+                if constexpr (E != Extra::none) {
+                    // sum_x: every element's coefficient is 1.
+                    even = fmadd(coef_at<E>(c, start + j, 0), sub, even);
+                    odd = fmadd(coef_at<E>(c, start + j, 0), sub, odd);
+                }
+                if (t >= j && t < j + 2 * W) {
+                    const int at = static_cast<int>(t - j);
+                    // -scale * alpha at the target (see gradient below).
+                    auto subtract_alpha = [&](V v) PYCE_ALWAYS_INLINE {
+                        return with_lane(v, at / 2,
+                                         static_cast<A>(static_cast<double>(lane(v, at / 2)) - row.scale * row.alpha));
+                    };
+                    if (at % 2)
+                        odd = subtract_alpha(odd);
+                    else
+                        even = subtract_alpha(even);
+                }
+            };
+            const int64_t pairs = n / (2 * W);
+            auto store_pairs = [&](auto no_nan) PYCE_ALWAYS_INLINE {
+                constexpr bool kNoNan = decltype(no_nan)::value;
+                if constexpr (kScratch) {
+                    if (stream_grad) return stream_interleaved_pairs<kNoNan>(gb, pairs, pair);
+                }
+                for (int64_t k = 0; k < pairs; ++k) {
+                    V even, odd;
+                    pair(k, even, odd);
+                    vstore_interleaved_pair<kNoNan>(gb + 2 * W * k, even, odd);
+                }
+            };
+            // The stored exps are finite (block_stats bounds them), so with
+            // finite factors no lane can be nan, and the rounding to 16 bits
+            // skips its nan fix-up (2.5 % of a bfloat16 gradient in place).
+            const bool no_nan = kScratch && std::isfinite(lane(mul, 0)) && std::isfinite(lane(sub, 0)) &&
+                                std::isfinite(row.scale * row.alpha);
+            if (no_nan)
+                store_pairs(std::true_type{});
+            else
+                store_pairs(std::false_type{});
+            i = 2 * W * pairs;
+        } else if constexpr (kScratch) {
             if (stream_grad) {
                 // Up to the first 64-byte boundary as usual, then whole lines
                 // without reading them in first (the exps come from scratch,
@@ -249,12 +307,12 @@ struct CrossEntropyKernel {
                     i = head;
                 }
                 for (; i + W <= n; i += W) vstream(gb + i, gradient(i, 0));
-                if (start + n == C) stream_fence();  // once per row: a fence waits for the lines to drain
             }
         }
         for (; i + 2 * W <= n; i += 2 * W) vstore_pair(gb + i, gradient(i, 0), gradient(i + W, 0));
         for (; i + W <= n; i += W) vstore(gb + i, gradient(i, 0));
         if (i < n) vstore_partial(gb + i, n - i, gradient(i, n - i));
+        if (stream_grad && start + n == C) stream_fence();  // once per row: a fence waits for the lines to drain
     }
 };
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #ifndef CPU_CAPABILITY
 #error "CPU_CAPABILITY must be defined by the build (avx512, avx2 or baseline)"
@@ -80,10 +81,16 @@ inline void vload_pair_any_order(const T* p, V& a, V& b) {
     b = vload(p + V::width);
 }
 
+// Whether a kernel on T logits that loads pairs with vload_pair_any_order
+// may keep them in that order until it stores them: vec_avx512.hpp stores
+// bfloat16's even/odd order back in order (vstore_interleaved_pair,
+// stream_interleaved_pairs). The value at offset j of such a pair is lane
+// j / 2 of the even (j even) or the odd vector.
+template <class T>
+inline constexpr bool kInterleavedPairs = kInterleavedPairStores && std::is_same_v<T, bf16>;
+
 // The 2 * width values a then b, stored at p. vec_avx512.hpp rounds a
-// bfloat16 pair to 16 bits and packs it with one shuffle. (Its non-temporal
-// twin, one 64-byte streaming store per pair, made the bfloat16 gradient
-// into `out=` slower on Zen 5: 26 -> 30 ms, 4096 x 32000, one thread.)
+// bfloat16 pair to 16 bits and packs it with one shuffle.
 template <class T, class V>
 inline void vstore_pair(T* p, V a, V b) {
     vstore(p, a);

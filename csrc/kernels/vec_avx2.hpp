@@ -207,5 +207,13 @@ inline void vstream(bf16* p, VecF32 v) { _mm_stream_si128(reinterpret_cast<__m12
 inline void vstream(f16* p, VecF32 v) { _mm_stream_si128(reinterpret_cast<__m128i*>(p), f16_bits(v)); }
 inline void stream_fence() { _mm_sfence(); }
 
+// No in-order stores of vload_pair_any_order's bfloat16 order (see vec_avx512.hpp):
+// declared so that the kernels compile, never called.
+constexpr bool kInterleavedPairStores = false;
+template <bool kNoNan, class T>
+void vstore_interleaved_pair(T* p, VecF32 even, VecF32 odd) = delete;
+template <bool kNoNan, class T, class Pair>
+void stream_interleaved_pairs(T* p, int64_t pairs, const Pair& pair) = delete;
+
 }  // namespace CPU_CAPABILITY
 }  // namespace pyce
