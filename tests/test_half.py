@@ -196,7 +196,8 @@ def test_bad_grad_dtype():
         pyce.cross_entropy_with_grad(x, t, inplace=True, grad_dtype=np.float32)
 
 
-@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1}], ids=["plain", "smooth"])
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1}, {"label_smoothing": 0.1, "weight": True}],
+                         ids=["plain", "smooth", "weight-smooth"])
 @pytest.mark.parametrize("name", list(HALF))
 def test_large_gradient_streamed(name, options):
     """A 16-bit gradient of 16 MiB or more is written with non-temporal stores.
@@ -208,6 +209,9 @@ def test_large_gradient_streamed(name, options):
     """
     rows, cols = 1100, 7919  # 17.4 MB of 16-bit gradient
     x, t, x64 = problem(name, (rows, cols), seed=5)
+    options = dict(options)
+    if options.pop("weight", False):
+        options["weight"] = np.linspace(0.5, 2.0, cols).astype(np.float32)
     loss, grad = pyce.cross_entropy_with_grad(x, t, reduction="none", **options)
     for r0 in range(0, rows, 250):
         part_loss, part_grad = pyce.cross_entropy_with_grad(x[r0:r0 + 250], t[r0:r0 + 250],

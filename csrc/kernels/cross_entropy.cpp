@@ -276,7 +276,13 @@ struct CrossEntropyKernel {
             auto store_pairs = [&](auto no_nan) PYCE_ALWAYS_INLINE {
                 constexpr bool kNoNan = decltype(no_nan)::value;
                 if constexpr (kScratch) {
-                    if (stream_grad) return stream_interleaved_pairs<kNoNan>(gb, pairs, pair);
+                    if (stream_grad) {
+                        return stream_lines(gb, pairs, [&](int64_t k) PYCE_ALWAYS_INLINE {
+                            V even, odd;
+                            pair(k, even, odd);
+                            return bf16_interleaved_bits<kNoNan>(even, odd);
+                        });
+                    }
                 }
                 for (int64_t k = 0; k < pairs; ++k) {
                     V even, odd;
@@ -294,6 +300,14 @@ struct CrossEntropyKernel {
             else
                 store_pairs(std::false_type{});
             i = 2 * W * pairs;
+        } else if constexpr (kScratch && kStreamLines) {
+            if (stream_grad) {
+                const int64_t pairs = n / (2 * W);
+                stream_lines(gb, pairs, [&](int64_t k) PYCE_ALWAYS_INLINE {
+                    return pair_bits<G>(gradient(2 * W * k, 0), gradient(2 * W * k + W, 0));
+                });
+                i = 2 * W * pairs;
+            }
         } else if constexpr (kScratch) {
             if (stream_grad) {
                 // Up to the first 64-byte boundary as usual, then whole lines

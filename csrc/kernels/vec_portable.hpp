@@ -200,8 +200,15 @@ inline void stream_fence() {}
 constexpr bool kInterleavedPairStores = false;
 template <bool kNoNan, class T>
 void vstore_interleaved_pair(T* p, VecF32 even, VecF32 odd) = delete;
-template <bool kNoNan, class T, class Pair>
-void stream_interleaved_pairs(T* p, int64_t pairs, const Pair& pair) = delete;
+template <bool kNoNan>
+void bf16_interleaved_bits(VecF32 even, VecF32 odd) = delete;
+// Streamed 16-bit gradients go vector by vector from the first line boundary
+// (see stream_lines in vec_avx512.hpp).
+constexpr bool kStreamLines = false;
+template <class H, class Pack>
+void stream_lines(H* p, int64_t count, const Pack& pack) = delete;
+template <class H>
+void pair_bits(VecF32 a, VecF32 b) = delete;
 
 }  // namespace CPU_CAPABILITY
 }  // namespace pyce
