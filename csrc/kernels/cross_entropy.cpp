@@ -211,10 +211,64 @@ struct CrossEntropyKernel {
         row.grad_mul = row.scale * q_weight;
     }
 
-    // Writes block b's gradient in one pass over its stored exps: each lane is
+    // One block's gradient, computed from its stored exps: each lane is
     // q * (scale * (alpha + beta K)) [- scale * beta * coef] [- scale * alpha
-    // at the target] [times the cap's derivative], then stored in G (rounded
-    // to 16 bits straight from the register when G is 16-bit).
+    // at the target] [times the cap's derivative].
+    struct BlockGradient {
+        int64_t start;     // the block's offset in the row
+        const A* eb;       // its exps (may be the gradient itself when G == A: read before written)
+        const A* zb;       // its capped logits (kCap)
+        Coefs<T> c;
+        V mul, sub, one, inv;
+        int64_t t;         // the target's offset in the block (outside it if not there)
+        double at_target;  // scale * alpha, subtracted at the target
+
+        // Lanes [i, i + W); with partial > 0 only the first `partial` are classes.
+        PYCE_ALWAYS_INLINE V lanes(int64_t i, int64_t partial) const {
+            constexpr int W = V::width;
+            V v = (partial ? V::load_partial(eb + i, partial, A(0)) : V::load(eb + i)) * mul;
+            if constexpr (E != Extra::none) v = fmadd(coef_at<E>(c, start + i, partial), sub, v);
+            if (t >= i && t < i + W) v = minus_at_target(v, static_cast<int>(t - i));
+            if constexpr (kCap) {
+                // Through the cap: times 1 - u^2 = (1 - u)(1 + u), u = z'/c (exact near |u| = 1).
+                const V u = (partial ? V::load_partial(zb + i, partial, A(0)) : V::load(zb + i)) * inv;
+                v = v * ((one - u) * (one + u));
+            }
+            return v;
+        }
+        // Pair p of a kInterleaved block: [2Wp, 2Wp + 2W) as even and odd elements.
+        PYCE_ALWAYS_INLINE void pair(int64_t p, V& even, V& odd) const {
+            constexpr int W = V::width;
+            const int64_t i = 2 * W * p;
+            even = V::load(eb + i) * mul;
+            odd = V::load(eb + i + W) * mul;
+            if constexpr (E != Extra::none) {
+                // sum_x: every element's coefficient is 1.
+                even = fmadd(coef_at<E>(c, start + i, 0), sub, even);
+                odd = fmadd(coef_at<E>(c, start + i, 0), sub, odd);
+            }
+            if (t >= i && t < i + 2 * W) {
+                const int at = static_cast<int>(t - i);
+                if (at % 2)
+                    odd = minus_at_target(odd, at / 2);
+                else
+                    even = minus_at_target(even, at / 2);
+            }
+        }
+        // -scale * alpha at lane k, subtracted in double (exact near q = 1).
+        PYCE_ALWAYS_INLINE V minus_at_target(V v, int k) const {
+            return with_lane(v, k, static_cast<A>(static_cast<double>(lane(v, k)) - at_target));
+        }
+        // With finite factors no lane can be nan: the stored exps are finite
+        // (block_stats bounds them).
+        bool finite() const {
+            return std::isfinite(lane(mul, 0)) && std::isfinite(lane(sub, 0)) && std::isfinite(at_target);
+        }
+    };
+
+    // Writes block b's gradient in one pass over its stored exps (see
+    // BlockGradient), stored in G: rounded to 16 bits straight from the
+    // register when G is 16-bit.
     void rescale(const Row& row, int64_t b, const Stats& s, A* scratch) const {
         constexpr int W = V::width;
         const int64_t start = b * kBlock, n = C - start < kBlock ? C - start : kBlock;
@@ -223,110 +277,82 @@ struct CrossEntropyKernel {
             std::memset(static_cast<void*>(gb), 0, static_cast<size_t>(n) * sizeof(G));
             return;
         }
-        const A* eb = exps(row, b, scratch);  // may be gb itself (G == A): read before written
-        const V mul = V::broadcast(static_cast<A>(row.grad_mul * block_factor(s, row.sums)));
-        const Coefs<T> c = coefs(row.index);
-        const V sub = V::broadcast(static_cast<A>(-row.scale * beta));
-        const int64_t t = kSoft ? -1 : row.target - start;  // the target's offset, if in this block
-        const A* zb = kCap ? capped_row(scratch) + start : nullptr;
-        const V one = V::broadcast(A(1)), inv = V::broadcast(static_cast<A>(kCap ? 1.0 / cap : 1.0));
-
-        // Lanes [i, i + W); with partial > 0 only the first `partial` are classes.
-        auto gradient = [&](int64_t i, int64_t partial) PYCE_ALWAYS_INLINE {
-            V v = (partial ? V::load_partial(eb + i, partial, A(0)) : V::load(eb + i)) * mul;
-            if constexpr (E != Extra::none) v = fmadd(coef_at<E>(c, start + i, partial), sub, v);
-            if (t >= i && t < i + W) {
-                // -scale * alpha at the target, subtracted in double (exact near q = 1).
-                const int k = static_cast<int>(t - i);
-                v = with_lane(v, k, static_cast<A>(static_cast<double>(lane(v, k)) - row.scale * row.alpha));
-            }
-            if constexpr (kCap) {
-                // Through the cap: times 1 - u^2 = (1 - u)(1 + u), u = z'/c (exact near |u| = 1).
-                const V u = (partial ? V::load_partial(zb + i, partial, A(0)) : V::load(zb + i)) * inv;
-                v = v * ((one - u) * (one + u));
-            }
-            return v;
-        };
-        int64_t i = 0;
+        const BlockGradient grad{start,
+                                 exps(row, b, scratch),
+                                 kCap ? capped_row(scratch) + start : nullptr,
+                                 coefs(row.index),
+                                 V::broadcast(static_cast<A>(row.grad_mul * block_factor(s, row.sums))),
+                                 V::broadcast(static_cast<A>(-row.scale * beta)),
+                                 V::broadcast(A(1)),
+                                 V::broadcast(static_cast<A>(kCap ? 1.0 / cap : 1.0)),
+                                 kSoft ? -1 : row.target - start,
+                                 row.scale * row.alpha};
+        int64_t i = 0;  // lanes [0, i) are written
         if constexpr (kInterleaved) {
-            // Pair k: the exps of [2Wk, 2Wk + 2W) as even and odd elements (see kInterleaved).
-            auto pair = [&](int64_t k, V& even, V& odd) PYCE_ALWAYS_INLINE {
-                const int64_t j = 2 * W * k;
-                even = V::load(eb + j) * mul;
-                odd = V::load(eb + j + W) * mul;
-                if constexpr (E != Extra::none) {
-                    // sum_x: every element's coefficient is 1.
-                    even = fmadd(coef_at<E>(c, start + j, 0), sub, even);
-                    odd = fmadd(coef_at<E>(c, start + j, 0), sub, odd);
-                }
-                if (t >= j && t < j + 2 * W) {
-                    const int at = static_cast<int>(t - j);
-                    // -scale * alpha at the target (see gradient below).
-                    auto subtract_alpha = [&](V v) PYCE_ALWAYS_INLINE {
-                        return with_lane(v, at / 2,
-                                         static_cast<A>(static_cast<double>(lane(v, at / 2)) - row.scale * row.alpha));
-                    };
-                    if (at % 2)
-                        odd = subtract_alpha(odd);
-                    else
-                        even = subtract_alpha(even);
-                }
-            };
-            const int64_t pairs = n / (2 * W);
-            auto store_pairs = [&](auto no_nan) PYCE_ALWAYS_INLINE {
-                constexpr bool kNoNan = decltype(no_nan)::value;
-                if constexpr (kScratch) {
-                    if (stream_grad) {
-                        return stream_lines(gb, pairs, [&](int64_t k) PYCE_ALWAYS_INLINE {
-                            V even, odd;
-                            pair(k, even, odd);
-                            return bf16_interleaved_bits<kNoNan>(even, odd);
-                        });
-                    }
-                }
-                for (int64_t k = 0; k < pairs; ++k) {
-                    V even, odd;
-                    pair(k, even, odd);
-                    vstore_interleaved_pair<kNoNan>(gb + 2 * W * k, even, odd);
-                }
-            };
-            // The stored exps are finite (block_stats bounds them), so with
-            // finite factors no lane can be nan, and the rounding to 16 bits
-            // skips its nan fix-up (2.5 % of a bfloat16 gradient in place).
-            const bool no_nan = kScratch && std::isfinite(lane(mul, 0)) && std::isfinite(lane(sub, 0)) &&
-                                std::isfinite(row.scale * row.alpha);
-            if (no_nan)
-                store_pairs(std::true_type{});
+            // Rounding to 16 bits skips its nan fix-up where no lane can be
+            // nan (2.5 % of a bfloat16 gradient in place).
+            if (kScratch && grad.finite())
+                i = write_interleaved<true>(grad, gb, n);
             else
-                store_pairs(std::false_type{});
-            i = 2 * W * pairs;
-        } else if constexpr (kScratch && kStreamLines) {
-            if (stream_grad) {
-                const int64_t pairs = n / (2 * W);
-                stream_lines(gb, pairs, [&](int64_t k) PYCE_ALWAYS_INLINE {
-                    return pair_bits<G>(gradient(2 * W * k, 0), gradient(2 * W * k + W, 0));
-                });
-                i = 2 * W * pairs;
-            }
+                i = write_interleaved<false>(grad, gb, n);
         } else if constexpr (kScratch) {
+            if (stream_grad) i = stream_in_order(grad, gb, n);
+        }
+        for (; i + 2 * W <= n; i += 2 * W) vstore_pair(gb + i, grad.lanes(i, 0), grad.lanes(i + W, 0));
+        for (; i + W <= n; i += W) vstore(gb + i, grad.lanes(i, 0));
+        if (i < n) vstore_partial(gb + i, n - i, grad.lanes(i, n - i));
+        if (stream_grad && start + n == C) stream_fence();  // once per row: a fence waits for the lines to drain
+    }
+
+    // The whole pairs of a kInterleaved block, stored in order (streamed if
+    // stream_grad); returns how many lanes that wrote. kNoNan: see bf16_rounded.
+    template <bool kNoNan>
+    int64_t write_interleaved(const BlockGradient& grad, G* gb, int64_t n) const {
+        constexpr int W = V::width;
+        const int64_t pairs = n / (2 * W);
+        if constexpr (kScratch) {
             if (stream_grad) {
-                // Up to the first 64-byte boundary as usual, then whole lines
-                // without reading them in first (the exps come from scratch,
-                // so the gradient's lines hold nothing this pass reads).
-                const int64_t to_line = static_cast<int64_t>((64 - reinterpret_cast<uintptr_t>(gb) % 64) % 64);
-                const int64_t head = std::min(n, to_line / static_cast<int64_t>(sizeof(G)));
-                for (; i + W <= head; i += W) vstore(gb + i, gradient(i, 0));
-                if (i < head) {
-                    vstore_partial(gb + i, head - i, gradient(i, head - i));
-                    i = head;
-                }
-                for (; i + W <= n; i += W) vstream(gb + i, gradient(i, 0));
+                stream_lines(gb, pairs, [&](int64_t p) PYCE_ALWAYS_INLINE {
+                    V even, odd;
+                    grad.pair(p, even, odd);
+                    return bf16_interleaved_bits<kNoNan>(even, odd);
+                });
+                return 2 * W * pairs;
             }
         }
-        for (; i + 2 * W <= n; i += 2 * W) vstore_pair(gb + i, gradient(i, 0), gradient(i + W, 0));
-        for (; i + W <= n; i += W) vstore(gb + i, gradient(i, 0));
-        if (i < n) vstore_partial(gb + i, n - i, gradient(i, n - i));
-        if (stream_grad && start + n == C) stream_fence();  // once per row: a fence waits for the lines to drain
+        for (int64_t p = 0; p < pairs; ++p) {
+            V even, odd;
+            grad.pair(p, even, odd);
+            vstore_interleaved_pair<kNoNan>(gb + 2 * W * p, even, odd);
+        }
+        return 2 * W * pairs;
+    }
+
+    // A 16-bit gradient with non-temporal stores, in order; returns how many
+    // lanes that wrote. The exps come from scratch, so the gradient's lines
+    // hold nothing this pass reads, and whole lines are written without
+    // being read in first.
+    int64_t stream_in_order(const BlockGradient& grad, G* gb, int64_t n) const {
+        constexpr int W = V::width;
+        if constexpr (kStreamLines) {
+            const int64_t pairs = n / (2 * W);
+            stream_lines(gb, pairs, [&](int64_t p) PYCE_ALWAYS_INLINE {
+                return pair_bits<G>(grad.lanes(2 * W * p, 0), grad.lanes(2 * W * p + W, 0));
+            });
+            return 2 * W * pairs;
+        } else {
+            // Vector by vector from the first line boundary, ordinary stores before it.
+            const int64_t to_line = static_cast<int64_t>((64 - reinterpret_cast<uintptr_t>(gb) % 64) % 64);
+            const int64_t head = std::min(n, to_line / static_cast<int64_t>(sizeof(G)));
+            int64_t i = 0;
+            for (; i + W <= head; i += W) vstore(gb + i, grad.lanes(i, 0));
+            if (i < head) {
+                vstore_partial(gb + i, head - i, grad.lanes(i, head - i));
+                i = head;
+            }
+            for (; i + W <= n; i += W) vstream(gb + i, grad.lanes(i, 0));
+            return i;
+        }
     }
 };
 
