@@ -6,6 +6,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <atomic>
 #include <string>
 
 #include "dispatch.hpp"
@@ -20,11 +21,20 @@ inline std::string shape_str(const py::array& a) {
 }
 
 inline DType dtype_of(const py::array& a, const char* name) {
-    if (a.dtype().is(py::dtype::of<float>())) return DType::f32;
-    if (a.dtype().is(py::dtype::of<double>())) return DType::f64;
-    const std::string dtype_name = py::str(a.dtype()).cast<std::string>();
-    if (a.dtype().kind() == 'f' && a.dtype().itemsize() == 2) return DType::f16;
-    if (dtype_name == "bfloat16" && a.dtype().itemsize() == 2) return DType::bf16;  // ml_dtypes.bfloat16
+    const py::dtype d = a.dtype();
+    if (d.is(py::dtype::of<float>())) return DType::f32;
+    if (d.is(py::dtype::of<double>())) return DType::f64;
+    if (d.kind() == 'f' && d.itemsize() == 2) return DType::f16;
+    // ml_dtypes.bfloat16 is a user-defined NumPy dtype: its type number is
+    // only known once seen. Its name is a Python call (~1 us, a tenth of a
+    // small call), so it is read once and the number kept.
+    static std::atomic<int> bf16_num{-1};
+    if (d.num() == bf16_num.load(std::memory_order_relaxed)) return DType::bf16;
+    const std::string dtype_name = py::str(d).cast<std::string>();
+    if (dtype_name == "bfloat16" && d.itemsize() == 2) {
+        bf16_num.store(d.num(), std::memory_order_relaxed);
+        return DType::bf16;
+    }
     throw py::type_error(std::string(name) + " must be float32, float64, float16 or bfloat16, got " + dtype_name);
 }
 

@@ -21,7 +21,8 @@ REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 
 def is_16bit(dtype: np.dtype) -> bool:
     """float16, or bfloat16 from ml_dtypes (a NumPy dtype named 'bfloat16')."""
-    return dtype == np.float16 or (dtype.name == "bfloat16" and dtype.itemsize == 2)
+    # dtype.type's name, not dtype.name: that one is computed in Python (~1 us a call).
+    return dtype == np.float16 or (dtype.itemsize == 2 and dtype.type.__name__ == "bfloat16")
 
 
 def compute_dtype(dtype: np.dtype) -> np.dtype:

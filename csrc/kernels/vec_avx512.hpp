@@ -199,6 +199,32 @@ inline __m256i f16_bits(VecF32 v) { return _mm512_cvtps_ph(v.v, _MM_FROUND_TO_NE
 inline void vstore(bf16* p, VecF32 v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), bf16_bits(v)); }
 inline void vstore(f16* p, VecF32 v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), f16_bits(v)); }
 
+// The first n < 16 values at p (the others read as `fill`): a masked load
+// (it cannot fault on the lanes it leaves out), widened; a row's tail goes
+// through these twice per sweep.
+inline VecF32 vload_partial(const bf16* p, int64_t n, float fill) {
+    const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
+    const __m256i h = _mm256_maskz_loadu_epi16(m, p);
+    const __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    return {_mm512_mask_mov_ps(_mm512_set1_ps(fill), m, v)};
+}
+inline VecF32 vload_partial(const f16* p, int64_t n, float fill) {
+    const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
+    return {_mm512_mask_mov_ps(_mm512_set1_ps(fill), m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)))};
+}
+// The first n < 16 lanes, rounded as vstore rounds them, stored at p:
+// through a copy on the stack, not a masked store (see store_lanes).
+inline void vstore_partial(bf16* p, int64_t n, VecF32 v) {
+    alignas(32) bf16 lanes[16];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), bf16_bits(v));
+    std::memcpy(p, lanes, sizeof(bf16) * static_cast<size_t>(n));
+}
+inline void vstore_partial(f16* p, int64_t n, VecF32 v) {
+    alignas(32) f16 lanes[16];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), f16_bits(v));
+    std::memcpy(p, lanes, sizeof(f16) * static_cast<size_t>(n));
+}
+
 // Non-temporal stores of 16 values (p aligned to their size): the line is
 // written to memory without first being read in, for outputs too large to
 // stay in cache. stream_fence() orders them before the results are used.
