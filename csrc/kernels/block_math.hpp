@@ -132,7 +132,8 @@ constexpr int64_t kPrefetchBytes = 4096;
 // 3.4e38); when one appears, the block switches to a larger shift.
 constexpr double kShiftMargin = 64.0;
 // So every exp a kept block takes is inside the sweeps' exp's domain.
-static_assert(kShiftMargin < ExpF32Table::hi, "exp_bounded is defined for x <= ExpF32Table::hi only");
+static_assert(kShiftMargin < ExpF32Table::hi && ExpF32Table8::hi == ExpF32Table::hi,
+              "exp_bounded is defined for x <= ExpF32Table::hi only");
 
 // The rare path of block_stats: x[i] onwards holds a logit above the limit.
 // Moves the shift to the max of x[i..n), rescales the exps already stored in

@@ -1,9 +1,9 @@
 // Constants of the vectorised exps. ExpF32 and ExpF64, the general exps, are
 // shared by every ISA so that they all compute the same approximation (only
 // rounding of the final products and the summation order differ between
-// ISAs). ExpF32Table is the AVX-512 row sweeps' own, cheaper float32 exp;
-// the other ISAs' sweeps use ExpF32 (a 16-entry table lookup is one
-// instruction only with AVX-512's vpermd).
+// ISAs). ExpF32Table and ExpF32Table8 are the AVX-512 and AVX2 row sweeps'
+// own, cheaper float32 exps (a table lookup in one register, vpermd); the
+// portable build's sweeps use ExpF32.
 #pragma once
 
 #include <array>
@@ -67,6 +67,33 @@ struct ExpF32Table {
     static constexpr std::array<int32_t, 16> table() {
         std::array<int32_t, 16> t{};
         for (int j = 0; j < 16; ++j) t[j] = static_cast<int32_t>(pow2_bits[j] - (static_cast<uint32_t>(j) << 19));
+        return t;
+    }
+};
+
+// The sweeps' exp on AVX2 (exp_bounded in vec_avx2.hpp): ExpF32Table's
+// scheme with the 8 powers 2^(j/8) (vpermd on AVX2's 8 lanes), so
+// |r| <= ln2/16 and Taylor's degree-4 polynomial suffices (truncation error
+// 1.3e-9 relative). 14 operations instead of ExpF32's 20 with its two-step
+// 2^n. Measured on every float32 in [-87.34, 88]: at most 0.89 ulp.
+// Below 2^-126 the result is 0, as ExpF32Table's.
+struct ExpF32Table8 {
+    static constexpr float lo = ExpF32Table::lo;
+    static constexpr float hi = ExpF32Table::hi;
+    static constexpr float inv_step = 11.5415602f;  // 8 / ln 2
+    static constexpr float step_hi = 0.693359375f / 8;  // k * step_hi is exact
+    static constexpr float step_lo = -2.12194440e-4f / 8;
+    static constexpr float magic = ExpF32Table::magic;
+    static constexpr float c2 = 0.5f;
+    static constexpr float c3 = 1.0f / 6;
+    static constexpr float c4 = 1.0f / 24;
+    // Bits of 2^(j/8), rounded to float.
+    static constexpr uint32_t pow2_bits[8] = {0x3f800000, 0x3f8b95c2, 0x3f9837f0, 0x3fa5fed7,
+                                              0x3fb504f3, 0x3fc5672a, 0x3fd744fd, 0x3feac0c7};
+    // bits(2^(j/8)) - (j << 20): adding s << 20 gives bits(2^(j/8)) + (floor(k/8) << 23).
+    static constexpr std::array<int32_t, 8> table() {
+        std::array<int32_t, 8> t{};
+        for (int j = 0; j < 8; ++j) t[j] = static_cast<int32_t>(pow2_bits[j] - (static_cast<uint32_t>(j) << 20));
         return t;
     }
 };

@@ -7,6 +7,7 @@
 
 #include <immintrin.h>
 
+#include <array>
 #include <cstdint>
 
 #include "exp_constants.hpp"
@@ -79,8 +80,29 @@ inline VecF32 exp(VecF32 x) {
     using C = ExpF32;
     return exp_clamped(_mm256_min_ps(_mm256_set1_ps(C::hi), _mm256_max_ps(_mm256_set1_ps(C::lo), x.v)));
 }
-// exp for x <= 88 (the kernels' sweeps: x - shift <= 64): no upper clamp.
-inline VecF32 exp_bounded(VecF32 x) { return exp_clamped(_mm256_max_ps(_mm256_set1_ps(ExpF32::lo), x.v)); }
+// The sweeps' exp (see ExpF32Table8): for x <= 88 only, which the sweeps
+// guarantee or check afterwards (block_math.hpp); 0 below 2^-126 (-inf
+// included); nan in -> nan out.
+alignas(32) inline constexpr std::array<int32_t, 8> kExpTable8 = ExpF32Table8::table();
+inline VecF32 exp_bounded(VecF32 x) {
+    using C = ExpF32Table8;
+    // Lanes to keep: x >= lo, or nan (unordered), which then runs through as nan.
+    const __m256 keep = _mm256_cmp_ps(x.v, _mm256_set1_ps(C::lo), _CMP_NLT_UQ);
+    const __m256 s = _mm256_fmadd_ps(x.v, _mm256_set1_ps(C::inv_step), _mm256_set1_ps(C::magic));
+    const __m256 k = _mm256_sub_ps(s, _mm256_set1_ps(C::magic));
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(C::step_hi), x.v);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(C::step_lo), r);
+    // 2^(k/8): vpermd reads the table index from s's low 3 bits (k mod 8).
+    const __m256i bits = _mm256_castps_si256(s);
+    const __m256i power = _mm256_permutevar8x32_epi32(
+        _mm256_load_si256(reinterpret_cast<const __m256i*>(kExpTable8.data())), bits);
+    const __m256 p2 = _mm256_castsi256_ps(_mm256_add_epi32(power, _mm256_slli_epi32(bits, 20)));
+    // exp(r) - 1 = r + r^2 (c2 + r (c3 + r c4)); the result is p2 + p2 (exp(r) - 1).
+    __m256 q = _mm256_fmadd_ps(_mm256_set1_ps(C::c4), r, _mm256_set1_ps(C::c3));
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(C::c2));
+    const __m256 em1 = _mm256_fmadd_ps(q, _mm256_mul_ps(r, r), r);
+    return {_mm256_and_ps(keep, _mm256_fmadd_ps(p2, em1, p2))};
+}
 inline VecF32 exp_clamped(__m256 xc) {
     using C = ExpF32;
     const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(C::log2e)),
