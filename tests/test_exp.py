@@ -3,9 +3,9 @@
 The kernels only ever call exp on x - shift <= 0 (and, rarely, up to 64 above
 a block's shift), so the documented range is [-87.3, 0] for float32 and
 [-708, 0] for float64; the checks also cover the subnormal range and overflow.
-The row sweeps use their own exp (``vector_exp(x, sweep=True)``; on AVX-512 a
-table-driven one), defined for x <= 88 only, which may give 0 for results
-below 2**-126.
+The row sweeps use their own exp (``vector_exp(x, sweep=True)``; on AVX-512 and
+AVX2 a table-driven one), defined for x <= 88 only, which may give 0 for
+results below 2**-126.
 """
 
 import numpy as np
@@ -79,7 +79,9 @@ def test_float32_subnormal_results(isa):
 def test_sweep_exp_float32_ulp(isa):
     rng = np.random.default_rng(2)
     x = np.concatenate([rng.uniform(-87.3, 0.0, 400_000), rng.uniform(-1.0, 0.0, 100_000),
-                        rng.uniform(0.0, 88.0, 50_000), -np.arange(0, 87) * np.log(2) / 16,
+                        rng.uniform(0.0, 88.0, 50_000),
+                        # the table's nodes k ln2/16, and the points halfway between (largest |r|)
+                        -np.arange(0, 4030) * np.log(2) / 32, np.arange(0, 4062) * np.log(2) / 32,
                         np.float32([-87.3, 0.0, 64.0, 88.0])]).astype(np.float32)
     exact = np.exp(x.astype(np.longdouble))
     err = ulp_error(_core.vector_exp(x, sweep=True), exact, np.float32)
@@ -98,7 +100,7 @@ def test_sweep_exp_special_values(isa, dtype):
 
 def test_sweep_exp_below_the_normal_range(isa):
     # Below 2**-126 (the smallest normal float) the sweep exp may give 0
-    # instead of a subnormal (AVX-512): never further from the exact value
+    # instead of a subnormal (AVX-512, AVX2): never further from the exact value
     # than 2**-126 (and a whisker: its cut-off, exp(-87.3365), sits just above).
     x = np.concatenate([np.linspace(-110.0, -87.3, 2001), np.float32(-87.3365) + np.arange(-20, 20) * 7.6e-6])
     x = x.astype(np.float32)
