@@ -231,6 +231,24 @@ def test_large_gradient_streamed(name, options):
     close_to_16bit(grad[:40], ref_grad, name)
 
 
+@pytest.mark.parametrize("cols", [2068, 2088], ids=["no-whole-pair", "one-pair"])
+@pytest.mark.parametrize("name", list(HALF))
+def test_streamed_short_last_block(name, cols):
+    """A streamed gradient whose rows end in a block too short for two whole
+    lines (20 or 40 values past a 2048-value block): the same bits as small
+    calls, into a buffer off the line boundary too."""
+    rows = (17 << 20) // (2 * cols) + 1  # just over the 16 MiB from which gradients stream
+    x, t, _ = problem(name, (rows, cols), seed=6)
+    loss, grad = pyce.cross_entropy_with_grad(x, t, reduction="none")
+    part_loss, part_grad = pyce.cross_entropy_with_grad(x[:300], t[:300], reduction="none")
+    np.testing.assert_array_equal(loss[:300], part_loss)
+    np.testing.assert_array_equal(grad[:300].view(np.uint16), part_grad.view(np.uint16))
+    buffer = np.empty(rows * cols + 3, dtype=x.dtype)
+    out = buffer[3:].reshape(rows, cols)  # 6 bytes past the allocation's alignment
+    pyce.cross_entropy_with_grad(x, t, reduction="none", out=out)
+    np.testing.assert_array_equal(out.view(np.uint16), grad.view(np.uint16))
+
+
 def _scratch_calls(name):
     """Calls whose kernels keep float32 scratch rows, in every layout run_blocked has.
 
