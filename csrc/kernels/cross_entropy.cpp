@@ -47,8 +47,9 @@ struct CrossEntropyKernel {
     static constexpr bool kScratch = kGrad && !std::is_same_v<G, A>;
     static constexpr int kScratchRows = (kScratch ? 1 : 0) + (kCap ? 1 : 0);
     // The sweep keeps each pair of vectors' exps in the order
-    // vload_pair_any_order loads them (bfloat16 on AVX-512: even and odd
-    // elements, widened by a shift and a mask instead of two shuffles), and
+    // vload_pair_any_order loads them (bfloat16 on AVX-512 and AVX2: even
+    // and odd elements, widened by a shift and a mask instead of two
+    // shuffles), and
     // rescale stores the pair back in order (for a bfloat16 gradient, a
     // cheaper pack than two in-order vectors take). Only where every
     // element's coefficient is the same and the sweep reads T itself (not
@@ -310,13 +311,25 @@ struct CrossEntropyKernel {
     int64_t write_interleaved(const BlockGradient& grad, G* gb, int64_t n) const {
         constexpr int W = V::width;
         const int64_t pairs = n / (2 * W);
-        if constexpr (kScratch) {
+        if constexpr (kScratch && kStreamLines) {
             if (stream_grad) {
                 stream_lines(gb, pairs, [&](int64_t p) PYCE_ALWAYS_INLINE {
                     V even, odd;
                     grad.pair(p, even, odd);
                     return bf16_interleaved_bits<kNoNan>(even, odd);
                 });
+                return 2 * W * pairs;
+            }
+        } else if constexpr (kScratch) {
+            // AVX2: 16-byte non-temporal stores where the block allows them
+            // (else ordinary stores; a line's two partial ends are shared
+            // with the neighbouring blocks, streamed just before and after).
+            if (stream_grad && reinterpret_cast<uintptr_t>(gb) % 16 == 0) {
+                for (int64_t p = 0; p < pairs; ++p) {
+                    V even, odd;
+                    grad.pair(p, even, odd);
+                    vstream_interleaved_pair<kNoNan>(gb + 2 * W * p, even, odd);
+                }
                 return 2 * W * pairs;
             }
         }

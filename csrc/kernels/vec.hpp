@@ -82,10 +82,10 @@ inline void vload_pair_any_order(const T* p, V& a, V& b) {
 }
 
 // Whether a kernel on T logits that loads pairs with vload_pair_any_order
-// may keep them in that order until it stores them: vec_avx512.hpp stores
-// bfloat16's even/odd order back in order (vstore_interleaved_pair,
-// stream_interleaved_pairs). The value at offset j of such a pair is lane
-// j / 2 of the even (j even) or the odd vector.
+// may keep them in that order until it stores them: vec_avx512.hpp and
+// vec_avx2.hpp store bfloat16's even/odd order back in order
+// (vstore_interleaved_pair, bf16_interleaved_bits). The value at offset j of
+// such a pair is lane j / 2 of the even (j even) or the odd vector.
 template <class T>
 inline constexpr bool kInterleavedPairs = kInterleavedPairStores && std::is_same_v<T, bf16>;
 

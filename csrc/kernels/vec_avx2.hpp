@@ -208,13 +208,21 @@ inline void vload_pair_any_order(const bf16* p, VecF32& a, VecF32& b) {
     a = {_mm256_castsi256_ps(_mm256_slli_epi32(v, 16))};
     b = {_mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(static_cast<int>(0xffff0000u))))};
 }
-// float32 -> bfloat16 bits, round to nearest even; nan stays (quiet) nan.
-inline __m128i bf16_bits(VecF32 v) {
+// float32 -> bfloat16: each lane rounded to nearest even at bit 16, so that
+// its top half is the bfloat16 value; nan stays (quiet) nan. kNoNan: the
+// caller knows no lane is nan, and that fix-up is skipped.
+template <bool kNoNan = false>
+inline __m256i bf16_rounded(VecF32 v) {
     const __m256i b = _mm256_castps_si256(v.v);
     const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));
-    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(b, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
-    const __m256i nan_bits = _mm256_or_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(0x40));
-    r = _mm256_blendv_epi8(r, nan_bits, _mm256_castps_si256(_mm256_cmp_ps(v.v, v.v, _CMP_UNORD_Q)));
+    const __m256i r = _mm256_add_epi32(b, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff)));
+    if constexpr (kNoNan) return r;
+    const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v.v, v.v, _CMP_UNORD_Q));
+    return _mm256_blendv_epi8(r, _mm256_or_si256(b, _mm256_set1_epi32(0x400000)), nan);
+}
+// float32 -> bfloat16 bits, 8 values in order.
+inline __m128i bf16_bits(VecF32 v) {
+    const __m256i r = _mm256_srli_epi32(bf16_rounded(v), 16);
     // Values are < 2^16: the unsigned-saturating pack keeps them exactly.
     return _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
 }
@@ -229,13 +237,37 @@ inline void vstream(bf16* p, VecF32 v) { _mm_stream_si128(reinterpret_cast<__m12
 inline void vstream(f16* p, VecF32 v) { _mm_stream_si128(reinterpret_cast<__m128i*>(p), f16_bits(v)); }
 inline void stream_fence() { _mm_sfence(); }
 
-// No in-order stores of vload_pair_any_order's bfloat16 order (see vec_avx512.hpp):
-// declared so that the kernels compile, never called.
-constexpr bool kInterleavedPairStores = false;
-template <bool kNoNan, class T>
-void vstore_interleaved_pair(T* p, VecF32 even, VecF32 odd) = delete;
+// Pairs of vectors in the order vload_pair_any_order gives bfloat16 (even-
+// and odd-indexed elements) are stored back in order (see kInterleavedPairs
+// in vec.hpp): a bfloat16 pair with a shift, a mask and an or, a float32
+// pair with four shuffles.
+constexpr bool kInterleavedPairStores = true;
+// 16 bfloat16 values in order: each 32-bit lane takes the even element's
+// bits in its low half and the odd element's in its high half.
 template <bool kNoNan>
-void bf16_interleaved_bits(VecF32 even, VecF32 odd) = delete;
+inline __m256i bf16_interleaved_bits(VecF32 even, VecF32 odd) {
+    const __m256i low = _mm256_srli_epi32(bf16_rounded<kNoNan>(even), 16);
+    const __m256i high = _mm256_and_si256(bf16_rounded<kNoNan>(odd), _mm256_set1_epi32(static_cast<int>(0xffff0000u)));
+    return _mm256_or_si256(high, low);
+}
+template <bool kNoNan>
+inline void vstore_interleaved_pair(bf16* p, VecF32 even, VecF32 odd) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), bf16_interleaved_bits<kNoNan>(even, odd));
+}
+template <bool kNoNan>
+inline void vstore_interleaved_pair(float* p, VecF32 even, VecF32 odd) {
+    const __m256 low = _mm256_unpacklo_ps(even.v, odd.v);   // e0 o0 e1 o1 | e4 o4 e5 o5
+    const __m256 high = _mm256_unpackhi_ps(even.v, odd.v);  // e2 o2 e3 o3 | e6 o6 e7 o7
+    _mm256_storeu_ps(p, _mm256_permute2f128_ps(low, high, 0x20));
+    _mm256_storeu_ps(p + 8, _mm256_permute2f128_ps(low, high, 0x31));
+}
+// The same 16 bfloat16 values with non-temporal stores (p 16-byte aligned).
+template <bool kNoNan>
+inline void vstream_interleaved_pair(bf16* p, VecF32 even, VecF32 odd) {
+    const __m256i bits = bf16_interleaved_bits<kNoNan>(even, odd);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(bits));
+    _mm_stream_si128(reinterpret_cast<__m128i*>(p + 8), _mm256_extracti128_si256(bits, 1));
+}
 // Streamed 16-bit gradients go vector by vector from the first line boundary
 // (see stream_lines in vec_avx512.hpp).
 constexpr bool kStreamLines = false;

@@ -269,6 +269,10 @@ inline void prefetch_for_write(const void* p) {
     _m_prefetchw(const_cast<void*>(p));
 #endif
 }
+// (vstream_interleaved_pair is AVX2's: here stream_lines writes whole lines.)
+template <bool kNoNan, class T>
+void vstream_interleaved_pair(T* p, VecF32 even, VecF32 odd) = delete;
+
 // Lanes [from, to) of 32 packed 16-bit values, stored at p + from. Through
 // a copy on the stack, not a masked store: on Zen 5 a masked store into a
 // line that is not in cache stalls (each of 2 per block cost ~0.1 us: fused

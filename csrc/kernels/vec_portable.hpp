@@ -202,6 +202,8 @@ template <bool kNoNan, class T>
 void vstore_interleaved_pair(T* p, VecF32 even, VecF32 odd) = delete;
 template <bool kNoNan>
 void bf16_interleaved_bits(VecF32 even, VecF32 odd) = delete;
+template <bool kNoNan, class T>
+void vstream_interleaved_pair(T* p, VecF32 even, VecF32 odd) = delete;
 // Streamed 16-bit gradients go vector by vector from the first line boundary
 // (see stream_lines in vec_avx512.hpp).
 constexpr bool kStreamLines = false;
