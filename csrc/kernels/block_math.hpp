@@ -29,6 +29,11 @@ namespace {
 // Elements per block: 8 KiB of float32. A block's exps stay in L1/L2 until
 // the row's lse is known and they are rescaled. A multiple of every vector width.
 constexpr int64_t kBlock = 2048;
+// How many of a row's `cols` elements block b holds (the last may be short).
+inline int64_t block_length(int64_t cols, int64_t b) {
+    const int64_t rest = cols - b * kBlock;
+    return rest < kBlock ? rest : kBlock;
+}
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
@@ -105,7 +110,7 @@ inline Acc<T> row_shift(const T* x, int64_t cols) {
     using A = Acc<T>;
     constexpr int W = V::width;
     const A ninf = -std::numeric_limits<A>::infinity();
-    const int64_t n = cols < kBlock ? cols : kBlock, full = n - n % W;
+    const int64_t n = block_length(cols, 0), full = n - n % W;
     // Four running maxima: one would make every step wait for the last.
     V m0 = V::broadcast(ninf), m1 = m0, m2 = m0, m3 = m0;
     int64_t i = 0;

@@ -49,9 +49,8 @@ struct CrossEntropyKernel {
     // The sweep keeps each pair of vectors' exps in the order
     // vload_pair_any_order loads them (bfloat16 on AVX-512 and AVX2: even
     // and odd elements, widened by a shift and a mask instead of two
-    // shuffles), and
-    // rescale stores the pair back in order (for a bfloat16 gradient, a
-    // cheaper pack than two in-order vectors take). Only where every
+    // shuffles), and rescale stores the pair back in order (for a bfloat16
+    // gradient, a cheaper pack than two in-order vectors take). Only where every
     // element's coefficient is the same and the sweep reads T itself (not
     // capped float32 scratch). Every gradient dtype takes it, so a call's
     // loss is bitwise the same whichever dtype its gradient has (and the
@@ -89,9 +88,10 @@ struct CrossEntropyKernel {
     // bfloat16 forward). A 16-bit gradient in place is written after finish.
     bool target_early;
     // Write the gradient with non-temporal stores (see rescale): for a large
-    // 16-bit gradient, not in place (the gradient overwriting the logits). In place, its lines were just read and
-    // are in cache, where ordinary stores hit them (4096 x 32000 bfloat16 in
-    // place, 2 threads: 15.0 ms streamed, 12.7 ms not).
+    // 16-bit gradient, not in place (the gradient overwriting the logits). In
+    // place, its lines were just read and are in cache, where ordinary stores
+    // hit them (4096 x 32000 bfloat16 in place, 2 threads: 15.0 ms streamed,
+    // 12.7 ms not).
     bool stream_grad;
 
     explicit CrossEntropyKernel(const CrossEntropyArgs& args)
@@ -159,7 +159,7 @@ struct CrossEntropyKernel {
 
     Stats stats(const Row& row, int64_t b, A* scratch) const {
         if (row.unread) return Stats{};
-        const int64_t start = b * kBlock, n = C - start < kBlock ? C - start : kBlock;
+        const int64_t start = b * kBlock, n = block_length(C, b);
         const T* xb = x + row.index * C + start;
         A* e_out = kGrad ? exps(row, b, scratch) : nullptr;
         if constexpr (kCap) {
@@ -272,7 +272,7 @@ struct CrossEntropyKernel {
     // register when G is 16-bit.
     void rescale(const Row& row, int64_t b, const Stats& s, A* scratch) const {
         constexpr int W = V::width;
-        const int64_t start = b * kBlock, n = C - start < kBlock ? C - start : kBlock;
+        const int64_t start = b * kBlock, n = block_length(C, b);
         G* gb = g + row.index * C + start;
         if (row.ignored) {
             std::memset(static_cast<void*>(gb), 0, static_cast<size_t>(n) * sizeof(G));
@@ -311,6 +311,15 @@ struct CrossEntropyKernel {
     int64_t write_interleaved(const BlockGradient& grad, G* gb, int64_t n) const {
         constexpr int W = V::width;
         const int64_t pairs = n / (2 * W);
+        // Every pair, stored by store(address, even, odd).
+        auto each_pair = [&](auto store) PYCE_ALWAYS_INLINE {
+            for (int64_t p = 0; p < pairs; ++p) {
+                V even, odd;
+                grad.pair(p, even, odd);
+                store(gb + 2 * W * p, even, odd);
+            }
+            return 2 * W * pairs;
+        };
         if constexpr (kScratch && kStreamLines) {
             if (stream_grad) {
                 stream_lines(gb, pairs, [&](int64_t p) PYCE_ALWAYS_INLINE {
@@ -321,24 +330,16 @@ struct CrossEntropyKernel {
                 return 2 * W * pairs;
             }
         } else if constexpr (kScratch) {
-            // AVX2: 16-byte non-temporal stores where the block allows them
-            // (else ordinary stores; a line's two partial ends are shared
-            // with the neighbouring blocks, streamed just before and after).
+            // AVX2: 16-byte non-temporal stores where the block allows them,
+            // else ordinary stores. (A line cut by a block's end is shared
+            // with the next block, streamed right after.)
             if (stream_grad && reinterpret_cast<uintptr_t>(gb) % 16 == 0) {
-                for (int64_t p = 0; p < pairs; ++p) {
-                    V even, odd;
-                    grad.pair(p, even, odd);
-                    vstream_interleaved_pair<kNoNan>(gb + 2 * W * p, even, odd);
-                }
-                return 2 * W * pairs;
+                return each_pair([](G* q, V even, V odd)
+                                     PYCE_ALWAYS_INLINE { vstream_interleaved_pair<kNoNan>(q, even, odd); });
             }
         }
-        for (int64_t p = 0; p < pairs; ++p) {
-            V even, odd;
-            grad.pair(p, even, odd);
-            vstore_interleaved_pair<kNoNan>(gb + 2 * W * p, even, odd);
-        }
-        return 2 * W * pairs;
+        return each_pair([](G* q, V even, V odd)
+                             PYCE_ALWAYS_INLINE { vstore_interleaved_pair<kNoNan>(q, even, odd); });
     }
 
     // A 16-bit gradient with non-temporal stores, in order; returns how many

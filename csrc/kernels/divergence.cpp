@@ -67,7 +67,7 @@ struct KLKernel {
     }
 
     Stats stats(const Row& row, int64_t b, A* scratch) const {
-        const int64_t start = b * kBlock, n = C - start < kBlock ? C - start : kBlock;
+        const int64_t start = b * kBlock, n = block_length(C, b);
         const int64_t off = row.index * C + start;
         A* t_out = kGrad ? scratch + start : nullptr;
         A* s_out = nullptr;
@@ -107,7 +107,7 @@ struct KLKernel {
 
     void rescale(const Row& row, int64_t b, const Stats& st, A* scratch) const {
         constexpr int W = V::width;
-        const int64_t start = b * kBlock, n = C - start < kBlock ? C - start : kBlock;
+        const int64_t start = b * kBlock, n = block_length(C, b);
         const int64_t full = n - n % W, tail = n - full;
         const int64_t off = row.index * C + start;
         const A* et = scratch + start;

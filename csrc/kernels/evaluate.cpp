@@ -60,7 +60,7 @@ struct EvaluateKernel {
 
     Stats stats(const Row& row, int64_t b, A*) const {
         if (row.ignored) return Stats{};
-        const int64_t start = b * kBlock, n = C - start < kBlock ? C - start : kBlock;
+        const int64_t start = b * kBlock, n = block_length(C, b);
         return entropy_block<T, kTarget>(x + row.index * C + start, n, row.shift, row.x_target);
     }
 

@@ -87,7 +87,7 @@ struct FocalKernel {
 
     Stats stats(const Row& row, int64_t b, A* scratch) const {
         if (row.ignored) return Stats{};
-        const int64_t start = b * kBlock, n = C - start < kBlock ? C - start : kBlock;
+        const int64_t start = b * kBlock, n = block_length(C, b);
         return block_stats<T, Extra::none, kGrad>(x + row.index * C + start, n,
                                                   kGrad ? exps(row, b, scratch) : nullptr, Coefs<T>{}, start,
                                                   row.shift);
@@ -113,7 +113,7 @@ struct FocalKernel {
 
     void rescale(const Row& row, int64_t b, const Stats& s, A* scratch) const {
         constexpr int W = V::width;
-        const int64_t start = b * kBlock, n = C - start < kBlock ? C - start : kBlock;
+        const int64_t start = b * kBlock, n = block_length(C, b);
         G* gb = g + row.index * C + start;
         if (row.ignored) {
             std::memset(static_cast<void*>(gb), 0, static_cast<size_t>(n) * sizeof(G));

@@ -45,7 +45,7 @@ struct SoftmaxKernel {
     }
 
     Stats stats(const Row& row, int64_t b, A* scratch) const {
-        const int64_t start = b * kBlock, n = cols - start < kBlock ? cols - start : kBlock;
+        const int64_t start = b * kBlock, n = block_length(cols, b);
         const T* xb = x + row.index * cols + start;
         return block_stats<T, Extra::none, kStoreExps>(xb, n, kStoreExps ? exps(row, b, scratch) : nullptr,
                                                        Coefs<T>{}, start, row.shift);
@@ -58,7 +58,7 @@ struct SoftmaxKernel {
 
     void rescale(const Row& row, int64_t b, const Stats& s, A* scratch) const {
         constexpr int W = V::width;
-        const int64_t start = b * kBlock, n = cols - start < kBlock ? cols - start : kBlock;
+        const int64_t start = b * kBlock, n = block_length(cols, b);
         const int64_t full = n - n % W, tail = n - full;
         T* ob = static_cast<T*>(out) + row.index * cols + start;
         if constexpr (kOut == RowOutput::softmax) {

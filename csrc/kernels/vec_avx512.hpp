@@ -281,7 +281,7 @@ template <class H>
 inline void store_lanes(H* p, __m512i v, int from, int to) {
     alignas(64) H lanes[32];
     _mm512_store_si512(lanes, v);
-    std::memcpy(p + from, lanes + from, sizeof(bf16) * static_cast<size_t>(to - from));
+    std::memcpy(p + from, lanes + from, sizeof(H) * static_cast<size_t>(to - from));
 }
 // 32 16-bit values in order from two vectors (a's values, then b's).
 template <class H>
