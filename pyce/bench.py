@@ -21,6 +21,8 @@ very short call averages enough back-to-back calls to last ``--min-time``. Each
 op is timed alternately with the probe that bounds it (``time_against_floor``),
 so that drifting bandwidth on a shared machine moves both alike; the header's
 bandwidths come from a separate measurement before the shape's ops.
+Each op is also timed on a few of its rows kept in cache (``measure_in_cache``),
+scaled to all rows: the floor its arithmetic sets, beside the one memory sets.
 Peers: the NumPy float64 reference (``pyce.reference``), PyTorch
 (``torch.nn.functional.cross_entropy``, with autograd for the gradient) and JAX
 (``jax.jit`` of the same loss), each when importable.
@@ -57,6 +59,9 @@ DEFAULT_DTYPES = ("float32", "bfloat16")
 KNOWN_DTYPES = ("float32", "float64", "bfloat16", "float16")
 OPS = ("forward", "fused", "fused_out", "inplace", "backward", "logsumexp")
 PEERS = ("numpy", "torch", "jax")
+#: Logit bytes of the slice each op is also timed on in cache (``measure_in_cache``):
+#: with its gradient, well inside the last-level cache of any current x86 CPU.
+IN_CACHE_BYTES = 4 << 20
 #: The NumPy reference is skipped above this many elements unless told otherwise.
 REFERENCE_LIMIT = 50_000_000
 
@@ -477,6 +482,50 @@ def pyce_op(op: str, x: np.ndarray, t: np.ndarray):
     raise ValueError(f"unknown op {op!r}")
 
 
+def in_cache_rows(shape, itemsize: int, threads: int) -> int:
+    """Rows of the slices ``measure_in_cache`` times: about ``IN_CACHE_BYTES`` of
+    logits, and at least 4 per thread, so that the kernel shares whole rows out
+    among its threads as it does on the full problem (never more than all rows)."""
+    rows, cols = shape[0], int(np.prod(shape[1:]))
+    k = max(4 * threads, IN_CACHE_BYTES // max(1, cols * itemsize))
+    return int(min(rows, k))
+
+
+def measure_in_cache(op: str, x: np.ndarray, t: np.ndarray, *, threads: int, repeat: int = 5,
+                     min_time: float = 0.02) -> tuple:
+    """``(seconds, rows)``: the time pyce's ``op`` takes on all of x's rows when
+    its data is in cache, and the slice size it was measured on.
+
+    The op runs over and over on the first ``rows`` rows, and on the first
+    ``2 * rows``, so that they stay in cache; the difference of the two times is
+    the cost of ``rows`` rows without the call's fixed cost (validation, thread
+    wake-up), and that per-row cost is scaled to all rows. (A problem of fewer
+    than ``2 * rows`` rows is timed whole, fixed cost included.) That is the time
+    the op's arithmetic takes when it never waits for memory: a floor set by
+    compute, beside the bandwidth floor. Where it exceeds the bandwidth floor,
+    no tuning of memory traffic can bring the op to its floor on this machine.
+    ``inplace`` runs on its own output after the first call (the kernels do the
+    same work whatever the values).
+    """
+    rows = in_cache_rows(x.shape, x.itemsize, threads)
+
+    def time_rows(k):
+        xs, ts = np.ascontiguousarray(x[:k]), np.ascontiguousarray(t[:k])
+        fn, _, keep = pyce_op(op, xs, ts)
+        best = time_call(fn, repeat=repeat, min_time=min_time).best
+        del keep
+        return best
+
+    n = x.shape[0]
+    if 2 * rows > n:
+        return time_rows(n), n
+    one, two = time_rows(rows), time_rows(2 * rows)
+    per_row = (two - one) / rows
+    if per_row <= 0:  # noise larger than the fixed cost: fall back to the larger slice
+        per_row = two / (2 * rows)
+    return per_row * n, rows
+
+
 def check_pyce_support(op: str, dtype_name: str) -> Optional[str]:
     """None when this pyce build runs ``op`` on ``dtype_name`` logits, else why not.
 
@@ -829,6 +878,9 @@ def _time_pyce(shape, dtype_name, ops, *, repeat, min_time, floor_runs, progress
                 progress.advance()
         return [_row(shape, dtype_name, op, status=support[op]) for op in ops]
     x, t = make_problem(shape, dtype_name)
+    import pyce
+
+    threads = pyce.get_num_threads()
     if progress:
         progress.start(f"floor {shape_str(shape)} {dtype_name}")
     floors = measure_floors(x.nbytes, repeat=repeat, min_time=min_time, min_runs=floor_runs)
@@ -860,6 +912,8 @@ def _time_pyce(shape, dtype_name, ops, *, repeat, min_time, floor_runs, progress
                 row["pyce"] = tm.to_json()
                 row["gbs"] = row["bytes"] / tm.best / 1e9
                 row["x_floor"] = tm.best / row["floor_s"]
+                row["in_cache_s"], row["in_cache_rows"] = measure_in_cache(
+                    op, x, t, threads=threads, repeat=repeat, min_time=min_time)
             except Exception as exc:
                 row["status"] = f"error: {type(exc).__name__}: {exc}"
         if progress:
@@ -934,7 +988,7 @@ def available_peers(requested: Sequence[str]) -> tuple:
 
 def results_table(results: Sequence[dict], peers: Sequence[str]) -> str:
     """The main table: one line per (shape, dtype, op)."""
-    headers = ["shape", "dtype", "op", "pyce ms", "GB/s", "floor ms", "x floor"]
+    headers = ["shape", "dtype", "op", "pyce ms", "GB/s", "floor ms", "x floor", "in-cache ms"]
     for p in peers:
         headers += [f"{p} ms", f"vs {p}"]
     rows = []
@@ -944,7 +998,8 @@ def results_table(results: Sequence[dict], peers: Sequence[str]) -> str:
             rows.append(cells + [Span(r["status"])])
             continue
         best = r["pyce"]["best_s"]
-        cells += [fmt_ms(best), fmt_gbs(r["gbs"]), fmt_ms(r["floor_s"]), fmt_ratio(r["x_floor"])]
+        cells += [fmt_ms(best), fmt_gbs(r["gbs"]), fmt_ms(r["floor_s"]), fmt_ratio(r["x_floor"]),
+                  fmt_ms(r.get("in_cache_s"))]
         for p in peers:
             e = r["peers"].get(p, {"status": "n/a"})
             if e.get("status") == "ok":
@@ -961,6 +1016,12 @@ def table_notes(results: Sequence[dict], peers: Sequence[str], missing: dict) ->
     notes = ["x floor = pyce time / time of pyce's stream probe moving the same bytes "
              "(read: forward, logsumexp; read+write: fused, backward; in place: fused inplace).",
              "GB/s counts the bytes the op must move (logits read, plus gradient written).",
+             f"in-cache ms = the same op on its first R and 2R rows (R: about "
+             f"{IN_CACHE_BYTES >> 20} MB of logits, at least 4 rows per thread), each called over "
+             "and over so that it stays in cache; the cost of the R extra rows, scaled to all "
+             "rows: the time the op's arithmetic takes without waiting for memory. Where it "
+             "exceeds floor ms, the op is bound by compute on this machine and x floor cannot "
+             "reach 1.",
              "vs PEER = PEER time / pyce time (>1: pyce faster). fused inplace is compared "
              "with the peer's forward+backward; torch backward = loss.backward() alone; "
              "jax backward = jit(grad(loss)).",

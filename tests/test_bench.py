@@ -78,6 +78,10 @@ def test_quick_json_rows(quick_report):
         assert r["floor_kind"] == bench.FLOOR_KIND[r["op"]]
         assert (r["floor_kind"] == "copy") == ("floor_fresh_s" in r)
         assert math.isclose(r["x_floor"], t["best_s"] / r["floor_s"])
+        # The in-cache time: measured on a slice of whole rows, scaled to all rows.
+        assert _finite_positive(r["in_cache_s"])
+        assert r["in_cache_rows"] == bench.in_cache_rows(r["shape"], 4, report["threads"])
+        assert 1 <= r["in_cache_rows"] <= n
         # The NumPy reference runs on these small shapes (--quick: forward and fused only).
         ref = r["peers"]["numpy"]
         if r["op"] not in ("forward", "fused", "fused_out", "inplace"):
@@ -100,7 +104,7 @@ def test_quick_json_rows(quick_report):
 def test_quick_printed_table(quick_report):
     report, text = quick_report
     assert "streaming bandwidth" in text
-    assert "pyce ms" in text and "x floor" in text
+    assert "pyce ms" in text and "x floor" in text and "in-cache ms" in text
     for r in report["results"]:
         assert bench.shape_str(r["shape"]) in text
     # Not a TTY here: no progress bar mixed into the output.
@@ -191,6 +195,47 @@ def test_time_call_runs_setup_before_every_call():
     assert timing.best == min(timing.samples) > 0
 
 
+def test_in_cache_rows():
+    mb = bench.IN_CACHE_BYTES
+    # About IN_CACHE_BYTES of logits...
+    assert bench.in_cache_rows((4096, 32000), 2, 2) == mb // (32000 * 2)
+    assert bench.in_cache_rows((4096, 32000), 4, 1) == mb // (32000 * 4)
+    # ...but at least 4 rows per thread (whole rows shared out, as on the full
+    # problem), and never more rows than there are.
+    assert bench.in_cache_rows((2048, 4 * mb), 4, 2) == 8
+    assert bench.in_cache_rows((8, 256000), 4, 16) == 8
+    assert bench.in_cache_rows((64, 1000), 4, 2) == 64
+
+
+def test_measure_in_cache_scales_to_all_rows(monkeypatch):
+    # With a fake clock-free op: time_call's best is replaced by a cost linear
+    # in the rows (a fixed cost plus a per-row cost), and the in-cache time must
+    # be the per-row cost times all rows, without the fixed cost.
+    calls = []
+
+    def fake_time_call(fn, **kw):
+        fn()
+        return bench.Timing(best=1e-3 + 2e-6 * calls[-1], samples=[0.0], calls=1)
+
+    def fake_op(op, x, t):
+        return (lambda: calls.append(x.shape[0])), None, None
+
+    monkeypatch.setattr(bench, "time_call", fake_time_call)
+    monkeypatch.setattr(bench, "pyce_op", fake_op)
+    x = np.zeros((3000, 1024), np.float32)  # rows of 4 KiB: R = 1024 rows
+    t = np.zeros(3000, np.int64)
+    seconds, rows = bench.measure_in_cache("forward", x, t, threads=2)
+    assert rows == bench.in_cache_rows(x.shape, 4, 2)
+    assert sorted(set(calls)) == [rows, 2 * rows]
+    assert math.isclose(seconds, 2e-6 * 3000)
+    # Fewer than 2 * rows rows: the whole problem is timed, fixed cost included.
+    calls.clear()
+    small = np.zeros((10, 1024), np.float32)
+    seconds, rows = bench.measure_in_cache("forward", small, t[:10], threads=2)
+    assert rows == 10 and set(calls) == {10}
+    assert math.isclose(seconds, 1e-3 + 2e-6 * 10)
+
+
 def test_thread_counts():
     assert bench.thread_counts(1) == [1]
     assert bench.thread_counts(2) == [1, 2]
@@ -274,7 +319,7 @@ def test_progress_line_and_bar():
 def test_results_table_from_rows():
     row = {"shape": [4, 10], "dtype": "float32", "op": "fused", "op_label": "fused",
            "status": "ok", "pyce": {"best_s": 0.002}, "gbs": 50.0, "floor_s": 0.001,
-           "x_floor": 2.0,
+           "x_floor": 2.0, "in_cache_s": 0.0015,
            "peers": {"torch": {"status": "ok", "best_s": 0.02, "speedup": 10.0},
                      "numpy": {"status": "skipped: above 50M elements"}}}
     bad = {"shape": [4, 10], "dtype": "bfloat16", "op": "fused", "op_label": "fused",
@@ -283,7 +328,7 @@ def test_results_table_from_rows():
     lines = text.splitlines()
     assert "vs torch" in lines[0]
     assert lines[2].split() == ["4x10", "float32", "fused", "2.000", "50.0", "1.000", "2.00x",
-                                "skipped", "20.00", "10.0x"]
+                                "1.500", "skipped", "20.00", "10.0x"]
     assert bench.UNSUPPORTED in lines[3]
     notes = bench.table_notes([row], ["numpy", "torch"], {"jax": "not installed"})
     assert any(n.startswith("numpy: skipped") for n in notes)
