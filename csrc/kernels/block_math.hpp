@@ -129,12 +129,10 @@ inline Acc<T> row_shift(const T* x, int64_t cols) {
 // How far ahead of the sweep its logits are requested from memory. The
 // hardware prefetcher alone falls behind when a row's gradient is written
 // between two sweeps (measured on 4096 x 32000 bfloat16, 1 thread: fused 55
-// -> 36 ms, forward 22 -> 20.5 ms). 16-bit sweeps, bound by their arithmetic,
-// gain from asking further ahead while their gradient's write-back loads the
-// memory (bfloat16 in place, 2 threads, median of 12 runs: 11.7 -> 10.8 ms
-// with 16 KiB instead of 4); float32 sweeps, bound by memory, lose (4 KiB).
+// -> 36 ms, forward 22 -> 20.5 ms). 16-bit sweeps may ask further ahead
+// (kPrefetchBytes16, per ISA); float32 sweeps, bound by memory, lose from it.
 template <class T>
-constexpr int64_t kPrefetchBytes = sizeof(T) == 2 ? 16384 : 4096;
+constexpr int64_t kPrefetchBytes = sizeof(T) == 2 ? kPrefetchBytes16 : 4096;
 
 // A logit more than this above the shift would make exp(x - shift) too large
 // (e^64 = 6e27; a block's sum of 2048 of them stays far below float32's

@@ -207,6 +207,8 @@ void vstream_interleaved_pair(T* p, VecF32 even, VecF32 odd) = delete;
 // Streamed 16-bit gradients go vector by vector from the first line boundary
 // (see stream_lines in vec_avx512.hpp).
 constexpr bool kStreamLines = false;
+// How far ahead a 16-bit sweep asks for its logits (see vec_avx512.hpp).
+constexpr int64_t kPrefetchBytes16 = 4096;
 template <class H, class Pack>
 void stream_lines(H* p, int64_t count, const Pack& pack) = delete;
 template <class H>
