@@ -24,6 +24,7 @@ from ._validation import (
     check_z_loss,
     check_reduction,
     check_weight,
+    is_16bit,
     normalize_axis,
     rows_view,
     split_target,
@@ -42,6 +43,12 @@ __all__ = [
 def _scalar(value, dtype):
     """A reduced result as a NumPy scalar of the output dtype."""
     return dtype.type(value)
+
+
+def _no_smoothing_or_z(label_smoothing, z_loss):
+    """Both options at their default (0), as plain Python numbers (see _plain_code)."""
+    return (type(label_smoothing) in (float, int) and label_smoothing == 0
+            and type(z_loss) in (float, int) and z_loss == 0)
 
 
 def logsumexp(x, axis=-1, keepdims=False):
@@ -280,6 +287,11 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
     >>> round(float(pyce.cross_entropy(logits, np.array([2]))), 4)
     0.4076
     """
+    if (weight is None and softcap is None and not return_lse
+            and _no_smoothing_or_z(label_smoothing, z_loss)):
+        loss = _plain_forward(logits, target, axis, ignore_index, reduction)
+        if loss is not None:
+            return loss
     problem = _Problem(logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
                        reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
                        softcap=softcap, return_lse=return_lse)
@@ -317,6 +329,12 @@ def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=N
     lse : numpy.ndarray
         Only with ``return_lse=True``.
     """
+    if (weight is None and softcap is None and grad_dtype is None and not return_lse
+            and _no_smoothing_or_z(label_smoothing, z_loss)):
+        plain = _plain_with_grad(logits, target, axis, ignore_index, reduction,
+                                 grad_output=grad_output, out=out)
+        if plain is not None:
+            return plain[1]
     problem = _Problem(logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
                        reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
                        softcap=softcap, return_lse=return_lse)
@@ -358,10 +376,10 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_inde
     >>> np.round(grad, 4)   # softmax minus one-hot
     array([[ 0.2447,  0.09  , -0.3348]])
     """
-    if (weight is None and softcap is None and out is None and grad_dtype is None and not inplace
-            and not return_lse and type(label_smoothing) in (float, int) and label_smoothing == 0
-            and type(z_loss) in (float, int) and z_loss == 0):
-        plain = _plain_with_grad(logits, target, axis, ignore_index, reduction)
+    if (weight is None and softcap is None and grad_dtype is None and not return_lse
+            and not (inplace and out is not None) and _no_smoothing_or_z(label_smoothing, z_loss)):
+        plain = _plain_with_grad(logits, target, axis, ignore_index, reduction,
+                                 inplace=inplace, out=out)
         if plain is not None:
             return plain
     if inplace:
@@ -384,33 +402,78 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_inde
     return problem.returned(problem.loss, grad)
 
 
-# The plain call -- a (rows, C) C-contiguous float32/float64 ndarray, a
-# contiguous int64 vector of class indices, no option but ignore_index and the
-# reduction -- goes straight to the kernel: at 64 x 1000 the general checks
-# (_Problem) cost half as much as the kernel itself. Whatever else comes in
-# (other types, shapes or options) takes the general path, which checks it.
-# Class indices are range-checked by the kernel either way.
+# The plain call -- a (rows, C) C-contiguous ndarray of any dtype the kernels
+# take, a contiguous int64 vector of class indices, no option but ignore_index
+# and the reduction (and, for a gradient, out= or inplace=True) -- goes
+# straight to the kernel: at 64 x 1000 the general checks (_Problem) cost half
+# as much as the kernel itself. Whatever else comes in (other types, shapes or
+# options, an out= that is not plainly right) takes the general path, which
+# checks it and raises the errors. Class indices are range-checked by the
+# kernel either way.
 _GRAD_OUTPUT_ONE = np.ones(1)
 _GRAD_OUTPUT_ONE.flags.writeable = False
 
 
-def _plain_with_grad(logits, target, axis, ignore_index, reduction):
-    """(loss, grad) for a plain call, or None when the call is not one (see above)."""
+def _plain_code(logits, target, axis, ignore_index, reduction):
+    """The reduction's code for a plain call (see above), or None when the call is not one."""
     if not (type(logits) is np.ndarray and type(target) is np.ndarray
             and logits.ndim == 2 and target.ndim == 1 and type(axis) is int and axis in (-1, 1)
             and type(ignore_index) is int and type(reduction) is str
-            and logits.dtype in FLOAT_DTYPES and target.dtype == np.int64
+            and target.dtype == np.int64
             and logits.flags.c_contiguous and target.flags.c_contiguous
-            and target.shape[0] == logits.shape[0] and logits.shape[1] > 0):
+            and target.shape[0] == logits.shape[0] and logits.shape[1] > 0
+            and (logits.dtype in FLOAT_DTYPES or is_16bit(logits.dtype))):
         return None
-    code = REDUCTIONS.get(reduction)
+    return REDUCTIONS.get(reduction)
+
+
+def _plain_loss(raw, code, logits):
+    """The kernel's loss as the general path returns it (see _Problem.run)."""
+    return raw if code == 0 else _scalar(raw, compute_dtype(logits.dtype))
+
+
+def _plain_grad_buffer(logits, inplace, out):
+    """Where a plain call writes its gradient, or None when that needs the general checks."""
+    if inplace:
+        return logits if logits.flags.writeable else None
+    if out is None:
+        return empty_output(logits.shape, logits.dtype)
+    # Plainly right: the logits' dtype and shape, contiguous, writeable, apart from
+    # the logits (np.may_share_memory compares bounds, which for two contiguous
+    # arrays is exact, and cheap).
+    if (type(out) is np.ndarray and out.dtype == logits.dtype and out.shape == logits.shape
+            and out.flags.c_contiguous and out.flags.writeable
+            and not np.may_share_memory(out, logits)):
+        return out
+    return None
+
+
+def _plain_forward(logits, target, axis, ignore_index, reduction):
+    """The loss of a plain call, or None when the call is not one (see above)."""
+    code = _plain_code(logits, target, axis, ignore_index, reduction)
     if code is None:
         return None
-    grad = empty_output(logits.shape, logits.dtype)
-    grad_output = _GRAD_OUTPUT_ONE if code else np.ones(logits.shape[0])  # 'none': one per row
     raw = _core.cross_entropy(logits, target, None, None, ignore_index, 0.0, code,
-                              grad_output, grad, 0.0, False, 0.0)
-    return (raw if code == 0 else _scalar(raw, logits.dtype)), grad
+                              None, None, 0.0, False, 0.0)
+    return _plain_loss(raw, code, logits)
+
+
+def _plain_with_grad(logits, target, axis, ignore_index, reduction, grad_output=1.0,
+                     inplace=False, out=None):
+    """(loss, grad) for a plain call, or None when the call is not one (see above)."""
+    code = _plain_code(logits, target, axis, ignore_index, reduction)
+    if code is None or type(grad_output) not in (float, int):
+        return None
+    grad = _plain_grad_buffer(logits, inplace, out)
+    if grad is None:
+        return None
+    if grad_output == 1:
+        g_out = _GRAD_OUTPUT_ONE if code else np.ones(logits.shape[0])  # 'none': one per row
+    else:
+        g_out = np.full(1 if code else logits.shape[0], float(grad_output))
+    raw = _core.cross_entropy(logits, target, None, None, ignore_index, 0.0, code,
+                              g_out, grad, 0.0, False, 0.0)
+    return _plain_loss(raw, code, logits), grad
 
 
 def _check_inplace(logits, axis):
