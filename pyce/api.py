@@ -427,17 +427,23 @@ def _plain_code(logits, target, axis, ignore_index, reduction):
     return REDUCTIONS.get(reduction)
 
 
+_FLOAT32 = np.dtype(np.float32)
+
+
 def _plain_loss(raw, code, logits):
-    """The kernel's loss as the general path returns it (see _Problem.run)."""
-    return raw if code == 0 else _scalar(raw, compute_dtype(logits.dtype))
+    """The kernel's loss as the general path returns it (see _Problem.run): float32
+    for 16-bit logits (compute_dtype, without its cost)."""
+    if code == 0:
+        return raw
+    dtype = logits.dtype
+    return _scalar(raw, dtype if dtype in FLOAT_DTYPES else _FLOAT32)
 
 
 def _plain_grad_buffer(logits, inplace, out):
-    """Where a plain call writes its gradient, or None when that needs the general checks."""
+    """Where a plain call writes its gradient into the given logits (inplace) or
+    out, or None when that needs the general checks."""
     if inplace:
         return logits if logits.flags.writeable else None
-    if out is None:
-        return empty_output(logits.shape, logits.dtype)
     # Plainly right: the logits' dtype and shape, contiguous, writeable, apart from
     # the logits (np.may_share_memory compares bounds, which for two contiguous
     # arrays is exact, and cheap).
@@ -464,9 +470,12 @@ def _plain_with_grad(logits, target, axis, ignore_index, reduction, grad_output=
     code = _plain_code(logits, target, axis, ignore_index, reduction)
     if code is None or type(grad_output) not in (float, int):
         return None
-    grad = _plain_grad_buffer(logits, inplace, out)
-    if grad is None:
-        return None
+    if inplace or out is not None:
+        grad = _plain_grad_buffer(logits, inplace, out)
+        if grad is None:
+            return None
+    else:
+        grad = empty_output(logits.shape, logits.dtype)
     if grad_output == 1:
         g_out = _GRAD_OUTPUT_ONE if code else np.ones(logits.shape[0])  # 'none': one per row
     else:
