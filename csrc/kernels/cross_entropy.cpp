@@ -26,25 +26,30 @@ namespace pyce {
 namespace CPU_CAPABILITY {
 namespace {
 
-// A 16-bit gradient of at least this size is written with non-temporal
-// stores: it cannot stay in cache for its consumer anyway, and skipping the
-// read of each line before it is written cuts the traffic from three passes
-// over the gradient's bytes to two (4096 x 32000 bfloat16, fused with
-// out=: 35 -> 29 ms on 1 thread, 18 -> 15.6 ms on 2).
+// A gradient of at least this size (not over the logits) is written with
+// non-temporal stores: it cannot stay in cache for its consumer anyway, and
+// skipping the read of each line before it is written cuts the traffic from
+// three passes over the gradient's bytes to two (4096 x 32000 bfloat16, fused
+// with out=: 35 -> 29 ms on 1 thread, 18 -> 15.6 ms on 2; float32, 1 thread:
+// 39.2 -> 35.3 ms, and 85.2 -> 71.7 ms at 2048 x 128256).
 constexpr int64_t kStreamMinBytes = int64_t{16} << 20;
 
 // T: the logits' storage type; G: the gradient's (T, or float32 for 16-bit T).
 // kCap: the logits are soft-capped first, z' = c tanh(z / c) (Gemma 2); every
 // formula above then applies to z', and the gradient is multiplied by
 // dz'/dz = 1 - (z'/c)^2. The capped block is kept in a scratch row.
-template <class T, class G, Extra E, bool kGrad, bool kCap>
+// kStreamWide: a float32/float64 gradient streamed to memory (see
+// stream_wide): its exps wait in a scratch row, as a 16-bit gradient's do,
+// so that its lines are written once and never read.
+template <class T, class G, Extra E, bool kGrad, bool kCap, bool kStreamWide = false>
 struct CrossEntropyKernel {
     using A = Acc<T>;
     using V = typename VecFor<T>::type;
     static constexpr bool kSoft = E == Extra::soft || E == Extra::soft_w;
     static constexpr bool kRescale = kGrad;
-    // The exps are kept in the gradient until rescaled, unless it is 16-bit.
-    static constexpr bool kScratch = kGrad && !std::is_same_v<G, A>;
+    // The exps are kept in the gradient until rescaled, unless it is 16-bit
+    // or streamed (kStreamWide).
+    static constexpr bool kScratch = kGrad && (!std::is_same_v<G, A> || kStreamWide);
     static constexpr int kScratchRows = (kScratch ? 1 : 0) + (kCap ? 1 : 0);
     // The sweep keeps each pair of vectors' exps in the order
     // vload_pair_any_order loads them (bfloat16 on AVX-512 and AVX2: even
@@ -88,10 +93,10 @@ struct CrossEntropyKernel {
     // bfloat16 forward). A 16-bit gradient in place is written after finish.
     bool target_early;
     // Write the gradient with non-temporal stores (see rescale): for a large
-    // 16-bit gradient, not in place (the gradient overwriting the logits). In
-    // place, its lines were just read and are in cache, where ordinary stores
-    // hit them (4096 x 32000 bfloat16 in place, 2 threads: 15.0 ms streamed,
-    // 12.7 ms not).
+    // gradient whose exps wait in scratch (16-bit, or kStreamWide), not in
+    // place (the gradient overwriting the logits). In place, its lines were
+    // just read and are in cache, where ordinary stores hit them (4096 x
+    // 32000 bfloat16 in place, 2 threads: 15.0 ms streamed, 12.7 ms not).
     bool stream_grad;
 
     explicit CrossEntropyKernel(const CrossEntropyArgs& args)
@@ -301,7 +306,12 @@ struct CrossEntropyKernel {
         }
         for (; i + 2 * W <= n; i += 2 * W) vstore_pair(gb + i, grad.lanes(i, 0), grad.lanes(i + W, 0));
         for (; i + W <= n; i += W) vstore(gb + i, grad.lanes(i, 0));
-        if (i < n) vstore_partial(gb + i, n - i, grad.lanes(i, n - i));
+        if (i < n) {
+            if (stream_grad)
+                store_unmasked(gb + i, n - i, grad.lanes(i, n - i));
+            else
+                vstore_partial(gb + i, n - i, grad.lanes(i, n - i));
+        }
         if (stream_grad && start + n == C) stream_fence();  // once per row: a fence waits for the lines to drain
     }
 
@@ -342,13 +352,26 @@ struct CrossEntropyKernel {
                              PYCE_ALWAYS_INLINE { vstore_interleaved_pair<kNoNan>(q, even, odd); });
     }
 
-    // A 16-bit gradient with non-temporal stores, in order; returns how many
-    // lanes that wrote. The exps come from scratch, so the gradient's lines
-    // hold nothing this pass reads, and whole lines are written without
-    // being read in first.
+    // The first n lanes of v at p, through the stack: not a masked store, which
+    // stalls on a line that is not in cache (see store_lanes in vec_avx512.hpp;
+    // 16-bit partial stores already go through the stack).
+    static void store_unmasked(G* p, int64_t n, V v) {
+        if constexpr (sizeof(G) == 2) {
+            vstore_partial(p, n, v);
+        } else {
+            alignas(64) A lanes[V::width];
+            v.store(lanes);
+            std::memcpy(p, lanes, sizeof(A) * static_cast<size_t>(n));
+        }
+    }
+
+    // A streamed gradient (stream_grad) with non-temporal stores, in order;
+    // returns how many lanes that wrote. The exps come from scratch, so the
+    // gradient's lines hold nothing this pass reads, and whole lines are
+    // written without being read in first.
     int64_t stream_in_order(const BlockGradient& grad, G* gb, int64_t n) const {
         constexpr int W = V::width;
-        if constexpr (kStreamLines) {
+        if constexpr (kStreamLines && sizeof(G) == 2) {
             const int64_t pairs = n / (2 * W);
             stream_lines(gb, pairs, [&](int64_t p) PYCE_ALWAYS_INLINE {
                 return pair_bits<G>(grad.lanes(2 * W * p, 0), grad.lanes(2 * W * p + W, 0));
@@ -361,7 +384,7 @@ struct CrossEntropyKernel {
             int64_t i = 0;
             for (; i + W <= head; i += W) vstore(gb + i, grad.lanes(i, 0));
             if (i < head) {
-                vstore_partial(gb + i, head - i, grad.lanes(i, head - i));
+                store_unmasked(gb + i, head - i, grad.lanes(i, head - i));
                 i = head;
             }
             for (; i + W <= n; i += W) vstream(gb + i, grad.lanes(i, 0));
@@ -369,6 +392,17 @@ struct CrossEntropyKernel {
         }
     }
 };
+
+// Whether a float32/float64 gradient is streamed (kStreamWide): as large as
+// kStreamMinBytes, not over the logits (in place, its lines were just read
+// and are in cache), and with rows shared out whole, so that the scratch is
+// one row per thread (the few-rows path keeps a scratch row per row: a
+// second array of the gradient's size).
+inline bool stream_wide(const CrossEntropyArgs& args, size_t grad_size) {
+    return args.grad != args.logits && args.rows * args.cols * static_cast<int64_t>(grad_size) >= kStreamMinBytes &&
+           shares_whole_rows(args.rows, args.threads) &&
+           reinterpret_cast<uintptr_t>(args.grad) % grad_size == 0;
+}
 
 template <class T, Extra E>
 void run_extra(const CrossEntropyArgs& args) {
@@ -378,6 +412,14 @@ void run_extra(const CrossEntropyArgs& args) {
         if (args.softcap > 0) {
             CrossEntropyKernel<T, G, E, kGrad, true> kernel(args);
             run_blocked(kernel, args.rows, args.cols, args.threads);
+        } else if constexpr (kGrad && std::is_same_v<G, T> && std::is_same_v<T, Acc<T>>) {
+            if (stream_wide(args, sizeof(G))) {
+                CrossEntropyKernel<T, G, E, kGrad, false, true> kernel(args);
+                run_blocked(kernel, args.rows, args.cols, args.threads);
+            } else {
+                CrossEntropyKernel<T, G, E, kGrad, false> kernel(args);
+                run_blocked(kernel, args.rows, args.cols, args.threads);
+            }
         } else {
             CrossEntropyKernel<T, G, E, kGrad, false> kernel(args);
             run_blocked(kernel, args.rows, args.cols, args.threads);

@@ -38,6 +38,12 @@ constexpr int64_t kGroupMaxCols = 128;
 
 inline int64_t num_blocks(int64_t cols) { return (cols + kBlock - 1) / kBlock; }
 
+// Whether run_rows gives each thread whole rows (and one scratch row per
+// thread); with fewer rows it shares out (row, block) pairs instead.
+inline bool shares_whole_rows(int64_t rows, int threads) {
+    return threads <= 1 || rows >= 4 * static_cast<int64_t>(threads);
+}
+
 // Calls fn(begin, end) on `threads` contiguous, near-equal ranges of [0, n).
 template <class Fn>
 void parallel_ranges(int64_t n, int threads, const Fn& fn) {
@@ -85,7 +91,7 @@ void run_rows(Kernel& kernel, int64_t rows, int64_t cols, int threads) {
         });
         return;
     }
-    if (threads == 1 || rows >= 4 * static_cast<int64_t>(threads)) {
+    if (shares_whole_rows(rows, threads)) {
         parallel_ranges(rows, threads, [&](int64_t r0, int64_t r1) {
             std::vector<Stats> stats(static_cast<size_t>(nblocks));
             const ScratchLease lease(scratch_cols * sizeof(Scratch));

@@ -233,6 +233,8 @@ inline void vstore(f16* p, VecF32 v) { _mm_storeu_si128(reinterpret_cast<__m128i
 // Non-temporal stores of 8 values (p aligned to their size): the line is
 // written to memory without first being read in, for outputs too large to
 // stay in cache. stream_fence() orders them before the results are used.
+inline void vstream(float* p, VecF32 v) { _mm256_stream_ps(p, v.v); }
+inline void vstream(double* p, VecF64 v) { _mm256_stream_pd(p, v.v); }
 inline void vstream(bf16* p, VecF32 v) { _mm_stream_si128(reinterpret_cast<__m128i*>(p), bf16_bits(v)); }
 inline void vstream(f16* p, VecF32 v) { _mm_stream_si128(reinterpret_cast<__m128i*>(p), f16_bits(v)); }
 inline void stream_fence() { _mm_sfence(); }

@@ -228,6 +228,8 @@ inline void vstore_partial(f16* p, int64_t n, VecF32 v) {
 // Non-temporal stores of 16 values (p aligned to their size): the line is
 // written to memory without first being read in, for outputs too large to
 // stay in cache. stream_fence() orders them before the results are used.
+inline void vstream(float* p, VecF32 v) { _mm512_stream_ps(p, v.v); }
+inline void vstream(double* p, VecF64 v) { _mm512_stream_pd(p, v.v); }
 inline void vstream(bf16* p, VecF32 v) { _mm256_stream_si256(reinterpret_cast<__m256i*>(p), bf16_bits(v)); }
 inline void vstream(f16* p, VecF32 v) { _mm256_stream_si256(reinterpret_cast<__m256i*>(p), f16_bits(v)); }
 inline void vstore_pair(bf16* p, VecF32 a, VecF32 b) { _mm512_storeu_si512(p, bf16_pair_bits(a, b)); }

@@ -191,6 +191,8 @@ inline void vstore(f16* p, VecF32 v) {
     for (int i = 0; i < VecF32::width; ++i) p[i] = to_f16(v.v[i]);
 }
 // No non-temporal stores without intrinsics: plain stores (see vec_avx512.hpp).
+inline void vstream(float* p, VecF32 v) { v.store(p); }
+inline void vstream(double* p, VecF64 v) { v.store(p); }
 inline void vstream(bf16* p, VecF32 v) { vstore(p, v); }
 inline void vstream(f16* p, VecF32 v) { vstore(p, v); }
 inline void stream_fence() {}
