@@ -34,6 +34,14 @@ namespace {
 // 39.2 -> 35.3 ms, and 85.2 -> 71.7 ms at 2048 x 128256).
 constexpr int64_t kStreamMinBytes = int64_t{16} << 20;
 
+// A gradient that may be streamed: as large as kStreamMinBytes, not over the
+// logits (in place, its lines were just read and are in cache), and aligned
+// to its element size.
+inline bool streamable_gradient(const CrossEntropyArgs& args, size_t grad_size) {
+    return args.grad != args.logits && args.rows * args.cols * static_cast<int64_t>(grad_size) >= kStreamMinBytes &&
+           reinterpret_cast<uintptr_t>(args.grad) % grad_size == 0;
+}
+
 // T: the logits' storage type; G: the gradient's (T, or float32 for 16-bit T).
 // kCap: the logits are soft-capped first, z' = c tanh(z / c) (Gemma 2); every
 // formula above then applies to z', and the gradient is multiplied by
@@ -109,9 +117,7 @@ struct CrossEntropyKernel {
         const bool in_place = args.grad == args.logits;
         target_early = in_place && !kScratch;
         beta = kSoft ? 1.0 : args.label_smoothing / static_cast<double>(C);
-        stream_grad = kScratch && !in_place &&
-                      args.rows * C * static_cast<int64_t>(sizeof(G)) >= kStreamMinBytes &&
-                      reinterpret_cast<uintptr_t>(g) % sizeof(G) == 0;
+        stream_grad = kScratch && streamable_gradient(args, sizeof(G));
         coef_total = static_cast<double>(C);
         if (weight) {
             coef_total = 0;
@@ -393,15 +399,12 @@ struct CrossEntropyKernel {
     }
 };
 
-// Whether a float32/float64 gradient is streamed (kStreamWide): as large as
-// kStreamMinBytes, not over the logits (in place, its lines were just read
-// and are in cache), and with rows shared out whole, so that the scratch is
-// one row per thread (the few-rows path keeps a scratch row per row: a
-// second array of the gradient's size).
+// Whether a float32/float64 gradient is streamed (kStreamWide): streamable,
+// and with rows shared out whole, so that its scratch is one row per thread
+// (the few-rows path keeps a scratch row per row: a second array of the
+// gradient's size).
 inline bool stream_wide(const CrossEntropyArgs& args, size_t grad_size) {
-    return args.grad != args.logits && args.rows * args.cols * static_cast<int64_t>(grad_size) >= kStreamMinBytes &&
-           shares_whole_rows(args.rows, args.threads) &&
-           reinterpret_cast<uintptr_t>(args.grad) % grad_size == 0;
+    return streamable_gradient(args, grad_size) && shares_whole_rows(args.rows, args.threads);
 }
 
 template <class T, Extra E>
