@@ -25,9 +25,15 @@ def is_16bit(dtype: np.dtype) -> bool:
     return dtype == np.float16 or (dtype.itemsize == 2 and dtype.type.__name__ == "bfloat16")
 
 
+_FLOAT32 = np.dtype(np.float32)
+_FLOAT64 = np.dtype(np.float64)
+
+
 def compute_dtype(dtype: np.dtype) -> np.dtype:
     """The dtype reductions (logsumexp, losses) come out in: float64 for float64, else float32."""
-    return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
+    # A tuple test against dtype objects: identity first, so float32 and
+    # float64 cost no conversion or comparison (this runs on every small call).
+    return dtype if dtype in (_FLOAT32, _FLOAT64) else _FLOAT32
 
 
 def normalize_axis(axis, ndim: int, name: str = "axis") -> int:

@@ -45,9 +45,11 @@ def _scalar(value, dtype):
     return dtype.type(value)
 
 
-def _no_smoothing_or_z(label_smoothing, z_loss):
-    """Both options at their default (0), as plain Python numbers (see _plain_code)."""
-    return (type(label_smoothing) in (float, int) and label_smoothing == 0
+def _only_defaults(weight, softcap, return_lse, label_smoothing, z_loss):
+    """The options a plain call leaves at their defaults (see _plain_code): the
+    numbers as plain Python 0s, so that anything else gets the general checks."""
+    return (weight is None and softcap is None and not return_lse
+            and type(label_smoothing) in (float, int) and label_smoothing == 0
             and type(z_loss) in (float, int) and z_loss == 0)
 
 
@@ -287,8 +289,7 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
     >>> round(float(pyce.cross_entropy(logits, np.array([2]))), 4)
     0.4076
     """
-    if (weight is None and softcap is None and not return_lse
-            and _no_smoothing_or_z(label_smoothing, z_loss)):
+    if _only_defaults(weight, softcap, return_lse, label_smoothing, z_loss):
         loss = _plain_forward(logits, target, axis, ignore_index, reduction)
         if loss is not None:
             return loss
@@ -329,8 +330,7 @@ def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=N
     lse : numpy.ndarray
         Only with ``return_lse=True``.
     """
-    if (weight is None and softcap is None and grad_dtype is None and not return_lse
-            and _no_smoothing_or_z(label_smoothing, z_loss)):
+    if grad_dtype is None and _only_defaults(weight, softcap, return_lse, label_smoothing, z_loss):
         plain = _plain_with_grad(logits, target, axis, ignore_index, reduction,
                                  grad_output=grad_output, out=out)
         if plain is not None:
@@ -376,8 +376,8 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_inde
     >>> np.round(grad, 4)   # softmax minus one-hot
     array([[ 0.2447,  0.09  , -0.3348]])
     """
-    if (weight is None and softcap is None and grad_dtype is None and not return_lse
-            and not (inplace and out is not None) and _no_smoothing_or_z(label_smoothing, z_loss)):
+    if (grad_dtype is None and not (inplace and out is not None)
+            and _only_defaults(weight, softcap, return_lse, label_smoothing, z_loss)):
         plain = _plain_with_grad(logits, target, axis, ignore_index, reduction,
                                  inplace=inplace, out=out)
         if plain is not None:
@@ -427,16 +427,9 @@ def _plain_code(logits, target, axis, ignore_index, reduction):
     return REDUCTIONS.get(reduction)
 
 
-_FLOAT32 = np.dtype(np.float32)
-
-
 def _plain_loss(raw, code, logits):
-    """The kernel's loss as the general path returns it (see _Problem.run): float32
-    for 16-bit logits (compute_dtype, without its cost)."""
-    if code == 0:
-        return raw
-    dtype = logits.dtype
-    return _scalar(raw, dtype if dtype in FLOAT_DTYPES else _FLOAT32)
+    """The kernel's loss as the general path returns it (see _Problem.run)."""
+    return raw if code == 0 else _scalar(raw, compute_dtype(logits.dtype))
 
 
 def _plain_grad_buffer(logits, inplace, out):

@@ -629,7 +629,7 @@ PLAIN_DTYPES = {"float32": np.float32, "float64": np.float64, **HALF_DTYPES}
 
 def _general(**kw):
     """Options that force the general path: a default of another type than the
-    shortcut takes (see api._no_smoothing_or_z)."""
+    shortcut takes (see api._only_defaults)."""
     return dict(kw, label_smoothing=np.float64(0.0))
 
 
