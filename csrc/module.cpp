@@ -1,6 +1,6 @@
 // The compiled core of pyce. Only registration happens here.
-#include "bindings.hpp"
-#include "dispatch.hpp"
+#include "bindings/register.hpp"
+#include "runtime/dispatch.hpp"
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "pyce's compiled kernels (private: use the functions of the pyce package)";

@@ -37,7 +37,7 @@ finally:
     if not _wait_policy_set:
         del _os.environ["GOMP_SPINCOUNT"]
 # Mid-sized calls use several threads only in a burst of calls, when the
-# workers are still spinning (csrc/threading.hpp): 20,000 spins last about half
+# workers are still spinning (csrc/runtime/threading.hpp): 20,000 spins last about half
 # a millisecond here, so 200 us is a safe window. With the user's own policy
 # pyce assumes nothing.
 _core.set_spin_window_us(0 if _wait_policy_set else 200)

@@ -6,11 +6,15 @@ import sys
 # Qt without a display: the explorer's tests render offscreen.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-# Test the installed pyce, never the source checkout: `python -m pytest` puts
-# the current directory on sys.path, and the checkout's pyce/ has no compiled
-# core. (Plain `pytest` does not, so this only matters for `python -m`.)
+# Test the installed pyce, not a source checkout without a compiled core:
+# `python -m pytest` puts the current directory on sys.path. (Plain `pytest`
+# does not, so this only matters for `python -m`.) A checkout built in place by
+# scripts/dev-build.sh has pyce/_core*.so and is tested as it is.
 _checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _checkout]
+_built_in_place = any(name.startswith("_core") and name.endswith((".so", ".pyd"))
+                      for name in os.listdir(os.path.join(_checkout, "pyce")))
+if not _built_in_place:
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _checkout]
 
 
 def pytest_report_header(config):

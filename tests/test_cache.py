@@ -1,4 +1,4 @@
-"""The buffer cache of large outputs (pyce/_cache.py, csrc/buffer_cache.cpp).
+"""The buffer cache of large outputs (pyce/_cache.py, csrc/runtime/buffer_cache.cpp).
 
 Large gradients and softmax outputs reuse the memory of recently freed ones.
 What must hold: results are the same with and without the cache, a buffer is

@@ -20,7 +20,7 @@
 #include <limits>
 #include <type_traits>
 
-#include "vec.hpp"
+#include "kernels/vec.hpp"
 
 namespace pyce {
 namespace CPU_CAPABILITY {

@@ -17,10 +17,10 @@
 #include <cstring>
 #include <type_traits>
 
-#include "../dispatch.hpp"
-#include "block_math.hpp"
-#include "parallel.hpp"
-#include "softcap.hpp"
+#include "runtime/dispatch.hpp"
+#include "kernels/block_math.hpp"
+#include "kernels/parallel.hpp"
+#include "kernels/softcap.hpp"
 
 namespace pyce {
 namespace CPU_CAPABILITY {

@@ -12,11 +12,11 @@
 #include <cstdint>
 #include <vector>
 
-#include "../dispatch.hpp"
-#include "../metrics_args.hpp"
-#include "block_math.hpp"
-#include "info_math.hpp"
-#include "parallel.hpp"
+#include "runtime/dispatch.hpp"
+#include "kernels/metrics_args.hpp"
+#include "kernels/block_math.hpp"
+#include "kernels/info_math.hpp"
+#include "kernels/parallel.hpp"
 
 namespace pyce {
 namespace CPU_CAPABILITY {

@@ -5,8 +5,8 @@
 // Compiled once per ISA (see CMakeLists.txt); registers into that ISA's table.
 #include <cstdint>
 
-#include "../dispatch.hpp"
-#include "vec.hpp"
+#include "runtime/dispatch.hpp"
+#include "kernels/vec.hpp"
 
 namespace pyce {
 namespace CPU_CAPABILITY {

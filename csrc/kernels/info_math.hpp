@@ -28,7 +28,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "block_math.hpp"
+#include "kernels/block_math.hpp"
 
 namespace pyce {
 namespace CPU_CAPABILITY {

@@ -13,9 +13,9 @@
 #include <type_traits>
 #include <vector>
 
-#include "../scratch.hpp"
-#include "../threading.hpp"
-#include "block_math.hpp"
+#include "runtime/scratch.hpp"
+#include "runtime/threading.hpp"
+#include "kernels/block_math.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>

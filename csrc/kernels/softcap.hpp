@@ -7,7 +7,7 @@
 // (multiplying by 0/1), so there is no branch per element.
 #pragma once
 
-#include "vec.hpp"
+#include "kernels/vec.hpp"
 
 namespace pyce {
 namespace CPU_CAPABILITY {

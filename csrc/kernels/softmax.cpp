@@ -3,9 +3,9 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "../dispatch.hpp"
-#include "block_math.hpp"
-#include "parallel.hpp"
+#include "runtime/dispatch.hpp"
+#include "kernels/block_math.hpp"
+#include "kernels/parallel.hpp"
 
 namespace pyce {
 namespace CPU_CAPABILITY {

@@ -11,11 +11,11 @@
 #endif
 
 #if defined(PYCE_ISA_AVX512)
-#include "vec_avx512.hpp"
+#include "kernels/vec_avx512.hpp"
 #elif defined(PYCE_ISA_AVX2)
-#include "vec_avx2.hpp"
+#include "kernels/vec_avx2.hpp"
 #else
-#include "vec_portable.hpp"
+#include "kernels/vec_portable.hpp"
 #endif
 
 namespace pyce {

@@ -10,8 +10,8 @@
 #include <array>
 #include <cstdint>
 
-#include "exp_constants.hpp"
-#include "half_types.hpp"
+#include "kernels/exp_constants.hpp"
+#include "kernels/half_types.hpp"
 
 namespace pyce {
 namespace CPU_CAPABILITY {

@@ -13,8 +13,8 @@
 #include <cstring>
 #include <limits>
 
-#include "exp_constants.hpp"
-#include "half_types.hpp"
+#include "kernels/exp_constants.hpp"
+#include "kernels/half_types.hpp"
 
 namespace pyce {
 namespace CPU_CAPABILITY {

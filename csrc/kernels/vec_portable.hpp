@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <cstring>
 
-#include "exp_constants.hpp"
-#include "half_types.hpp"
+#include "kernels/exp_constants.hpp"
+#include "kernels/half_types.hpp"
 
 namespace pyce {
 namespace CPU_CAPABILITY {

@@ -1,4 +1,4 @@
-#include "buffer_cache.hpp"
+#include "runtime/buffer_cache.hpp"
 
 #include <algorithm>
 #include <cstdlib>

@@ -5,9 +5,9 @@
 #include <cmath>
 #include <string>
 
-#include "bindings.hpp"
-#include "bindings_util.hpp"
-#include "cross_entropy.hpp"
+#include "bindings/register.hpp"
+#include "bindings/arrays.hpp"
+#include "kernels/cross_entropy_args.hpp"
 
 namespace pyce {
 

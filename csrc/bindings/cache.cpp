@@ -1,5 +1,5 @@
 // pyce._core.empty / cache_info / empty_cache / set_cache_limit: NumPy arrays
-// whose memory comes from the buffer cache (csrc/buffer_cache.hpp).
+// whose memory comes from the buffer cache (csrc/runtime/buffer_cache.hpp).
 
 // Python 3.11's tracemalloc.h (included by Python.h) declares
 // PyTraceMalloc_Track without extern "C", so C++ would look for a mangled
@@ -14,8 +14,8 @@ extern "C" {
 #include <limits>
 #include <vector>
 
-#include "bindings.hpp"
-#include "buffer_cache.hpp"
+#include "bindings/register.hpp"
+#include "runtime/buffer_cache.hpp"
 
 namespace pyce {
 

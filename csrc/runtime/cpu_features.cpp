@@ -1,4 +1,4 @@
-#include "cpu_features.hpp"
+#include "runtime/cpu_features.hpp"
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
 #define PYCE_X86 1

@@ -1,12 +1,12 @@
 // Cross-entropy orchestration around the ISA kernels: target bounds checks,
 // the reduction's divisor, per-row gradient scales and the final reduction.
-// No Python here: bindings_cross_entropy.cpp converts arrays to a Request.
+// No Python here: bindings/cross_entropy.cpp converts arrays to a Request.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
-#include "dispatch.hpp"
+#include "runtime/dispatch.hpp"
 
 namespace pyce {
 

@@ -1,5 +1,5 @@
-#include "stream.hpp"
-#include "threading.hpp"
+#include "runtime/stream.hpp"
+#include "runtime/threading.hpp"
 
 #include <cstddef>
 #include <vector>

@@ -3,9 +3,9 @@
 
 #include <stdexcept>
 
-#include "bindings.hpp"
-#include "dispatch.hpp"
-#include "threading.hpp"
+#include "bindings/register.hpp"
+#include "runtime/dispatch.hpp"
+#include "runtime/threading.hpp"
 
 namespace pyce {
 

@@ -1,4 +1,4 @@
-#include "scratch.hpp"
+#include "runtime/scratch.hpp"
 
 #include <new>
 

@@ -9,7 +9,7 @@
 #include <atomic>
 #include <string>
 
-#include "dispatch.hpp"
+#include "runtime/dispatch.hpp"
 
 namespace pyce {
 namespace py = pybind11;

@@ -1,10 +1,10 @@
-#include "dispatch.hpp"
+#include "runtime/dispatch.hpp"
 
 #include <atomic>
 #include <cstdlib>
 #include <stdexcept>
 
-#include "cpu_features.hpp"
+#include "runtime/cpu_features.hpp"
 
 namespace pyce {
 

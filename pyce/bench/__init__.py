@@ -438,7 +438,7 @@ def measure_exp_throughput(*, repeat: int = 5) -> float:
     floor (16-bit logits: half the bytes, the same exps), the kernel cannot
     reach the bandwidth floor on this machine.
     """
-    from . import _core
+    from .. import _core
 
     # 64 KiB in and out (L2-resident, below malloc's mmap threshold, so no page
     # faults); many calls per timing so the call overhead stays small.

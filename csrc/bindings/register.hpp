@@ -1,4 +1,4 @@
-// Each bindings_*.cpp registers one group of functions on the _core module.
+// Each bindings/*.cpp registers one group of functions on the _core module.
 #pragma once
 
 #include <pybind11/pybind11.h>

@@ -1,4 +1,4 @@
-#include "threading.hpp"
+#include "runtime/threading.hpp"
 
 #include <atomic>
 #include <chrono>

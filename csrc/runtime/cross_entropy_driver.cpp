@@ -1,8 +1,8 @@
 #include <cmath>
 #include <limits>
 
-#include "cross_entropy.hpp"
-#include "threading.hpp"
+#include "kernels/cross_entropy_args.hpp"
+#include "runtime/threading.hpp"
 
 namespace pyce {
 

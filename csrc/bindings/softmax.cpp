@@ -1,9 +1,9 @@
 // pyce._core.logsumexp / softmax / log_softmax over (rows, C) arrays.
 #include <vector>
 
-#include "bindings.hpp"
-#include "bindings_util.hpp"
-#include "threading.hpp"
+#include "bindings/register.hpp"
+#include "bindings/arrays.hpp"
+#include "runtime/threading.hpp"
 
 namespace pyce {
 

@@ -4,11 +4,11 @@
 #include <string>
 #include <vector>
 
-#include "bindings.hpp"
-#include "bindings_util.hpp"
-#include "grad_args.hpp"
-#include "metrics_args.hpp"
-#include "threading.hpp"
+#include "bindings/register.hpp"
+#include "bindings/arrays.hpp"
+#include "bindings/grad_args.hpp"
+#include "kernels/metrics_args.hpp"
+#include "runtime/threading.hpp"
 
 namespace pyce {
 

@@ -6,11 +6,11 @@
 #include <string>
 #include <vector>
 
-#include "bindings.hpp"
-#include "bindings_util.hpp"
-#include "cross_entropy.hpp"
-#include "metrics_args.hpp"
-#include "threading.hpp"
+#include "bindings/register.hpp"
+#include "bindings/arrays.hpp"
+#include "kernels/cross_entropy_args.hpp"
+#include "kernels/metrics_args.hpp"
+#include "runtime/threading.hpp"
 
 namespace pyce {
 

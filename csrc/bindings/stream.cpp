@@ -1,8 +1,8 @@
 // pyce._core.stream_read / stream_scale: the memory-bandwidth probes of `pyce bench`.
-#include "bindings.hpp"
-#include "bindings_util.hpp"
-#include "stream.hpp"
-#include "threading.hpp"
+#include "bindings/register.hpp"
+#include "bindings/arrays.hpp"
+#include "runtime/stream.hpp"
+#include "runtime/threading.hpp"
 
 namespace pyce {
 

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "bindings_util.hpp"
-#include "cross_entropy.hpp"
+#include "bindings/arrays.hpp"
+#include "kernels/cross_entropy_args.hpp"
 
 namespace pyce {
 
