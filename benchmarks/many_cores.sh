@@ -29,9 +29,7 @@ cd /tmp
 $py -c "import pyce; print(pyce.cpu_info())" | tee -a "$out/machine.txt"
 
 # The kernel and thread tests at this machine's thread count (16 here).
-timeout 150 $py -m pytest -q -p no:cacheprovider "$OLDPWD/tests/test_kernels.py" \
-  "$OLDPWD/tests/test_half.py" "$OLDPWD/tests/test_threads_isa.py" \
-  "$OLDPWD/tests/test_evaluate.py" "$OLDPWD/tests/test_divergence.py" \
+timeout 150 $py -m pytest -q -p no:cacheprovider -m kernels "$OLDPWD/tests" \
   > "$out/tests.txt" 2>&1
 echo "tests exit $?" | tee -a "$out/tests.txt"; tail -3 "$out/tests.txt"
 

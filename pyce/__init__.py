@@ -42,14 +42,8 @@ finally:
 # pyce assumes nothing.
 _core.set_spin_window_us(0 if _wait_policy_set else 200)
 
-from .api import (
-    cross_entropy,
-    cross_entropy_backward,
-    cross_entropy_with_grad,
-    log_softmax,
-    logsumexp,
-    softmax,
-)
+from ._softmax import log_softmax, logsumexp, softmax
+from ._cross_entropy import cross_entropy, cross_entropy_backward, cross_entropy_with_grad
 from ._threads import cpu_info, get_num_threads, set_num_threads
 from ._cache import cache_info, empty_cache, set_cache_limit
 from .metrics import EvalResult, evaluate

@@ -3,6 +3,8 @@
 import os
 import sys
 
+import pytest
+
 # Qt without a display: the explorer's tests render offscreen.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -25,3 +27,23 @@ def pytest_report_header(config):
     info = pyce.cpu_info()
     return (f"pyce {pyce.__version__}: isa={info['isa']} supported={info['supported']} "
             f"openmp={info['openmp']} threads={info['threads']}")
+
+
+def pytest_generate_tests(metafunc):
+    # `each_isa`: the test runs once per instruction set this CPU supports, with
+    # the kernels of that ISA dispatched (and the previous table put back).
+    if "each_isa" in metafunc.fixturenames:
+        import pyce
+
+        metafunc.parametrize("each_isa", pyce.cpu_info()["supported"], indirect=True)
+
+
+@pytest.fixture
+def each_isa(request):
+    from pyce import _core
+
+    previous = _core.set_capability(request.param)
+    try:
+        yield request.param
+    finally:
+        _core.set_capability(previous)

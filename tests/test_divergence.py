@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 import pyce
-from pyce import _core
 from _helpers import (HALF_DTYPES, KERNEL_SHAPES, EPS32, assert_close, central_difference,
                       load_reference, same_for_every_thread_count)
+
+# Run once per forced ISA by .ci/run (pytest -m kernels).
+pytestmark = pytest.mark.kernels
 
 ref = load_reference()
 
@@ -180,19 +182,14 @@ def test_bitwise_same_for_every_thread_count(dtype):
             lambda: pyce.kl_divergence_with_grad(s, t, temperature=1.5, reduction="none"))
 
 
-@pytest.mark.parametrize("isa", pyce.cpu_info()["supported"])
-def test_every_isa(isa):
-    previous = _core.set_capability(isa)
-    try:
-        for dtype in (np.float32, np.float64):
-            s, t = pair((5, 4099), dtype, seed=8)
-            exp_loss, exp_grad = ref.kl_divergence_with_grad(s, t, temperature=2.0, reduction="none")
-            loss, grad = pyce.kl_divergence_with_grad(s, t, temperature=2.0, reduction="none")
-            ltol, gtol = tols(dtype, 10)
-            assert_close(loss, exp_loss, **ltol)
-            assert_close(grad, exp_grad, **gtol)
-    finally:
-        _core.set_capability(previous)
+def test_every_isa(each_isa):
+    for dtype in (np.float32, np.float64):
+        s, t = pair((5, 4099), dtype, seed=8)
+        exp_loss, exp_grad = ref.kl_divergence_with_grad(s, t, temperature=2.0, reduction="none")
+        loss, grad = pyce.kl_divergence_with_grad(s, t, temperature=2.0, reduction="none")
+        ltol, gtol = tols(dtype, 10)
+        assert_close(loss, exp_loss, **ltol)
+        assert_close(grad, exp_grad, **gtol)
 
 
 def test_errors():

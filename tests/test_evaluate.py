@@ -12,6 +12,9 @@ import pyce
 from pyce import _core
 from _helpers import EPS32, assert_close, load_reference
 
+# Run once per forced ISA by .ci/run (pytest -m kernels).
+pytestmark = pytest.mark.kernels
+
 ref = load_reference()
 
 SHAPES = [
@@ -266,16 +269,11 @@ def test_bitwise_same_for_every_thread_count(dtype):
         np.testing.assert_array_equal(h, h1)
 
 
-@pytest.mark.parametrize("isa", pyce.cpu_info()["supported"])
-def test_every_isa(isa):
-    previous = _core.set_capability(isa)
-    try:
-        for dtype in (np.float32, np.float64):
-            x, t = problem((6, 4099), -1, dtype, seed=4)
-            check_against_reference(pyce.evaluate(x, t), ref.evaluate(x, t), dtype, 1 + np.abs(x).max())
-            assert_close(pyce.entropy(x), ref.entropy(x), **tolerances(dtype, 1 + np.abs(x).max()))
-    finally:
-        _core.set_capability(previous)
+def test_every_isa(each_isa):
+    for dtype in (np.float32, np.float64):
+        x, t = problem((6, 4099), -1, dtype, seed=4)
+        check_against_reference(pyce.evaluate(x, t), ref.evaluate(x, t), dtype, 1 + np.abs(x).max())
+        assert_close(pyce.entropy(x), ref.entropy(x), **tolerances(dtype, 1 + np.abs(x).max()))
 
 
 def test_result_is_a_small_typed_record():

@@ -11,17 +11,16 @@ results below 2**-126.
 import numpy as np
 import pytest
 
-import pyce
 from pyce import _core
 
-ISAS = pyce.cpu_info()["supported"]
+# Run once per forced ISA by .ci/run (pytest -m kernels).
+pytestmark = pytest.mark.kernels
 
 
-@pytest.fixture(params=ISAS)
-def isa(request):
-    previous = _core.set_capability(request.param)
-    yield request.param
-    _core.set_capability(previous)
+@pytest.fixture
+def isa(each_isa):
+    """The ISA whose exp is measured (conftest's each_isa dispatches it)."""
+    return each_isa
 
 
 def ulp_error(got, exact, dtype):

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 import pyce
-from pyce import _core
 from _helpers import (HALF_DTYPES, KERNEL_SHAPES, EPS32, assert_close, central_difference,
                       load_reference, same_for_every_thread_count)
+
+# Run once per forced ISA by .ci/run (pytest -m kernels).
+pytestmark = pytest.mark.kernels
 
 ref = load_reference()
 
@@ -152,19 +154,14 @@ def test_bitwise_same_for_every_thread_count(dtype):
             lambda: pyce.focal_loss_with_grad(x, t, alpha=alpha, reduction="none"))
 
 
-@pytest.mark.parametrize("isa", pyce.cpu_info()["supported"])
-def test_every_isa(isa):
-    previous = _core.set_capability(isa)
-    try:
-        for dtype in (np.float32, np.float64):
-            x, t, alpha = problem((5, 4099), -1, dtype, seed=8)
-            exp_loss, exp_grad = ref.focal_loss_with_grad(x, t, alpha=alpha, reduction="none")
-            loss, grad = pyce.focal_loss_with_grad(x, t, alpha=alpha, reduction="none")
-            ltol, gtol = tols(dtype, 10)
-            assert_close(loss, exp_loss, **ltol)
-            assert_close(grad, exp_grad, **gtol)
-    finally:
-        _core.set_capability(previous)
+def test_every_isa(each_isa):
+    for dtype in (np.float32, np.float64):
+        x, t, alpha = problem((5, 4099), -1, dtype, seed=8)
+        exp_loss, exp_grad = ref.focal_loss_with_grad(x, t, alpha=alpha, reduction="none")
+        loss, grad = pyce.focal_loss_with_grad(x, t, alpha=alpha, reduction="none")
+        ltol, gtol = tols(dtype, 10)
+        assert_close(loss, exp_loss, **ltol)
+        assert_close(grad, exp_grad, **gtol)
 
 
 def test_errors():

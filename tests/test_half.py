@@ -12,6 +12,9 @@ import pytest
 import pyce
 from pyce import reference as ref
 
+# Run once per forced ISA by .ci/run (pytest -m kernels).
+pytestmark = pytest.mark.kernels
+
 ml_dtypes = pytest.importorskip("ml_dtypes")
 
 HALF = {"bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
@@ -312,9 +315,9 @@ def test_scratch_reused_between_calls_and_threads(name):
 @pytest.mark.parametrize("name", list(HALF))
 def test_logits_far_above_the_shift(name):
     """16-bit rows whose later blocks hold logits far above the shift (see
-    test_kernels._far_above_the_shift_rows): the unchecked sweep's exps go to
+    _kernel_cases._far_above_the_shift_rows): the unchecked sweep's exps go to
     scratch, so a block swept again overwrites them."""
-    from test_kernels import _far_above_the_shift_rows
+    from _kernel_cases import _far_above_the_shift_rows
 
     x, t = _far_above_the_shift_rows(HALF[name])
     x64 = x.astype(np.float64)

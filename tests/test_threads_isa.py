@@ -29,6 +29,9 @@ from _helpers import (
     value_scale,
 )
 
+# Run once per forced ISA by .ci/run (pytest -m kernels).
+pytestmark = pytest.mark.kernels
+
 ref = pyce.reference
 ISA_NAMES = ("baseline", "avx2", "avx512")
 SUPPORTED = list(pyce.cpu_info()["supported"])

@@ -18,6 +18,9 @@ torch.set_num_threads(1)
 import pyce  # noqa: E402
 from _helpers import EPS32, assert_close, loss_shape_of, make_problem, torch_cross_entropy  # noqa: E402
 
+# Run once per forced ISA by .ci/run (pytest -m kernels).
+pytestmark = pytest.mark.kernels
+
 LAYOUTS = {
     "nc": ((8, 11), -1),
     "btv": ((2, 3, 37), -1),

@@ -7,6 +7,9 @@ import pyce
 from pyce import reference as ref
 from _helpers import central_difference, same_for_every_thread_count
 
+# Run once per forced ISA by .ci/run (pytest -m kernels).
+pytestmark = pytest.mark.kernels
+
 SHAPES = [(1, 1), (5, 17), (3, 4, 2049), (2, 70001)]
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import api as _api
+from .. import _cross_entropy as _api
 
 __all__ = ["cross_entropy", "CrossEntropyLoss"]
 

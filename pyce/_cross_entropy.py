@@ -1,8 +1,8 @@
-"""The public functions: validate, normalise layout, call the C++ kernels.
+"""cross_entropy, cross_entropy_backward and cross_entropy_with_grad.
 
-Data flows one way: NumPy arrays in -> checks and a (rows, classes) view here ->
-``pyce._core`` (which releases the GIL and runs the SIMD/OpenMP kernels) ->
-NumPy arrays or scalars out. Nothing here computes a loss itself.
+Validate and lay out the call once (CrossEntropyCall), then one kernel call
+(``_core.cross_entropy``) gives the loss and, when asked, the gradient. Plain
+calls go straight to the kernel (``_plain_call``).
 """
 
 from __future__ import annotations
@@ -11,140 +11,28 @@ import numpy as np
 
 from . import _core
 from ._cache import empty_output
+from ._plain_call import as_scalar, only_defaults, plain_forward, plain_with_grad
 from ._validation import (
-    FLOAT_DTYPES,
     REDUCTIONS,
     as_float_array,
-    compute_dtype,
-    grad_dtype_for,
     check_grad_output,
     check_ignore_index,
     check_label_smoothing,
-    check_softcap,
-    check_z_loss,
     check_reduction,
+    check_softcap,
     check_weight,
-    is_16bit,
+    check_z_loss,
+    compute_dtype,
+    grad_dtype_for,
     normalize_axis,
     rows_view,
     split_target,
 )
 
-__all__ = [
-    "logsumexp",
-    "softmax",
-    "log_softmax",
-    "cross_entropy",
-    "cross_entropy_backward",
-    "cross_entropy_with_grad",
-]
+__all__ = ["cross_entropy", "cross_entropy_backward", "cross_entropy_with_grad"]
 
 
-def _scalar(value, dtype):
-    """A reduced result as a NumPy scalar of the output dtype."""
-    return dtype.type(value)
-
-
-def _only_defaults(weight, softcap, return_lse, label_smoothing, z_loss):
-    """The options a plain call leaves at their defaults (see _plain_code): the
-    numbers as plain Python 0s, so that anything else gets the general checks."""
-    return (weight is None and softcap is None and not return_lse
-            and type(label_smoothing) in (float, int) and label_smoothing == 0
-            and type(z_loss) in (float, int) and z_loss == 0)
-
-
-def logsumexp(x, axis=-1, keepdims=False):
-    """Log of the sum of exponentials along an axis, computed stably.
-
-    Parameters
-    ----------
-    x : array_like of float32, float64, float16 or bfloat16
-        Input values.
-    axis : int, optional
-        Axis to reduce over (default: the last).
-    keepdims : bool, optional
-        Keep the reduced axis with length 1, so the result broadcasts against ``x``.
-
-    Returns
-    -------
-    numpy.ndarray or numpy scalar
-        ``log(sum(exp(x), axis))`` in the dtype of ``x`` (float32 for float16 and
-        bfloat16 input, which is computed in float32). A slice of all ``-inf``
-        gives ``-inf``; one with ``+inf`` gives ``+inf``; one with ``nan`` gives ``nan``.
-
-    Examples
-    --------
-    >>> import numpy as np, pyce
-    >>> float(pyce.logsumexp(np.array([1000.0, 1000.0])))  # no overflow
-    1000.6931471805599
-    """
-    x = as_float_array(x, "x")
-    if x.ndim == 0:
-        raise ValueError("x must have at least one dimension, got a 0-d array")
-    axis = normalize_axis(axis, x.ndim)
-    rows = rows_view(x, axis)
-    out_shape = x.shape[:axis] + x.shape[axis + 1:]
-    if rows.shape[1] == 0:
-        out = np.full(out_shape, -np.inf, dtype=compute_dtype(x.dtype))  # log(0)
-    else:
-        out = _core.logsumexp(rows).reshape(out_shape)
-    if keepdims:
-        out = np.expand_dims(out, axis)
-    return out if out.ndim else out[()]
-
-
-def _normalize_rows(x, axis, kernel):
-    x = as_float_array(x, "x")
-    if x.ndim == 0:
-        raise ValueError("x must have at least one dimension, got a 0-d array")
-    axis = normalize_axis(axis, x.ndim)
-    rows = rows_view(x, axis)
-    out = empty_output(rows.shape, rows.dtype)
-    if rows.size:
-        kernel(rows, out)
-    if axis == x.ndim - 1:
-        return out.reshape(x.shape)
-    moved_shape = x.shape[:axis] + x.shape[axis + 1:] + (x.shape[axis],)
-    return np.moveaxis(out.reshape(moved_shape), -1, axis)
-
-
-def softmax(x, axis=-1):
-    """Softmax along an axis: ``exp(x - logsumexp(x))``.
-
-    Parameters
-    ----------
-    x : array_like of float32, float64, float16 or bfloat16
-    axis : int, optional
-        The class axis (default: the last).
-
-    Returns
-    -------
-    numpy.ndarray
-        Same shape and dtype as ``x``; each slice along ``axis`` sums to 1.
-        A slice holding ``+inf`` or ``nan``, or made only of ``-inf``, is all ``nan``
-        (as in PyTorch).
-    """
-    return _normalize_rows(x, axis, _core.softmax)
-
-
-def log_softmax(x, axis=-1):
-    """Log-softmax along an axis: ``x - logsumexp(x)``.
-
-    Parameters
-    ----------
-    x : array_like of float32, float64, float16 or bfloat16
-    axis : int, optional
-        The class axis (default: the last).
-
-    Returns
-    -------
-    numpy.ndarray
-        Same shape and dtype as ``x``.
-    """
-    return _normalize_rows(x, axis, _core.log_softmax)
-
-
-class _Problem:
+class CrossEntropyCall:
     """A validated cross-entropy call, laid out as (rows, classes) for the kernel."""
 
     def __init__(self, logits, target, *, axis, weight, ignore_index, reduction, label_smoothing,
@@ -186,7 +74,7 @@ class _Problem:
         if self.reduction == REDUCTIONS["none"]:
             self.loss = raw_loss.reshape(self.target_shape)
         else:
-            self.loss = _scalar(raw_loss, compute_dtype(self.logits.dtype))
+            self.loss = as_scalar(raw_loss, compute_dtype(self.logits.dtype))
         self.lse = None if raw_lse is None else raw_lse.reshape(self.target_shape)
 
     def returned(self, *values):
@@ -289,11 +177,11 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
     >>> round(float(pyce.cross_entropy(logits, np.array([2]))), 4)
     0.4076
     """
-    if _only_defaults(weight, softcap, return_lse, label_smoothing, z_loss):
-        loss = _plain_forward(logits, target, axis, ignore_index, reduction)
+    if only_defaults(weight, softcap, return_lse, label_smoothing, z_loss):
+        loss = plain_forward(logits, target, axis, ignore_index, reduction)
         if loss is not None:
             return loss
-    problem = _Problem(logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
+    problem = CrossEntropyCall(logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
                        reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
                        softcap=softcap, return_lse=return_lse)
     problem.run()
@@ -330,12 +218,12 @@ def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=N
     lse : numpy.ndarray
         Only with ``return_lse=True``.
     """
-    if grad_dtype is None and _only_defaults(weight, softcap, return_lse, label_smoothing, z_loss):
-        plain = _plain_with_grad(logits, target, axis, ignore_index, reduction,
+    if grad_dtype is None and only_defaults(weight, softcap, return_lse, label_smoothing, z_loss):
+        plain = plain_with_grad(logits, target, axis, ignore_index, reduction,
                                  grad_output=grad_output, out=out)
         if plain is not None:
             return plain[1]
-    problem = _Problem(logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
+    problem = CrossEntropyCall(logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
                        reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
                        softcap=softcap, return_lse=return_lse)
     grad_rows = problem.grad_buffer(grad_dtype, out)
@@ -377,8 +265,8 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_inde
     array([[ 0.2447,  0.09  , -0.3348]])
     """
     if (grad_dtype is None and not (inplace and out is not None)
-            and _only_defaults(weight, softcap, return_lse, label_smoothing, z_loss)):
-        plain = _plain_with_grad(logits, target, axis, ignore_index, reduction,
+            and only_defaults(weight, softcap, return_lse, label_smoothing, z_loss)):
+        plain = plain_with_grad(logits, target, axis, ignore_index, reduction,
                                  inplace=inplace, out=out)
         if plain is not None:
             return plain
@@ -390,7 +278,7 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_inde
                 f"{logits.dtype}; got grad_dtype={np.dtype(grad_dtype)}")
         if out is not None:
             raise ValueError("pass either inplace=True or out=, not both")
-    problem = _Problem(logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
+    problem = CrossEntropyCall(logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
                        reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
                        softcap=softcap, return_lse=return_lse)
     grad_rows = problem.rows if inplace else problem.grad_buffer(grad_dtype, out)
@@ -402,82 +290,6 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_inde
     return problem.returned(problem.loss, grad)
 
 
-# The plain call -- a (rows, C) C-contiguous ndarray of any dtype the kernels
-# take, a contiguous int64 vector of class indices, no option but ignore_index
-# and the reduction (and, for a gradient, out= or inplace=True) -- goes
-# straight to the kernel: at 64 x 1000 the general checks (_Problem) cost half
-# as much as the kernel itself. Whatever else comes in (other types, shapes or
-# options, an out= that is not plainly right) takes the general path, which
-# checks it and raises the errors. Class indices are range-checked by the
-# kernel either way.
-_GRAD_OUTPUT_ONE = np.ones(1)
-_GRAD_OUTPUT_ONE.flags.writeable = False
-
-
-def _plain_code(logits, target, axis, ignore_index, reduction):
-    """The reduction's code for a plain call (see above), or None when the call is not one."""
-    if not (type(logits) is np.ndarray and type(target) is np.ndarray
-            and logits.ndim == 2 and target.ndim == 1 and type(axis) is int and axis in (-1, 1)
-            and type(ignore_index) is int and type(reduction) is str
-            and target.dtype == np.int64
-            and logits.flags.c_contiguous and target.flags.c_contiguous
-            and target.shape[0] == logits.shape[0] and logits.shape[1] > 0
-            and (logits.dtype in FLOAT_DTYPES or is_16bit(logits.dtype))):
-        return None
-    return REDUCTIONS.get(reduction)
-
-
-def _plain_loss(raw, code, logits):
-    """The kernel's loss as the general path returns it (see _Problem.run)."""
-    return raw if code == 0 else _scalar(raw, compute_dtype(logits.dtype))
-
-
-def _plain_grad_buffer(logits, inplace, out):
-    """Where a plain call writes its gradient into the given logits (inplace) or
-    out, or None when that needs the general checks."""
-    if inplace:
-        return logits if logits.flags.writeable else None
-    # Plainly right: the logits' dtype and shape, contiguous, writeable, apart from
-    # the logits (np.may_share_memory compares bounds, which for two contiguous
-    # arrays is exact, and cheap).
-    if (type(out) is np.ndarray and out.dtype == logits.dtype and out.shape == logits.shape
-            and out.flags.c_contiguous and out.flags.writeable
-            and not np.may_share_memory(out, logits)):
-        return out
-    return None
-
-
-def _plain_forward(logits, target, axis, ignore_index, reduction):
-    """The loss of a plain call, or None when the call is not one (see above)."""
-    code = _plain_code(logits, target, axis, ignore_index, reduction)
-    if code is None:
-        return None
-    raw = _core.cross_entropy(logits, target, None, None, ignore_index, 0.0, code,
-                              None, None, 0.0, False, 0.0)
-    return _plain_loss(raw, code, logits)
-
-
-def _plain_with_grad(logits, target, axis, ignore_index, reduction, grad_output=1.0,
-                     inplace=False, out=None):
-    """(loss, grad) for a plain call, or None when the call is not one (see above)."""
-    code = _plain_code(logits, target, axis, ignore_index, reduction)
-    if code is None or type(grad_output) not in (float, int):
-        return None
-    if inplace or out is not None:
-        grad = _plain_grad_buffer(logits, inplace, out)
-        if grad is None:
-            return None
-    else:
-        grad = empty_output(logits.shape, logits.dtype)
-    if grad_output == 1:
-        g_out = _GRAD_OUTPUT_ONE if code else np.ones(logits.shape[0])  # 'none': one per row
-    else:
-        g_out = np.full(1 if code else logits.shape[0], float(grad_output))
-    raw = _core.cross_entropy(logits, target, None, None, ignore_index, 0.0, code,
-                              g_out, grad, 0.0, False, 0.0)
-    return _plain_loss(raw, code, logits), grad
-
-
 def _check_inplace(logits, axis):
     if not isinstance(logits, np.ndarray):
         raise ValueError(
@@ -486,7 +298,7 @@ def _check_inplace(logits, axis):
         raise ValueError("inplace=True needs a writeable array, but logits is read-only")
     as_float_array(logits, "logits")  # raises the TypeError for a bad dtype
     if logits.ndim == 0:
-        return  # _Problem raises the error
+        return  # CrossEntropyCall raises the error
     if not logits.flags.c_contiguous:
         raise ValueError(
             "inplace=True needs a C-contiguous array, but logits is not contiguous "

@@ -1,0 +1,107 @@
+"""logsumexp, softmax and log_softmax: validate, lay out as (rows, classes), call the kernels.
+
+Data flows one way: NumPy arrays in -> checks and a (rows, classes) view here ->
+``pyce._core`` (which releases the GIL and runs the SIMD/OpenMP kernels) ->
+NumPy arrays or scalars out. Nothing here computes a result itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+from ._cache import empty_output
+from ._validation import as_float_array, compute_dtype, normalize_axis, rows_view
+
+__all__ = ["logsumexp", "softmax", "log_softmax"]
+
+
+def logsumexp(x, axis=-1, keepdims=False):
+    """Log of the sum of exponentials along an axis, computed stably.
+
+    Parameters
+    ----------
+    x : array_like of float32, float64, float16 or bfloat16
+        Input values.
+    axis : int, optional
+        Axis to reduce over (default: the last).
+    keepdims : bool, optional
+        Keep the reduced axis with length 1, so the result broadcasts against ``x``.
+
+    Returns
+    -------
+    numpy.ndarray or numpy scalar
+        ``log(sum(exp(x), axis))`` in the dtype of ``x`` (float32 for float16 and
+        bfloat16 input, which is computed in float32). A slice of all ``-inf``
+        gives ``-inf``; one with ``+inf`` gives ``+inf``; one with ``nan`` gives ``nan``.
+
+    Examples
+    --------
+    >>> import numpy as np, pyce
+    >>> float(pyce.logsumexp(np.array([1000.0, 1000.0])))  # no overflow
+    1000.6931471805599
+    """
+    x = as_float_array(x, "x")
+    if x.ndim == 0:
+        raise ValueError("x must have at least one dimension, got a 0-d array")
+    axis = normalize_axis(axis, x.ndim)
+    rows = rows_view(x, axis)
+    out_shape = x.shape[:axis] + x.shape[axis + 1:]
+    if rows.shape[1] == 0:
+        out = np.full(out_shape, -np.inf, dtype=compute_dtype(x.dtype))  # log(0)
+    else:
+        out = _core.logsumexp(rows).reshape(out_shape)
+    if keepdims:
+        out = np.expand_dims(out, axis)
+    return out if out.ndim else out[()]
+
+
+def _normalize_rows(x, axis, kernel):
+    x = as_float_array(x, "x")
+    if x.ndim == 0:
+        raise ValueError("x must have at least one dimension, got a 0-d array")
+    axis = normalize_axis(axis, x.ndim)
+    rows = rows_view(x, axis)
+    out = empty_output(rows.shape, rows.dtype)
+    if rows.size:
+        kernel(rows, out)
+    if axis == x.ndim - 1:
+        return out.reshape(x.shape)
+    moved_shape = x.shape[:axis] + x.shape[axis + 1:] + (x.shape[axis],)
+    return np.moveaxis(out.reshape(moved_shape), -1, axis)
+
+
+def softmax(x, axis=-1):
+    """Softmax along an axis: ``exp(x - logsumexp(x))``.
+
+    Parameters
+    ----------
+    x : array_like of float32, float64, float16 or bfloat16
+    axis : int, optional
+        The class axis (default: the last).
+
+    Returns
+    -------
+    numpy.ndarray
+        Same shape and dtype as ``x``; each slice along ``axis`` sums to 1.
+        A slice holding ``+inf`` or ``nan``, or made only of ``-inf``, is all ``nan``
+        (as in PyTorch).
+    """
+    return _normalize_rows(x, axis, _core.softmax)
+
+
+def log_softmax(x, axis=-1):
+    """Log-softmax along an axis: ``x - logsumexp(x)``.
+
+    Parameters
+    ----------
+    x : array_like of float32, float64, float16 or bfloat16
+    axis : int, optional
+        The class axis (default: the last).
+
+    Returns
+    -------
+    numpy.ndarray
+        Same shape and dtype as ``x``.
+    """
+    return _normalize_rows(x, axis, _core.log_softmax)
