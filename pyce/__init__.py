@@ -50,7 +50,7 @@ from .metrics import EvalResult, evaluate
 from .divergence import entropy, kl_divergence, kl_divergence_with_grad
 from .focal import focal_loss, focal_loss_with_grad
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "logsumexp",

@@ -4,4 +4,6 @@ Run it with ``pyce-gui`` (or ``python -m pyce_gui``). The state and every derive
 number live in the Qt-free :mod:`pyce_gui.model`; the rest is the Qt interface.
 """
 
-__version__ = "0.1.0"
+from pyce._version import __version__  # one version for the one distribution
+
+__all__ = ["__version__"]
