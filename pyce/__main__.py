@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Optional, Sequence
 
 SUBCOMMANDS = (
@@ -101,14 +100,12 @@ def cmd_info(args) -> int:
 
 
 def _best_time(fn, repeat: int = 5):
-    """(result, best seconds) of ``repeat`` calls after one warm-up call."""
+    """(result, best seconds) of ``repeat`` calls after one warm-up call (the
+    benchmark's own timer, one call per run)."""
+    from .bench.timing import time_call
+
     result = fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return result, best
+    return result, time_call(fn, repeat=repeat, warmup=0, min_time=0.0).best
 
 
 def cmd_demo(args) -> int:

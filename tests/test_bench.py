@@ -220,8 +220,10 @@ def test_measure_in_cache_scales_to_all_rows(monkeypatch):
     def fake_op(op, x, t):
         return (lambda: calls.append(x.shape[0])), None, None
 
-    monkeypatch.setattr(bench, "time_call", fake_time_call)
-    monkeypatch.setattr(bench, "pyce_op", fake_op)
+    from pyce.bench import floors
+
+    monkeypatch.setattr(floors, "time_call", fake_time_call)
+    monkeypatch.setattr(floors, "pyce_op", fake_op)
     x = np.zeros((3000, 1024), np.float32)  # rows of 4 KiB: R = 1024 rows
     t = np.zeros(3000, np.int64)
     seconds, rows = bench.measure_in_cache("forward", x, t, threads=2)
