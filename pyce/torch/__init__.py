@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from .. import _cross_entropy as _api
 
-__all__ = ["cross_entropy", "CrossEntropyLoss"]
+__all__ = ["cross_entropy", "CrossEntropyLoss", "causal_lm_loss"]
 
 try:  # bfloat16 tensors are read through ml_dtypes' NumPy dtype
     import ml_dtypes as _ml_dtypes
@@ -257,3 +257,6 @@ class CrossEntropyLoss(torch.nn.Module):
         if self.softcap is not None:
             parts.append(f"softcap={self.softcap}")
         return ", ".join(parts)
+
+
+from .hf import causal_lm_loss  # noqa: E402  (transformers' loss signature; needs cross_entropy above)
