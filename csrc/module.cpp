@@ -7,12 +7,7 @@ PYBIND11_MODULE(_core, m) {
     // Choose the kernel table now, so that a bad PYCE_CPU_CAPABILITY fails the
     // import with its message instead of the first call.
     pyce::kernels();
-    pyce::register_runtime(m);
-    pyce::register_softmax(m);
-    pyce::register_cross_entropy(m);
-    pyce::register_stream(m);
-    pyce::register_metrics(m);
-    pyce::register_divergence(m);
-    pyce::register_focal(m);
-    pyce::register_cache(m);
+#define PYCE_CALL_BINDING(topic) pyce::register_##topic(m);
+    PYCE_BINDING_TOPICS(PYCE_CALL_BINDING)
+#undef PYCE_CALL_BINDING
 }

@@ -1,17 +1,15 @@
-// Each bindings/*.cpp registers one group of functions on the _core module.
+// The register_<topic>(module) functions of csrc/bindings/<topic>.cpp, each of
+// which adds one group of functions to the _core module (list: binding_list.hpp).
 #pragma once
 
 #include <pybind11/pybind11.h>
 
+#include "bindings/binding_list.hpp"
+
 namespace pyce {
 
-void register_runtime(pybind11::module_& m);
-void register_softmax(pybind11::module_& m);
-void register_cross_entropy(pybind11::module_& m);
-void register_stream(pybind11::module_& m);
-void register_metrics(pybind11::module_& m);     // evaluate, entropy
-void register_divergence(pybind11::module_& m);  // kl_divergence
-void register_focal(pybind11::module_& m);       // focal_loss
-void register_cache(pybind11::module_& m);       // empty, cache_info
+#define PYCE_DECLARE_BINDING(topic) void register_##topic(pybind11::module_& m);
+PYCE_BINDING_TOPICS(PYCE_DECLARE_BINDING)
+#undef PYCE_DECLARE_BINDING
 
 }  // namespace pyce

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "kernels/registration.hpp"
 #include "runtime/dispatch.hpp"
 #include "kernels/block_math.hpp"
 #include "kernels/parallel.hpp"
@@ -445,10 +446,7 @@ void run(const CrossEntropyArgs& args) {
 }  // namespace
 
 void register_cross_entropy_kernels(KernelTable& table) {
-    table.cross_entropy[static_cast<int>(DType::f32)] = run<float>;
-    table.cross_entropy[static_cast<int>(DType::f64)] = run<double>;
-    table.cross_entropy[static_cast<int>(DType::bf16)] = run<bf16>;
-    table.cross_entropy[static_cast<int>(DType::f16)] = run<f16>;
+    PYCE_REGISTER_EVERY_DTYPE(table.cross_entropy, run);
 }
 
 }  // namespace CPU_CAPABILITY

@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/registration.hpp"
 #include "runtime/dispatch.hpp"
 #include "kernels/metrics_args.hpp"
 #include "kernels/block_math.hpp"
@@ -150,10 +151,7 @@ void run(const KLDivArgs& args) {
 }  // namespace
 
 void register_divergence_kernels(KernelTable& table) {
-    table.kl_divergence[static_cast<int>(DType::f32)] = run<float>;
-    table.kl_divergence[static_cast<int>(DType::f64)] = run<double>;
-    table.kl_divergence[static_cast<int>(DType::bf16)] = run<bf16>;
-    table.kl_divergence[static_cast<int>(DType::f16)] = run<f16>;
+    PYCE_REGISTER_EVERY_DTYPE(table.kl_divergence, run);
 }
 
 }  // namespace CPU_CAPABILITY

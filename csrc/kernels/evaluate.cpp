@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/registration.hpp"
 #include "runtime/dispatch.hpp"
 #include "kernels/metrics_args.hpp"
 #include "kernels/block_math.hpp"
@@ -108,10 +109,7 @@ void run(const EvaluateArgs& args) {
 }  // namespace
 
 void register_evaluate_kernels(KernelTable& table) {
-    table.evaluate[static_cast<int>(DType::f32)] = run<float>;
-    table.evaluate[static_cast<int>(DType::f64)] = run<double>;
-    table.evaluate[static_cast<int>(DType::bf16)] = run<bf16>;
-    table.evaluate[static_cast<int>(DType::f16)] = run<f16>;
+    PYCE_REGISTER_EVERY_DTYPE(table.evaluate, run);
 }
 
 }  // namespace CPU_CAPABILITY

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "kernels/registration.hpp"
 #include "runtime/dispatch.hpp"
 #include "kernels/metrics_args.hpp"
 #include "kernels/block_math.hpp"
@@ -144,10 +145,7 @@ void run(const FocalArgs& args) {
 }  // namespace
 
 void register_focal_kernels(KernelTable& table) {
-    table.focal_loss[static_cast<int>(DType::f32)] = run<float>;
-    table.focal_loss[static_cast<int>(DType::f64)] = run<double>;
-    table.focal_loss[static_cast<int>(DType::bf16)] = run<bf16>;
-    table.focal_loss[static_cast<int>(DType::f16)] = run<f16>;
+    PYCE_REGISTER_EVERY_DTYPE(table.focal_loss, run);
 }
 
 }  // namespace CPU_CAPABILITY

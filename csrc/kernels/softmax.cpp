@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "kernels/registration.hpp"
 #include "runtime/dispatch.hpp"
 #include "kernels/block_math.hpp"
 #include "kernels/parallel.hpp"
@@ -86,21 +87,21 @@ void run(const void* x, int64_t rows, int64_t cols, void* out, int threads) {
     run_blocked(kernel, rows, cols, threads);
 }
 
+// The three row outputs as variable templates of the element type, for
+// PYCE_REGISTER_EVERY_DTYPE.
 template <class T>
-void register_dtype(KernelTable& table, DType dtype) {
-    const int d = static_cast<int>(dtype);
-    table.logsumexp[d] = run<T, RowOutput::lse>;
-    table.softmax[d] = run<T, RowOutput::softmax>;
-    table.log_softmax[d] = run<T, RowOutput::log_softmax>;
-}
+constexpr RowsToVectorFn lse_entry = &run<T, RowOutput::lse>;
+template <class T>
+constexpr RowsToRowsFn softmax_entry = &run<T, RowOutput::softmax>;
+template <class T>
+constexpr RowsToRowsFn log_softmax_entry = &run<T, RowOutput::log_softmax>;
 
 }  // namespace
 
 void register_softmax_kernels(KernelTable& table) {
-    register_dtype<float>(table, DType::f32);
-    register_dtype<double>(table, DType::f64);
-    register_dtype<bf16>(table, DType::bf16);
-    register_dtype<f16>(table, DType::f16);
+    PYCE_REGISTER_EVERY_DTYPE(table.logsumexp, lse_entry);
+    PYCE_REGISTER_EVERY_DTYPE(table.softmax, softmax_entry);
+    PYCE_REGISTER_EVERY_DTYPE(table.log_softmax, log_softmax_entry);
 }
 
 }  // namespace CPU_CAPABILITY

@@ -4,28 +4,22 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include "kernels/kernel_list.hpp"
 #include "runtime/cpu_features.hpp"
 
 namespace pyce {
 
-// Each kernel source registers itself into its ISA's table (kernels/*.cpp).
-#define PYCE_DECLARE_ISA(isa)                                    \
-    namespace isa {                                              \
-    void register_softmax_kernels(KernelTable& table);           \
-    void register_cross_entropy_kernels(KernelTable& table);     \
-    void register_evaluate_kernels(KernelTable& table);          \
-    void register_divergence_kernels(KernelTable& table);        \
-    void register_focal_kernels(KernelTable& table);             \
-    void register_exp_kernels(KernelTable& table);               \
+// Each kernel source registers itself into its ISA's table (kernels/*.cpp,
+// listed in kernels/kernel_list.hpp).
+#define PYCE_DECLARE_REGISTER(topic) void register_##topic##_kernels(KernelTable& table);
+#define PYCE_CALL_REGISTER(topic) register_##topic##_kernels(table);
+#define PYCE_DECLARE_ISA(isa)                                        \
+    namespace isa {                                                  \
+    PYCE_KERNEL_TOPICS(PYCE_DECLARE_REGISTER)                        \
     inline void register_all(KernelTable& table, const char* name) { \
-        table.name = name;                                       \
-        register_softmax_kernels(table);                         \
-        register_cross_entropy_kernels(table);                   \
-        register_evaluate_kernels(table);                        \
-        register_divergence_kernels(table);                      \
-        register_focal_kernels(table);                           \
-        register_exp_kernels(table);                             \
-    }                                                            \
+        table.name = name;                                           \
+        PYCE_KERNEL_TOPICS(PYCE_CALL_REGISTER)                       \
+    }                                                                \
     }
 PYCE_DECLARE_ISA(baseline)
 #ifdef PYCE_HAVE_AVX2
@@ -35,6 +29,8 @@ PYCE_DECLARE_ISA(avx2)
 PYCE_DECLARE_ISA(avx512)
 #endif
 #undef PYCE_DECLARE_ISA
+#undef PYCE_CALL_REGISTER
+#undef PYCE_DECLARE_REGISTER
 
 namespace {
 
