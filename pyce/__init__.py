@@ -49,6 +49,7 @@ from ._cache import cache_info, empty_cache, set_cache_limit
 from .metrics import EvalResult, evaluate
 from .divergence import entropy, kl_divergence, kl_divergence_with_grad
 from .focal import focal_loss, focal_loss_with_grad
+from .linear import linear_cross_entropy, linear_cross_entropy_with_grad, linear_evaluate
 
 from ._version import __version__
 
@@ -72,6 +73,9 @@ __all__ = [
     "kl_divergence_with_grad",
     "focal_loss",
     "focal_loss_with_grad",
+    "linear_cross_entropy",
+    "linear_cross_entropy_with_grad",
+    "linear_evaluate",
     "reference",
 ]
 

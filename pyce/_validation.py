@@ -202,3 +202,107 @@ def grad_dtype_for(logits_dtype: np.dtype, grad_dtype) -> np.dtype:
     raise ValueError(
         f"grad_dtype must be the logits' dtype {logits_dtype}"
         + (" or float32" if is_16bit(logits_dtype) else "") + f", got {wanted}")
+
+
+# --------------------------------------------------------------------------
+# Fused linear cross-entropy (pyce.linear_cross_entropy and friends)
+# --------------------------------------------------------------------------
+
+def check_linear_operands(hidden, linear_weight, target, linear_bias, dtypes, names):
+    """Shapes and dtypes of ``hidden (..., D)``, ``linear_weight (V, D)``, ``target (...)``
+    and ``linear_bias (V,)`` (each given with the ``.shape``/``.dtype`` of its library).
+
+    ``names`` are the argument names as the caller spells them; ``dtypes`` the
+    floating dtypes allowed. Raises an error naming the shapes that disagree.
+    """
+    h_name, w_name, t_name, b_name = names
+    if hidden.dtype not in dtypes:
+        raise TypeError(f"{h_name} must have dtype {' or '.join(map(str, dtypes))}, got {hidden.dtype}")
+    if len(hidden.shape) < 1:
+        raise ValueError(f"{h_name} must have at least one dimension (the features D), got a 0-d array")
+    if len(linear_weight.shape) != 2:
+        raise ValueError(
+            f"{w_name} must be 2-D (V, D) like torch.nn.Linear's weight, got shape {tuple(linear_weight.shape)}")
+    if linear_weight.dtype != hidden.dtype:
+        raise TypeError(f"{w_name} has dtype {linear_weight.dtype} but {h_name} has {hidden.dtype}; "
+                        "they must match")
+    V, D = linear_weight.shape
+    if hidden.shape[-1] != D:
+        raise ValueError(
+            f"{h_name}'s last dimension {hidden.shape[-1]} (shape {tuple(hidden.shape)}) must equal "
+            f"{w_name}'s second dimension D = {D} (shape {tuple(linear_weight.shape)})")
+    if V == 0:
+        raise ValueError(f"{w_name} must have at least one row (class), got shape {tuple(linear_weight.shape)}")
+    if tuple(target.shape) != tuple(hidden.shape[:-1]):
+        raise ValueError(
+            f"{t_name} must have {h_name}'s shape without its last dimension: expected "
+            f"{tuple(hidden.shape[:-1])}, got {tuple(target.shape)} ({h_name} {tuple(hidden.shape)})")
+    if linear_bias is not None:
+        if tuple(linear_bias.shape) != (V,):
+            raise ValueError(
+                f"{b_name} must have shape ({V},) (one per row of {w_name}, shape "
+                f"{tuple(linear_weight.shape)}), got {tuple(linear_bias.shape)}")
+        if linear_bias.dtype != hidden.dtype:
+            raise TypeError(f"{b_name} has dtype {linear_bias.dtype} but {h_name} has {hidden.dtype}; "
+                            "they must match")
+    return V, D
+
+
+def check_class_targets(target, name="target"):
+    """An integer target of class indices (float probabilities are not taken here)."""
+    if target.dtype.kind not in "iu":
+        raise TypeError(
+            f"{name} must be an integer array of class indices, got dtype {target.dtype} "
+            "(probability targets need the logits; use pyce.cross_entropy)")
+
+
+def check_shift(shift, hidden_shape) -> int:
+    """``shift`` as an int in [0, T), T the length of the time axis (hidden's second-to-last)."""
+    try:
+        k = operator.index(shift)
+    except TypeError:
+        raise TypeError(f"shift must be a non-negative integer, got {shift!r}") from None
+    if k < 0:
+        raise ValueError(f"shift must be >= 0, got {k}")
+    if k == 0:
+        return 0
+    if len(hidden_shape) < 2:
+        raise ValueError(
+            f"shift={k} needs a time axis: hidden of shape (..., T, D), got shape {tuple(hidden_shape)}")
+    T = hidden_shape[-2]
+    if k >= T:
+        raise ValueError(f"shift must be smaller than the sequence length T = {T} (hidden "
+                         f"shape {tuple(hidden_shape)}), got {k}")
+    return k
+
+
+def check_filter_eps(filter_eps, machine_eps: float) -> float:
+    """The gradient-filtering threshold: 0.0 for None (no filtering); for ``'auto'``,
+    Cut Cross-Entropy's rule, the inputs' machine epsilon / 32 (``machine_eps``
+    from ``np.finfo`` or ``torch.finfo``)."""
+    if filter_eps is None:
+        return 0.0
+    if isinstance(filter_eps, str):
+        if filter_eps != "auto":
+            raise ValueError(f"filter_eps must be None, 'auto' or a number in (0, 1), got {filter_eps!r}")
+        return float(machine_eps) / 32.0
+    try:
+        value = float(filter_eps)
+    except (TypeError, ValueError):
+        raise TypeError(f"filter_eps must be None, 'auto' or a number in (0, 1), got {filter_eps!r}") from None
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"filter_eps must be None, 'auto' or a number in (0, 1), got {filter_eps!r}")
+    return value
+
+
+def check_chunk_size(chunk_size):
+    """Rows per chunk: None (chosen from a memory budget) or a positive int."""
+    if chunk_size is None:
+        return None
+    try:
+        n = operator.index(chunk_size)
+    except TypeError:
+        raise TypeError(f"chunk_size must be None or a positive integer, got {chunk_size!r}") from None
+    if n < 1:
+        raise ValueError(f"chunk_size must be None or a positive integer, got {n}")
+    return n

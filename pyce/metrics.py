@@ -63,7 +63,7 @@ class EvalResult:
                 f"entropy {self.entropy:.4f} | ECE {self.ece:.4f} | {self.n_tokens} tokens")
 
 
-def _check_topk(topk):
+def check_topk(topk):
     if isinstance(topk, (int, np.integer)):
         topk = (topk,)
     try:
@@ -157,7 +157,7 @@ def evaluate(logits, target, *, axis=-1, ignore_index=-100, topk=(1, 5)) -> Eval
     axis = normalize_axis(axis, logits.ndim)
     if logits.shape[axis] == 0:
         raise ValueError(f"logits must have at least one class along axis {axis}, got shape {logits.shape}")
-    ks = _check_topk(topk)
+    ks = check_topk(topk)
     ignore_index = check_ignore_index(ignore_index)
     indices, probabilities = split_target(target, logits, axis)
     if indices is None:
@@ -166,11 +166,17 @@ def evaluate(logits, target, *, axis=-1, ignore_index=-100, topk=(1, 5)) -> Eval
     t = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1)
     loss, ent, max_prob, rank = _core.evaluate(rows, t, ignore_index)
     scored = t != ignore_index
-    n = int(np.count_nonzero(scored))
+    if np.count_nonzero(scored) < t.size:
+        loss, ent, max_prob, rank = loss[scored], ent[scored], max_prob[scored], rank[scored]
+    return result_from_rows(loss, ent, max_prob, rank, ks)
+
+
+def result_from_rows(loss, ent, max_prob, rank, ks) -> EvalResult:
+    """The EvalResult of the kernel's per-row numbers over the scored rows only
+    (also used by ``pyce.linear_evaluate``, which computes them chunk by chunk)."""
+    n = int(loss.size)
     if n == 0:
         return EvalResult(math.nan, math.nan, {k: math.nan for k in ks}, math.nan, math.nan, 0)
-    if n < t.size:
-        loss, ent, max_prob, rank = loss[scored], ent[scored], max_prob[scored], rank[scored]
     mean_loss = float(np.sum(loss) / n)
     with np.errstate(over="ignore", invalid="ignore"):
         perplexity = float(np.exp(mean_loss))

@@ -412,3 +412,73 @@ def focal_loss(logits, target, *, gamma=2.0, alpha=None, axis=-1, ignore_index=-
     """The softmax focal loss; see focal_loss_with_grad."""
     return focal_loss_with_grad(logits, target, gamma=gamma, alpha=alpha, axis=axis,
                                 ignore_index=ignore_index, reduction=reduction)[0]
+
+
+# --------------------------------------------------------------------------
+# Fused linear cross-entropy (issue 17): the textbook version, logits and all
+# --------------------------------------------------------------------------
+
+__all__ += ["linear_cross_entropy", "linear_cross_entropy_with_grad", "linear_evaluate"]
+
+
+def _shifted(hidden, target, shift):
+    """hidden (..., T, D) and target (..., T) paired as row t with target t + shift."""
+    if not shift:
+        return hidden, target
+    return hidden[..., :-shift, :], target[..., shift:]
+
+
+def linear_cross_entropy_with_grad(hidden, linear_weight, target, *, linear_bias=None,
+                                   weight=None, ignore_index=-100, reduction="mean",
+                                   label_smoothing=0.0, z_loss=0.0, softcap=None, shift=0,
+                                   return_lse=False, grad_output=1.0):
+    """``(loss, grad_hidden, grad_linear_weight[, grad_linear_bias][, lse])`` in float64.
+
+    The logits ``z = hidden @ W.T + b`` are materialised; the loss is
+    :func:`cross_entropy_with_grad` of them, and the chain rule gives
+    ``grad_hidden = G @ W``, ``grad_W = G.T @ hidden``, ``grad_b = sum_rows G``
+    with ``G = d loss / d z``. ``shift`` pairs hidden row t with target t + shift
+    (the last ``shift`` rows of every sequence get no gradient).
+    """
+    h = np.asarray(hidden, dtype=np.float64)
+    W = np.asarray(linear_weight, dtype=np.float64)
+    y = np.asarray(target)
+    hs, ys = _shifted(h, y, shift)
+    z = hs @ W.T
+    if linear_bias is not None:
+        z = z + np.asarray(linear_bias, dtype=np.float64)
+    out = cross_entropy_with_grad(z, ys, weight=weight, ignore_index=ignore_index,
+                                  reduction=reduction, label_smoothing=label_smoothing,
+                                  grad_output=grad_output, z_loss=z_loss, softcap=softcap,
+                                  return_lse=return_lse)
+    loss, G = out[0], out[1]
+    G = G.reshape(-1, W.shape[0])
+    rows = hs.reshape(-1, W.shape[1])
+    grad_hidden = np.zeros_like(h)
+    if shift:
+        grad_hidden[..., :-shift, :] = (G @ W).reshape(hs.shape)
+    else:
+        grad_hidden[...] = (G @ W).reshape(h.shape)
+    values = (loss, grad_hidden, G.T @ rows)
+    if linear_bias is not None:
+        values += (G.sum(axis=0),)
+    if return_lse:
+        values += (out[2],)
+    return values
+
+
+def linear_cross_entropy(hidden, linear_weight, target, **options):
+    """The loss of :func:`linear_cross_entropy_with_grad` (and the lse with ``return_lse``)."""
+    out = linear_cross_entropy_with_grad(hidden, linear_weight, target, **options)
+    return (out[0], out[-1]) if options.get("return_lse") else out[0]
+
+
+def linear_evaluate(hidden, linear_weight, target, *, linear_bias=None, ignore_index=-100,
+                    topk=(1, 5), shift=0):
+    """:func:`evaluate` of the materialised logits ``hidden @ W.T + b`` (shifted as above)."""
+    h = np.asarray(hidden, dtype=np.float64)
+    hs, ys = _shifted(h, np.asarray(target), shift)
+    z = hs @ np.asarray(linear_weight, dtype=np.float64).T
+    if linear_bias is not None:
+        z = z + np.asarray(linear_bias, dtype=np.float64)
+    return evaluate(z, ys, ignore_index=ignore_index, topk=topk)
