@@ -12,6 +12,11 @@ import operator
 
 import numpy as np
 
+try:
+    from numpy.exceptions import AxisError
+except ImportError:  # NumPy < 1.25 has it at the top level only
+    from numpy import AxisError  # type: ignore[attr-defined,no-redef]
+
 # Logit dtypes the kernels take: float32 and float64 compute in themselves;
 # float16 and bfloat16 (ml_dtypes.bfloat16) are read into float32.
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -43,7 +48,7 @@ def normalize_axis(axis, ndim: int, name: str = "axis") -> int:
     except TypeError:
         raise TypeError(f"{name} must be an integer, got {axis!r}") from None
     if not -ndim <= axis < ndim:
-        raise np.exceptions.AxisError(axis, ndim)
+        raise AxisError(axis, ndim)
     return axis % ndim
 
 
