@@ -29,7 +29,7 @@ def empty_output(shape, dtype) -> np.ndarray:
     for n in shape:
         nbytes *= n
     if nbytes < CACHE_MIN_BYTES:
-        return np.empty(shape, dtype=dtype)
+        return np.empty(tuple(shape), dtype=dtype)
     return _core.empty(tuple(shape), dtype)
 
 

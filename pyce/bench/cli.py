@@ -123,7 +123,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "pyce bench") -> int:
         n_tasks += sum(len(memory_kinds(peers, sh, reference_limit)) for sh in shapes) * len(dtypes)
     progress = Progress(n_tasks, enabled=sys.stderr.isatty() and not args.quiet)
 
-    report = {"schema": 1, "command": ["pyce", "bench"] + list(argv if argv is not None
+    report: dict = {"schema": 1, "command": ["pyce", "bench"] + list(argv if argv is not None
                                                               else sys.argv[1:]),
               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": ver, "cpu_info": info,
               "threads": threads,

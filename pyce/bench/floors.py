@@ -50,7 +50,7 @@ def measure_floors(nbytes: int, *, repeat: int = 5, min_time: float = 0.02,
     dst = np.empty_like(src)
     dst.fill(0.0)
     out["copy"] = time_call(lambda: scale(src, dst, 1.0), repeat=repeat, min_time=min_time).best
-    dst = None  # free it before the in-place probe
+    del dst  # free it before the in-place probe
     # Into a new array each call, as a function returning a gradient must: the
     # page faults of first touch included (reported, not used as the floor).
     out["copy_fresh"] = time_call(lambda: scale(src, np.empty_like(src), 1.0), repeat=repeat,

@@ -108,7 +108,7 @@ def measure_memory(kind: str, shape, dtype_name: str, threads: int, timeout: flo
             "b._memory_child(sys.argv[1:])")
     cmd = [sys.executable, "-c", code, root, kind, str(shape[0]), str(shape[1]), dtype_name,
            str(threads)]
-    res = {"kind": kind, "shape": list(shape), "dtype": dtype_name}
+    res: dict = {"kind": kind, "shape": list(shape), "dtype": dtype_name}
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -76,6 +76,7 @@ def make_problem(shape, dtype_name: str, seed: int = 0):
     n, v = shape
     rng = np.random.default_rng(seed)
     dt = numpy_dtype(dtype_name)
+    x: np.ndarray
     if dt == np.float64:
         x = rng.standard_normal((n, v))
     else:

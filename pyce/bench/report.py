@@ -52,7 +52,7 @@ def table_notes(results: Sequence[dict], peers: Sequence[str], missing: dict) ->
              "fused and backward return a new gradient array; from the second call of a "
              "shape on its memory comes from pyce's buffer cache, already mapped (run with "
              "PYCE_CACHE_MB=0 to see every call pay the first-touch page faults instead)."]
-    by_status = {}  # status -> {peer: [where]}, in first-seen order
+    by_status: dict = {}  # status -> {peer: [where]}, in first-seen order
     for r in results:
         for p, e in r["peers"].items():
             s = e.get("status", "ok")

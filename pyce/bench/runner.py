@@ -69,7 +69,7 @@ def run_benchmark(shapes, dtypes, ops, peers, *, repeat=5, min_time=0.02,
     fused out= and fused inplace share the peer's forward+backward).
     ``peer_ops`` limits which peer computations run (default: all).
     """
-    peer_ops = set(PEER_OP.values()) if peer_ops is None else set(peer_ops)
+    compared_ops = set(PEER_OP.values()) if peer_ops is None else set(peer_ops)
     cases = []  # (shape, dtype_name, rows)
     for shape in shapes:
         for dtype_name in dtypes:
@@ -78,10 +78,10 @@ def run_benchmark(shapes, dtypes, ops, peers, *, repeat=5, min_time=0.02,
                                                         progress=progress)))
     for shape, dtype_name, rows in cases:
         if any(row.get("pyce") for row in rows):
-            _time_peers(shape, dtype_name, ops, rows, peers, peer_ops, repeat=repeat,
+            _time_peers(shape, dtype_name, ops, rows, peers, compared_ops, repeat=repeat,
                         min_time=min_time, reference_limit=reference_limit, progress=progress)
         elif progress:
-            compared = {PEER_OP[o] for o in ops} & peer_ops
+            compared = {PEER_OP[o] for o in ops} & compared_ops
             for _ in range(len(peers) * len(compared)):
                 progress.advance()
     return [row for _, _, rows in cases for row in rows]

@@ -34,7 +34,7 @@ def time_call(fn: Callable[[], object], *, repeat: int = 5, setup: Optional[Call
     measurement stays within about ``budget`` seconds (at least one run).
     """
     clock = time.perf_counter
-    first = None
+    first = 0.0
     for _ in range(max(1, warmup)):
         if setup is not None:
             setup()
@@ -67,12 +67,15 @@ def time_against_floor(fn: Callable[[], object], floor_fn: Callable[[], object],
     disagree by tens of percent. Timing each op next to the probe that bounds
     it, round after round, keeps their ratio honest.
     """
-    op_samples, floor_samples = [], []
-    op = floor = None
+    op_samples: list = []
+    floor_samples: list = []
+    op: Optional[Timing] = None
+    floor: Optional[Timing] = None
     for _ in range(max(1, rounds)):
         floor = time_call(floor_fn, repeat=1, min_time=min_time)
         op = time_call(fn, setup=setup, repeat=1, min_time=min_time)
         floor_samples += floor.samples
         op_samples += op.samples
+    assert op is not None and floor is not None  # rounds >= 1
     return (Timing(min(op_samples), op_samples, op.calls),
             Timing(min(floor_samples), floor_samples, floor.calls))

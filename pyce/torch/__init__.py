@@ -28,7 +28,7 @@ __all__ = ["cross_entropy", "CrossEntropyLoss", "causal_lm_loss"]
 try:  # bfloat16 tensors are read through ml_dtypes' NumPy dtype
     import ml_dtypes as _ml_dtypes
 except ImportError:  # pragma: no cover - depends on the environment
-    _ml_dtypes = None
+    _ml_dtypes = None  # type: ignore[assignment]
 
 _FAST_DTYPES = {torch.float32, torch.float64, torch.float16}
 if _ml_dtypes is not None:
