@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-__all__ = ["gemm", "blas_info"]
+__all__ = ["gemm", "blas_info", "NumpyOps"]
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
@@ -130,3 +130,19 @@ def blas_info() -> dict:
     lib = _library()
     return {"library": None if lib is None else lib["path"],
             "accumulates_in_gemm": lib is not None}
+
+
+class NumpyOps:
+    """The array operations the fused linear cross-entropy needs, for NumPy arrays."""
+
+    gemm = staticmethod(gemm)
+
+    @staticmethod
+    def column_sum(G: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``out = G.sum(axis=0)`` (out's dtype)."""
+        return np.sum(G, axis=0, out=out)
+
+    @staticmethod
+    def column_max_abs(G: np.ndarray) -> np.ndarray:
+        """``max(|G|)`` of every column, without a temporary of G's size."""
+        return np.maximum(np.max(G, axis=0), -np.min(G, axis=0))

@@ -12,9 +12,9 @@ divisor of the mean. Then the rows are processed in chunks of ``chunk_rows``:
 3. ``grad_h_c = G @ W`` and ``grad_W += G.T @ h_c`` (``grad_b += sum(G)``),
    where the BLAS accumulates into ``grad_W`` itself (beta = 1).
 
-Nothing of size R x V is allocated. The matrix products come from a
-``gemm(a, b, out, beta)`` the caller passes: NumPy's BLAS for arrays
-(``pyce._blas``), PyTorch's for tensors (``pyce.torch.linear``).
+Nothing of size R x V is allocated. The matrix products (and the two column
+reductions) come from the ``ops`` the caller passes: NumPy's BLAS for arrays
+(``pyce._blas.NumpyOps``), PyTorch's for tensors (``pyce.torch.linear``).
 """
 
 from __future__ import annotations
@@ -149,8 +149,8 @@ class LinearCall:
         rows = max(1, min(self.chunk_rows, self.n_active))
         return empty_output((rows, self.V), dtype or self.dtype)
 
-    def _chunk_logits(self, gemm, h_c, L):
-        gemm(h_c, self.linear_weight.T, L, 0.0)
+    def _chunk_logits(self, ops, h_c, L):
+        ops.gemm(h_c, self.linear_weight.T, L, 0.0)
         if self.linear_bias is not None:
             L += self.linear_bias
 
@@ -202,7 +202,7 @@ class LinearCall:
     def lse(self):
         return None if self._lse_rows is None else self._scored(self._lse_rows)
 
-    def forward(self, gemm):
+    def forward(self, ops):
         """The loss only: a logits GEMM and pyce's forward kernel per chunk."""
         self._start_results()
         L = self._logits_buffer()
@@ -210,7 +210,7 @@ class LinearCall:
         for rows in self.chunks():
             h_c = self._gather(rows, hbuf)
             m = h_c.shape[0]
-            self._chunk_logits(gemm, h_c, L[:m])
+            self._chunk_logits(ops, h_c, L[:m])
             self._keep_results(rows, self._kernel(L[:m], self.row_target[rows], None, None))
 
     # -- loss and gradients --------------------------------------------------------
@@ -222,7 +222,7 @@ class LinearCall:
                 return np.float64(1.0) / np.float64(self.divisor)
         return 1.0
 
-    def with_grad(self, gemm, grad_output_rows=None, scale=1.0, grad_hidden=None):
+    def with_grad(self, ops, grad_output_rows=None, scale=1.0, grad_hidden=None):
         """Loss and the gradients w.r.t. hidden, linear_weight and linear_bias.
 
         ``grad_output_rows`` (reduction 'none'): the upstream gradient of each
@@ -248,7 +248,7 @@ class LinearCall:
         hbuf = np.empty((chunk, D), self.dtype)
         direct = accum == self.dtype  # the grad_h of a slice of rows written in place
         ghbuf = None if direct and self.active is None else np.empty((chunk, D), accum)
-        colsum = None if grad_bias is None else np.empty(V, L.dtype)
+        colsum = None if grad_bias is None else np.empty(V, accum)
         row_scale = self.gradient_scale() * scale
         self.kept_blocks = 0
         self.total_blocks = 0
@@ -257,7 +257,7 @@ class LinearCall:
             h_c = self._gather(rows, hbuf)
             m = h_c.shape[0]
             G = L[:m]
-            self._chunk_logits(gemm, h_c, G)
+            self._chunk_logits(ops, h_c, G)
             if self.reduction == _NONE:
                 g = (np.ones(m) if grad_output_rows is None
                      else np.asarray(grad_output_rows[rows], dtype=np.float64)) * scale
@@ -268,14 +268,14 @@ class LinearCall:
             self._keep_results(rows, self._kernel(G, self.row_target[rows], g, G))
             in_place = direct and isinstance(rows, slice)
             gh = grad_hidden[rows] if in_place else ghbuf[:m]
-            runs = kept_vocab_runs(G, threshold, FILTER_BLOCK) if filtering else None
-            self._backward_products(gemm, G, h_c, gh, grad_weight, runs, first)
+            runs = (kept_vocab_runs(ops.column_max_abs(G), threshold, FILTER_BLOCK)
+                    if filtering and m else None)
+            self._backward_products(ops.gemm, G, h_c, gh, grad_weight, runs, first)
             first = False
             if not in_place:
                 grad_hidden[rows] = gh
             if grad_bias is not None:
-                np.sum(G, axis=0, out=colsum)
-                grad_bias += colsum
+                grad_bias += ops.column_sum(G, colsum)
         return grad_hidden, grad_weight, grad_bias
 
     def _backward_products(self, gemm, G, h_c, gh, grad_weight, runs, first):
@@ -297,7 +297,7 @@ class LinearCall:
 
     # -- evaluation -------------------------------------------------------------
 
-    def evaluate_rows(self, gemm):
+    def evaluate_rows(self, ops):
         """pyce.evaluate's four per-row numbers for the scored rows (loss, entropy,
         top probability, target rank), each an array over the scored rows."""
         L = self._logits_buffer()
@@ -306,7 +306,7 @@ class LinearCall:
         for rows in self.chunks():
             h_c = self._gather(rows, hbuf)
             m = h_c.shape[0]
-            self._chunk_logits(gemm, h_c, L[:m])
+            self._chunk_logits(ops, h_c, L[:m])
             parts.append(_core.evaluate(L[:m], np.ascontiguousarray(self.row_target[rows]),
                                         self.ignore_index))
         if not parts:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._blas import gemm
+from ._blas import NumpyOps
 from ._linear_call import LinearCall
 from ._validation import FLOAT_DTYPES, check_ignore_index
 from .metrics import EvalResult, check_topk, result_from_rows
@@ -94,7 +94,7 @@ def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, wei
     """
     call = _call(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
                  label_smoothing, z_loss, softcap, shift, return_lse, filter_eps, chunk_size)
-    call.forward(gemm)
+    call.forward(NumpyOps)
     return (call.loss(), call.lse()) if return_lse else call.loss()
 
 
@@ -158,7 +158,7 @@ def linear_cross_entropy_with_grad(hidden, linear_weight, target, *, linear_bias
     """
     call = _call(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
                  label_smoothing, z_loss, softcap, shift, return_lse, filter_eps, chunk_size)
-    grad_hidden, grad_weight, grad_bias = call.with_grad(gemm)
+    grad_hidden, grad_weight, grad_bias = call.with_grad(NumpyOps)
     values = (call.loss(), grad_hidden.reshape(call.hidden_shape), grad_weight)
     if grad_bias is not None:
         values += (grad_bias,)
@@ -202,4 +202,4 @@ def linear_evaluate(hidden, linear_weight, target, *, linear_bias=None, ignore_i
     check_ignore_index(ignore_index)
     call = _call(hidden, linear_weight, target, linear_bias, None, ignore_index, "mean",
                  0.0, 0.0, None, shift, False, None, chunk_size)
-    return result_from_rows(*call.evaluate_rows(gemm), ks)
+    return result_from_rows(*call.evaluate_rows(NumpyOps), ks)

@@ -260,3 +260,4 @@ class CrossEntropyLoss(torch.nn.Module):
 
 
 from .hf import causal_lm_loss  # noqa: E402  (transformers' loss signature; needs cross_entropy above)
+from .linear import LinearCrossEntropyLoss, linear_cross_entropy, patch_causal_lm  # noqa: E402,F401  (issue 17: the fused LM head)
