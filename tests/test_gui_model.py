@@ -218,7 +218,11 @@ def test_observers_hear_each_change_once_per_batch_update():
     assert heard == [VALUES]
     heard.clear()
     m.set_num_classes(12)
-    assert heard == [STRUCTURE, VALUES, SELECTION]   # structure first: axes before bars
+    assert heard == [STRUCTURE, VALUES]   # structure first: axes before bars (the selection stays)
+    heard.clear()
+    m.set_num_classes(5)                  # the selected class 0 stays; the values change
+    m.select(2)
+    assert heard == [STRUCTURE, VALUES, SELECTION]
     heard.clear()
     with m.batch_update():
         m.set_logit(0, 2.0)
@@ -266,6 +270,8 @@ def test_csv_export(tmp_path):
     path = tmp_path / "numbers.csv"
     io.save_csv(m, path)
     rows = list(csv.reader(path.open()))
+    assert rows[0][0].startswith("# pyce explorer: loss 0.407606") and "T = 1" in rows[0][0]
+    rows = rows[1:]
     assert rows[0][:4] == ["class", "label", "logit", "q"]
     assert [r[1] for r in rows[1:4]] == m.labels
     assert float(rows[3][3]) == pytest.approx(m.q[2])
@@ -286,13 +292,13 @@ def test_batch_statistics(tmp_path):
     heard = []
     m.subscribe(heard.append)
     m.load_batch(io.load_logits(tmp_path / "logits.npy"), io.load_targets(tmp_path / "targets.npy"))
-    b = m.batch
+    b = m.batch_stats
     expected_rows = reference.cross_entropy(logits, targets, reduction="none")
     np.testing.assert_allclose(b.row_losses, expected_rows, rtol=1e-5)
     assert b.mean_loss == pytest.approx(expected_rows.mean(), rel=1e-5)
     assert b.perplexity == pytest.approx(math.exp(b.mean_loss))
     assert b.accuracy == pytest.approx(np.mean(logits.argmax(1) == targets))
-    assert b.forward_ms > 0 and b.fused_ms > 0
+    assert m.batch.forward_ms > 0 and m.batch.fused_ms > 0
     assert BATCH in heard
     # the explorer shows row 0, then any row
     assert m.n_classes == 100 and m.target == targets[0]
@@ -302,7 +308,7 @@ def test_batch_statistics(tmp_path):
     # temperature applies to the batch too
     m.set_temperature(2.0)
     np.testing.assert_allclose(
-        b.row_losses, reference.cross_entropy(logits / 2, targets, reduction="none"), rtol=1e-5)
+        m.batch_stats.row_losses, reference.cross_entropy(logits / 2, targets, reduction="none"), rtol=1e-5)
     with pytest.raises(ValueError, match="integer class indices"):
         m.load_batch(logits, targets.astype(float))
     with pytest.raises(IndexError):
@@ -319,7 +325,9 @@ def test_load_logits_row(tmp_path):
     m.set_labels(io.load_labels(tmp_path / "labels.txt"))
     assert m.labels[299] == "w299"
     with pytest.raises(ValueError):
-        m.load_logits([1.0, np.inf])
+        m.load_logits([])
+    with pytest.raises(ValueError):
+        m.set_logits(np.r_[np.zeros(299), np.inf])   # typed or edited logits stay finite
 
 
 def test_cli_without_qt_prints_how_to_install(monkeypatch, capsys):

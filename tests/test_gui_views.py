@@ -14,7 +14,7 @@ from PySide6 import QtCore, QtGui, QtTest, QtWidgets  # noqa: E402
 from pyce_gui import presets  # noqa: E402
 from pyce_gui.__main__ import main as cli_main  # noqa: E402
 from pyce_gui.app import MainWindow, create_app  # noqa: E402
-from pyce_gui.model import TOP_K, ExplorerModel  # noqa: E402
+from pyce_gui.model import T_MAX, TOP_K, ExplorerModel  # noqa: E402
 
 LEFT = QtCore.Qt.MouseButton.LeftButton
 NO_BUTTON = QtCore.Qt.MouseButton.NoButton
@@ -61,16 +61,30 @@ def drag(win, kind, column, y_from, y_to, steps=6):
     send_mouse(win, QtCore.QEvent.Type.MouseButtonRelease, end, LEFT, NO_BUTTON)
 
 
-def click(win, kind, column, value):
+def click(win, kind, column, value, wait=True):
+    """A single click; it acts once the double-click interval has passed without a second."""
     pt = widget_point(win, kind, column, value)
     send_mouse(win, QtCore.QEvent.Type.MouseButtonPress, pt, LEFT, LEFT)
     send_mouse(win, QtCore.QEvent.Type.MouseButtonRelease, pt, LEFT, NO_BUTTON)
+    if wait:
+        deadline = QtCore.QDeadlineTimer(3000)
+        while win.plots.click_pending() and not deadline.hasExpired():
+            QtTest.QTest.qWait(20)
+        assert not win.plots.click_pending()
 
 
 def data_per_pixel(win, kind):
     vb = win.plots.plots[kind].vb
     lo, hi = vb.viewRange()[1]
     return (hi - lo) / vb.height()
+
+
+def type_number(qtbot, field, text):
+    """Type into a number field as a person does: select all, type, press Enter."""
+    field.setFocus()
+    field.selectAll()
+    qtbot.keyClicks(field, text)
+    qtbot.keyClick(field, QtCore.Qt.Key.Key_Return)
 
 
 def pixel_std(image: QtGui.QImage) -> float:
@@ -131,11 +145,11 @@ def test_click_makes_the_target_and_drag_on_p_shapes_a_soft_target(window):
 def test_double_click_types_an_exact_value(window, monkeypatch):
     asked = []
 
-    def fake_get_double(parent, title, label, value, lo, hi, decimals):
-        asked.append((label, value))
-        return 1.25, True
+    def fake_get_text(parent, title, label, text=""):
+        asked.append((label, float(text)))
+        return "1.25", True
 
-    monkeypatch.setattr(QtWidgets.QInputDialog, "getDouble", fake_get_double)
+    monkeypatch.setattr(QtWidgets.QInputDialog, "getText", fake_get_text)
     m = window.model
     pt = widget_point(window, "logits", 2, m.logits[2] / 2)
     E = QtCore.QEvent.Type
@@ -192,18 +206,18 @@ def test_large_vocabulary_shows_top_k(window):
     assert not window.controls.classes.isEnabled()
 
 
-def test_controls_temperature_smoothing_and_classes(window):
+def test_controls_temperature_smoothing_and_classes(window, qtbot):
     m = window.model
-    window.controls.t_spin.setValue(0.5)
+    type_number(qtbot, window.controls.t_spin, "0.5")
     assert m.temperature == pytest.approx(0.5)
     assert "sharpens" in window.controls.t_hint.text()
     window.controls.t_slider.setValue(1000)
-    assert m.temperature == pytest.approx(10.0)
+    assert m.temperature == pytest.approx(T_MAX)
     assert window.undo_stack.count() == 1          # one merged temperature step
-    window.controls.smoothing.setValue(0.1)
+    type_number(qtbot, window.controls.smoothing, "0.1")
     assert m.label_smoothing == pytest.approx(0.1)
     assert m.p.min() == pytest.approx(0.01)
-    window.controls.classes.setValue(12)
+    type_number(qtbot, window.controls.classes, "12")
     assert m.n_classes == 12 and len(window.plots.visible) == 12
     window.undo_stack.undo()
     assert m.n_classes == 10
@@ -232,7 +246,7 @@ def test_batch_from_npy(window, tmp_path):
     np.save(tmp_path / "b.npy", logits)
     np.save(tmp_path / "t.npy", targets)
     assert window.open_batch(str(tmp_path / "b.npy"), str(tmp_path / "t.npy"))
-    b = window.model.batch
+    b = window.model.batch_stats
     text = window.batch.stats.text()
     assert f"{b.mean_loss:.4f}" in text and "accuracy" in text and " ms" in text
     heights = window.batch.hist.opts["height"]

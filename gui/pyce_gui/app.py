@@ -1,4 +1,10 @@
-"""The main window: the plots on the left; readouts, controls, descent and batch on the right."""
+"""The main window: the plots on the left; readouts, controls and the tabs on the right.
+
+Panels are built from one list (:data:`PANELS`) with one constructor argument (a
+:class:`~pyce_gui.views.panel.Context`) and placed by their ``place``. The whole
+content scrolls when the window is smaller than it needs (below about 1100×620),
+and the right column scrolls on its own when it is taller than the window.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +15,60 @@ from PySide6 import QtCore, QtGui, QtWidgets
 import pyqtgraph as pg
 
 from . import commands, io, presets
-from .model import ExplorerModel
+from .model import OPTIONS, ExplorerModel
 from .theme import THEMES, apply_to_app
 from .views.bars import PlotStack
 from .views.batch import BatchPanel
 from .views.controls import ControlsPanel
 from .views.descent import DescentPanel
+from .views.divergence import DivergencePanel
+from .views.panel import Context
 from .views.readouts import ReadoutsPanel
+from .views.stability import StabilityPanel
 
 DEFAULT_SIZE = (1400, 900)
+MIN_CONTENT = (1100, 620)     # below this the window scrolls instead of squashing widgets
 HINT = ("Drag a bar to change it · click a bar to make it the target · double-click to type "
         "a value · ←/→ select, ↑/↓ nudge (Shift: ×10), Enter: target · Ctrl+Z / Ctrl+Shift+Z")
+
+# The panels on the right, in order: "side" ones stacked in groups, then "tab" ones.
+PANELS = (ReadoutsPanel, ControlsPanel, DescentPanel, BatchPanel, StabilityPanel,
+          DivergencePanel)
+
+OPTION_ACTIONS = (("log_q", "Log scale for q"),
+                  ("naive_softmax", "Naive softmax beside the stable one"))
+
+
+class _Column(QtWidgets.QWidget):
+    """The right column. In a resizable QScrollArea a layout with word-wrapped labels is
+    made as tall as its size hints want (the plots' hints are large); asking for
+    its minimum height instead scrolls only when it really does not fit."""
+
+    def heightForWidth(self, width: int) -> int:
+        return self.minimumSizeHint().height()
+
+
+def duplicate_shortcuts(widget: QtWidgets.QWidget) -> dict:
+    """Key sequences bound to more than one action of ``widget`` (Qt ignores both)."""
+    seen: dict = {}
+    for action in widget.findChildren(QtGui.QAction):
+        for key in action.shortcuts():
+            if not key.isEmpty():
+                seen.setdefault(key.toString(), []).append(action.text())
+    return {k: v for k, v in seen.items() if len(v) > 1}
+
+
+def redo_shortcuts() -> list:
+    """The platform's redo keys, plus Ctrl+Shift+Z where it is not one of them (Windows).
+
+    On X11 and macOS StandardKey.Redo already is Ctrl+Shift+Z: binding it twice
+    makes Qt call the key ambiguous and do nothing.
+    """
+    keys = list(QtGui.QKeySequence.keyBindings(QtGui.QKeySequence.StandardKey.Redo))
+    extra = QtGui.QKeySequence("Ctrl+Shift+Z")
+    if all(k != extra for k in keys):
+        keys.append(extra)
+    return keys
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -27,38 +76,61 @@ class MainWindow(QtWidgets.QMainWindow):
         super().__init__()
         self.setWindowTitle("pyce explorer — softmax and cross-entropy, live")
         self.model = model if model is not None else ExplorerModel()
-        self.undo_stack = QtGui.QUndoStack(self)
+        self.undo_stack = commands.make_undo_stack(self)
         self.theme = THEMES[theme]
-        app = QtWidgets.QApplication.instance()
-        apply_to_app(app, self.theme)
+        apply_to_app(QtWidgets.QApplication.instance(), self.theme)
+        ctx = Context(self.model, self.undo_stack, self.theme,
+                      show_message=lambda text: self.statusBar().showMessage(text, 6000),
+                      open_batch=lambda: self.open_batch())
 
-        self.plots = PlotStack(self.model, self.undo_stack, self.theme)
-        self.readouts = ReadoutsPanel(self.model, self.theme)
-        self.controls = ControlsPanel(self.model, self.undo_stack)
-        self.controls.preset_chosen.connect(self.load_preset)
-        self.descent = DescentPanel(self.model, self.undo_stack, self.theme)
-        self.batch = BatchPanel(self.model, self.undo_stack, self.theme)
-        self.batch.load_requested.connect(lambda: self.open_batch())
-
-        right = QtWidgets.QWidget()
+        self.plots = PlotStack(ctx)
+        self.panels = [self.plots] + [cls(ctx) for cls in PANELS]
+        self.tabs = QtWidgets.QTabWidget()
+        self.tabs.setUsesScrollButtons(True)
+        self.tabs.setMinimumHeight(225)
+        right = _Column()
         column = QtWidgets.QVBoxLayout(right)
         column.setContentsMargins(8, 4, 4, 4)
-        column.addWidget(self._group("Readouts", self.readouts))
-        column.addWidget(self._group("Controls", self.controls))
-        self.tabs = QtWidgets.QTabWidget()
-        self.tabs.addTab(self.descent, "Gradient descent")
-        self.tabs.addTab(self.batch, "Batch")
+        for panel in self.panels[1:]:
+            setattr(self, panel.name, panel)     # window.readouts, window.controls, …
+            if panel.place == "side":
+                column.addWidget(self._group(panel.title, panel))
+            else:
+                self.tabs.addTab(panel, panel.title)
         column.addWidget(self.tabs, 1)
+        self.controls.preset_chosen.connect(self.load_preset)
+        self.plots.drag_started.connect(self.descent.pause)
+
+        self.right_scroll = QtWidgets.QScrollArea()
+        self.right_scroll.setWidgetResizable(True)
+        self.right_scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.right_scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        self.right_scroll.setWidget(right)
+        self.right_scroll.setMinimumWidth(right.minimumSizeHint().width() + 16)
 
         splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        splitter.setChildrenCollapsible(False)
         splitter.addWidget(self.plots)
-        splitter.addWidget(right)
+        splitter.addWidget(self.right_scroll)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
         splitter.setSizes([800, 600])
-        self.setCentralWidget(splitter)
-        self.statusBar().showMessage(HINT)
+        splitter.setMinimumSize(*MIN_CONTENT)
+        self.splitter = splitter
+        self.scroll = QtWidgets.QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        self.scroll.setWidget(splitter)
+        self.setCentralWidget(self.scroll)
+
+        # A permanent hint: temporary messages (menu hovers, "Saved …") cover it for a
+        # while, and it comes back, where a showMessage() hint would be gone for good.
+        self.hint = QtWidgets.QLabel(HINT)
+        self.hint.setEnabled(False)
+        self.statusBar().addWidget(self.hint, 1)
         self._build_menus()
+        self.model.subscribe(self._heard)
+        self._heard(OPTIONS)
         self.resize(*DEFAULT_SIZE)
         self.plots.setFocus()
 
@@ -69,6 +141,18 @@ class MainWindow(QtWidgets.QMainWindow):
         lay.setContentsMargins(6, 6, 6, 6)
         lay.addWidget(widget)
         return box
+
+    def _heard(self, kind) -> None:
+        if kind == OPTIONS:
+            for name, action in self.option_actions.items():
+                with QtCore.QSignalBlocker(action):
+                    action.setChecked(getattr(self.model.state, name))
+
+    def closeEvent(self, ev) -> None:
+        for panel in self.panels:
+            panel.detach()
+        self.model.unsubscribe(self._heard)
+        super().closeEvent(ev)
 
     # --- menus -----------------------------------------------------------------------
     def _build_menus(self) -> None:
@@ -89,13 +173,12 @@ class MainWindow(QtWidgets.QMainWindow):
 
         edit = bar.addMenu("&Edit")
         undo = self.undo_stack.createUndoAction(self, "Undo")
-        undo.setShortcut(QtGui.QKeySequence.StandardKey.Undo)
+        undo.setShortcuts(QtGui.QKeySequence.StandardKey.Undo)
         redo = self.undo_stack.createRedoAction(self, "Redo")
-        # Ctrl+Shift+Z everywhere, and the platform's own redo key (Ctrl+Y on Windows).
-        redo.setShortcuts([QtGui.QKeySequence("Ctrl+Shift+Z"),
-                           QtGui.QKeySequence(QtGui.QKeySequence.StandardKey.Redo)])
+        redo.setShortcuts(redo_shortcuts())
         edit.addAction(undo)
         edit.addAction(redo)
+        self.undo_action, self.redo_action = undo, redo
 
         preset_menu = bar.addMenu("&Presets")
         for name in presets.names():
@@ -103,6 +186,14 @@ class MainWindow(QtWidgets.QMainWindow):
                          lambda checked=False, n=name: self.load_preset(n))
 
         view = bar.addMenu("&View")
+        self.option_actions = {}
+        for name, text in OPTION_ACTIONS:
+            act = self._action(view, text, lambda on, n=name, t=text: commands.push_edit(
+                self.undo_stack, self.model, t + (" on" if on else " off"),
+                lambda: self.model.set_option(n, on)))
+            act.setCheckable(True)
+            self.option_actions[name] = act
+        view.addSeparator()
         group = QtGui.QActionGroup(self)
         self.theme_actions = {}
         for name in THEMES:
@@ -126,16 +217,22 @@ class MainWindow(QtWidgets.QMainWindow):
         return act
 
     # --- actions ---------------------------------------------------------------------
+    def _push(self, text, action) -> bool:
+        try:
+            return commands.push_edit(self.undo_stack, self.model, text, action)
+        except (OSError, ValueError, IndexError, KeyError) as exc:
+            self._report(exc)
+            return False
+
     def load_preset(self, name: str) -> None:
         state = presets.get(name)
-        commands.push_edit(self.undo_stack, self.model, f"Preset: {presets.title(name)}",
-                           lambda: self.model.set_state(state))
+        self._push(f"Preset: {presets.title(name)}", lambda: self.model.set_state(state))
 
     def set_theme(self, name: str) -> None:
         self.theme = THEMES[name]
         apply_to_app(QtWidgets.QApplication.instance(), self.theme)
-        for view in (self.plots, self.readouts, self.descent, self.batch):
-            view.apply_theme(self.theme)
+        for panel in self.panels:
+            panel.apply_theme(self.theme)
         self.theme_actions[name].setChecked(True)
 
     def _ask_open(self, title, filt):
@@ -149,7 +246,8 @@ class MainWindow(QtWidgets.QMainWindow):
         return path or None
 
     def _report(self, exc: Exception) -> None:
-        QtWidgets.QMessageBox.warning(self, "pyce explorer", str(exc))
+        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        QtWidgets.QMessageBox.warning(self, "pyce explorer", str(text))
 
     def open_logits(self, path=None) -> bool:
         """One row of logits (V,) shows in the plots; an (N, V) array asks for targets."""
@@ -158,15 +256,12 @@ class MainWindow(QtWidgets.QMainWindow):
             return False
         try:
             arr = io.load_logits(path)
-            if arr.ndim == 2:
-                return self.open_batch(path)
-            self.model.clear_batch()
-            self.model.load_logits(arr)
-        except (OSError, ValueError, IndexError) as exc:
+        except (OSError, ValueError) as exc:
             self._report(exc)
             return False
-        self.undo_stack.clear()   # the old vocabulary's edits do not apply to this one
-        return True
+        if arr.ndim == 2:
+            return self.open_batch(path)
+        return self._push(f"Open {Path(path).name}", lambda: self.model.load_logits(arr))
 
     def open_batch(self, logits_path=None, targets_path=None) -> bool:
         logits_path = logits_path or self._ask_open("Open a batch of logits (N×V)",
@@ -179,14 +274,21 @@ class MainWindow(QtWidgets.QMainWindow):
             return False
         try:
             logits = io.load_logits(logits_path)
-            if logits.ndim == 1:
-                logits = logits[None, :]
-            self.model.load_batch(logits, io.load_targets(targets_path))
-        except (OSError, ValueError, IndexError) as exc:
+            targets = io.load_targets(targets_path)
+        except (OSError, ValueError) as exc:
             self._report(exc)
             return False
-        self.undo_stack.clear()
+        if logits.ndim == 1:
+            logits = logits[None, :]
+        if not self._push(f"Open batch {Path(logits_path).name}",
+                          lambda: self.model.load_batch(logits, targets)):
+            return False
         self.tabs.setCurrentWidget(self.batch)
+        st = self.model.batch_stats
+        if st is not None and st.nonfinite_rows.size:
+            self.statusBar().showMessage(
+                f"Loaded; {st.nonfinite_rows.size} rows hold nan or inf (listed in the Batch "
+                "tab): their loss is nan", 10000)
         return True
 
     def open_labels(self, path=None) -> bool:
@@ -195,12 +297,10 @@ class MainWindow(QtWidgets.QMainWindow):
             return False
         try:
             labels = io.load_labels(path)
-            commands.push_edit(self.undo_stack, self.model, "Load labels",
-                               lambda: self.model.set_labels(labels))
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
             self._report(exc)
             return False
-        return True
+        return self._push("Load labels", lambda: self.model.set_labels(labels))
 
     def load_state(self, path=None) -> bool:
         path = path or self._ask_open("Load state", "pyce-gui state (*.json)")
@@ -208,12 +308,10 @@ class MainWindow(QtWidgets.QMainWindow):
             return False
         try:
             state = io.read_state(path)
-            commands.push_edit(self.undo_stack, self.model, "Load state",
-                               lambda: self.model.set_state(state))
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError) as exc:
             self._report(exc)
             return False
-        return True
+        return self._push("Load state", lambda: self.model.set_state(state))
 
     def save_state(self, path=None) -> bool:
         path = path or self._ask_save("Save state", "pyce-gui state (*.json)", ".json")
@@ -231,11 +329,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.statusBar().showMessage(f"Wrote {path}", 4000)
         return True
 
+    def plots_widgets(self) -> list:
+        """What "Export plots" renders: the class plots, and the tab on show beside them."""
+        return [self.plots, self.tabs.currentWidget()]
+
     def export_plots_png(self, path=None) -> bool:
         path = path or self._ask_save("Export plots", "PNG image (*.png)", ".png")
         if not path:
             return False
-        io.save_png(self.plots, path)
+        io.save_png(self.plots_widgets(), path, io.caption(self.model))
         self.statusBar().showMessage(f"Wrote {path}", 4000)
         return True
 
@@ -243,7 +345,7 @@ class MainWindow(QtWidgets.QMainWindow):
         path = path or self._ask_save("Export window", "PNG image (*.png)", ".png")
         if not path:
             return False
-        io.save_png(self, path)
+        io.save_png(self, path, io.caption(self.model))
         return True
 
 

@@ -1,0 +1,133 @@
+"""Every number the explorer shows about one row, as a pure function of the state.
+
+:func:`derive` computes through pyce's kernels; NumPy only does arithmetic on what
+pyce returned (exp of the loss, the rank of the target, p·log(p/q) per class):
+
+    q, log q   = pyce.softmax(z / T), pyce.log_softmax(z / T)
+    loss, grad = pyce.cross_entropy_with_grad(z / T, target, label_smoothing=eps)
+    H(p, q)    = pyce.cross_entropy(z / T, p)             (soft targets)
+    H(q), H(p) = pyce.entropy(z / T), pyce.entropy(log p)
+    KL(p‖q)    = pyce.kl_divergence(z / T, log p)         (student z/T, teacher p)
+    KL(q‖p)    = pyce.kl_divergence(log p, z / T)         (the reverse)
+    naive q    = pyce's vectorised exp of z / T in float32, without the max shift
+
+Non-finite logits are not refused: pyce's nan (or inf) is what the views show.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+import pyce
+from pyce import _core
+
+from .state import State, _onehot
+
+
+@dataclass(frozen=True)
+class Derived:
+    scaled_logits: np.ndarray   # z / T: what the softmax sees
+    lse: float
+    q: np.ndarray
+    log_q: np.ndarray
+    p: np.ndarray               # the target distribution, smoothed: (1 - eps) y + eps / C
+    loss: float
+    grad: np.ndarray            # d loss / d(z / T) = q - p (one row, mean reduction)
+    cross_entropy_pq: float
+    perplexity: float
+    entropy_q: float
+    entropy_p: float
+    kl_pq: float                # forward KL(p‖q): what cross-entropy minimises, = loss − H(p)
+    kl_qp: float                # reverse KL(q‖p): inf where q > 0 on a class p excludes
+    kl_pq_terms: np.ndarray     # p_c log(p_c / q_c), summing to kl_pq
+    kl_qp_terms: np.ndarray     # q_c log(q_c / p_c), summing to kl_qp
+    target_class: int
+    q_target: float
+    target_rank: int
+    nonfinite: np.ndarray       # classes whose logit is nan or ±inf
+    naive_exp: np.ndarray | None   # float32 exp(z / T) without the shift (None: toggle off)
+    naive_q: np.ndarray | None
+    stable_exp: np.ndarray | None  # float32 exp(z / T − max): what pyce's softmax exponentiates
+
+
+def exp_of_loss(loss: float) -> float:
+    """exp(loss), inf above float64's range and nan for a nan loss (not inf)."""
+    if math.isnan(loss):
+        return math.nan
+    return math.exp(loss) if loss < 709.78 else math.inf
+
+
+def _log(p: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.log(p)
+
+
+def _kl_terms(a: np.ndarray, log_a: np.ndarray, log_b: np.ndarray) -> np.ndarray:
+    """a_c (log a_c − log b_c), with 0 where a_c = 0 (0 log 0 = 0)."""
+    with np.errstate(invalid="ignore"):
+        terms = a * (log_a - log_b)
+    return np.where(a > 0, terms, 0.0)
+
+
+def target_distribution(state: State) -> np.ndarray:
+    """p: PyTorch (and pyce) smooth soft targets too: (1 − eps) p + eps / C."""
+    C, eps = state.n_classes, state.label_smoothing
+    base = state.soft_target if state.soft_mode else _onehot(state.target, C)
+    return (1.0 - eps) * base + eps / C
+
+
+def naive_softmax(scaled: np.ndarray):
+    """exp(z/T) and exp(z/T)/Σexp in float32 without subtracting the max (pyce's exp).
+
+    This is what goes wrong without the shift: exp overflows to inf above
+    z/T ≈ 88.7 in float32, and inf / inf is nan. Also returns the shifted exps.
+    """
+    z32 = scaled.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        e = _core.vector_exp(z32)
+        naive_q = e / e.sum(dtype=np.float32)
+        top = np.max(z32) if np.isfinite(z32).any() else np.float32(0)
+        shifted = _core.vector_exp(z32 - top)
+    return e, naive_q, shifted
+
+
+def derive(state: State) -> Derived:
+    z = state.logits / state.temperature
+    row = z[None, :]
+    eps = state.label_smoothing
+    with np.errstate(invalid="ignore", over="ignore"):
+        lse = float(pyce.logsumexp(z))
+        q = np.asarray(pyce.softmax(z), dtype=np.float64)
+        log_q = np.asarray(pyce.log_softmax(z), dtype=np.float64)
+        p = target_distribution(state)
+        log_p = _log(p)
+        if state.soft_mode:
+            loss, grad = pyce.cross_entropy_with_grad(row, state.soft_target[None, :],
+                                                      label_smoothing=eps)
+        else:
+            loss, grad = pyce.cross_entropy_with_grad(row, np.array([state.target]),
+                                                      label_smoothing=eps)
+        loss = float(loss)
+        cross_entropy_pq = float(pyce.cross_entropy(row, p[None, :]))
+        entropy_q = float(pyce.entropy(z))
+        entropy_p = float(pyce.entropy(log_p))
+        kl_pq = float(pyce.kl_divergence(row, log_p[None, :], reduction="none")[0])
+        kl_qp = float(pyce.kl_divergence(log_p[None, :], row, reduction="none")[0])
+        kl_pq_terms = _kl_terms(p, log_p, log_q)
+        kl_qp_terms = _kl_terms(q, log_q, log_p)
+    t = int(np.argmax(state.soft_target)) if state.soft_mode else state.target
+    naive = naive_softmax(z) if state.naive_softmax else (None, None, None)
+    return Derived(
+        scaled_logits=z, lse=lse, q=q, log_q=log_q, p=p, loss=loss,
+        grad=np.asarray(grad, dtype=np.float64)[0], cross_entropy_pq=cross_entropy_pq,
+        perplexity=exp_of_loss(loss), entropy_q=entropy_q, entropy_p=entropy_p,
+        kl_pq=kl_pq, kl_qp=kl_qp, kl_pq_terms=kl_pq_terms, kl_qp_terms=kl_qp_terms,
+        target_class=t, q_target=float(q[t]),
+        # Rank 1 = the model's top guess; ties count in the target's favour.
+        target_rank=1 + int(np.sum(q > q[t])),
+        nonfinite=np.flatnonzero(~np.isfinite(state.logits)),
+        naive_exp=naive[0], naive_q=naive[1], stable_exp=naive[2],
+    )
