@@ -16,8 +16,7 @@ from pyce import reference
 
 # pyce_gui is installed with pyce (pyproject: wheel.packages).
 from pyce_gui import io, presets
-from pyce_gui.model import (
-    BATCH, DESCENT, SELECTION, STRUCTURE, TOP_K, VALUES, ExplorerModel)
+from pyce_gui.model import BATCH, DESCENT, SELECTION, STRUCTURE, TOP_K, VALUES, ExplorerModel
 
 
 def make(preset="the-cat-sat"):

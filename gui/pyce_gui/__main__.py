@@ -80,7 +80,7 @@ def pyside_is_broken(pyside_version: tuple, python_version: tuple) -> bool:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from . import presets   # Qt-free
+    from . import presets  # Qt-free
 
     parser = argparse.ArgumentParser(
         prog="pyce-gui",
@@ -117,8 +117,8 @@ def main(argv=None) -> int:
         # No window appears and no display is needed: render offscreen.
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     try:
-        import PySide6.QtWidgets  # noqa: F401  (before pyqtgraph, which picks the binding)
         import pyqtgraph  # noqa: F401
+        import PySide6.QtWidgets  # noqa: F401  (before pyqtgraph, which picks the binding)
     except ImportError as exc:
         sys.stderr.write(INSTALL_HINT + f"\n(import failed: {exc})\n")
         return 1

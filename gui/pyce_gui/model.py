@@ -27,8 +27,22 @@ import pyce
 from . import batchstats
 from .batchstats import BatchStats
 from .derive import Derived, derive
-from .state import (IGNORE_INDEX, MAX_EDIT_CLASSES, MIN_CLASSES, T_MAX, T_MIN, Batch, Change,
-                    State, _onehot, changes_between, from_dict, initial, replace, to_dict)
+from .state import (
+    IGNORE_INDEX,
+    MAX_EDIT_CLASSES,
+    MIN_CLASSES,
+    T_MAX,
+    T_MIN,
+    Batch,
+    Change,
+    State,
+    _onehot,
+    changes_between,
+    from_dict,
+    initial,
+    replace,
+    to_dict,
+)
 
 # The kinds of change, by their old names (views and tests import these).
 STRUCTURE, VALUES, SELECTION = Change.STRUCTURE, Change.VALUES, Change.SELECTION

@@ -197,7 +197,7 @@ def _read_only(arr: np.ndarray) -> np.ndarray:
 
 def replace(state: State, **changes) -> State:
     """A new State with ``changes``; arrays are made read-only (they may be shared)."""
-    for name, value in changes.items():
+    for value in changes.values():
         if isinstance(value, np.ndarray):
             _read_only(value)
     return dataclasses.replace(state, **changes)

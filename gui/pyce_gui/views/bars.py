@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
-from PySide6 import QtCore, QtGui, QtWidgets
 import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from .. import commands
 from ..model import OPTIONS, SELECTION, STRUCTURE, VALUES

@@ -12,8 +12,7 @@ import math
 from PySide6 import QtCore, QtWidgets
 
 from .. import commands, presets
-from ..model import (MAX_EDIT_CLASSES, MIN_CLASSES, OPTIONS, SELECTION, STRUCTURE, T_MAX, T_MIN,
-                     VALUES)
+from ..model import MAX_EDIT_CLASSES, MIN_CLASSES, OPTIONS, SELECTION, STRUCTURE, T_MAX, T_MIN, VALUES
 from .fields import NumberField
 from .panel import Panel
 
