@@ -42,7 +42,9 @@ from .floors import (_probe_array, bandwidths, in_cache_rows, measure_exp_throug
 from .peers import (PeerUnavailable, _torch_tensor, available_peers, peer_op)  # noqa: F401
 from .memory import (MEMORY_KINDS, _memory_child, _proc_status_kb, _reset_peak_rss, measure_memory, memory_kinds)  # noqa: F401
 from .runner import (_row, _time_peer, _time_peers, _time_pyce, measure_scaling, run_benchmark)  # noqa: F401
-from .report import (format_report, header_lines, memory_table, plot_results, results_table, scaling_table, table_notes)  # noqa: F401
+from .report import (format_report, header_lines, memory_table, report_blocks, results_table, scaling_table, table_notes)  # noqa: F401
+from .plot import plot_results  # noqa: F401
+from .console import make_progress, print_report  # noqa: F401
 from .cli import (_json_default, build_parser, main)  # noqa: F401
 
 __all__ = ["main"]

@@ -12,13 +12,14 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .ops import DEFAULT_DTYPES, DEFAULT_SHAPES, KNOWN_DTYPES, OPS, PEERS, PEER_OP, QUICK_SHAPES, REFERENCE_LIMIT, check_pyce_support
-from .format import Progress, parse_list, parse_shape, shape_str
+from .console import make_progress, print_report
+from .format import parse_list, parse_shape, shape_str
 from .environment import set_threads, thread_counts, versions
 from .floors import bandwidths, measure_exp_throughput, measure_floors
 from .peers import available_peers
 from .memory import measure_memory, memory_kinds
 from .runner import measure_scaling, run_benchmark
-from .report import format_report, plot_results
+from .plot import plot_results
 
 
 def build_parser(prog: str = "pyce bench") -> argparse.ArgumentParser:
@@ -121,7 +122,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "pyce bench") -> int:
         n_tasks += len(shapes) * len(dtypes) * len(ops) * len(counts)
     if args.memory:
         n_tasks += sum(len(memory_kinds(peers, sh, reference_limit)) for sh in shapes) * len(dtypes)
-    progress = Progress(n_tasks, enabled=sys.stderr.isatty() and not args.quiet)
+    progress = make_progress(n_tasks, sys.stderr, args.quiet)
 
     report: dict = {"schema": 1, "command": ["pyce", "bench"] + list(argv if argv is not None
                                                               else sys.argv[1:]),
@@ -169,13 +170,22 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "pyce bench") -> int:
     if args.json:  # first: the raw numbers survive a failure to print or plot
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1, default=_json_default)
-    print(format_report(report), file=out)
+    print_report(report, out)
     if args.json:
         print(f"\nwrote {args.json}", file=out)
     if args.plot:
-        plot_results(args.plot, results, peers, report.get("scaling", ()))
+        plot_results(args.plot, results, peers, report.get("scaling", ()),
+                     title=plot_title(report))
         print(f"wrote {args.plot}", file=out)
     return 0
+
+
+def plot_title(report: dict) -> str:
+    """The figure's title: what ran, where."""
+    ver, info = report["versions"], report["cpu_info"]
+    machine = ver.get("cpu_model") or ver.get("machine") or "this machine"
+    return (f"pyce {ver['pyce']} bench: ms per call (log), lower is better -- {machine}, "
+            f"{info.get('isa')}, {report['threads']} threads")
 
 
 def _json_default(obj):

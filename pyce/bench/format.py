@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Optional, Sequence
-
-
+from typing import NamedTuple, Optional, Sequence
 
 
 def parse_shape(text: str) -> tuple:
@@ -86,6 +84,13 @@ def fmt_mb(nbytes: Optional[float]) -> str:
 
 class Span(str):
     """A table cell that spans all remaining columns (a note in place of numbers)."""
+
+
+class TableBlock(NamedTuple):
+    """A table to print: its headers and rows of cells (strings, a row may end with a Span)."""
+
+    headers: Sequence[str]
+    rows: Sequence[Sequence[str]]
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]],

@@ -1,17 +1,20 @@
-"""The report of a benchmark: tables, notes, header and the plot."""
+"""The report of a benchmark: tables, notes and header (the figure is in plot.py)."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
-
 from .ops import IN_CACHE_BYTES, OP_LABEL
-from .format import Span, fmt_gbs, fmt_mb, fmt_ms, fmt_ratio, render_table, shape_str
+from .format import Span, TableBlock, fmt_gbs, fmt_mb, fmt_ms, fmt_ratio, render_table, shape_str
 
 
 def results_table(results: Sequence[dict], peers: Sequence[str]) -> str:
     """The main table: one line per (shape, dtype, op)."""
+    return render_table(*results_block(results, peers))
+
+
+def results_block(results: Sequence[dict], peers: Sequence[str]) -> TableBlock:
+    """The main table's headers and cells."""
     headers = ["shape", "dtype", "op", "pyce ms", "GB/s", "floor ms", "x floor", "in-cache ms"]
     for p in peers:
         headers += [f"{p} ms", f"vs {p}"]
@@ -32,7 +35,7 @@ def results_table(results: Sequence[dict], peers: Sequence[str]) -> str:
                 word = e.get("status", "n/a").split(":")[0]
                 cells += [word, ""]
         rows.append(cells)
-    return render_table(headers, rows)
+    return TableBlock(headers, rows)
 
 
 def table_notes(results: Sequence[dict], peers: Sequence[str], missing: dict) -> list:
@@ -70,6 +73,10 @@ def table_notes(results: Sequence[dict], peers: Sequence[str], missing: dict) ->
 
 
 def memory_table(rows: Sequence[dict]) -> str:
+    return render_table(*memory_block(rows))
+
+
+def memory_block(rows: Sequence[dict]) -> TableBlock:
     headers = ["shape", "dtype", "what", "extra peak RSS MB", "x logits",
                "tracemalloc MB", "x logits"]
     out = []
@@ -80,10 +87,14 @@ def memory_table(rows: Sequence[dict]) -> str:
             continue
         out.append(cells + [fmt_mb(r["extra_rss_bytes"]), fmt_ratio(r["extra_rss_x"]),
                             fmt_mb(r["tracemalloc_peak_bytes"]), fmt_ratio(r["tracemalloc_x"])])
-    return render_table(headers, out)
+    return TableBlock(headers, out)
 
 
 def scaling_table(rows: Sequence[dict]) -> str:
+    return render_table(*scaling_block(rows))
+
+
+def scaling_block(rows: Sequence[dict]) -> TableBlock:
     headers = ["shape", "dtype", "op", "threads", "ms", "speed-up", "GB/s",
                "stream GB/s", "of stream"]
     out = []
@@ -91,7 +102,7 @@ def scaling_table(rows: Sequence[dict]) -> str:
         out.append([shape_str(r["shape"]), r["dtype"], OP_LABEL[r["op"]], str(r["threads"]),
                     fmt_ms(r["time"]["best_s"]), fmt_ratio(r["speedup_vs_1"]), fmt_gbs(r["gbs"]),
                     fmt_gbs(r["stream_gbs"]), f"{100 * r['fraction_of_stream']:.0f}%"])
-    return render_table(headers, out)
+    return TableBlock(headers, out)
 
 
 def header_lines(info: dict, ver: dict, bw: dict, threads: int, exp_ns=None) -> list:
@@ -115,83 +126,23 @@ def header_lines(info: dict, ver: dict, bw: dict, threads: int, exp_ns=None) -> 
     ] + compute
 
 
-def format_report(report: dict) -> str:
-    """Everything ``pyce bench`` prints, from the report it writes with ``--json``."""
+def report_blocks(report: dict) -> list:
+    """What ``pyce bench`` prints, in order: lines of text and tables (:class:`TableBlock`)."""
     s = report["settings"]
-    lines = header_lines(report["cpu_info"], report["versions"], report["bandwidth_gbs"],
-                         report["threads"], report.get("exp_ns_per_element"))
-    lines += ["", results_table(report["results"], s["peers"]), ""]
-    lines += ["  " + n for n in table_notes(report["results"], s["peers"], s["missing_peers"])]
+    blocks = header_lines(report["cpu_info"], report["versions"], report["bandwidth_gbs"],
+                          report["threads"], report.get("exp_ns_per_element"))
+    blocks += ["", results_block(report["results"], s["peers"]), ""]
+    blocks += ["  " + n for n in table_notes(report["results"], s["peers"], s["missing_peers"])]
     if "scaling" in report:
-        lines += ["", f"Thread scaling (1..{s['max_threads']} threads); 'of stream' = stream-probe "
-                  "time / pyce time, both at that thread count:", scaling_table(report["scaling"])]
+        blocks += ["", f"Thread scaling (1..{s['max_threads']} threads); 'of stream' = stream-probe "
+                   "time / pyce time, both at that thread count:", scaling_block(report["scaling"])]
     if "memory" in report:
-        lines += ["", "Peak extra memory of one call, each in a fresh process (RSS: VmHWM minus "
-                  "the RSS before the call, returned gradient included; tracemalloc: NumPy's "
-                  "allocations only):", memory_table(report["memory"])]
-    return "\n".join(lines)
+        blocks += ["", "Peak extra memory of one call, each in a fresh process (RSS: VmHWM minus "
+                   "the RSS before the call, returned gradient included; tracemalloc: NumPy's "
+                   "allocations only):", memory_block(report["memory"])]
+    return blocks
 
 
-# --------------------------------------------------------------------------
-# Plot
-# --------------------------------------------------------------------------
-
-
-def plot_results(path: str, results: Sequence[dict], peers: Sequence[str],
-                 scaling: Sequence[dict] = ()) -> None:
-    """Bar charts of x floor and of the speed-up over each peer (needs matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise RuntimeError("--plot needs matplotlib: pip install matplotlib "
-                           "(or pip install 'pyce[bench]')") from None
-    ok = [r for r in results if r["status"] == "ok"]
-    labels = [f"{shape_str(r['shape'])}\n{r['dtype']}\n{r['op_label']}" for r in ok]
-    npanel = 3 if scaling else 2
-    fig, axes = plt.subplots(npanel, 1, figsize=(max(8, 0.7 * len(ok) + 2), 4.5 * npanel))
-    pos = np.arange(len(ok))
-    ax = axes[0]
-    ax.bar(pos, [r["x_floor"] for r in ok], color="tab:blue")
-    ax.axhline(1.0, color="k", lw=1, ls="--", label="streaming floor")
-    ax.set_yscale("log")
-    ax.set_ylabel("pyce time / floor (log)")
-    ax.set_title("pyce vs the memory-bandwidth floor (lower is better)")
-    ax.set_xticks(pos, labels, fontsize=7)
-    ax.legend()
-    ax = axes[1]
-    width = 0.8 / max(1, len(peers))
-    for i, p in enumerate(peers):
-        vals = [r["peers"].get(p, {}).get("speedup", np.nan) for r in ok]
-        ax.bar(pos + (i - (len(peers) - 1) / 2) * width, vals, width, label=f"vs {p}")
-    ax.axhline(1.0, color="k", lw=1, ls="--")
-    ax.set_yscale("log")
-    ax.set_ylabel("speed-up (peer time / pyce time)")
-    ax.set_title("pyce speed-up over its peers (higher is better)")
-    ax.set_xticks(pos, labels, fontsize=7)
-    if peers:
-        ax.legend()
-    if scaling:
-        ax = axes[2]
-        keys = sorted({(shape_str(r["shape"]), r["dtype"], r["op"]) for r in scaling})
-        for key in keys:
-            pts = [r for r in scaling if (shape_str(r["shape"]), r["dtype"], r["op"]) == key]
-            ax.plot([r["threads"] for r in pts], [r["gbs"] for r in pts], marker="o",
-                    label=" ".join(key))
-            ax.plot([r["threads"] for r in pts], [r["stream_gbs"] for r in pts], ls=":",
-                    color=ax.lines[-1].get_color())
-        ax.set_xticks(sorted({r["threads"] for r in scaling}))
-        ax.set_xlabel("threads")
-        ax.set_ylabel("GB/s (dotted: stream probe)")
-        ax.set_title("thread scaling")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-# --------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------
+def format_report(report: dict) -> str:
+    """Everything ``pyce bench`` prints, as plain text, from the report it writes with ``--json``."""
+    return "\n".join(b if isinstance(b, str) else render_table(*b) for b in report_blocks(report))
