@@ -38,6 +38,13 @@ def empty_cache() -> None:
 
     Arrays still in use are not affected; their memory goes back to the cache
     (or the OS) when they are freed.
+
+    Examples
+    --------
+    >>> import pyce
+    >>> pyce.empty_cache()
+    >>> pyce.cache_info()["cached_bytes"]
+    0
     """
     _core.empty_cache()
 
@@ -47,6 +54,20 @@ def set_cache_limit(nbytes: int) -> None:
 
     The default is ``PYCE_CACHE_MB`` megabytes if set, else a quarter of the
     machine's memory; at most four buffers are kept in any case.
+
+    Parameters
+    ----------
+    nbytes : int
+        The most bytes of freed buffers kept, at least 0.
+
+    Examples
+    --------
+    >>> import pyce
+    >>> before = pyce.cache_info()["limit_bytes"]
+    >>> pyce.set_cache_limit(256 * 2**20)
+    >>> pyce.cache_info()["limit_bytes"]
+    268435456
+    >>> pyce.set_cache_limit(before)
     """
     try:
         nbytes = operator.index(nbytes)
@@ -66,5 +87,11 @@ def cache_info() -> dict:
         ``limit_bytes``, ``cached_bytes`` (freed buffers held now),
         ``cached_buffers``, and the ``hits`` and ``misses`` of large outputs
         since start-up.
+
+    Examples
+    --------
+    >>> import pyce
+    >>> sorted(pyce.cache_info())
+    ['cached_buffers', 'cached_bytes', 'hits', 'limit_bytes', 'misses']
     """
     return dict(_core.cache_info())

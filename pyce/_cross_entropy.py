@@ -217,6 +217,13 @@ def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=N
         Rows whose target is ``ignore_index`` are zero.
     lse : numpy.ndarray
         Only with ``return_lse=True``.
+
+    Examples
+    --------
+    >>> import numpy as np, pyce
+    >>> x = np.array([[2.0, 1.0, 3.0]], dtype=np.float32)
+    >>> pyce.cross_entropy_backward(x, np.array([2]))  # softmax(x) - onehot(2)
+    array([[ 0.24472848,  0.09003057, -0.33475906]], dtype=float32)
     """
     if grad_dtype is None and only_defaults(weight, softcap, return_lse, label_smoothing, z_loss):
         plain = plain_with_grad(logits, target, axis, ignore_index, reduction,

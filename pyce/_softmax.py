@@ -77,6 +77,7 @@ def softmax(x, axis=-1):
     Parameters
     ----------
     x : array_like of float32, float64, float16 or bfloat16
+        The logits.
     axis : int, optional
         The class axis (default: the last).
 
@@ -86,6 +87,12 @@ def softmax(x, axis=-1):
         Same shape and dtype as ``x``; each slice along ``axis`` sums to 1.
         A slice holding ``+inf`` or ``nan``, or made only of ``-inf``, is all ``nan``
         (as in PyTorch).
+
+    Examples
+    --------
+    >>> import numpy as np, pyce
+    >>> pyce.softmax(np.array([2.0, 1.0, 3.0], dtype=np.float32))
+    array([0.24472848, 0.09003057, 0.66524094], dtype=float32)
     """
     return _normalize_rows(x, axis, _core.softmax)
 
@@ -96,6 +103,7 @@ def log_softmax(x, axis=-1):
     Parameters
     ----------
     x : array_like of float32, float64, float16 or bfloat16
+        The logits.
     axis : int, optional
         The class axis (default: the last).
 
@@ -103,5 +111,11 @@ def log_softmax(x, axis=-1):
     -------
     numpy.ndarray
         Same shape and dtype as ``x``.
+
+    Examples
+    --------
+    >>> import numpy as np, pyce
+    >>> pyce.log_softmax(np.array([2.0, 1.0, 3.0], dtype=np.float32))
+    array([-1.4076059 , -2.407606  , -0.40760595], dtype=float32)
     """
     return _normalize_rows(x, axis, _core.log_softmax)

@@ -12,6 +12,20 @@ def set_num_threads(n: int) -> None:
 
     The default is ``PYCE_NUM_THREADS`` if set, else OpenMP's default (the
     number of cores). Results are bitwise identical for every thread count.
+
+    Parameters
+    ----------
+    n : int
+        The number of threads, at least 1.
+
+    Examples
+    --------
+    >>> import pyce
+    >>> before = pyce.get_num_threads()
+    >>> pyce.set_num_threads(1)
+    >>> pyce.get_num_threads()
+    1
+    >>> pyce.set_num_threads(before)
     """
     try:
         n = operator.index(n)
@@ -23,7 +37,20 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """The number of threads the kernels use."""
+    """The number of threads the kernels use.
+
+    Returns
+    -------
+    int
+        The count set by :func:`set_num_threads`, else the default
+        (``PYCE_NUM_THREADS``, or the number of cores).
+
+    Examples
+    --------
+    >>> import pyce
+    >>> pyce.get_num_threads() >= 1
+    True
+    """
     return _core.get_num_threads()
 
 
@@ -37,5 +64,12 @@ def cpu_info() -> dict:
         ``supported``: every level this CPU and build can run; ``openmp``: whether
         the build has OpenMP; ``threads``: the thread count in use; plus
         ``forced`` (the ``PYCE_CPU_CAPABILITY`` value, or None) and build details.
+
+    Examples
+    --------
+    >>> import pyce
+    >>> info = pyce.cpu_info()
+    >>> info["isa"] in info["supported"], "baseline" in info["supported"]
+    (True, True)
     """
     return dict(_core.cpu_info())

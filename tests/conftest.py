@@ -13,8 +13,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # does not, so this only matters for `python -m`.) A checkout built in place by
 # scripts/dev-build.sh has pyce/_core*.so and is tested as it is.
 _checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_built_in_place = any(name.startswith("_core") and name.endswith((".so", ".pyd"))
-                      for name in os.listdir(os.path.join(_checkout, "pyce")))
+_sources = os.path.join(_checkout, "pyce")  # absent where the tests were copied out alone
+_built_in_place = os.path.isdir(_sources) and any(
+    name.startswith("_core") and name.endswith((".so", ".pyd")) for name in os.listdir(_sources))
 if not _built_in_place:
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _checkout]
 
@@ -25,7 +26,8 @@ def pytest_report_header(config):
     except ImportError as exc:  # pragma: no cover
         return f"pyce: not importable ({exc})"
     info = pyce.cpu_info()
-    return (f"pyce {pyce.__version__}: isa={info['isa']} supported={info['supported']} "
+    return (f"pyce {pyce.__version__} from {os.path.dirname(pyce.__file__)}: "
+            f"isa={info['isa']} supported={info['supported']} "
             f"openmp={info['openmp']} threads={info['threads']}")
 
 
