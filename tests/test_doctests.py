@@ -13,6 +13,8 @@ import pytest
 MODULES_WITH_EXAMPLES = [
     "pyce._softmax",
     "pyce._cross_entropy",
+    "pyce._threads",
+    "pyce._cache",
     "pyce.metrics",
     "pyce.divergence",
     "pyce.focal",
