@@ -16,6 +16,7 @@ Non-finite logits are not refused: pyce's nan (or inf) is what the views show.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -61,15 +62,19 @@ def exp_of_loss(loss: float) -> float:
 
 
 def _log(p: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore"):
-        return np.log(p)
+    """log p with log 0 = −inf, taking logs only where p > 0 (one class when one-hot)."""
+    out = np.full_like(p, -np.inf)
+    mass = p > 0
+    out[mass] = np.log(p[mass])
+    return out
 
 
 def _kl_terms(a: np.ndarray, log_a: np.ndarray, log_b: np.ndarray) -> np.ndarray:
     """a_c (log a_c − log b_c), with 0 where a_c = 0 (0 log 0 = 0)."""
     with np.errstate(invalid="ignore"):
         terms = a * (log_a - log_b)
-    return np.where(a > 0, terms, 0.0)
+    terms[a == 0] = 0.0
+    return terms
 
 
 def target_distribution(state: State) -> np.ndarray:
@@ -94,7 +99,28 @@ def naive_softmax(scaled: np.ndarray):
     return e, naive_q, shifted
 
 
+@contextlib.contextmanager
+def one_thread():
+    """Run pyce on the calling thread only, for one row.
+
+    One row is too little work to share out: waking the other threads costs
+    more than the row itself, and far more on a busy machine. pyce's results are
+    bitwise the same for every thread count.
+    """
+    before = pyce.get_num_threads()
+    pyce.set_num_threads(1)
+    try:
+        yield
+    finally:
+        pyce.set_num_threads(before)
+
+
 def derive(state: State) -> Derived:
+    with one_thread():
+        return _derive(state)
+
+
+def _derive(state: State) -> Derived:
     z = state.logits / state.temperature
     row = z[None, :]
     eps = state.label_smoothing

@@ -79,6 +79,7 @@ class ExplorerModel:
         self.derived: Derived = derive(self.state)
         self.batch_stats: Optional[BatchStats] = None
         self._batch_key: tuple = (None, None, None)
+        self._visible, self._visible_key = None, None    # visible_classes(), cached
 
     def __getattr__(self, name):
         # Only called when normal lookup fails: read-only shortcuts into the derived
@@ -176,8 +177,19 @@ class ExplorerModel:
         C = self.state.n_classes
         if C <= max(k, MAX_EDIT_CLASSES):
             return np.arange(C)
-        q = np.nan_to_num(self.derived.q, nan=-1.0)
-        top = np.argpartition(-q, k - 1)[:k]
+        key = (self.derived, self.state.selected, k)
+        if (self._visible_key is not None and key[0] is self._visible_key[0]
+                and key[1:] == self._visible_key[1:]):
+            return self._visible
+        self._visible, self._visible_key = self._top_classes(k), key
+        return self._visible
+
+    def _top_classes(self, k: int) -> np.ndarray:
+        q = self.derived.q
+        if np.isnan(q).any():
+            q = np.nan_to_num(q, nan=-1.0)
+        C = q.size
+        top = np.argpartition(q, C - k)[C - k:]
         # Highest first; equal q in class order, so the bars do not shuffle.
         order = top[np.lexsort((top, -q[top]))]
         extra = [c for c in dict.fromkeys((self.derived.target_class, self.state.selected))

@@ -125,7 +125,9 @@ class DescentPanel(QtWidgets.QWidget, Panel):
         self.plot.setLogMode(y=log)
         if log:
             ys = np.maximum(ys, LOG_FLOOR)
-        self.curve.setData(np.arange(len(ys), dtype=float), ys)
+        steps = np.arange(len(ys), dtype=float)
+        keep = np.isfinite(ys)          # a nan loss (a non-finite row) has no point to draw
+        self.curve.setData(steps[keep], ys[keep])
         floor = m.entropy_p
         self.floor.setVisible(math.isfinite(floor) and (floor > 0 or not log))
         self.floor.setPos(math.log10(max(floor, LOG_FLOOR)) if log else floor)
