@@ -98,6 +98,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--theme", choices=["dark", "light"], default="dark")
     parser.add_argument("--size", default="1400x900", metavar="WxH",
                         help="window size in pixels (default: %(default)s)")
+    parser.add_argument("--tab", choices=["descent", "batch", "stability", "divergence"],
+                        help="the tab to show on the right (default: descent, or batch "
+                             "for --targets)")
     parser.add_argument("--screenshot", metavar="FILE.png",
                         help="render the window offscreen to FILE.png and exit")
     args = parser.parse_args(argv)
@@ -169,6 +172,8 @@ def main(argv=None) -> int:
     window.resize(*args.size)
     if args.logits and args.targets:
         window.tabs.setCurrentWidget(window.batch)
+    if args.tab:
+        window.tabs.setCurrentWidget(getattr(window, args.tab))
     if args.screenshot:
         render_screenshot(window, args.screenshot)
         print(f"wrote {args.screenshot}")

@@ -124,10 +124,11 @@ class ExplorerModel:
     def restore(self, new: State) -> set:
         """Make ``new`` the state: recompute what it invalidates and notify. Returns the kinds."""
         kinds = changes_between(self.state, new)
-        self.state = new
+        old, self.state = self.state, new
         if not kinds:
             return kinds
-        if Change.VALUES in kinds or Change.STRUCTURE in kinds:
+        if (Change.VALUES in kinds or Change.STRUCTURE in kinds
+                or old.naive_softmax != new.naive_softmax):   # the naive q is derived too
             self.derived = derive(new)
         key = (new.batch, new.temperature, new.label_smoothing)
         if new.batch is None:

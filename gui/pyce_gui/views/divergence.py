@@ -70,16 +70,18 @@ class DivergencePanel(QtWidgets.QWidget, Panel):
         self.reverse.setOpts(x=x + OFFSET, height=np.where(rev_finite, rev, top))
         inf_x = x[~rev_finite] + OFFSET
         while len(self.markers) < len(inf_x):
-            t = pg.TextItem("∞", anchor=(0.5, 0.0))
+            t = pg.TextItem(anchor=(0.5, 1.0))
+            t.setHtml("<b style='font-size:13pt'>∞</b>")
             self.plot.addItem(t)
             self.markers.append(t)
         for i, t in enumerate(self.markers):
             t.setVisible(i < len(inf_x))
             if i < len(inf_x):
                 t.setPos(inf_x[i], top)
-                t.setColor(th.positive)
+                t.setColor(th.text)
         self.plot.setXRange(-0.6, len(vis) - 0.4, padding=0)
-        self.plot.setYRange(lo - 0.05 * (hi - lo), top * 1.08, padding=0)
+        # Room above the bars for the ∞ marks and the legend.
+        self.plot.setYRange(lo - 0.05 * (hi - lo), top + 0.4 * (top - lo), padding=0)
         ticks = [(i, m.labels[c]) for i, c in enumerate(vis)]
         step = max(1, math.ceil(len(ticks) / 12))
         self.plot.getAxis("bottom").setTicks([ticks[::step], []])

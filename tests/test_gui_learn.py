@@ -1,0 +1,165 @@
+"""The learner views of issue 16: each computed by pyce, undoable, saved, exported."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pyqtgraph")
+pytest.importorskip("pytestqt")
+
+from PySide6 import QtWidgets  # noqa: E402
+
+import pyce  # noqa: E402
+from pyce import reference  # noqa: E402
+from pyce_gui import io, presets  # noqa: E402
+from pyce_gui.app import MainWindow, create_app  # noqa: E402
+from pyce_gui.batchstats import CALIBRATION_BINS  # noqa: E402
+from pyce_gui.model import ExplorerModel  # noqa: E402
+
+
+@pytest.fixture
+def window(qtbot):
+    create_app()
+    model = ExplorerModel()
+    model.set_state(presets.get("the-cat-sat"))
+    win = MainWindow(model)
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    qtbot.waitExposed(win)
+    QtWidgets.QApplication.processEvents()
+    return win
+
+
+def csv_rows(path):
+    rows = list(csv.reader(open(path, encoding="utf-8")))[1:]   # after the caption
+    header = rows[0]
+    per_class = [dict(zip(header, r)) for r in rows[1:] if len(r) == len(header)]
+    summary = {r[0]: r[1] for r in rows if len(r) == 2}
+    return per_class, summary
+
+
+# 1. Why the max is subtracted ----------------------------------------------------------
+def test_naive_softmax_overflows_beside_the_stable_one(window, tmp_path, monkeypatch):
+    from pyce import _core
+
+    calls = []
+    real = _core.vector_exp
+    monkeypatch.setattr(_core, "vector_exp", lambda x, **k: calls.append(x.dtype) or real(x, **k))
+    m, panel = window.model, window.stability
+    panel.toggle.setChecked(True)                   # through the checkbox: one undo step
+    assert m.state.naive_softmax and window.undo_stack.count() == 1
+    assert calls and calls[0] == np.float32         # pyce's own exp, in float32
+    np.testing.assert_allclose(m.naive_q, m.q, rtol=1e-5)     # z/T = 3.1: naive is fine
+    assert "still fine" in panel.explain.text()
+    m.set_temperature(0.03)                         # z/T up to 103 > 88.7: exp overflows
+    assert np.isinf(m.naive_exp[0]) and np.isnan(m.naive_q[0])
+    assert np.isfinite(m.q).all() and m.q[0] == pytest.approx(1.0)
+    np.testing.assert_allclose(m.q, reference.softmax(m.logits / 0.03), rtol=1e-12)
+    assert "broken" in panel.explain.text()
+    cells = [panel.table.item(0, c).text() for c in range(panel.table.columnCount())]
+    assert cells[2] == "∞" and cells[3] == "nan" and cells[5] == "1.0000"
+    # Saved in the state, exported in the CSV, undoable.
+    io.save_state(m, tmp_path / "s.json")
+    assert json.loads((tmp_path / "s.json").read_text())["naive_softmax"] is True
+    io.save_csv(m, tmp_path / "n.csv")
+    per_class, summary = csv_rows(tmp_path / "n.csv")
+    assert per_class[0]["naive_exp_float32"] == "inf" and per_class[0]["naive_q_float32"] == "nan"
+    assert summary["naive_softmax"] == "1"
+    window.undo_stack.undo()
+    assert not m.state.naive_softmax and m.naive_q is None and not panel.toggle.isChecked()
+
+
+# 2. KL both ways ----------------------------------------------------------------------
+def test_kl_both_ways_and_the_entropy_floor(window, monkeypatch, tmp_path):
+    calls = []
+    real = pyce.kl_divergence
+    monkeypatch.setattr(pyce, "kl_divergence", lambda *a, **k: calls.append(1) or real(*a, **k))
+    m = window.model
+    m.set_logit(0, 3.0)
+    assert len(calls) == 2                           # forward and reverse, by pyce
+    log_q = reference.log_softmax(m.logits)
+    assert m.kl_pq == pytest.approx(-log_q[0], rel=1e-12)       # one-hot p: KL(p‖q) = CE
+    assert math.isinf(m.kl_qp)                        # q has mass where p has none
+    assert "infinite" in window.divergence.text.text()
+    assert m.kl_pq_terms.sum() == pytest.approx(m.kl_pq, rel=1e-12)
+    m.set_label_smoothing(0.1)
+    p = m.p
+    assert m.kl_pq == pytest.approx(np.sum(p * (np.log(p) - log_q)), rel=1e-10)
+    assert m.kl_qp == pytest.approx(np.sum(m.q * (log_q - np.log(p))), rel=1e-10)
+    assert m.kl_qp_terms.sum() == pytest.approx(m.kl_qp, rel=1e-10)
+    assert m.entropy_p + m.kl_pq == pytest.approx(m.loss, rel=1e-12)   # CE = H(p) + KL
+    # The loss curve's floor is H(p).
+    assert window.descent.floor.isVisible()
+    assert window.descent.floor.value() == pytest.approx(m.entropy_p)
+    bars = window.divergence
+    np.testing.assert_allclose(bars.forward.opts["height"], m.kl_pq_terms[m.visible_classes()])
+    io.save_csv(m, tmp_path / "n.csv")
+    per_class, summary = csv_rows(tmp_path / "n.csv")
+    assert float(per_class[3]["kl_qp_term"]) == pytest.approx(m.kl_qp_terms[3])
+    assert float(summary["kl_qp"]) == pytest.approx(m.kl_qp)
+
+
+# 5. Log scales ------------------------------------------------------------------------
+def test_log_scale_for_q_and_for_the_loss_curve(window, tmp_path):
+    m = window.model
+    window.load_preset("large-vocab")
+    plot = window.plots.plots["q"]
+    window.option_actions["log_q"].trigger()
+    assert m.state.log_q and plot.log_scale
+    q = m.q[window.plots.visible]
+    lo = plot.vb.viewRange()[1][0]
+    heights = np.sort(np.r_[plot.main.opts["height"], plot.target.opts["height"]])
+    np.testing.assert_allclose(heights, np.sort(np.log10(q) - lo))   # every bar visible
+    assert heights.min() > 0.5
+    # A drag on a log axis sets q = 10^y.
+    cls = int(window.plots.visible[5])
+    plot.drag_to(cls, -1.0)
+    assert m.q[cls] == pytest.approx(0.1, rel=1e-9)
+    window.descent.log_box.setChecked(True)
+    assert m.state.log_loss and window.descent.plot.getPlotItem().ctrl.logYCheck.isChecked()
+    io.save_state(m, tmp_path / "s.json")
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert saved["log_q"] is True and saved["log_loss"] is True
+    window.undo_stack.undo()
+    assert not m.state.log_loss
+    window.undo_stack.undo()
+    window.undo_stack.undo()
+    assert not m.state.log_q and not plot.log_scale
+    assert not window.option_actions["log_q"].isChecked()
+
+
+# 6. Calibration -----------------------------------------------------------------------
+def test_calibration_top_k_reliability_and_ece_from_pyce_evaluate(window, tmp_path):
+    rng = np.random.default_rng(5)
+    n, v = 400, 30
+    logits = (rng.normal(size=(n, v)) * 2.5).astype(np.float32)
+    targets = rng.integers(0, v, size=n)
+    targets[:150] = logits[:150].argmax(1)           # an overconfident-ish model
+    np.save(tmp_path / "b.npy", logits)
+    np.save(tmp_path / "t.npy", targets)
+    assert window.open_batch(str(tmp_path / "b.npy"), str(tmp_path / "t.npy"))
+    st = window.model.batch_stats
+    ev = pyce.evaluate(logits, targets, topk=(1, 5))
+    assert st.evaluation.ece == pytest.approx(ev.ece) and st.accuracy == pytest.approx(ev.accuracy[1])
+    assert st.evaluation.accuracy[5] == pytest.approx(ev.accuracy[5])
+    # The reliability diagram's bins reproduce pyce's ECE.
+    filled = st.bin_count > 0
+    ece = np.sum(st.bin_count[filled] / n * np.abs(st.bin_accuracy[filled] - st.bin_confidence[filled]))
+    assert ece == pytest.approx(ev.ece, rel=1e-5)
+    assert len(st.bin_count) == CALIBRATION_BINS and st.bin_count.sum() == n
+    np.testing.assert_allclose(window.batch.rel_bars.opts["height"], st.bin_accuracy[filled])
+    text = window.batch.stats.text()
+    assert "top-5" in text and "ECE" in text
+    # Temperature scaling changes calibration (and is undoable like any T change).
+    window.model.set_temperature(2.0)
+    assert window.model.batch_stats.evaluation.ece != pytest.approx(ev.ece)
+    assert window.model.batch_stats.evaluation.ece == pytest.approx(
+        pyce.evaluate(logits / np.float32(2.0), targets).ece)
+    window.export_csv(str(tmp_path / "n.csv"))
+    _, summary = csv_rows(tmp_path / "n.csv")
+    assert "batch_ece" in summary and "batch_top5_accuracy" in summary
