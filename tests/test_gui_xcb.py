@@ -64,6 +64,120 @@ app.exec()
 """
 
 
+# The README's guided tour, step by step, with real pointer and key events.
+TOUR = r"""
+import json, subprocess, sys
+import numpy as np
+from PySide6 import QtCore
+from pyce_gui import presets
+from pyce_gui.app import MainWindow, create_app
+from pyce_gui.model import ExplorerModel
+
+app = create_app()
+model = ExplorerModel()
+model.set_state(presets.get("the-cat-sat"))
+window = MainWindow(model)
+window.resize(1280, 720)
+window.show()
+out = {}
+
+def settle(n=30):
+    for _ in range(n):
+        app.processEvents()
+        QtCore.QThread.msleep(10)
+
+def xdo(*args):
+    subprocess.run(["xdotool", *map(str, args)], check=True)
+    settle()
+
+def centre(widget, rect=None):
+    rect = rect or widget.rect()
+    p = widget.mapToGlobal(rect.center())
+    return p.x(), p.y()
+
+def click(widget, rect=None):
+    xdo("mousemove", *centre(widget, rect))
+    xdo("click", 1)
+
+def type_into(widget, text):
+    click(widget)
+    xdo("key", "ctrl+a")
+    xdo("type", text)
+    xdo("key", "Return")
+
+def bar_point(kind, column, value):
+    vb = window.plots.plots[kind].vb
+    p = window.plots.mapToGlobal(window.plots.mapFromScene(vb.mapViewToScene(QtCore.QPointF(column, value))))
+    return p.x(), p.y()
+
+def tab(panel):
+    bar = window.tabs.tabBar()
+    click(bar, bar.tabRect(window.tabs.indexOf(panel)))
+
+def run():
+    window.activateWindow()
+    settle()
+    # 2. Drag "floor" above "mat"; undo, redo.
+    loss0 = model.loss
+    x, y = bar_point("logits", 1, model.logits[1] / 2)
+    x2, y2 = bar_point("logits", 1, 4.0)
+    xdo("mousemove", x, y)
+    xdo("mousedown", 1)
+    for k in range(1, 9):
+        xdo("mousemove", x, round(y + (y2 - y) * k / 8))
+    xdo("mouseup", 1)
+    out["drag"] = [float(model.logits[1]), model.loss > loss0, model.target_rank]
+    xdo("key", "ctrl+z")
+    out["undo"] = float(model.logits[1])
+    xdo("key", "ctrl+shift+z")
+    out["redo"] = float(model.logits[1])
+    xdo("key", "ctrl+z")
+    # 4. Type a label into Target.
+    type_into(window.controls.target.lineEdit(), "bed")
+    out["target"] = model.labels[model.target]
+    xdo("key", "ctrl+z")
+    # 6. Why subtract the max: tick, then T = 0.03.
+    tab(window.stability)
+    click(window.stability.toggle)
+    type_into(window.controls.t_spin, "0.03")
+    out["naive"] = [model.temperature, bool(np.isinf(model.naive_exp[0])),
+                    bool(np.isnan(model.naive_q[0])), float(model.q[0])]
+    out["naive_cells"] = [window.stability.table.item(0, c).text() for c in (2, 3)]
+    type_into(window.controls.t_spin, "1")
+    # 8. KL both ways: infinite reverse KL, then finite with eps = 0.1.
+    tab(window.divergence)
+    out["kl_onehot"] = model.kl_qp
+    type_into(window.controls.smoothing, "0.1")
+    out["kl_smoothed"] = [model.kl_qp, model.label_smoothing]
+    # 9. Gradient descent: Step twice; the floor is H(p).
+    tab(window.descent)
+    click(window.descent.step_button)
+    click(window.descent.step_button)
+    out["descent"] = [len(model.trajectory), model.trajectory[-1] < model.trajectory[0],
+                      window.descent.floor.value(), model.entropy_p]
+    # 10. The 32k preset; View > Log scale for q; type tok12345 into Target.
+    combo = window.controls.preset
+    click(combo)
+    settle()
+    view = combo.view()
+    index = combo.findData("large-vocab")
+    click(view.viewport(), view.visualRect(view.model().index(index, 0)))
+    bar = window.menuBar()
+    menu = next(a for a in bar.actions() if a.text() == "&View")
+    click(bar, bar.actionGeometry(menu))
+    popup = menu.menu()
+    click(popup, popup.actionGeometry(window.option_actions["log_q"]))
+    out["large"] = [model.n_classes, model.state.log_q, window.plots.plots["q"].log_scale]
+    type_into(window.controls.target.lineEdit(), "tok12345")
+    out["token"] = [model.target, 12345 in window.plots.visible.tolist()]
+    print("RESULT " + json.dumps(out), flush=True)
+    app.quit()
+
+QtCore.QTimer.singleShot(600, run)
+app.exec()
+"""
+
+
 def _free_display() -> int:
     for n in range(90, 200):
         if not os.path.exists(f"/tmp/.X11-unix/X{n}") and not os.path.exists(f"/tmp/.X{n}-lock"):
@@ -94,23 +208,47 @@ def xvfb():
     server.wait(10)
 
 
-def test_redo_shortcut_works_under_x11_and_no_key_is_bound_twice(xvfb):
+def run_under_x11(display: str, script: str):
+    """Run ``script`` in a fresh interpreter on the X server; return its RESULT and stderr."""
     import pyce
     import pyce_gui
 
     paths = [os.path.dirname(os.path.dirname(os.path.abspath(m.__file__))) for m in (pyce, pyce_gui)]
     env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "WAYLAND_DISPLAY")}
-    env.update(DISPLAY=xvfb, QT_QPA_PLATFORM="xcb", PYTHONPATH=os.pathsep.join(paths))
-    proc = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True,
-                          timeout=120)
+    env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb", PYTHONPATH=os.pathsep.join(paths))
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                          timeout=240)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-2000:]
-    out = json.loads(lines[-1][len("RESULT "):])
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    return json.loads(lines[-1][len("RESULT "):]), proc.stderr
+
+
+def test_redo_shortcut_works_under_x11_and_no_key_is_bound_twice(xvfb):
+    out, stderr = run_under_x11(xvfb, CHILD)
     assert out["platform"] == "xcb"
     assert out["duplicates"] == {}
-    assert "Ambiguous shortcut" not in proc.stderr
+    assert "Ambiguous shortcut" not in stderr
     assert out["after_nudge"] == pytest.approx(0.1)
     assert out["after_undo"] == 0.0
     assert out["after_redo"] == pytest.approx(0.1)      # Ctrl+Shift+Z redoes
     # X11's only redo key is Ctrl+Shift+Z: Ctrl+Y does nothing (and nothing breaks).
     assert out["after_ctrl_y"] == 0.0
+
+
+def test_the_readme_tour_works_with_real_input_events(xvfb):
+    out, stderr = run_under_x11(xvfb, TOUR)
+    assert "Traceback" not in stderr
+    z1, loss_up, rank = out["drag"]
+    assert z1 == pytest.approx(4.0, abs=0.1) and loss_up and rank == 2          # step 2
+    assert out["undo"] == pytest.approx(2.4) and out["redo"] == pytest.approx(z1)
+    assert out["target"] == "bed"                                               # step 4
+    T, naive_inf, naive_nan, q0 = out["naive"]                                  # step 6
+    assert T == 0.03 and naive_inf and naive_nan and q0 == pytest.approx(1.0)
+    assert out["naive_cells"] == ["∞", "nan"]
+    assert out["kl_onehot"] == float("inf")                                     # step 8
+    kl, eps = out["kl_smoothed"]
+    assert eps == 0.1 and 0 < kl < float("inf")
+    steps, lower, floor, entropy_p = out["descent"]                              # step 9
+    assert steps == 3 and lower and floor == pytest.approx(entropy_p) and floor > 0
+    assert out["large"] == [32000, True, True]                                  # step 10
+    assert out["token"] == [12345, True]
