@@ -43,7 +43,7 @@ from ._validation import (
 # MIN_CHUNK_ROWS of them). Large enough for the BLAS to run at full speed
 # (fewer rows make it re-read W more often per flop), small enough to stay
 # far below the logits of a real batch.
-CHUNK_BYTES = 32 << 20
+CHUNK_BYTES = 48 << 20
 MIN_CHUNK_ROWS = 64
 
 _SUM = REDUCTIONS["sum"]
@@ -249,6 +249,8 @@ class LinearCall:
         direct = accum == self.dtype  # the grad_h of a slice of rows written in place
         ghbuf = None if direct and self.active is None else np.empty((chunk, D), accum)
         colsum = None if grad_bias is None else np.empty(V, accum)
+        # grad_h of a chunk as (W.T @ G.T).T where the ops say so (see NumpyOps).
+        ghT = np.empty((D, chunk), accum) if ops.transposed_grad_hidden else None
         row_scale = self.gradient_scale() * scale
         self.kept_blocks = 0
         self.total_blocks = 0
@@ -270,7 +272,7 @@ class LinearCall:
             gh = grad_hidden[rows] if in_place else ghbuf[:m]
             runs = (kept_vocab_runs(ops.column_max_abs(G), threshold, FILTER_BLOCK)
                     if filtering and m else None)
-            self._backward_products(ops.gemm, G, h_c, gh, grad_weight, runs, first)
+            self._backward_products(ops, G, h_c, gh, ghT, grad_weight, runs, first)
             first = False
             if not in_place:
                 grad_hidden[rows] = gh
@@ -278,22 +280,32 @@ class LinearCall:
                 grad_bias += ops.column_sum(G, colsum)
         return grad_hidden, grad_weight, grad_bias
 
-    def _backward_products(self, gemm, G, h_c, gh, grad_weight, runs, first):
+    def _backward_products(self, ops, G, h_c, gh, ghT, grad_weight, runs, first):
         W = self.linear_weight
+        gemm = ops.gemm
         n_blocks = -(-self.V // FILTER_BLOCK)
         self.total_blocks += n_blocks
         if runs is None:
             self.kept_blocks += n_blocks
-            gemm(G, W, gh, 0.0)
-            gemm(G.T, h_c, grad_weight, 0.0 if first else 1.0)
-            return
+            runs = [(0, self.V)]
+            beta_w = 0.0 if first else 1.0
+        else:
+            beta_w = 1.0  # grad_weight started from zeros
         if not runs:
             gh[...] = 0
             return
+        out = gh if ghT is None else ghT[:, :G.shape[0]]
         for i, (a, b) in enumerate(runs):
-            self.kept_blocks += -(-(b - a) // FILTER_BLOCK)
-            gemm(G[:, a:b], W[a:b], gh, 0.0 if i == 0 else 1.0)
-            gemm(G[:, a:b].T, h_c, grad_weight[a:b], 1.0)
+            if a or b != self.V:
+                self.kept_blocks += -(-(b - a) // FILTER_BLOCK)
+            beta_h = 0.0 if i == 0 else 1.0
+            if ghT is None:
+                gemm(G[:, a:b], W[a:b], out, beta_h)
+            else:
+                gemm(W[a:b].T, G[:, a:b].T, out, beta_h)
+            gemm(G[:, a:b].T, h_c, grad_weight[a:b], beta_w)
+        if ghT is not None:
+            gh[...] = out.T
 
     # -- evaluation -------------------------------------------------------------
 

@@ -74,7 +74,7 @@ def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, wei
         Gradient filtering (see :func:`linear_cross_entropy_with_grad`); it never
         changes the loss and is accepted here so one set of options serves both.
     chunk_size : int, optional
-        Rows per chunk; default: as many as fit in 32 MiB of logits (at least 64).
+        Rows per chunk; default: as many as fit in 48 MiB of logits (at least 64).
 
     Returns
     -------

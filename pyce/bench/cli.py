@@ -30,7 +30,8 @@ def build_parser(prog: str = "pyce bench") -> argparse.ArgumentParser:
                     "JAX when installed. Each figure is the best of --repeat runs after a "
                     "warm-up.",
         epilog="Example: pyce bench --shapes 4096x32000 --dtypes float32 --memory --scaling "
-               "--json out.json --plot out.png")
+               "--json out.json --plot out.png. `pyce bench --suite linear --help`: the fused "
+               "linear cross-entropy (LM head) suite.")
     p.add_argument("--shapes", help="comma-separated ROWSxCLASSES (default: "
                    + ",".join(map(shape_str, DEFAULT_SHAPES)) + ")")
     p.add_argument("--dtypes", help="comma-separated, from " + ", ".join(KNOWN_DTYPES)
@@ -69,6 +70,12 @@ def build_parser(prog: str = "pyce bench") -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None, prog: str = "pyce bench") -> int:
     """Entry point of ``pyce bench`` and ``python -m pyce.bench``; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["--suite", "linear"] or argv[:1] == ["--suite=linear"]:
+        # The fused linear cross-entropy has its own workloads and report.
+        from . import linear
+
+        return linear.main(argv[2 if argv[0] == "--suite" else 1:], prog=f"{prog} --suite linear")
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:

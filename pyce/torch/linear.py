@@ -35,6 +35,8 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
 class _TorchOps:
     """The engine's array operations on PyTorch's BLAS (MKL / oneDNN in its CPU wheels)."""
 
+    transposed_grad_hidden = False
+
     @staticmethod
     def gemm(a, b, out, beta):
         ta, tb, tout = _tensor(a), _tensor(b), _tensor(out)
@@ -184,7 +186,7 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
         by the backward products. ``'auto'``: the dtype's epsilon / 32 (CCE's
         rule: 2**-12 for bfloat16). The loss is never changed.
     chunk_size : int, optional
-        Rows per chunk (default: 32 MiB of logits, at least 64 rows).
+        Rows per chunk (default: 48 MiB of logits, at least 64 rows).
 
     Returns
     -------
