@@ -163,3 +163,44 @@ def test_calibration_top_k_reliability_and_ece_from_pyce_evaluate(window, tmp_pa
     window.export_csv(str(tmp_path / "n.csv"))
     _, summary = csv_rows(tmp_path / "n.csv")
     assert "batch_ece" in summary and "batch_top5_accuracy" in summary
+
+
+# 3. Knowledge distillation --------------------------------------------------------------
+def test_distillation_from_a_teacher_with_the_t_squared_factor(window, tmp_path, monkeypatch):
+    calls = []
+    real = pyce.kl_divergence
+    monkeypatch.setattr(pyce, "kl_divergence",
+                        lambda *a, **k: calls.append(k.get("temperature")) or real(*a, **k))
+    m, panel = window.model, window.distillation
+    assert not panel.targets_button.isEnabled()
+    teacher = m.logits.copy()
+    panel.copy_button.click()
+    np.testing.assert_array_equal(m.state.teacher, teacher)
+    assert m.distillation == pytest.approx(0.0, abs=1e-12)      # the student is the teacher
+    window.plots.set_value(window.plots.plots["logits"], 1, 4.0, "student moves")
+    window.model.set_temperature(3.0)
+    assert 3.0 in calls
+    p_t = reference.softmax(teacher / 3.0)
+    log_q_t = reference.log_softmax(m.logits / 3.0)
+    kl = np.sum(p_t * (np.log(p_t) - log_q_t))
+    assert m.distillation == pytest.approx(9.0 * kl, rel=1e-10)       # T² · KL
+    np.testing.assert_allclose(m.teacher_q, p_t, rtol=1e-12)
+    assert "9.000" in panel.text.text() and f"{m.distillation:.4f}" in panel.text.text()
+    np.testing.assert_allclose(panel.teacher_bars.opts["height"], p_t[m.visible_classes()])
+    # The teacher's soft targets become the student's p: CE = H(p_T) + KL(p_T‖q).
+    panel.targets_button.click()
+    assert m.soft_mode
+    np.testing.assert_allclose(m.p, p_t, rtol=1e-12)
+    assert m.loss == pytest.approx(m.entropy_p + m.kl_pq, rel=1e-10)
+    # Saved, exported, undoable.
+    io.save_state(m, tmp_path / "s.json")
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert saved["teacher"] == teacher.tolist()
+    io.save_csv(m, tmp_path / "n.csv")
+    per_class, summary = csv_rows(tmp_path / "n.csv")
+    assert float(per_class[0]["teacher_q_T"]) == pytest.approx(p_t[0])
+    assert float(summary["distillation_t2_kl"]) == pytest.approx(m.distillation)
+    window.undo_stack.undo()      # soft targets
+    window.undo_stack.undo()      # (T was set on the model directly: the student's move)
+    window.undo_stack.undo()      # the teacher
+    assert m.state.teacher is None and m.teacher_q is None and not panel.clear_button.isEnabled()

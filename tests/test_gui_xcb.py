@@ -149,13 +149,27 @@ def run():
     out["kl_onehot"] = model.kl_qp
     type_into(window.controls.smoothing, "0.1")
     out["kl_smoothed"] = [model.kl_qp, model.label_smoothing]
-    # 9. Gradient descent: Step twice; the floor is H(p).
+    # 9. Distillation: the teacher is a copy; move the student; use the soft targets.
+    tab(window.distillation)
+    click(window.distillation.copy_button)
+    out["distil_same"] = model.distillation
+    x, y = bar_point("logits", 2, model.logits[2] / 2)
+    x2, y2 = bar_point("logits", 2, 3.5)
+    xdo("mousemove", x, y)
+    xdo("mousedown", 1)
+    for k in range(1, 7):
+        xdo("mousemove", x, round(y + (y2 - y) * k / 6))
+    xdo("mouseup", 1)
+    out["distil_moved"] = model.distillation
+    click(window.distillation.targets_button)
+    out["distil_targets"] = [model.soft_mode, bool(np.allclose(model.p, model.teacher_q))]
+    # 10. Gradient descent: Step twice; the floor is H(p).
     tab(window.descent)
     click(window.descent.step_button)
     click(window.descent.step_button)
     out["descent"] = [len(model.trajectory), model.trajectory[-1] < model.trajectory[0],
                       window.descent.floor.value(), model.entropy_p]
-    # 10. The 32k preset; View > Log scale for q; type tok12345 into Target.
+    # 11. The 32k preset; View > Log scale for q; type tok12345 into Target.
     combo = window.controls.preset
     click(combo)
     settle()
@@ -248,7 +262,9 @@ def test_the_readme_tour_works_with_real_input_events(xvfb):
     assert out["kl_onehot"] == float("inf")                                     # step 8
     kl, eps = out["kl_smoothed"]
     assert eps == 0.1 and 0 < kl < float("inf")
-    steps, lower, floor, entropy_p = out["descent"]                              # step 9
+    assert out["distil_same"] == pytest.approx(0.0, abs=1e-12)                  # step 9
+    assert out["distil_moved"] > 0.01 and out["distil_targets"] == [True, True]
+    steps, lower, floor, entropy_p = out["descent"]                              # step 10
     assert steps == 3 and lower and floor == pytest.approx(entropy_p) and floor > 0
-    assert out["large"] == [32000, True, True]                                  # step 10
+    assert out["large"] == [32000, True, True]                                  # step 11
     assert out["token"] == [12345, True]

@@ -21,6 +21,7 @@ from .views.bars import PlotStack
 from .views.batch import BatchPanel
 from .views.controls import ControlsPanel
 from .views.descent import DescentPanel
+from .views.distillation import DistillationPanel
 from .views.divergence import DivergencePanel
 from .views.panel import Context
 from .views.readouts import ReadoutsPanel
@@ -33,7 +34,7 @@ HINT = ("Drag a bar to change it · click a bar to make it the target · double-
 
 # The panels on the right, in order: "side" ones stacked in groups, then "tab" ones.
 PANELS = (ReadoutsPanel, ControlsPanel, DescentPanel, BatchPanel, StabilityPanel,
-          DivergencePanel)
+          DivergencePanel, DistillationPanel)
 
 OPTION_ACTIONS = (("log_q", "Log scale for q"),
                   ("naive_softmax", "Naive softmax beside the stable one"))

@@ -52,6 +52,8 @@ class Derived:
     naive_exp: np.ndarray | None   # float32 exp(z / T) without the shift (None: toggle off)
     naive_q: np.ndarray | None
     stable_exp: np.ndarray | None  # float32 exp(z / T − max): what pyce's softmax exponentiates
+    teacher_q: np.ndarray | None   # softmax(teacher / T): the student's soft targets
+    distillation: float            # T² KL(teacher_T ‖ student_T), nan without a teacher
 
 
 def exp_of_loss(loss: float) -> float:
@@ -146,6 +148,12 @@ def _derive(state: State) -> Derived:
         kl_qp_terms = _kl_terms(q, log_q, log_p)
     t = int(np.argmax(state.soft_target)) if state.soft_mode else state.target
     naive = naive_softmax(z) if state.naive_softmax else (None, None, None)
+    teacher_q, distillation = None, math.nan
+    if state.teacher is not None:
+        with np.errstate(invalid="ignore", over="ignore"):
+            teacher_q = np.asarray(pyce.softmax(state.teacher / state.temperature), np.float64)
+            distillation = float(pyce.kl_divergence(state.logits[None, :], state.teacher[None, :],
+                                                    temperature=state.temperature))
     return Derived(
         scaled_logits=z, lse=lse, q=q, log_q=log_q, p=p, loss=loss,
         grad=np.asarray(grad, dtype=np.float64)[0], cross_entropy_pq=cross_entropy_pq,
@@ -156,4 +164,5 @@ def _derive(state: State) -> Derived:
         target_rank=1 + int(np.sum(q > q[t])),
         nonfinite=np.flatnonzero(~np.isfinite(state.logits)),
         naive_exp=naive[0], naive_q=naive[1], stable_exp=naive[2],
+        teacher_q=teacher_q, distillation=distillation,
     )

@@ -100,6 +100,9 @@ def save_csv(model, path) -> None:
                   "kl_pq_term", "kl_qp_term", "is_target"]
         if naive:
             header += ["naive_exp_float32", "naive_q_float32", "shifted_exp_float32"]
+        teacher = s.teacher is not None
+        if teacher:
+            header += ["teacher_logit", "teacher_q_T"]
         w.writerow(header)
         t = d.target_class
         for i in range(s.n_classes):
@@ -109,6 +112,8 @@ def save_csv(model, path) -> None:
             if naive:
                 row += [repr(float(d.naive_exp[i])), repr(float(d.naive_q[i])),
                         repr(float(d.stable_exp[i]))]
+            if teacher:
+                row += [repr(float(s.teacher[i])), repr(float(d.teacher_q[i]))]
             w.writerow(row)
         w.writerow([])
         w.writerow(["quantity", "value"])

@@ -161,6 +161,7 @@ class ExplorerModel:
             "entropy_p": d.entropy_p,
             "kl_pq": d.kl_pq,
             "kl_qp": d.kl_qp,
+            "distillation_t2_kl": d.distillation,
             "cross_entropy_pq": d.cross_entropy_pq,
             "logsumexp": d.lse,
             "temperature": self.state.temperature,
@@ -334,9 +335,13 @@ class ExplorerModel:
             logits, labels, soft = s.logits[:n].copy(), list(s.labels[:n]), s.soft_target[:n]
             if soft.sum() <= 0:
                 soft = _onehot(0, n)
+        teacher = None
+        if s.teacher is not None:   # the teacher grows or shrinks with the vocabulary
+            teacher = (np.concatenate([s.teacher, np.zeros(n - C)]) if n > C
+                       else s.teacher[:n].copy())
         self._edit(logits=logits, labels=labels, soft_target=soft / soft.sum(),
                    target=min(s.target, n - 1), selected=min(s.selected, n - 1),
-                   trajectory=[], descent_start=None, batch=None, batch_row=0)
+                   trajectory=[], descent_start=None, batch=None, batch_row=0, teacher=teacher)
 
     def load_logits(self, logits, labels=None, target: int = 0) -> None:
         """Replace the vocabulary with one row of logits (any size, e.g. from a .npy).
@@ -362,7 +367,25 @@ class ExplorerModel:
                 "pyce's softmax, loss and gradient of this row are nan, shown as they are.")
         return dict(logits=z, labels=[str(s) for s in labels], target=target, soft_mode=False,
                     soft_target=_onehot(target, z.size), selected=target, trajectory=[],
-                    descent_start=None, note=note)
+                    descent_start=None, note=note, teacher=None)
+
+    # ------------------------------------------------------------------ distillation
+    def set_teacher(self, logits) -> None:
+        """Distil from a teacher with these logits (None: no teacher)."""
+        if logits is None:
+            self._update(teacher=None)
+            return
+        t = np.array(logits, dtype=np.float64).reshape(-1)
+        if t.shape != self.state.logits.shape or not np.isfinite(t).all():
+            raise ValueError(f"a teacher needs {self.state.n_classes} finite logits")
+        self._edit(teacher=t)
+
+    def use_teacher_targets(self) -> None:
+        """Make softmax(teacher / T) the student's soft target p."""
+        q = self.derived.teacher_q
+        if q is None:
+            raise ValueError("there is no teacher: set one first")
+        self._edit(soft_mode=True, soft_target=q.copy(), label_smoothing=0.0)
 
     # ------------------------------------------------------------------ gradient descent
     def set_learning_rate(self, lr: float) -> None:

@@ -78,6 +78,7 @@ class State:
     naive_softmax: bool = False                      # show exp() without the max shift too
     log_q: bool = False                              # log-scale axis for q
     log_loss: bool = False                           # log-scale axis for the loss curve
+    teacher: Optional[np.ndarray] = None             # a teacher's logits to distil from
     # Not saved in the state file (it is data, loaded from .npy), but undoable.
     batch: Optional[Batch] = None
     batch_row: int = 0
@@ -95,6 +96,7 @@ FIELD_CHANGES = {
     "learning_rate": Change.DESCENT, "trajectory": Change.DESCENT,
     "descent_start": Change.DESCENT, "note": Change.VALUES,
     "naive_softmax": Change.OPTIONS, "log_q": Change.OPTIONS, "log_loss": Change.OPTIONS,
+    "teacher": Change.VALUES,
     "batch": Change.BATCH, "batch_row": Change.BATCH,
 }
 FIELDS = tuple(f.name for f in dataclasses.fields(State))
@@ -269,6 +271,7 @@ def from_dict(d: dict, base: Optional[State] = None) -> State:
     if np.any(soft < 0) or soft.sum() <= 0:
         raise ValueError("state: soft_target must be non-negative weights, not all zero")
     start = d.get("descent_start")
+    teacher = d.get("teacher")
     state = replace(
         base,
         logits=logits, labels=labels, target=target,
@@ -285,6 +288,7 @@ def from_dict(d: dict, base: Optional[State] = None) -> State:
         naive_softmax=bool(d.get("naive_softmax", False)),
         log_q=bool(d.get("log_q", False)),
         log_loss=bool(d.get("log_loss", False)),
+        teacher=None if teacher is None else _numbers(teacher, "teacher", C),
         batch=None, batch_row=0,
     )
     return state

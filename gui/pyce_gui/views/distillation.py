@@ -1,0 +1,113 @@
+"""Knowledge distillation: a teacher's logits, softened by the same T as the student's.
+
+The student (the logits in the main plots) learns from the teacher's soft targets
+p_T = softmax(teacher / T). Hinton et al.'s loss is T²·KL(p_T‖q_T), from
+pyce.kl_divergence(student, teacher, temperature=T): the gradient of KL(p_T‖q_T)
+with respect to z is (q_T − p_T)/T, and the probabilities themselves flatten as T
+grows, so without the T² factor the soft-target gradient would fade like 1/T².
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PySide6 import QtCore, QtWidgets
+import pyqtgraph as pg
+
+from ..model import SELECTION, STRUCTURE, VALUES
+from .panel import Panel
+from .readouts import fmt
+
+OFFSET, WIDTH = 0.19, 0.36
+
+
+class DistillationPanel(QtWidgets.QWidget, Panel):
+    name = "distillation"
+    title = "Distillation"
+    listens = frozenset({VALUES, STRUCTURE, SELECTION})
+
+    def __init__(self, ctx, parent=None):
+        QtWidgets.QWidget.__init__(self, parent)
+        self.attach(ctx)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        buttons = QtWidgets.QHBoxLayout()
+        self.copy_button = QtWidgets.QPushButton("Teacher = these logits")
+        self.copy_button.setToolTip("Copy the current logits into the teacher; then edit the "
+                                    "student (the main plots) and watch the distillation loss")
+        self.copy_button.clicked.connect(
+            lambda: self.push("Teacher from the logits",
+                              lambda: self.model.set_teacher(self.model.logits.copy())))
+        self.targets_button = QtWidgets.QPushButton("Use as soft targets")
+        self.targets_button.setToolTip("p = softmax(teacher / T) in the main plots")
+        self.targets_button.clicked.connect(
+            lambda: self.push("Teacher's soft targets", self.model.use_teacher_targets))
+        self.clear_button = QtWidgets.QPushButton("No teacher")
+        self.clear_button.clicked.connect(
+            lambda: self.push("No teacher", lambda: self.model.set_teacher(None)))
+        for b in (self.copy_button, self.targets_button, self.clear_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        layout.addLayout(buttons)
+        self.text = QtWidgets.QLabel()
+        self.text.setWordWrap(True)
+        self.text.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        layout.addWidget(self.text)
+        self.plot = pg.PlotWidget()
+        self.plot.setMenuEnabled(False)
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.hideButtons()
+        self.plot.setMinimumHeight(110)
+        self.plot.getAxis("bottom").setStyle(hideOverlappingLabels=40)
+        self.legend = self.plot.addLegend(offset=(-8, 6))
+        self.teacher_bars = pg.BarGraphItem(x=[], height=[], width=WIDTH, name="teacher p_T")
+        self.student_bars = pg.BarGraphItem(x=[], height=[], width=WIDTH, name="student q_T")
+        self.plot.addItem(self.teacher_bars)
+        self.plot.addItem(self.student_bars)
+        layout.addWidget(self.plot, 1)
+        self.apply_theme(self.theme)
+
+    def on_model(self, kind) -> None:
+        m = self.model
+        has = m.teacher_q is not None
+        self.targets_button.setEnabled(has)
+        self.clear_button.setEnabled(has)
+        vis = m.visible_classes()
+        x = np.arange(len(vis), dtype=float)
+        self.student_bars.setOpts(x=x + OFFSET, height=np.nan_to_num(m.q[vis]))
+        if has:
+            self.teacher_bars.setOpts(x=x - OFFSET, height=m.teacher_q[vis])
+        else:
+            self.teacher_bars.setOpts(x=np.zeros(0), height=np.zeros(0))
+        self.plot.setXRange(-0.6, len(vis) - 0.4, padding=0)
+        self.plot.setYRange(0, 1.3, padding=0)
+        ticks = [(i, m.labels[c]) for i, c in enumerate(vis)]
+        step = max(1, math.ceil(len(ticks) / 12))
+        self.plot.getAxis("bottom").setTicks([ticks[::step], []])
+        T = m.temperature
+        if not has:
+            self.text.setText(
+                "No teacher yet: press <b>Teacher = these logits</b>, then move the student "
+                "(the logits on the left) or T, and watch T²·KL(p<sub>T</sub>‖q<sub>T</sub>).")
+            return
+        kl = m.distillation / (T * T)
+        self.text.setText(
+            f"distillation loss T²·KL(p<sub>T</sub>‖q<sub>T</sub>) = {fmt(T * T, 3)} × {fmt(kl)} "
+            f"= <b>{fmt(m.distillation)}</b> at T = {T:g} (pyce.kl_divergence, temperature=T). "
+            f"The gradient of KL with respect to z is (q<sub>T</sub> − p<sub>T</sub>)/T, and both "
+            f"flatten as T grows: T² keeps the soft targets' pull on the same scale as the hard "
+            f"label's. <b>Use as soft targets</b> puts p<sub>T</sub> into the main plots, where "
+            f"the loss is H(p<sub>T</sub>) + KL(p<sub>T</sub>‖q).")
+
+    def apply_theme(self, theme) -> None:
+        self.theme = theme
+        self.plot.setBackground(theme.base)
+        for name in ("left", "bottom"):
+            ax = self.plot.getAxis(name)
+            ax.setPen(theme.muted)
+            ax.setTextPen(theme.text)
+        self.teacher_bars.setOpts(brush=theme.target, pen=None)
+        self.student_bars.setOpts(brush=theme.bar, pen=None)
+        self.legend.setLabelTextColor(theme.text)
+        self.on_model(VALUES)
