@@ -15,6 +15,8 @@ torch = pytest.importorskip("torch")
 torch.set_num_threads(1)  # tiny problems: keep torch's pool out of pyce's way
 
 import pyce.torch as pt  # noqa: E402
+from pyce.torch._composite import torch_cross_entropy  # noqa: E402
+from pyce.torch._tensors import as_numpy, from_numpy  # noqa: E402
 from _helpers import EPS32, load_reference  # noqa: E402
 
 F = torch.nn.functional
@@ -98,7 +100,7 @@ def test_z_loss_and_softcap(layout, reduction, z_loss, softcap):
         x, t, w = make(layout, torch.float64, weight=weight, ignore=ignore, smoothing=0.1, soft=soft)
         kw = dict(label_smoothing=0.1, z_loss=z_loss, softcap=softcap, ignore_index=-100)
         loss, grad = run(pt.cross_entropy, x, t, w, reduction, **kw)
-        loss_t, grad_t = run(pt._torch_cross_entropy_kw, x, t, w, reduction, **kw)
+        loss_t, grad_t = run(torch_cross_entropy, x, t, w, reduction, **kw)
         torch.testing.assert_close(loss, loss_t, rtol=1e-12, atol=1e-13)
         torch.testing.assert_close(grad, grad_t, rtol=1e-12, atol=1e-13)
         axis = 0 if x.dim() == 1 else 1
@@ -145,13 +147,13 @@ def test_16bit_tensors(dtype, layout):
 
 def test_zero_copy_views():
     x = torch.randn(4, 5)
-    assert pt._as_numpy(x).__array_interface__["data"][0] == x.data_ptr()
+    assert as_numpy(x).__array_interface__["data"][0] == x.data_ptr()
     pytest.importorskip("ml_dtypes")
     b = x.to(torch.bfloat16)
-    v = pt._as_numpy(b)
+    v = as_numpy(b)
     assert v.__array_interface__["data"][0] == b.data_ptr() and v.dtype.name == "bfloat16"
     np.testing.assert_array_equal(v.astype(np.float32), b.float().numpy())
-    back = pt._from_numpy(v, torch.bfloat16)
+    back = from_numpy(v, torch.bfloat16)
     assert back.data_ptr() == b.data_ptr() and torch.equal(back, b)
 
 
@@ -210,7 +212,7 @@ def test_module():
     t = torch.randint(0, 10, (7,))
     loss = crit(x, t)
     loss.backward()
-    expected = pt._torch_cross_entropy_kw(x.detach(), t, weight=w, label_smoothing=0.1, z_loss=1e-3,
+    expected = torch_cross_entropy(x.detach(), t, weight=w, label_smoothing=0.1, z_loss=1e-3,
                                           softcap=30.0, reduction="mean")
     torch.testing.assert_close(loss.detach(), expected, rtol=1e-12, atol=0)
     plain = pt.CrossEntropyLoss()
@@ -219,13 +221,200 @@ def test_module():
 
 def test_errors():
     x = torch.randn(3, 4)
-    with pytest.raises(ValueError, match="reduction"):
+    with pytest.raises(ValueError, match="avg is not a valid value for reduction"):
         pt.cross_entropy(x, torch.zeros(3, dtype=torch.long), reduction="avg")
     with pytest.raises(ValueError, match="softcap"):
         pt.cross_entropy(x, torch.zeros(3, dtype=torch.long), softcap=0.0)
     with pytest.raises(IndexError, match="target 9 at position 1"):
         pt.cross_entropy(x, torch.tensor([0, 9, 1]))
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match="batch_size"):
         pt.cross_entropy(x, torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="reduction"):
         pt.CrossEntropyLoss(reduction="batchmean")
+
+
+# Issue 14 item 10: pyce.torch raises what PyTorch raises, accepts what it accepts.
+_X = torch.randn(2, 3, generator=torch.Generator().manual_seed(1))
+_T = torch.tensor([0, 2])
+_P = _X.softmax(dim=1)
+REJECTED = {
+    "index target of the logits' shape": (_X, torch.zeros(2, 3, dtype=torch.long), {}),
+    "float target of another shape": (_X, torch.zeros(2), {}),
+    "batch size mismatch": (_X, torch.tensor([0, 1, 2]), {}),
+    "weight of the wrong length": (_X, _T, {"weight": torch.ones(2)}),
+    "2-D weight": (_X, _T, {"weight": torch.ones(1, 3)}),
+    "float64 weight, float32 input": (_X, _T, {"weight": torch.ones(3, dtype=torch.float64)}),
+    "int64 weight": (_X, _T, {"weight": torch.ones(3, dtype=torch.long)}),
+    "bfloat16 weight, float32 input": (_X, _T, {"weight": torch.ones(3, dtype=torch.bfloat16)}),
+    "float32 weight, bfloat16 input": (_X.bfloat16(), _T, {"weight": torch.ones(3)}),
+    "ignore_index with probabilities": (_X, _P, {"ignore_index": 1}),
+    "label_smoothing 1.5": (_X, _T, {"label_smoothing": 1.5}),
+    "label_smoothing a string": (_X, _T, {"label_smoothing": "0.1"}),
+    "target spatial size": (torch.randn(2, 3, 5), torch.zeros(2, 4, dtype=torch.long), {}),
+    "int32 target": (_X, _T.int(), {}),
+    "int16 target": (_X, _T.short(), {}),
+    "bool target": (_X, _T.bool(), {}),
+    "target out of range": (_X, torch.tensor([0, 9]), {}),
+    "negative target": (_X, torch.tensor([0, -5]), {}),
+    "no classes, a target": (torch.randn(2, 0), torch.zeros(2, dtype=torch.long), {}),
+    "ignore_index beyond int64": (_X, _T, {"ignore_index": 2**63}),
+    "ignore_index a float": (_X, _T, {"ignore_index": 1.0}),
+    "reduction None": (_X, _T, {"reduction": None}),
+    "target a list": (_X, [0, 2], {}),
+    "input an ndarray": (_X.numpy(), _T, {}),
+}
+
+
+@pytest.mark.parametrize("case", list(REJECTED))
+def test_raises_what_pytorch_raises(case):
+    input, target, kw = REJECTED[case]
+    with pytest.raises(Exception) as expected:
+        F.cross_entropy(input, target, **kw)
+    with pytest.raises(Exception) as got:
+        pt.cross_entropy(input, target, **kw)
+    assert isinstance(got.value, expected.type), (got.value, expected.value)
+    if not isinstance(got.value, IndexError):  # pyce's IndexError names the position too
+        assert str(got.value) == str(expected.value)
+
+
+ACCEPTED = {
+    "no classes, all ignored": (torch.randn(2, 0), torch.full((2,), -100), {}),
+    "no classes, probabilities": (torch.randn(2, 0), torch.randn(2, 0), {}),
+    "no classes, probabilities, none": (torch.randn(2, 0), torch.randn(2, 0), {"reduction": "none"}),
+    "no rows": (torch.randn(0, 3), torch.zeros(0, dtype=torch.long), {}),
+    "uint8 target": (_X, _T.to(torch.uint8), {}),
+    "negative label_smoothing": (_X, _T, {"label_smoothing": -0.1}),
+    "label_smoothing a tensor": (_X, _T, {"label_smoothing": torch.tensor(0.1)}),
+    "unbatched input, 1-element target": (torch.randn(3), torch.tensor([1]), {}),
+    "float64 probabilities, float32 input": (_X, _P.double(), {}),
+    "bfloat16 probabilities, float32 input": (_X, _P.bfloat16(), {}),
+    "bfloat16 input and weight": (_X.bfloat16(), _T, {"weight": torch.tensor([0.5, 2.0, 1.5]).bfloat16()}),
+    "float16 input and weight": (_X.half(), _T, {"weight": torch.tensor([0.5, 2.0, 1.5]).half()}),
+}
+
+
+@pytest.mark.parametrize("case", list(ACCEPTED))
+def test_accepts_what_pytorch_accepts(case):
+    input, target, kw = ACCEPTED[case]
+    expected = F.cross_entropy(input, target, **kw)
+    got = pt.cross_entropy(input, target, **kw)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    if input.dtype in (torch.bfloat16, torch.float16):  # pyce computes in float32, rounds once
+        float32 = {k: (v.float() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+        expected = F.cross_entropy(input.float(), target, **float32).to(input.dtype)
+    torch.testing.assert_close(got, expected, equal_nan=True)
+
+
+def test_bfloat16_class_weights():
+    """Issue 14 item 9: a bfloat16 model's weighted loss, on pyce's kernel, with its gradient."""
+    pytest.importorskip("ml_dtypes")
+    g = torch.Generator().manual_seed(5)
+    x = (torch.randn(16, 9, generator=g) * 3).bfloat16()
+    t = torch.randint(0, 9, (16,), generator=g)
+    t[3] = -100
+    w = (torch.rand(9, generator=g) + 0.5).bfloat16()
+    upstream = torch.linspace(-1, 2, 16).bfloat16()  # bfloat16 values, the same for both
+    for reduction in ["mean", "sum", "none"]:
+        results = []
+        for xx, ww in [(x, w), (x.float(), w.float())]:
+            z = xx.clone().requires_grad_(True)
+            loss = (pt.cross_entropy if xx.dtype == torch.bfloat16 else F.cross_entropy)(
+                z, t, weight=ww, reduction=reduction, label_smoothing=0.1)
+            loss.backward(upstream.to(loss.dtype) if reduction == "none" else None)
+            results.append((loss.detach(), z.grad))
+        (loss, grad), (loss32, grad32) = results
+        assert loss.dtype == grad.dtype == torch.bfloat16
+        torch.testing.assert_close(loss, loss32.bfloat16(), rtol=2.0**-8, atol=0)
+        assert torch.all((grad.float() - grad32).abs() <= 2.0**-8 * grad32.abs() + 2.0**-24)
+    with pytest.raises(RuntimeError, match="expected scalar type BFloat16 but found Float"):
+        pt.cross_entropy(x, t, weight=w.float())
+
+
+def test_z_loss_and_softcap_errors_name_them():
+    """Issue 14 item 15: pyce's own options say what is wrong with them."""
+    with pytest.raises(TypeError, match="z_loss must be a number >= 0, got None"):
+        pt.cross_entropy(_X, _T, z_loss=None)
+    with pytest.raises(ValueError, match="z_loss must be a finite number >= 0, got -1"):
+        pt.cross_entropy(_X, _T, z_loss=-1)
+    with pytest.raises(TypeError, match="softcap must be None or a number > 0"):
+        pt.cross_entropy(_X, _T, softcap="big")
+    with pytest.raises(TypeError, match="z_loss must be a number >= 0, got None"):
+        pt.CrossEntropyLoss(z_loss=None)
+
+
+# Issue 14 item 12: second derivatives and forward-mode AD.
+@pytest.mark.parametrize("kw", [
+    {},
+    {"label_smoothing": 0.2},
+    {"z_loss": 0.05, "softcap": 2.0, "label_smoothing": 0.1},
+], ids=str)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_gradgradcheck(kw, reduction):
+    g = torch.Generator().manual_seed(4)
+    x = (torch.randn(3, 5, 2, generator=g, dtype=torch.float64) * 2).requires_grad_(True)
+    t = torch.randint(0, 5, (3, 2), generator=g)
+    t[1, 0] = -100
+    w = torch.rand(5, generator=g, dtype=torch.float64) + 0.5
+    assert torch.autograd.gradgradcheck(
+        lambda z: pt.cross_entropy(z, t, weight=w, reduction=reduction, **kw), (x,))
+    p = torch.softmax(torch.randn(4, 6, generator=g, dtype=torch.float64), dim=1)
+    y = torch.randn(4, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(
+        lambda z: pt.cross_entropy(z, p, reduction=reduction, **kw), (y,))
+
+
+def test_create_graph_gives_a_differentiable_gradient():
+    x = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 4, (6,))
+    (grad,) = torch.autograd.grad(pt.cross_entropy(x, t), x, create_graph=True)
+    (grad_t,) = torch.autograd.grad(F.cross_entropy(x, t), x, create_graph=True)
+    assert grad.grad_fn is not None
+    v = torch.randn(6, 4, dtype=torch.float64)
+    (hvp,) = torch.autograd.grad((grad * v).sum(), x)
+    (hvp_t,) = torch.autograd.grad((grad_t * v).sum(), x)
+    torch.testing.assert_close(hvp, hvp_t, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("layout", ["nc", "ncd", "unbatched"])
+def test_forward_mode_ad(layout, reduction):
+    fwAD = torch.autograd.forward_ad
+    x, t, w = make(layout, torch.float64, weight=True, ignore=True, smoothing=0.1, soft=False)
+    v = torch.randn_like(x)
+    results = []
+    for fn in (pt.cross_entropy, F.cross_entropy):
+        with fwAD.dual_level():
+            out = fn(fwAD.make_dual(x, v), t, weight=w, reduction=reduction, label_smoothing=0.1)
+            primal, tangent = fwAD.unpack_dual(out)
+            results.append((primal.clone(), tangent.clone()))
+    (p, d), (p_t, d_t) = results
+    torch.testing.assert_close(p, p_t, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(d, d_t, rtol=1e-12, atol=1e-14)
+    # torch.func's transforms too (jvp, and grad composed with them).
+    loss = lambda z: pt.cross_entropy(z, t, weight=w, reduction=reduction)
+    loss_t = lambda z: F.cross_entropy(z, t, weight=w, reduction=reduction)
+    for a, b in zip(torch.func.jvp(loss, (x,), (v,)), torch.func.jvp(loss_t, (x,), (v,))):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    assert torch.autograd.gradcheck(loss, (x.clone().requires_grad_(True),), check_forward_ad=True,
+                                    check_batched_grad=False)
+
+
+def test_retained_graph_and_in_place_changes():
+    x, t, _ = make("nc", torch.float64, weight=False, ignore=False, smoothing=0.0, soft=False)
+    a = x.clone().requires_grad_(True)
+    loss = pt.cross_entropy(a, t)
+    loss.backward(retain_graph=True)
+    loss.backward()  # the saved gradient went to the first; the second recomputes it
+    b = x.clone().requires_grad_(True)
+    F.cross_entropy(b, t).backward()
+    torch.testing.assert_close(a.grad, 2 * b.grad, rtol=1e-12, atol=1e-14)
+    with pytest.raises(RuntimeError, match="second time"):
+        loss.backward()
+    # Changing the logits in place after a reduced loss is fine, as it is for PyTorch's.
+    c = x.clone().requires_grad_(True)
+    logits = c * 1.0
+    loss = pt.cross_entropy(logits, t)
+    with torch.no_grad():
+        logits.mul_(0.0)
+    loss.backward()
+    torch.testing.assert_close(c.grad, b.grad, rtol=1e-12, atol=1e-14)

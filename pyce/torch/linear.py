@@ -18,7 +18,12 @@ import torch
 import torch.nn.functional as F
 
 from .. import _linear_call
-from . import _as_numpy, _check_options, _FAST_DTYPES, _from_numpy, _ml_dtypes, _torch_cross_entropy
+from ._composite import torch_cross_entropy as _torch_cross_entropy
+from ._options import check_options as _check_options
+from ._tensors import KERNEL_DTYPES as _FAST_DTYPES
+from ._tensors import _ml_dtypes
+from ._tensors import as_numpy as _as_numpy
+from ._tensors import from_numpy as _from_numpy
 
 __all__ = ["linear_cross_entropy", "LinearCrossEntropyLoss", "patch_causal_lm"]
 

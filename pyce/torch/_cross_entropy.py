@@ -1,0 +1,318 @@
+"""pyce.torch.cross_entropy and CrossEntropyLoss: PyTorch's cross-entropy on pyce's kernel.
+
+A call goes to pyce's fused kernel when it is one PyTorch accepts and the
+kernel computes (``kernel_call`` below checks that with a few attribute
+tests); every other call -- another device or dtype, a target or weight that
+needs a gradient, an input PyTorch rejects, a torch.func transform -- is
+PyTorch's own ``F.cross_entropy`` (``_composite``), so its result or its
+error is exactly PyTorch's.
+
+On the kernel's path the forward pass of a reduced loss computes the loss and
+the gradient in one read of the logits, and backward only scales that gradient
+by grad_output; an unreduced loss's gradient is computed in backward, with its
+per-row grad_output, in one pass.
+Second derivatives (``create_graph=True``) differentiate PyTorch's own
+formula at the saved input, and forward-mode AD uses the saved gradient.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.autograd import forward_ad
+
+from .. import _cross_entropy as numpy_api
+from .._validation import check_softcap, check_z_loss
+from ._composite import torch_cross_entropy
+from ._tensors import HALF_DTYPES, KERNEL_DTYPES, as_numpy, from_numpy
+
+__all__ = ["CrossEntropyLoss", "cross_entropy"]
+
+_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)  # not subclasses that override torch functions
+_INDEX_DTYPES = (torch.int64, torch.uint8)  # PyTorch's "Long or Byte" class-index targets
+_REDUCTIONS = ("none", "mean", "sum")
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+class KernelCall:
+    """A cross-entropy call that PyTorch accepts and pyce's kernel computes.
+
+    Holds the tensors, their NumPy views (``arrays``, dropped after the forward
+    pass so that nothing logits-sized outlives it through this object) and the
+    options, in the NumPy API's terms.
+    """
+
+    __slots__ = ("arrays", "axis", "dtype", "options", "reduced", "target", "weight")
+
+    def __init__(self, input, target, weight, axis, ignore_index, reduction, label_smoothing,
+                 z_loss, softcap):
+        self.target = target
+        self.weight = weight
+        self.axis = axis
+        self.dtype = input.dtype
+        self.reduced = reduction != "none"
+        self.options = dict(axis=axis, ignore_index=ignore_index, reduction=reduction,
+                            label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap)
+        self.arrays = self.arrays_of(input, target, weight)
+
+    def arrays_of(self, input, target, weight):
+        """NumPy views of the tensors (a 16-bit weight read in float32, which is exact)."""
+        w = None
+        if weight is not None:
+            w = as_numpy(weight.float() if self.dtype in HALF_DTYPES else weight)
+        if target.dtype is torch.int64 and target.is_contiguous():
+            t = target.numpy()  # the common case, without as_numpy's detach (indices need no grad)
+        else:
+            t = as_numpy(target)
+        return as_numpy(input), t, w
+
+    def loss_tensor(self, loss):
+        """The kernel's loss (a NumPy scalar or array, float32 for 16-bit input) as PyTorch returns it."""
+        out = torch.from_numpy(np.asarray(loss))  # a 0-d array for a scalar: the cheapest tensor
+        return out if out.dtype == self.dtype else out.to(self.dtype)
+
+    def loss(self):
+        x, t, w = self.arrays
+        return self.loss_tensor(numpy_api.cross_entropy(x, t, weight=w, **self.options))
+
+    def loss_and_grad(self):
+        x, t, w = self.arrays
+        loss, grad = numpy_api.cross_entropy_with_grad(x, t, weight=w, **self.options)
+        return self.loss_tensor(loss), from_numpy(grad, self.dtype)
+
+    def scaled(self, grad, grad_output):
+        """The saved gradient of a reduced loss (taken with grad_output = 1) times
+        grad_output, in place."""
+        if float(grad_output) == 1.0:  # loss.backward(): nothing to scale
+            return grad
+        return grad.mul_(grad_output)
+
+    def kernel_grad(self, input, target, weight, grad_output):
+        """The gradient from the kernel, given grad_output (an unreduced loss, or a
+        second backward through a retained graph)."""
+        x, t, w = self.arrays_of(input, target, weight)
+        g_out = float(grad_output) if self.reduced else as_numpy(grad_output.double())
+        grad = numpy_api.cross_entropy_backward(x, t, g_out, weight=w, **self.options)
+        return from_numpy(grad, self.dtype)
+
+    def differentiable_grad(self, input, target, weight, grad_output):
+        """The gradient as a function of input and grad_output that autograd can differentiate
+        again: PyTorch's own formula, differentiated at the saved input."""
+        opts = self.options
+        with torch.enable_grad():
+            loss = torch_cross_entropy(input, target, weight, opts["ignore_index"], opts["reduction"],
+                                       opts["label_smoothing"], opts["z_loss"], opts["softcap"])
+            (grad,) = torch.autograd.grad(loss, input, grad_output, create_graph=True)
+        return grad
+
+    def directional_derivative(self, grad, tangent):
+        """d loss along ``tangent`` (forward-mode AD): the gradient's inner product with it."""
+        if self.dtype in HALF_DTYPES:
+            grad, tangent = grad.float(), tangent.float()
+        product = grad * tangent
+        out = product.sum() if self.reduced else product.sum(dim=self.axis)
+        return out.to(self.dtype)
+
+
+def kernel_call(input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap):
+    """The call for pyce's kernel, or None when PyTorch's own implementation must take it:
+    whatever the kernel does not compute and whatever PyTorch rejects (it raises there)."""
+    if type(input) not in _TENSOR_TYPES or type(target) not in _TENSOR_TYPES:
+        return None
+    if not (input.is_cpu and target.is_cpu and input.dtype in KERNEL_DTYPES):
+        return None
+    if (type(ignore_index) is not int or not _INT64[0] <= ignore_index <= _INT64[1]
+            or type(reduction) is not str or reduction not in _REDUCTIONS
+            or type(label_smoothing) not in (float, int) or not 0.0 <= label_smoothing <= 1.0):
+        return None  # PyTorch raises, or (label_smoothing < 0) computes without smoothing
+    shape = input.shape
+    if not shape:
+        return None
+    axis = 1 if len(shape) > 1 else 0
+    n_classes = shape[axis]
+    if n_classes == 0:
+        return None  # PyTorch's answers for no classes (nan, or its IndexError)
+    if target.dtype in _INDEX_DTYPES:
+        if target.shape != shape[:axis] + shape[axis + 1:]:
+            return None
+    elif target.dtype == input.dtype:  # class probabilities
+        if target.shape != shape or ignore_index != -100 or target.requires_grad:
+            return None
+    else:
+        return None  # int32 targets, probabilities of another dtype (PyTorch promotes), ...
+    if weight is not None and (
+            type(weight) not in _TENSOR_TYPES or not weight.is_cpu or weight.dtype != input.dtype
+            or weight.shape != (n_classes,) or weight.requires_grad):
+        return None
+    return KernelCall(input, target, weight, axis, ignore_index, reduction, label_smoothing,
+                      z_loss, softcap)
+
+
+class _FusedCrossEntropy(torch.autograd.Function):
+    """Forward: the kernel's loss and gradient; backward: that gradient times grad_output."""
+
+    @staticmethod
+    def forward(ctx, input, call):
+        ctx.call = call
+        ctx.grad = None
+        forward_mode = forward_ad._current_level >= 0
+        if call.reduced and ctx.needs_input_grad[0] or forward_mode:
+            loss, ctx.grad = call.loss_and_grad()
+        else:
+            # An unreduced loss's grad_output scales each row: backward computes the
+            # gradient with it in one pass (one rounding, nothing saved in between).
+            loss = call.loss()
+        if ctx.needs_input_grad[0] or forward_mode:
+            # Unpacked only when the gradient is computed in backward, so that an in-place
+            # change of the logits after the forward pass does not fail a reduced loss.
+            ctx.save_for_backward(input, call.target, call.weight)
+        call.arrays = None
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        call = ctx.call
+        if torch.is_grad_enabled():  # create_graph=True
+            return call.differentiable_grad(*ctx.saved_tensors, grad_output), None
+        # The saved gradient is handed to autograd, so no logits-sized buffer outlives
+        # the first backward; a graph that is retained recomputes it, as does an
+        # unreduced loss.
+        grad, ctx.grad = ctx.grad, None
+        if grad is None:
+            return call.kernel_grad(*ctx.saved_tensors, grad_output), None
+        return call.scaled(grad, grad_output), None
+
+    @staticmethod
+    def jvp(ctx, input_tangent, _call_tangent):
+        return ctx.call.directional_derivative(ctx.grad, input_tangent)
+
+
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
+                  label_smoothing=0.0, *, z_loss=0.0, softcap=None):
+    """``torch.nn.functional.cross_entropy`` computed by pyce's fused CPU kernel.
+
+    Parameters
+    ----------
+    input : torch.Tensor
+        Logits of shape ``(N, C)``, ``(N, C, d1, ...)`` or ``(C,)`` (unbatched),
+        as in PyTorch (class dimension 1).
+    target : torch.Tensor
+        Class indices (an int64 or uint8 tensor of the input's shape without the
+        class dimension) or class probabilities (a float tensor of the input's shape).
+    weight : torch.Tensor of shape (C,), optional
+        A rescaling weight for each class, of the input's dtype.
+    ignore_index : int, optional
+        Targets equal to it contribute neither loss nor gradient (default -100;
+        class-index targets only).
+    reduction : {'mean', 'sum', 'none'}, optional
+        As PyTorch: the weighted mean divides by the sum of ``weight[target]``
+        over the rows that are not ignored.
+    label_smoothing : float in [0, 1], optional
+        Mixes the target with the uniform distribution.
+    z_loss : float, optional
+        Adds ``z_loss * logsumexp(z)**2`` per row that is not ignored (PaLM's
+        auxiliary loss, which keeps the softmax normaliser near 1); included in
+        the gradient. Default 0.
+    softcap : float, optional
+        If given, the logits pass through ``softcap * tanh(z / softcap)`` first
+        (Gemma 2's logit soft-capping); the gradient flows through the cap.
+
+    Returns
+    -------
+    torch.Tensor
+        The loss in the input's dtype: a 0-d tensor for 'mean'/'sum', the
+        target's shape for 'none'.
+
+    Raises
+    ------
+    What ``torch.nn.functional.cross_entropy`` raises for the same arguments
+    (for a class index out of range, an IndexError that names it); TypeError or
+    ValueError for a bad ``z_loss`` or ``softcap``, pyce's own options.
+
+    Notes
+    -----
+    For a CPU tensor of float32, float64, bfloat16 or float16 the loss and its
+    gradient come from one pass of pyce's kernel over zero-copy views of the
+    tensors; the gradient is kept until backward (one logits-sized buffer,
+    as PyTorch keeps its log-softmax) and scaled by ``grad_output`` there. The
+    kernels compute 16-bit logits in float32. Every other call -- other devices
+    or dtypes, a target or weight that requires grad, arguments PyTorch
+    rejects, torch.func transforms -- is ``torch.nn.functional.cross_entropy``
+    (with ``z_loss`` and ``softcap`` composed from torch operations). Second
+    derivatives (``create_graph=True``) are PyTorch's formula differentiated at
+    the saved input; forward-mode AD (``torch.autograd.forward_ad``) is the
+    saved gradient's inner product with the tangent.
+
+    Examples
+    --------
+    >>> import torch, pyce.torch
+    >>> x = torch.tensor([[2.0, 1.0, 3.0]], requires_grad=True)
+    >>> loss = pyce.torch.cross_entropy(x, torch.tensor([2]))
+    >>> loss.backward()
+    >>> round(loss.item(), 4), x.grad.round(decimals=4)
+    (0.4076, tensor([[ 0.2447,  0.0900, -0.3348]]))
+    """
+    if type(z_loss) is not float or z_loss != 0.0:  # the default costs no call
+        z_loss = check_z_loss(z_loss)
+    if softcap is not None:
+        softcap = check_softcap(softcap)
+    call = None
+    if not torch._C._are_functorch_transforms_active():  # torch.func wraps tensors: PyTorch's ops
+        call = kernel_call(input, target, weight, ignore_index, reduction, label_smoothing,
+                           z_loss, softcap)
+    if call is None:
+        return torch_cross_entropy(input, target, weight, ignore_index, reduction,
+                                   label_smoothing, z_loss, softcap)
+    if (input.requires_grad and torch.is_grad_enabled()) or forward_ad._current_level >= 0:
+        return _FusedCrossEntropy.apply(input, call)
+    loss = call.loss()
+    call.arrays = None
+    return loss
+
+
+class CrossEntropyLoss(torch.nn.Module):
+    """``torch.nn.CrossEntropyLoss`` computed by :func:`pyce.torch.cross_entropy`.
+
+    Parameters
+    ----------
+    weight : torch.Tensor of shape (C,), optional
+        Class weights (kept as a buffer, so ``.to()`` moves it with the module).
+    ignore_index, reduction, label_smoothing, z_loss, softcap
+        As for :func:`cross_entropy`.
+
+    Examples
+    --------
+    >>> import torch, pyce.torch
+    >>> criterion = pyce.torch.CrossEntropyLoss(label_smoothing=0.1, z_loss=1e-4)
+    >>> loss = criterion(torch.randn(8, 100, requires_grad=True), torch.randint(0, 100, (8,)))
+    """
+
+    def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0, *,
+                 z_loss=0.0, softcap=None):
+        super().__init__()
+        if reduction not in _REDUCTIONS:  # PyTorch's ValueError, at construction already
+            raise ValueError(f"{reduction} is not a valid value for reduction")
+        check_z_loss(z_loss)
+        if softcap is not None:
+            check_softcap(softcap)
+        self.register_buffer("weight", weight)
+        self.ignore_index = ignore_index
+        self.reduction = reduction
+        self.label_smoothing = label_smoothing
+        self.z_loss = z_loss
+        self.softcap = softcap
+
+    def forward(self, input, target):
+        return cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                             reduction=self.reduction, label_smoothing=self.label_smoothing,
+                             z_loss=self.z_loss, softcap=self.softcap)
+
+    def extra_repr(self) -> str:
+        parts = [f"ignore_index={self.ignore_index}", f"reduction={self.reduction!r}"]
+        if self.label_smoothing:
+            parts.append(f"label_smoothing={self.label_smoothing}")
+        if self.z_loss:
+            parts.append(f"z_loss={self.z_loss}")
+        if self.softcap is not None:
+            parts.append(f"softcap={self.softcap}")
+        return ", ".join(parts)
