@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from PySide6 import QtCore, QtWidgets
 import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
 
 from ..model import SELECTION, STRUCTURE, VALUES
 from .panel import Panel
