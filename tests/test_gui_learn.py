@@ -204,3 +204,42 @@ def test_distillation_from_a_teacher_with_the_t_squared_factor(window, tmp_path,
     window.undo_stack.undo()      # (T was set on the model directly: the student's move)
     window.undo_stack.undo()      # the teacher
     assert m.state.teacher is None and m.teacher_q is None and not panel.clear_button.isEnabled()
+
+
+# 4. A sentence, token by token --------------------------------------------------------------
+def test_a_sentence_token_by_token(window, tmp_path):
+    from pyce_gui import sentence
+
+    m, panel = window.model, window.sentence
+    assert not panel.word_buttons[2].isEnabled()
+    panel.load_button.click()
+    assert m.batch.example == "sentence" and m.state.batch_row == 1
+    logits, targets = sentence.batch()
+    scored = targets != -100
+    losses = reference.cross_entropy(logits[scored], targets[scored], reduction="none")
+    st = m.batch_stats
+    np.testing.assert_allclose(st.row_losses[scored], losses, rtol=1e-12)
+    assert st.row_losses[0] == 0.0 and st.ignored_rows.tolist() == [0]      # "The" is masked
+    assert st.mean_loss == pytest.approx(losses.mean(), rel=1e-12)           # = log perplexity
+    assert st.perplexity == pytest.approx(math.exp(losses.mean()), rel=1e-12)
+    # log P(sentence) = Σ log q(word | prefix)
+    assert -st.row_losses.sum() == pytest.approx(np.sum(reference.log_softmax(logits)[
+        np.arange(7)[scored], targets[scored]]), rel=1e-12)
+    text = panel.text.text()
+    assert f"{st.mean_loss:.4f}" in text and "“The”" in text and "masked" in text.lower()
+    # Click "mat": the main plots show that position; undo goes back to "cat".
+    panel.word_buttons[5].click()
+    assert m.state.batch_row == 5 and m.labels[m.target] == "mat"
+    assert m.loss == pytest.approx(losses[4], rel=1e-12)
+    assert panel.word_buttons[5].isChecked() and not panel.word_buttons[1].isChecked()
+    np.testing.assert_allclose(panel.current.opts["height"], [losses[4]])
+    # Saved in the state: loading it rebuilds the sentence on the same position.
+    io.save_state(m, tmp_path / "s.json")
+    window.load_preset("uniform")
+    assert m.batch is None and not panel.word_buttons[5].isEnabled()
+    assert window.load_state(str(tmp_path / "s.json"))
+    assert m.batch.example == "sentence" and m.state.batch_row == 5
+    window.undo_stack.undo()          # the state load
+    window.undo_stack.undo()          # the preset
+    window.undo_stack.undo()          # the click on "mat"
+    assert m.state.batch_row == 1

@@ -163,13 +163,20 @@ def run():
     out["distil_moved"] = model.distillation
     click(window.distillation.targets_button)
     out["distil_targets"] = [model.soft_mode, bool(np.allclose(model.p, model.teacher_q))]
-    # 10. Gradient descent: Step twice; the floor is H(p).
+    # 11. Gradient descent: Step twice; the floor is H(p).
     tab(window.descent)
     click(window.descent.step_button)
     click(window.descent.step_button)
     out["descent"] = [len(model.trajectory), model.trajectory[-1] < model.trajectory[0],
                       window.descent.floor.value(), model.entropy_p]
-    # 11. The 32k preset; View > Log scale for q; type tok12345 into Target.
+    # 10. The sentence (walked after descent here, whose floor needs a smoothed p).
+    tab(window.sentence)
+    click(window.sentence.load_button)
+    click(window.sentence.word_buttons[5])
+    st = model.batch_stats
+    out["sentence"] = [model.state.batch_row, model.labels[model.target],
+                       st.ignored_rows.tolist(), f"{st.mean_loss:.4f}" in window.sentence.text.text()]
+    # 12. The 32k preset; View > Log scale for q; type tok12345 into Target.
     combo = window.controls.preset
     click(combo)
     settle()
@@ -264,7 +271,8 @@ def test_the_readme_tour_works_with_real_input_events(xvfb):
     assert eps == 0.1 and 0 < kl < float("inf")
     assert out["distil_same"] == pytest.approx(0.0, abs=1e-12)                  # step 9
     assert out["distil_moved"] > 0.01 and out["distil_targets"] == [True, True]
-    steps, lower, floor, entropy_p = out["descent"]                              # step 10
+    steps, lower, floor, entropy_p = out["descent"]                              # step 11
     assert steps == 3 and lower and floor == pytest.approx(entropy_p) and floor > 0
-    assert out["large"] == [32000, True, True]                                  # step 11
+    assert out["sentence"] == [5, "mat", [0], True]                             # step 10
+    assert out["large"] == [32000, True, True]                                  # step 12
     assert out["token"] == [12345, True]

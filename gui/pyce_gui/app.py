@@ -25,6 +25,7 @@ from .views.distillation import DistillationPanel
 from .views.divergence import DivergencePanel
 from .views.panel import Context
 from .views.readouts import ReadoutsPanel
+from .views.sentence import SentencePanel
 from .views.stability import StabilityPanel
 
 DEFAULT_SIZE = (1400, 900)
@@ -34,7 +35,7 @@ HINT = ("Drag a bar to change it · click a bar to make it the target · double-
 
 # The panels on the right, in order: "side" ones stacked in groups, then "tab" ones.
 PANELS = (ReadoutsPanel, ControlsPanel, DescentPanel, BatchPanel, StabilityPanel,
-          DivergencePanel, DistillationPanel)
+          DivergencePanel, DistillationPanel, SentencePanel)
 
 OPTION_ACTIONS = (("log_q", "Log scale for q"),
                   ("naive_softmax", "Naive softmax beside the stable one"))

@@ -17,6 +17,7 @@ For reading, ``model.q`` is ``model.derived.q`` and ``model.logits`` is
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from typing import Callable, Optional
 
@@ -313,8 +314,7 @@ class ExplorerModel:
         changes = {"labels": labels}
         if s.batch is not None and s.batch.shape[1] == len(labels):
             # The batch's rows share the labels: the next row keeps them.
-            changes["batch"] = Batch(s.batch.logits, s.batch.targets, labels,
-                                     s.batch.forward_ms, s.batch.fused_ms)
+            changes["batch"] = dataclasses.replace(s.batch, labels=labels)
         self._update(**changes)
 
     def set_num_classes(self, n: int) -> None:
@@ -416,7 +416,7 @@ class ExplorerModel:
         self._update(logits=logits, descent_start=None, trajectory=[])
 
     # ------------------------------------------------------------------ batches
-    def load_batch(self, logits, targets, labels=None) -> None:
+    def load_batch(self, logits, targets, labels=None, example: str = "") -> None:
         """Load an (N, V) batch with (N,) targets (-100: ignored); show row 0.
 
         Rows holding nan or inf load too: their losses are nan, and the batch
@@ -437,8 +437,17 @@ class ExplorerModel:
         batch = Batch(logits, targets, labels)
         forward, fused = batchstats.time_kernels(batch, self.state.temperature,
                                                  self.state.label_smoothing)
-        batch = Batch(logits, targets, labels, forward, fused)
+        batch = Batch(logits, targets, labels, forward, fused, example)
         self._update(**self._batch_row_fields(batch, 0), batch=batch, batch_row=0)
+
+    def load_sentence(self, row: int = 1) -> None:
+        """The built-in sentence: a language model reading "The cat sat on the mat .",
+        one batch row per position (see :mod:`pyce_gui.sentence`)."""
+        from . import sentence
+
+        logits, targets = sentence.batch()
+        self.load_batch(logits, targets, sentence.VOCABULARY, example="sentence")
+        self.set_batch_row(row)
 
     def _batch_row_fields(self, batch: Batch, row: int) -> dict:
         z = np.asarray(batch.logits[row], dtype=np.float64)
@@ -464,12 +473,27 @@ class ExplorerModel:
 
     # ------------------------------------------------------------------ whole state
     def get_state(self) -> dict:
-        """Everything needed to restore the explorer (JSON-friendly; no batch data)."""
-        return to_dict(self.state)
+        """Everything needed to restore the explorer (JSON-friendly; no batch data,
+        but the name of a built-in example batch, which is rebuilt on load)."""
+        d = to_dict(self.state)
+        b = self.state.batch
+        if b is not None and b.example:
+            d["example"] = {"name": b.example, "row": self.state.batch_row}
+        return d
 
     def set_state(self, d: dict) -> None:
         """Restore a state from :meth:`get_state`, a file or a preset (which may omit keys).
 
-        A batch does not belong to another state: it is dropped.
+        A batch does not belong to another state: it is dropped (a built-in example
+        batch named in the state is rebuilt, on the row it was on).
         """
-        self.restore(from_dict(d, base=self.state))
+        state = from_dict(d, base=self.state)
+        example = d.get("example")
+        if isinstance(example, dict) and example.get("name") == "sentence":
+            with self.batch_update():
+                self.load_sentence(int(example.get("row", 1)))
+                self._update(**{k: getattr(state, k) for k in
+                                ("temperature", "label_smoothing", "naive_softmax", "log_q",
+                                 "log_loss", "learning_rate")})
+            return
+        self.restore(state)

@@ -47,6 +47,7 @@ class Batch:
     labels: list                  # V class labels (the batch's own, not a preset's)
     forward_ms: float = math.nan  # pyce.cross_entropy over the batch, timed at load
     fused_ms: float = math.nan    # pyce.cross_entropy_with_grad
+    example: str = ""             # the built-in example it is ("sentence"), or "" if loaded
 
     @property
     def shape(self):

@@ -23,7 +23,7 @@ COLUMNS = ("class", "z/T", "exp(z/T)", "naive q", "exp(z/T − max)", "pyce q")
 
 class StabilityPanel(QtWidgets.QWidget, Panel):
     name = "stability"
-    title = "Why subtract the max"
+    title = "Subtract the max"
     listens = frozenset({VALUES, STRUCTURE, OPTIONS})
 
     def __init__(self, ctx, parent=None):
