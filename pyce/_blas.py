@@ -150,6 +150,17 @@ class NumpyOps:
         return np.sum(G, axis=0, out=out)
 
     @staticmethod
-    def column_max_abs(G: np.ndarray) -> np.ndarray:
-        """``max(|G|)`` of every column, without a temporary of G's size."""
-        return np.maximum(np.max(G, axis=0), -np.min(G, axis=0))
+    def column_max_abs(G: np.ndarray, tile_bytes: int = 1 << 20) -> np.ndarray:
+        """``max(|G|)`` of every column (nan where a column holds one), in one read of G.
+
+        |G| is taken a tile of rows at a time into a cache-sized buffer, so that
+        G is read once and nothing of its size is allocated.
+        """
+        m, n = G.shape
+        rows = max(1, min(m, tile_bytes // max(1, n * G.itemsize)))
+        buf = np.empty((rows, n), G.dtype)
+        best = np.zeros(n, G.dtype)
+        for r in range(0, m, rows):
+            tile = np.abs(G[r:r + rows], out=buf[:min(rows, m - r)])
+            np.maximum(best, tile.max(axis=0), out=best)
+        return best

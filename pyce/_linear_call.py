@@ -270,7 +270,7 @@ class LinearCall:
             self._keep_results(rows, self._kernel(G, self.row_target[rows], g, G))
             in_place = direct and isinstance(rows, slice)
             gh = grad_hidden[rows] if in_place else ghbuf[:m]
-            runs = (kept_vocab_runs(ops.column_max_abs(G), threshold, FILTER_BLOCK)
+            runs = (kept_vocab_runs(G, self.row_target[rows], threshold, ops.column_max_abs)
                     if filtering and m else None)
             self._backward_products(ops, G, h_c, gh, ghT, grad_weight, runs, first)
             first = False

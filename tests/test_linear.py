@@ -254,18 +254,44 @@ def test_filter_skips_on_peaked_and_nothing_on_flat():
     assert flat.kept_blocks == flat.total_blocks
 
 
-def test_filter_keeps_blocks_holding_nan():
+def test_filter_keeps_blocks_holding_nan_or_a_large_target_entry():
     from pyce._blas import NumpyOps
 
-    G = np.zeros((4, 1100))
-    G[2, 700] = np.nan
     runs = _linear_filter.kept_vocab_runs
-    assert runs(NumpyOps.column_max_abs(G), 1e-3, 512) == [(512, 1024)]
+    big = NumpyOps.column_max_abs
+    G = np.zeros((4, 1100))
+    none = np.full(4, -100)
+    G[2, 700] = np.nan
+    assert runs(G, none, 1e-3, big, 512) == [(512, 1024)]
     G[0, 1099] = -1.0
-    assert runs(NumpyOps.column_max_abs(G), 1e-3, 512) == [(512, 1100)]
+    assert runs(G, none, 1e-3, big, 512) == [(512, 1100)]
+    # A target entry above the threshold keeps its block (found without a scan).
+    G[1, 3] = -0.5
+    assert runs(G, np.array([-100, 3, -100, -100]), 1e-3, big, 512) is None
+    # A target entry below it does not, by itself.
+    G[1, 3] = 1e-4
+    assert runs(G, np.array([-100, 3, -100, -100]), 1e-3, big, 512) == [(512, 1100)]
+    G[2, 700] = np.nan
+    assert runs(G, np.array([700, 3, -100, 1099]), 1e-3, big, 512) == [(512, 1100)]
     G[:] = 1.0
-    assert runs(NumpyOps.column_max_abs(G), 1e-3, 512) is None
-    assert runs(NumpyOps.column_max_abs(np.zeros((3, 10))), 1e-3, 512) == []
+    assert runs(G, none, 1e-3, big, 512) is None
+    assert runs(np.zeros((3, 10)), np.zeros(3, np.int64), 1e-3, big, 512) == []
+
+
+def test_filter_computes_whole_chunks_when_little_can_go():
+    from pyce._blas import NumpyOps
+
+    runs = _linear_filter.kept_vocab_runs
+    big = NumpyOps.column_max_abs
+    G = np.zeros((2, 512 * 8))
+    G[0, 512 * np.arange(7)] = 1.0      # 7 of 8 blocks hold a large entry: whole
+    assert runs(G, np.full(2, -100), 1e-3, big, 512) is None
+    G[0, 512 * np.arange(7)] = 0.0
+    G[0, [0, 1024, 3 * 512]] = 1.0      # blocks 0, 2, 3 kept; block 1 alone between kept ones
+    assert runs(G, np.full(2, -100), 1e-3, big, 512) == [(0, 4 * 512)]
+    assert np.array_equal(big(np.array([[1.0, -3.0, np.nan], [-2.0, 1.0, 0.0]]))[:2], [2.0, 3.0])
+    assert np.isnan(big(np.array([[1.0, -3.0, np.nan], [-2.0, 1.0, 0.0]]))[2])
+    assert np.array_equal(big(np.arange(-30.0, 30.0).reshape(20, 3), tile_bytes=16), [30, 29, 29])
 
 
 def test_filter_auto_is_cce_rule():
