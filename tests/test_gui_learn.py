@@ -243,3 +243,74 @@ def test_a_sentence_token_by_token(window, tmp_path):
     window.undo_stack.undo()          # the preset
     window.undo_stack.undo()          # the click on "mat"
     assert m.state.batch_row == 1
+
+
+# 7. Focal loss and class weights ------------------------------------------------------------
+def test_focal_gamma_and_class_weights_reshape_the_gradient(window, qtbot, tmp_path, monkeypatch):
+    calls = []
+    real = pyce.focal_loss_with_grad
+    monkeypatch.setattr(pyce, "focal_loss_with_grad",
+                        lambda *a, **k: calls.append(k) or real(*a, **k))
+    m, panel = window.model, window.focal
+    window.load_preset("confident-right")           # q(cat) = 0.98: an easy example
+    np.testing.assert_allclose(m.focal_grad, m.grad, rtol=1e-12)   # γ = 0, α = 1: CE
+    panel.gamma.setFocus()
+    panel.gamma.setText("2")
+    panel.gamma.commit_text()
+    assert m.state.focal_gamma == 2.0 and calls[-1]["gamma"] == 2.0
+    qt = m.q_target
+    assert m.focal_loss == pytest.approx(-(1 - qt) ** 2 * math.log(qt), rel=1e-10)
+    G = (1 - qt) ** 2 - 2 * qt * (1 - qt) * math.log(qt)
+    np.testing.assert_allclose(m.focal_grad, G * m.grad, rtol=1e-9, atol=1e-15)
+    assert G < 0.05 and "turns its push down" in panel.text.text()
+    # A class weight on the target scales loss and gradient by it.
+    m.select(0)
+    panel.weight.setText("3")
+    panel.weight.commit_text()
+    assert m.state.class_weights.tolist() == [3, 1, 1, 1, 1]
+    np.testing.assert_allclose(m.focal_grad, 3 * G * m.grad, rtol=1e-9, atol=1e-15)
+    assert m.focal_loss == pytest.approx(-3 * (1 - qt) ** 2 * math.log(qt), rel=1e-10)
+    np.testing.assert_allclose(panel.focal_bars.opts["height"], m.focal_grad[m.visible_classes()])
+    io.save_state(m, tmp_path / "s.json")
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert saved["focal_gamma"] == 2.0 and saved["class_weights"] == [3, 1, 1, 1, 1]
+    io.save_csv(m, tmp_path / "n.csv")
+    per_class, summary = csv_rows(tmp_path / "n.csv")
+    assert float(per_class[1]["focal_grad"]) == pytest.approx(m.focal_grad[1])
+    assert per_class[0]["class_weight"] == "3.0" and float(summary["focal_loss"]) == pytest.approx(
+        m.focal_loss)
+    window.undo_stack.undo()
+    window.undo_stack.undo()
+    assert m.state.focal_gamma == 0.0 and m.state.class_weights is None
+
+
+# 8. Loss as a function of one logit -----------------------------------------------------------
+@pytest.mark.parametrize("preset", ["the-cat-sat", "large-vocab"])
+def test_the_loss_curve_of_one_logit_has_the_gradient_as_its_slope(window, tmp_path, preset):
+    from pyce_gui.curve import loss_curve
+
+    m, panel = window.model, window.curve
+    window.load_preset(preset)
+    m.set_temperature(1.5)
+    cls = int(m.visible_classes()[2])
+    m.select(cls)
+    xs, ys = panel.data
+    mid = len(xs) // 2
+    assert xs[mid] == pytest.approx(m.logits[cls]) and ys[mid] == pytest.approx(m.loss, rel=1e-12)
+    # The curve's slope at z_i is the gradient bar over T (central differences on the sweep).
+    h = xs[mid + 1] - xs[mid]
+    assert (ys[mid + 1] - ys[mid - 1]) / (2 * h) == pytest.approx(m.grad[cls] / 1.5, rel=2e-3)
+    # Every point is the loss of the row with z_i moved (checked on a few, by the reference).
+    for k in (0, 40, 160):
+        z = m.logits.copy()
+        z[cls] = xs[k]
+        want = reference.cross_entropy((z / 1.5)[None], np.array([m.target]))
+        assert ys[k] == pytest.approx(float(want), rel=1e-10)
+    lo, hi = panel.tangent.getData()[1]
+    assert (hi - lo) / np.ptp(panel.tangent.getData()[0]) == pytest.approx(m.grad[cls] / 1.5)
+    if preset == "the-cat-sat":
+        m.set_label_smoothing(0.2)                  # smoothed targets: full rows, still exact
+        xs, ys = loss_curve(m.state, cls)
+        assert ys[80] == pytest.approx(m.loss, rel=1e-12)
+        io.save_csv(m, tmp_path / "n.csv")
+        assert f"z_of_class_{cls},loss" in (tmp_path / "n.csv").read_text()

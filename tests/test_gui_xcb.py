@@ -163,7 +163,7 @@ def run():
     out["distil_moved"] = model.distillation
     click(window.distillation.targets_button)
     out["distil_targets"] = [model.soft_mode, bool(np.allclose(model.p, model.teacher_q))]
-    # 11. Gradient descent: Step twice; the floor is H(p).
+    # 13. Gradient descent: Step twice; the floor is H(p).
     tab(window.descent)
     click(window.descent.step_button)
     click(window.descent.step_button)
@@ -176,7 +176,16 @@ def run():
     st = model.batch_stats
     out["sentence"] = [model.state.batch_row, model.labels[model.target],
                        st.ignored_rows.tolist(), f"{st.mean_loss:.4f}" in window.sentence.text.text()]
-    # 12. The 32k preset; View > Log scale for q; type tok12345 into Target.
+    # 11. Focal: γ = 2 on the position shown; 12. L(z_i) of the selected class.
+    tab(window.focal)
+    type_into(window.focal.gamma, "2")
+    t = model.target
+    out["focal"] = [model.state.focal_gamma, float(model.focal_grad[t] / model.grad[t])]
+    tab(window.curve)
+    xs, ys = window.curve.data
+    out["curve"] = [float(xs[len(xs) // 2]) == float(model.logits[model.selected]),
+                    abs(float(ys[len(ys) // 2]) - model.loss) < 1e-12]
+    # 14. The 32k preset; View > Log scale for q; type tok12345 into Target.
     combo = window.controls.preset
     click(combo)
     settle()
@@ -271,8 +280,11 @@ def test_the_readme_tour_works_with_real_input_events(xvfb):
     assert eps == 0.1 and 0 < kl < float("inf")
     assert out["distil_same"] == pytest.approx(0.0, abs=1e-12)                  # step 9
     assert out["distil_moved"] > 0.01 and out["distil_targets"] == [True, True]
-    steps, lower, floor, entropy_p = out["descent"]                              # step 11
+    steps, lower, floor, entropy_p = out["descent"]                              # step 13
     assert steps == 3 and lower and floor == pytest.approx(entropy_p) and floor > 0
     assert out["sentence"] == [5, "mat", [0], True]                             # step 10
-    assert out["large"] == [32000, True, True]                                  # step 12
+    gamma, G = out["focal"]                                                     # step 11
+    assert gamma == 2.0 and 0 < G < 1
+    assert out["curve"] == [True, True]                                         # step 12
+    assert out["large"] == [32000, True, True]                                  # step 14
     assert out["token"] == [12345, True]

@@ -99,7 +99,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--size", default="1400x900", metavar="WxH",
                         help="window size in pixels (default: %(default)s)")
     parser.add_argument("--tab", choices=["descent", "batch", "stability", "divergence", "distillation",
-                                          "sentence"],
+                                          "sentence", "focal", "curve"],
                         help="the tab to show on the right (default: descent, or batch "
                              "for --targets)")
     parser.add_argument("--screenshot", metavar="FILE.png",

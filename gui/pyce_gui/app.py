@@ -20,9 +20,11 @@ from .theme import THEMES, apply_to_app
 from .views.bars import PlotStack
 from .views.batch import BatchPanel
 from .views.controls import ControlsPanel
+from .views.curve import CurvePanel
 from .views.descent import DescentPanel
 from .views.distillation import DistillationPanel
 from .views.divergence import DivergencePanel
+from .views.focal import FocalPanel
 from .views.panel import Context
 from .views.readouts import ReadoutsPanel
 from .views.sentence import SentencePanel
@@ -35,7 +37,7 @@ HINT = ("Drag a bar to change it · click a bar to make it the target · double-
 
 # The panels on the right, in order: "side" ones stacked in groups, then "tab" ones.
 PANELS = (ReadoutsPanel, ControlsPanel, DescentPanel, BatchPanel, StabilityPanel,
-          DivergencePanel, DistillationPanel, SentencePanel)
+          DivergencePanel, DistillationPanel, SentencePanel, FocalPanel, CurvePanel)
 
 OPTION_ACTIONS = (("log_q", "Log scale for q"),
                   ("naive_softmax", "Naive softmax beside the stable one"))
@@ -98,7 +100,10 @@ class MainWindow(QtWidgets.QMainWindow):
             if panel.place == "side":
                 column.addWidget(self._group(panel.title, panel))
             else:
-                self.tabs.addTab(panel, panel.title)
+                index = self.tabs.addTab(panel, panel.title)
+                # The module's first docstring line says what the short tab title stands for.
+                doc = sys.modules[type(panel).__module__].__doc__ or ""
+                self.tabs.setTabToolTip(index, doc.strip().splitlines()[0] if doc.strip() else "")
         column.addWidget(self.tabs, 1)
         self.controls.preset_chosen.connect(self.load_preset)
         self.plots.drag_started.connect(self.descent.pause)

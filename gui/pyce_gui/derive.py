@@ -54,6 +54,8 @@ class Derived:
     stable_exp: np.ndarray | None  # float32 exp(z / T − max): what pyce's softmax exponentiates
     teacher_q: np.ndarray | None   # softmax(teacher / T): the student's soft targets
     distillation: float            # T² KL(teacher_T ‖ student_T), nan without a teacher
+    focal_loss: float              # −α_t (1 − q_t)^γ log q_t (nan for soft targets)
+    focal_grad: np.ndarray         # its gradient w.r.t. z / T: G·(q − onehot)
 
 
 def exp_of_loss(loss: float) -> float:
@@ -154,6 +156,13 @@ def _derive(state: State) -> Derived:
             teacher_q = np.asarray(pyce.softmax(state.teacher / state.temperature), np.float64)
             distillation = float(pyce.kl_divergence(state.logits[None, :], state.teacher[None, :],
                                                     temperature=state.temperature))
+    focal_loss, focal_grad = math.nan, np.full_like(z, math.nan)
+    if not state.soft_mode:
+        # Focal loss takes class indices; with γ = 0 and weights it is weighted cross-entropy.
+        with np.errstate(invalid="ignore", over="ignore"):
+            fl, fg = pyce.focal_loss_with_grad(row, np.array([state.target]),
+                                               gamma=state.focal_gamma, alpha=state.class_weights)
+        focal_loss, focal_grad = float(fl), np.asarray(fg, dtype=np.float64)[0]
     return Derived(
         scaled_logits=z, lse=lse, q=q, log_q=log_q, p=p, loss=loss,
         grad=np.asarray(grad, dtype=np.float64)[0], cross_entropy_pq=cross_entropy_pq,
@@ -165,4 +174,5 @@ def _derive(state: State) -> Derived:
         nonfinite=np.flatnonzero(~np.isfinite(state.logits)),
         naive_exp=naive[0], naive_q=naive[1], stable_exp=naive[2],
         teacher_q=teacher_q, distillation=distillation,
+        focal_loss=focal_loss, focal_grad=focal_grad,
     )

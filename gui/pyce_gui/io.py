@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import state as state_module
+from .curve import loss_curve
 
 STATE_FORMAT = "pyce-gui-state"
 STATE_VERSION = 1
@@ -97,7 +98,8 @@ def save_csv(model, path) -> None:
         w = csv.writer(f)
         w.writerow(["# " + caption(model)])
         header = ["class", "label", "logit", "q", "log_q", "p", "grad_q_minus_p",
-                  "kl_pq_term", "kl_qp_term", "is_target"]
+                  "kl_pq_term", "kl_qp_term", "focal_grad", "class_weight", "is_target"]
+        weights = s.class_weights if s.class_weights is not None else np.ones(s.n_classes)
         if naive:
             header += ["naive_exp_float32", "naive_q_float32", "shifted_exp_float32"]
         teacher = s.teacher is not None
@@ -108,7 +110,8 @@ def save_csv(model, path) -> None:
         for i in range(s.n_classes):
             row = [i, s.labels[i], repr(float(s.logits[i])), repr(float(d.q[i])),
                    repr(float(d.log_q[i])), repr(float(d.p[i])), repr(float(d.grad[i])),
-                   repr(float(d.kl_pq_terms[i])), repr(float(d.kl_qp_terms[i])), int(i == t)]
+                   repr(float(d.kl_pq_terms[i])), repr(float(d.kl_qp_terms[i])),
+                   repr(float(d.focal_grad[i])), repr(float(weights[i])), int(i == t)]
             if naive:
                 row += [repr(float(d.naive_exp[i])), repr(float(d.naive_q[i])),
                         repr(float(d.stable_exp[i]))]
@@ -121,6 +124,12 @@ def save_csv(model, path) -> None:
             w.writerow([name, value])
         for name in ("naive_softmax", "log_q", "log_loss"):
             w.writerow([name, int(getattr(s, name))])
+        sweep = loss_curve(s, s.selected)     # the selected class's L(z_i), as plotted
+        if sweep is not None:
+            w.writerow([])
+            w.writerow([f"z_of_class_{s.selected}", "loss"])
+            for x, y in zip(*sweep):
+                w.writerow([repr(float(x)), repr(float(y))])
         b, st = s.batch, model.batch_stats
         if b is not None and st is not None:
             rows = [("batch_rows", b.shape[0]), ("batch_vocab", b.shape[1]),

@@ -163,6 +163,8 @@ class ExplorerModel:
             "kl_pq": d.kl_pq,
             "kl_qp": d.kl_qp,
             "distillation_t2_kl": d.distillation,
+            "focal_gamma": self.state.focal_gamma,
+            "focal_loss": d.focal_loss,
             "cross_entropy_pq": d.cross_entropy_pq,
             "logsumexp": d.lse,
             "temperature": self.state.temperature,
@@ -339,9 +341,14 @@ class ExplorerModel:
         if s.teacher is not None:   # the teacher grows or shrinks with the vocabulary
             teacher = (np.concatenate([s.teacher, np.zeros(n - C)]) if n > C
                        else s.teacher[:n].copy())
+        weights = None
+        if s.class_weights is not None:
+            weights = (np.concatenate([s.class_weights, np.ones(n - C)]) if n > C
+                       else s.class_weights[:n].copy())
         self._edit(logits=logits, labels=labels, soft_target=soft / soft.sum(),
                    target=min(s.target, n - 1), selected=min(s.selected, n - 1),
-                   trajectory=[], descent_start=None, batch=None, batch_row=0, teacher=teacher)
+                   trajectory=[], descent_start=None, batch=None, batch_row=0, teacher=teacher,
+                   class_weights=weights)
 
     def load_logits(self, logits, labels=None, target: int = 0) -> None:
         """Replace the vocabulary with one row of logits (any size, e.g. from a .npy).
@@ -367,7 +374,7 @@ class ExplorerModel:
                 "pyce's softmax, loss and gradient of this row are nan, shown as they are.")
         return dict(logits=z, labels=[str(s) for s in labels], target=target, soft_mode=False,
                     soft_target=_onehot(target, z.size), selected=target, trajectory=[],
-                    descent_start=None, note=note, teacher=None)
+                    descent_start=None, note=note, teacher=None, class_weights=None)
 
     # ------------------------------------------------------------------ distillation
     def set_teacher(self, logits) -> None:
@@ -386,6 +393,25 @@ class ExplorerModel:
         if q is None:
             raise ValueError("there is no teacher: set one first")
         self._edit(soft_mode=True, soft_target=q.copy(), label_smoothing=0.0)
+
+    # ------------------------------------------------------------------ focal loss, class weights
+    def set_focal_gamma(self, gamma: float) -> None:
+        gamma = _finite(gamma, "the focal γ")
+        if not 0.0 <= gamma <= 10.0:
+            raise ValueError(f"the focal γ must be in [0, 10], got {gamma:g}")
+        self._edit(focal_gamma=gamma)
+
+    def set_class_weight(self, index: int, weight: float) -> None:
+        weight = _finite(weight, "a class weight")
+        if weight < 0:
+            raise ValueError(f"a class weight must be >= 0, got {weight:g}")
+        w = (np.ones(self.state.n_classes) if self.state.class_weights is None
+             else self.state.class_weights.copy())
+        w[index] = weight
+        self._edit(class_weights=None if np.all(w == 1.0) else w)
+
+    def clear_class_weights(self) -> None:
+        self._edit(class_weights=None)
 
     # ------------------------------------------------------------------ gradient descent
     def set_learning_rate(self, lr: float) -> None:

@@ -80,6 +80,8 @@ class State:
     log_q: bool = False                              # log-scale axis for q
     log_loss: bool = False                           # log-scale axis for the loss curve
     teacher: Optional[np.ndarray] = None             # a teacher's logits to distil from
+    focal_gamma: float = 0.0                         # focal loss γ (0: cross-entropy)
+    class_weights: Optional[np.ndarray] = None       # α per class (None: all 1)
     # Not saved in the state file (it is data, loaded from .npy), but undoable.
     batch: Optional[Batch] = None
     batch_row: int = 0
@@ -97,7 +99,7 @@ FIELD_CHANGES = {
     "learning_rate": Change.DESCENT, "trajectory": Change.DESCENT,
     "descent_start": Change.DESCENT, "note": Change.VALUES,
     "naive_softmax": Change.OPTIONS, "log_q": Change.OPTIONS, "log_loss": Change.OPTIONS,
-    "teacher": Change.VALUES,
+    "teacher": Change.VALUES, "focal_gamma": Change.VALUES, "class_weights": Change.VALUES,
     "batch": Change.BATCH, "batch_row": Change.BATCH,
 }
 FIELDS = tuple(f.name for f in dataclasses.fields(State))
@@ -273,6 +275,11 @@ def from_dict(d: dict, base: Optional[State] = None) -> State:
         raise ValueError("state: soft_target must be non-negative weights, not all zero")
     start = d.get("descent_start")
     teacher = d.get("teacher")
+    weights = d.get("class_weights")
+    if weights is not None:
+        weights = _numbers(weights, "class_weights", C)
+        if np.any(weights < 0):
+            raise ValueError("state: class_weights must be >= 0")
     state = replace(
         base,
         logits=logits, labels=labels, target=target,
@@ -290,6 +297,8 @@ def from_dict(d: dict, base: Optional[State] = None) -> State:
         log_q=bool(d.get("log_q", False)),
         log_loss=bool(d.get("log_loss", False)),
         teacher=None if teacher is None else _numbers(teacher, "teacher", C),
+        focal_gamma=_number(d, "focal_gamma", 0.0, 0.0, 10.0),
+        class_weights=weights,
         batch=None, batch_row=0,
     )
     return state

@@ -24,7 +24,7 @@ OFFSET, WIDTH = 0.19, 0.36
 
 class DistillationPanel(QtWidgets.QWidget, Panel):
     name = "distillation"
-    title = "Distillation"
+    title = "Distil"
     listens = frozenset({VALUES, STRUCTURE, SELECTION})
 
     def __init__(self, ctx, parent=None):

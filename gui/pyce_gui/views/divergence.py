@@ -24,7 +24,7 @@ OFFSET, WIDTH = 0.19, 0.36
 
 class DivergencePanel(QtWidgets.QWidget, Panel):
     name = "divergence"
-    title = "KL both ways"
+    title = "KL"
     listens = frozenset({VALUES, STRUCTURE, SELECTION})
 
     def __init__(self, ctx, parent=None):

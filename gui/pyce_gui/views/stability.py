@@ -23,7 +23,7 @@ COLUMNS = ("class", "z/T", "exp(z/T)", "naive q", "exp(z/T − max)", "pyce q")
 
 class StabilityPanel(QtWidgets.QWidget, Panel):
     name = "stability"
-    title = "Subtract the max"
+    title = "Max shift"
     listens = frozenset({VALUES, STRUCTURE, OPTIONS})
 
     def __init__(self, ctx, parent=None):
