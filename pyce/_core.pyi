@@ -64,6 +64,32 @@ def focal_loss(
     grad: Optional[npt.NDArray[Any]],
 ) -> Any: ...
 
+# Vocabulary-parallel cross-entropy (pyce._vocab_shard): per-row statistics
+# of a shard of the logits, and its gradient given the global log-sum-exp.
+def shard_stats(
+    logits: npt.NDArray[Any],
+    target: npt.NDArray[np.int64],
+    vocab_start: int,
+    ignore_index: int,
+    weight: Optional[npt.NDArray[np.floating[Any]]],
+    want_dot: bool,
+    softcap: float,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], Optional[npt.NDArray[np.float64]],
+           npt.NDArray[np.float64]]: ...
+def shard_grad(
+    logits: npt.NDArray[Any],
+    target: npt.NDArray[np.int64],
+    vocab_start: int,
+    ignore_index: int,
+    weight: Optional[npt.NDArray[np.floating[Any]]],
+    shift: npt.NDArray[np.float64],
+    mul: npt.NDArray[np.float64],
+    sub: Optional[npt.NDArray[np.float64]],
+    at_target: npt.NDArray[np.float64],
+    softcap: float,
+    grad: npt.NDArray[Any],
+) -> None: ...
+
 # Bandwidth probes of `pyce bench`
 def stream_read(x: npt.NDArray[np.float32]) -> float: ...
 def stream_scale(src: npt.NDArray[np.float32], dst: npt.NDArray[np.float32], scale: float = 1.0) -> None: ...

@@ -84,19 +84,32 @@ def check_topk(topk):
     return tuple(dict.fromkeys(ks))  # unique, in the order given
 
 
-def _ece(confidence, correct, n_bins=ECE_BINS):
-    """Expected calibration error over bins (lo, hi] of equal width (Guo et al., 2017)."""
-    if confidence.size == 0 or np.isnan(confidence).any():
-        return math.nan
+def _ece_bins(confidence, correct, n_bins=ECE_BINS):
+    """Per calibration bin (lo, hi] of equal width: (count, sum of confidence, sum of hits)."""
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     # searchsorted(..., 'left') - 1 puts c in the bin (edges[b], edges[b + 1]].
     bins = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
     count = np.bincount(bins, minlength=n_bins)
     conf_sum = np.bincount(bins, weights=confidence, minlength=n_bins)
     correct_sum = np.bincount(bins, weights=correct.astype(np.float64), minlength=n_bins)
+    return count, conf_sum, correct_sum
+
+
+def _ece_from_bins(count, conf_sum, correct_sum):
+    """ECE from the bins of _ece_bins (nan when empty or a confidence was nan)."""
+    n = np.sum(count)
+    if n == 0 or np.isnan(conf_sum).any():
+        return math.nan
     used = count > 0
     gap = np.abs(correct_sum[used] - conf_sum[used]) / count[used]
-    return float(np.sum(count[used] * gap) / confidence.size)
+    return float(np.sum(count[used] * gap) / n)
+
+
+def _ece(confidence, correct, n_bins=ECE_BINS):
+    """Expected calibration error over bins (lo, hi] of equal width (Guo et al., 2017)."""
+    if confidence.size == 0 or np.isnan(confidence).any():
+        return math.nan
+    return _ece_from_bins(*_ece_bins(confidence, correct, n_bins))
 
 
 def evaluate(logits, target, *, axis=-1, ignore_index=-100, topk=(1, 5)) -> EvalResult:
@@ -159,13 +172,20 @@ def evaluate(logits, target, *, axis=-1, ignore_index=-100, topk=(1, 5)) -> Eval
     >>> round(r.loss, 4)
     2.7105
     """
+    ks = check_topk(topk)
+    loss, ent, max_prob, rank = evaluate_rows(logits, target, axis=axis, ignore_index=ignore_index)
+    return result_from_rows(loss, ent, max_prob, rank, ks)
+
+
+def evaluate_rows(logits, target, *, axis=-1, ignore_index=-100):
+    """The kernel's per-row (loss, entropy, max_prob, rank) over the scored rows,
+    with :func:`evaluate`'s checks (also used to merge ranks' evaluations)."""
     logits = as_float_array(logits, "logits")
     if logits.ndim == 0:
         raise ValueError("logits must have at least one dimension (the classes), got a 0-d array")
     axis = normalize_axis(axis, logits.ndim)
     if logits.shape[axis] == 0:
         raise ValueError(f"logits must have at least one class along axis {axis}, got shape {logits.shape}")
-    ks = check_topk(topk)
     ignore_index = check_ignore_index(ignore_index)
     indices, probabilities = split_target(target, logits, axis)
     if indices is None:
@@ -176,7 +196,7 @@ def evaluate(logits, target, *, axis=-1, ignore_index=-100, topk=(1, 5)) -> Eval
     scored = t != ignore_index
     if np.count_nonzero(scored) < t.size:
         loss, ent, max_prob, rank = loss[scored], ent[scored], max_prob[scored], rank[scored]
-    return result_from_rows(loss, ent, max_prob, rank, ks)
+    return loss, ent, max_prob, rank
 
 
 def result_from_rows(loss, ent, max_prob, rank, ks) -> EvalResult:
@@ -194,5 +214,37 @@ def result_from_rows(loss, ent, max_prob, rank, ks) -> EvalResult:
         accuracy={k: float(np.count_nonzero(rank < k) / n) for k in ks},
         entropy=float(np.sum(ent) / n),
         ece=_ece(max_prob, rank == 0),
+        n_tokens=n,
+    )
+
+
+def evaluation_sums(loss, ent, max_prob, rank, ks) -> np.ndarray:
+    """What several batches' evaluations add up to (float64): the scored rows,
+    the sums of loss and entropy, the top-k hits per k, and the calibration
+    bins' counts, confidence sums and hit sums. Summed over batches (or
+    ranks), :func:`result_from_sums` turns them into the EvalResult of all
+    the rows together."""
+    count, conf_sum, correct_sum = _ece_bins(max_prob, rank == 0)
+    hits = [np.count_nonzero(rank < k) for k in ks]
+    return np.concatenate([[loss.size, np.sum(loss), np.sum(ent)], hits, count, conf_sum, correct_sum]
+                          ).astype(np.float64)
+
+
+def result_from_sums(sums, ks) -> EvalResult:
+    """The EvalResult of :func:`evaluation_sums` (added over batches)."""
+    n = int(sums[0])
+    if n == 0:
+        return EvalResult(math.nan, math.nan, {k: math.nan for k in ks}, math.nan, math.nan, 0)
+    mean_loss = float(sums[1] / n)
+    with np.errstate(over="ignore", invalid="ignore"):
+        perplexity = float(np.exp(mean_loss))
+    hits = sums[3:3 + len(ks)]
+    bins = sums[3 + len(ks):].reshape(3, ECE_BINS)
+    return EvalResult(
+        loss=mean_loss,
+        perplexity=perplexity,
+        accuracy={k: float(h / n) for k, h in zip(ks, hits)},
+        entropy=float(sums[2] / n),
+        ece=_ece_from_bins(bins[0], bins[1], bins[2]),
         n_tokens=n,
     )

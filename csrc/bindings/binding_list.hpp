@@ -12,4 +12,5 @@
     X(metrics)     /* evaluate, entropy */ \
     X(divergence)  /* kl_divergence */     \
     X(focal)       /* focal_loss */        \
-    X(cache)       /* empty, cache_info */
+    X(cache)       /* empty, cache_info */ \
+    X(vocab_shard) /* shard_stats, shard_grad */

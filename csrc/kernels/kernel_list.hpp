@@ -10,4 +10,5 @@
     X(evaluate)               \
     X(divergence)             \
     X(focal)                  \
+    X(vocab_shard)            \
     X(exp)

@@ -52,9 +52,14 @@ using ElementwiseFn = void (*)(const void* x, int64_t n, void* out);
 struct EvaluateArgs;
 struct KLDivArgs;
 struct FocalArgs;
+// The vocabulary-shard kernels (vocab_shard_args.hpp).
+struct ShardStatsArgs;
+struct ShardGradArgs;
 using EvaluateFn = void (*)(const EvaluateArgs& args);
 using KLDivFn = void (*)(const KLDivArgs& args);
 using FocalFn = void (*)(const FocalArgs& args);
+using ShardStatsFn = void (*)(const ShardStatsArgs& args);
+using ShardGradFn = void (*)(const ShardGradArgs& args);
 
 struct KernelTable {
     const char* name = nullptr;
@@ -67,6 +72,8 @@ struct KernelTable {
     EvaluateFn evaluate[kNumDTypes] = {};         // kernels/evaluate.cpp (also entropy)
     KLDivFn kl_divergence[kNumDTypes] = {};       // kernels/divergence.cpp
     FocalFn focal_loss[kNumDTypes] = {};          // kernels/focal.cpp
+    ShardStatsFn shard_stats[kNumDTypes] = {};    // kernels/vocab_shard.cpp
+    ShardGradFn shard_grad[kNumDTypes] = {};      // kernels/vocab_shard.cpp
 };
 
 // The table in use.
