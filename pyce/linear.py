@@ -111,8 +111,8 @@ def linear_cross_entropy_with_grad(hidden, linear_weight, target, *, linear_bias
 
     Parameters
     ----------
-    All as :func:`linear_cross_entropy`, and:
-
+    hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, shift, return_lse, chunk_size
+        As for :func:`linear_cross_entropy`.
     filter_eps : None, 'auto' or float in (0, 1), optional
         Gradient filtering (Cut Cross-Entropy's): the vocabulary is cut into
         blocks of 512 columns, and a block in which every entry of a chunk's

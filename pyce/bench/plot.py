@@ -62,7 +62,13 @@ def _draw_panel(ax, rows: Sequence[dict], peers: Sequence[str]) -> None:
             peer_ms = _ms(entry.get("best_s")) if entry.get("status") == "ok" else None
             if peer_ms is not None:
                 ax.bar(left + j * width, peer_ms, width, color=PEER_COLOURS.get(peer, "0.6"))
+    from matplotlib.ticker import LogFormatter
+
+    # Plain numbers (0.1, 20, 5000) rather than 2x10^1; some minor ticks are
+    # labelled too when the panel spans about a decade or less.
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(LogFormatter())
+    ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.5)))
     ax.set_xticks(range(len(rows)), labels, fontsize=7)
     ax.set_xlim(-0.5, len(rows) - 0.5)
     ax.grid(axis="y", which="major", color="0.9", lw=0.6)

@@ -178,6 +178,7 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     target : torch.Tensor of integers, shape (...)
         Class indices, the input's shape without D.
     linear_bias : torch.Tensor of shape (V,), optional
+        The head's bias, if it has one.
     weight, reduction, ignore_index, label_smoothing, z_loss, softcap
         As :func:`pyce.torch.cross_entropy` (``weight``: one factor per class).
     shift : int, optional
@@ -315,8 +316,34 @@ def patch_causal_lm(model, *, filter_eps=None, chunk_size=None):
     without labels (generation, evaluation of logits) run the original forward.
 
     Works for models whose forward is ``base_model(...)`` followed by the
-    output embedding (Llama, Mistral, Qwen2, Gemma, GPT-2, ...). Returns the
-    model; ``model.pyce_unpatch()`` restores the original forward.
+    output embedding (Llama, Mistral, Qwen2, Gemma, GPT-2, ...).
+    ``model.pyce_unpatch()`` restores the original forward.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        A causal language model with an output embedding (``get_output_embeddings()``).
+    filter_eps, chunk_size
+        As for :func:`pyce.linear_cross_entropy_with_grad`.
+
+    Returns
+    -------
+    transformers.PreTrainedModel
+        The same model, patched in place.
+
+    Examples
+    --------
+    >>> import torch, transformers, pyce.torch
+    >>> config = transformers.LlamaConfig(vocab_size=97, hidden_size=16, intermediate_size=32,
+    ...                                   num_hidden_layers=1, num_attention_heads=2,
+    ...                                   num_key_value_heads=1)
+    >>> model = transformers.LlamaForCausalLM(config)
+    >>> ids = torch.randint(0, 97, (2, 9))
+    >>> own = model(input_ids=ids, labels=ids).loss
+    >>> out = pyce.torch.patch_causal_lm(model)(input_ids=ids, labels=ids)
+    >>> out.logits is None, torch.allclose(out.loss, own)
+    (True, True)
+    >>> model.pyce_unpatch()
     """
     original = model.forward
     head = model.get_output_embeddings()
