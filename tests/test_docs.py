@@ -38,3 +38,11 @@ def test_every_public_torch_name_is_in_the_api_reference():
     documented = _documented("pyce.torch")
     assert set(pyce.torch.__all__) <= documented
     assert all(hasattr(pyce.torch, name) for name in documented)
+
+
+def test_every_public_distributed_function_is_in_the_api_reference():
+    pytest.importorskip("torch")
+    import pyce.torch.distributed as distributed
+
+    functions = {name for name in distributed.__all__ if callable(getattr(distributed, name))}
+    assert _documented("pyce.torch.distributed") == functions

@@ -599,6 +599,17 @@ def vocab_parallel_linear_cross_entropy(input, linear_weight_shard, target, *, v
     reduction='none' supports the loss only, not its backward.
     Collectives: the header, one row exchange per chunk (2-4 float64 per row
     and rank), and one all-reduce of N x D input-gradient values.
+
+    Examples
+    --------
+    Under ``torchrun --nproc_per_node=2``, each rank holding half of the LM
+    head's rows (a 32000-token vocabulary) and all of the hidden states::
+
+        rank = torch.distributed.get_rank()
+        w_shard = lm_head_weight[rank * 16000:(rank + 1) * 16000].detach().requires_grad_()
+        loss = vocab_parallel_linear_cross_entropy(hidden, w_shard, target,
+                                                   vocab_start=rank * 16000, shift=1)
+        loss.backward()    # hidden.grad summed over ranks, w_shard.grad this rank's rows
     """
     options = _Options(ignore_index, reduction, label_smoothing, z_loss, softcap)
     failure = None
@@ -678,6 +689,16 @@ def vocab_parallel_evaluate(logits_shard, target, *, vocab_start, group=None, ig
     Two reads of the shard (``pyce.evaluate``'s kernel, then the count of
     logits above the target's) and three collectives: the header, one
     all-gather of 4 float64 per row and rank, one all-reduce of an int64 per row.
+
+    Examples
+    --------
+    Under ``torchrun --nproc_per_node=2``, each rank holding half of the logits'
+    columns::
+
+        rank = torch.distributed.get_rank()
+        shard = full_logits[:, rank * 16000:(rank + 1) * 16000]
+        result = vocab_parallel_evaluate(shard, target, vocab_start=rank * 16000)
+        print(result.perplexity)    # the same on every rank
     """
     options = _Options(ignore_index, "sum", 0.0, 0.0, None)
     ks, topk_hash, topk_error = (), 0.0, None
@@ -798,6 +819,13 @@ def evaluate_across_ranks(logits, target, *, group=None, axis=-1, ignore_index=-
     Returns
     -------
     pyce.EvalResult
+
+    Examples
+    --------
+    Under ``torchrun --nproc_per_node=2``, each rank evaluating its own batch::
+
+        result = evaluate_across_ranks(logits_of_my_batch, targets_of_my_batch)
+        print(result.loss, result.n_tokens)    # over every rank's tokens, on every rank
     """
     failure = None
     ks = ()
