@@ -53,8 +53,14 @@ def widget_point(win, kind, column, value):
 
 def send_mouse(win, kind, point, button, buttons):
     viewport = win.plots.viewport()
-    ev = QtGui.QMouseEvent(kind, QtCore.QPointF(point), QtCore.QPointF(viewport.mapToGlobal(point)),
-                           button, buttons, QtCore.Qt.KeyboardModifier.NoModifier)
+    ev = QtGui.QMouseEvent(
+        kind,
+        QtCore.QPointF(point),
+        QtCore.QPointF(viewport.mapToGlobal(point)),
+        button,
+        buttons,
+        QtCore.Qt.KeyboardModifier.NoModifier,
+    )
     QtWidgets.QApplication.sendEvent(viewport, ev)
 
 
@@ -97,7 +103,7 @@ def test_2_undo_stores_deltas_is_capped_and_a_nudge_is_fast_at_128k(qtbot):
     tracemalloc.start()
     times = []
     for i in range(220):
-        if i == 20:     # from here on the model's own arrays are replaced, not added
+        if i == 20:  # from here on the model's own arrays are replaced, not added
             base, _ = tracemalloc.get_traced_memory()
         # CPU time: the figure is this process's work, not the other jobs on a busy machine.
         t0 = time.process_time()
@@ -157,11 +163,11 @@ def test_3_a_batch_with_nan_and_inf_rows_loads_and_says_which(window, tmp_path):
     good = np.setdiff1d(np.arange(12), [3, 7])
     expected = reference.cross_entropy(logits[good], targets[good], reduction="none")
     assert st.finite_mean_loss == pytest.approx(expected.mean(), rel=1e-5)
-    assert math.isfinite(st.perplexity)            # not exp(nan) = "inf"
+    assert math.isfinite(st.perplexity)  # not exp(nan) = "inf"
     text = window.batch.stats.text()
     assert "3, 7" in text and "nan" in text
-    assert sum(window.batch.hist.opts["height"]) == 10     # the finite rows
-    window.grab()                                  # repaints without pyqtgraph raising
+    assert sum(window.batch.hist.opts["height"]) == 10  # the finite rows
+    window.grab()  # repaints without pyqtgraph raising
     # Choosing the nan row shows it, honestly, with no traceback.
     window.batch.row.setValue(3)
     assert window.model.batch_row == 3 and np.isnan(window.model.logits[5])
@@ -179,7 +185,7 @@ def test_3_a_batch_with_nan_and_inf_rows_loads_and_says_which(window, tmp_path):
 # 4 --------------------------------------------------------------------------------
 def test_4_a_batch_does_not_outlive_a_preset_or_a_state(window, tmp_path):
     rng = np.random.default_rng(3)
-    logits = rng.normal(size=(6, 10)).astype(np.float32)   # 10 classes, as the preset
+    logits = rng.normal(size=(6, 10)).astype(np.float32)  # 10 classes, as the preset
     paths = save_batch(tmp_path, logits, rng.integers(0, 10, size=6))
     assert window.open_batch(*paths)
     # A loaded batch has its own labels, not the preset's ("mat", "floor", …).
@@ -189,7 +195,7 @@ def test_4_a_batch_does_not_outlive_a_preset_or_a_state(window, tmp_path):
     assert "Load an N×V" in window.batch.stats.text()
     window.export_csv(str(tmp_path / "n.csv"))
     assert "batch_rows" not in (tmp_path / "n.csv").read_text()
-    window.model.set_temperature(2.0)              # nothing to recompute
+    window.model.set_temperature(2.0)  # nothing to recompute
     assert window.model.batch_stats is None
     # Undo brings the batch back with the state it belonged to.
     window.undo_stack.undo()
@@ -213,7 +219,7 @@ def test_5_typed_values_are_taken_as_typed_or_refused_with_a_reason(window, qtbo
     type_into(qtbot, c.t_spin, "1000")
     assert m.temperature == 0.01 and c.problem.isVisible()
     assert "[0.01, 100]" in c.problem.text()
-    type_into(qtbot, c.classes, "65")            # refused whole, no class deleted on the way
+    type_into(qtbot, c.classes, "65")  # refused whole, no class deleted on the way
     assert m.n_classes == 10 and "[2, 64]" in c.problem.text()
     type_into(qtbot, c.classes, "12")
     assert m.n_classes == 12 and not c.problem.isVisible()
@@ -259,27 +265,35 @@ def test_6_a_click_in_soft_mode_keeps_the_shaped_distribution(window):
 
 # 7 --------------------------------------------------------------------------------
 def _inputs(win):
-    kinds = (QtWidgets.QLineEdit, QtWidgets.QComboBox, QtWidgets.QAbstractButton,
-             QtWidgets.QSlider)
-    return [w for w in win.findChildren(QtWidgets.QWidget)
-            if isinstance(w, kinds) and w.isVisible() and not isinstance(w, QtWidgets.QTabBar)
-            and w.window() is win and type(w).__name__ != "QToolButton"
-            and not isinstance(w.parent(), QtWidgets.QComboBox)]   # a combo's own line edit
+    kinds = (QtWidgets.QLineEdit, QtWidgets.QComboBox, QtWidgets.QAbstractButton, QtWidgets.QSlider)
+    return [
+        w
+        for w in win.findChildren(QtWidgets.QWidget)
+        if isinstance(w, kinds)
+        and w.isVisible()
+        and not isinstance(w, QtWidgets.QTabBar)
+        and w.window() is win
+        and type(w).__name__ != "QToolButton"
+        and not isinstance(w.parent(), QtWidgets.QComboBox)
+    ]  # a combo's own line edit
 
 
 def test_7_usable_at_1280x720_and_scrolls_below(qtbot):
     win = make_window(qtbot, size=(1280, 720))
     QtTest.QTest.qWait(50)
-    squashed = [(type(w).__name__, w.height(), w.minimumSizeHint().height())
-                for w in _inputs(win) if w.height() < w.minimumSizeHint().height()]
+    squashed = [
+        (type(w).__name__, w.height(), w.minimumSizeHint().height())
+        for w in _inputs(win)
+        if w.height() < w.minimumSizeHint().height()
+    ]
     assert squashed == []
     assert not win.scroll.verticalScrollBar().isVisible()
     assert not win.scroll.horizontalScrollBar().isVisible()
-    assert not win.right_scroll.verticalScrollBar().isVisible()   # all of it fits
+    assert not win.right_scroll.verticalScrollBar().isVisible()  # all of it fits
     d = win.descent
     caption = d.caption.geometry()
     assert not caption.intersects(d.plot.geometry())
-    assert caption.height() >= d.caption.heightForWidth(caption.width())   # not clipped
+    assert caption.height() >= d.caption.heightForWidth(caption.width())  # not clipped
     win.resize(900, 600)
     QtTest.QTest.qWait(50)
     assert win.scroll.horizontalScrollBar().isVisible() and win.scroll.verticalScrollBar().isVisible()
@@ -290,11 +304,11 @@ def test_7_usable_at_1280x720_and_scrolls_below(qtbot):
 # 8 --------------------------------------------------------------------------------
 def test_8_texts_say_what_the_numbers_are(window, qtbot):
     m, r = window.model, window.readouts
-    window.load_preset("confident-wrong")           # perplexity ≈ 1.2e2 > C = 5
+    window.load_preset("confident-wrong")  # perplexity ≈ 1.2e2 > C = 5
     assert m.perplexity > 5 and "worse than a uniform guess" in r.text()
     assert "uniform pick among" not in r.text()
     window.load_preset("large-vocab")
-    m.set_temperature(50.0)                          # perplexity ≈ 3e4: scientific notation
+    m.set_temperature(50.0)  # perplexity ≈ 3e4: scientific notation
     shown = re.search(r"perplexity</td><td[^>]*><b>([^<]+)</b>", r.text()).group(1)
     assert "e+04" in shown and f"uniform pick among {shown} of the 32000" in r.text()
     m.set_temperature(2.0)
@@ -302,11 +316,11 @@ def test_8_texts_say_what_the_numbers_are(window, qtbot):
     window.load_preset("worked-1")
     assert "0.4076" in r.text()
     window.plots.set_value(window.plots.plots["logits"], 0, 2.5, "set")
-    assert "= 0.4076" not in r.text()             # the preset's sentence is gone
+    assert "= 0.4076" not in r.text()  # the preset's sentence is gone
     window.undo_stack.undo()
-    assert "= 0.4076" in r.text()                 # and back with its numbers
+    assert "= 0.4076" in r.text()  # and back with its numbers
     type_into(qtbot, window.controls.logit, "1e30")
-    assert not re.search(r"\d{12,}", r.text())    # no 31-digit numbers in the formula
+    assert not re.search(r"\d{12,}", r.text())  # no 31-digit numbers in the formula
     # The status-bar hint survives a menu hover (a status tip clears the message).
     QtWidgets.QApplication.sendEvent(window, QtGui.QStatusTipEvent(""))
     assert window.hint.isVisible() and "Drag a bar" in window.hint.text()
@@ -329,7 +343,7 @@ def test_9_large_vocabularies(window, qtbot):
     window.load_preset("large-vocab")
     QtWidgets.QApplication.processEvents()
     top = m.labels[window.plots.visible[0]]
-    assert top in _bottom_axis_texts(window.plots.plots["grad"])   # the top token is labelled
+    assert top in _bottom_axis_texts(window.plots.plots["grad"])  # the top token is labelled
     # Any token can be made the target by typing it.
     line = window.controls.target.lineEdit()
     line.setText("tok12345")
@@ -387,10 +401,9 @@ def test_11_play_and_a_drag_leave_caption_and_loss_agreeing(window):
     for k in range(1, 6):
         QtTest.QTest.qWait(60)
         send_mouse(window, E.MouseMove, QtCore.QPoint(start.x(), start.y() - 8 * k), NO_BUTTON, LEFT)
-    assert not d.play_button.isChecked()          # a drag pauses Play
+    assert not d.play_button.isChecked()  # a drag pauses Play
     QtTest.QTest.qWait(400)
-    send_mouse(window, E.MouseButtonRelease, QtCore.QPoint(start.x(), start.y() - 40), LEFT,
-               NO_BUTTON)
+    send_mouse(window, E.MouseButtonRelease, QtCore.QPoint(start.x(), start.y() - 40), LEFT, NO_BUTTON)
     for _ in range(window.undo_stack.count()):
         window.undo_stack.undo()
         assert f"{m.loss:.4f}" in d.caption.text() or not m.trajectory

@@ -29,9 +29,11 @@ def test_no_qt_imported_by_the_model(tmp_path):
     # The model, presets, io and the CLI's argument parsing are used headless: no Qt.
     # A fresh interpreter, because pytest-qt has already imported Qt into this one
     # (and outside the source tree, whose pyce/ would shadow the installed one).
-    code = ("import sys, pyce_gui.model, pyce_gui.presets, pyce_gui.io, pyce_gui.__main__ as m; "
-            "m.parse_args([]); "
-            "sys.exit(any(n.split('.')[0] in ('PySide6', 'pyqtgraph') for n in sys.modules))")
+    code = (
+        "import sys, pyce_gui.model, pyce_gui.presets, pyce_gui.io, pyce_gui.__main__ as m; "
+        "m.parse_args([]); "
+        "sys.exit(any(n.split('.')[0] in ('PySide6', 'pyqtgraph') for n in sys.modules))"
+    )
     assert subprocess.run([sys.executable, "-c", code], cwd=tmp_path).returncode == 0
 
 
@@ -81,12 +83,11 @@ def test_numbers_come_from_pyce(monkeypatch):
 
         monkeypatch.setattr(pyce, name, spy)
     make().set_logit(0, 1.0)
-    assert {"softmax", "log_softmax", "logsumexp", "cross_entropy",
-            "cross_entropy_with_grad"} <= set(calls)
+    assert {"softmax", "log_softmax", "logsumexp", "cross_entropy", "cross_entropy_with_grad"} <= set(calls)
 
 
 def test_rank_of_the_target():
-    m = make("confident-wrong")   # logits [6, 1, 0.5, 0, -1], target 3
+    m = make("confident-wrong")  # logits [6, 1, 0.5, 0, -1], target 3
     assert m.target_rank == 4
     m.set_target(0)
     assert m.target_rank == 1
@@ -98,8 +99,9 @@ def test_set_probability_keeps_the_ratios_of_the_other_classes():
     m.set_probability(2, 0.5)
     assert m.q[2] == pytest.approx(0.5, abs=1e-12)
     others = np.arange(m.n_classes) != 2
-    np.testing.assert_allclose(m.q[others] / m.q[others].sum(),
-                               before[others] / before[others].sum(), rtol=1e-10)
+    np.testing.assert_allclose(
+        m.q[others] / m.q[others].sum(), before[others] / before[others].sum(), rtol=1e-10
+    )
     # with a temperature the same holds: the logit moves by T * delta
     m.set_temperature(2.5)
     m.set_probability(0, 0.9)
@@ -108,7 +110,7 @@ def test_set_probability_keeps_the_ratios_of_the_other_classes():
 
 def test_set_probability_is_finite_when_q_rounds_to_zero():
     m = make("confident-right")
-    m.set_temperature(0.05)          # q(eel) = exp(-140) ~ 1e-61
+    m.set_temperature(0.05)  # q(eel) = exp(-140) ~ 1e-61
     m.set_probability(4, 0.25)
     assert np.isfinite(m.logits).all()
     assert m.q[4] == pytest.approx(0.25, abs=1e-9)
@@ -117,7 +119,7 @@ def test_set_probability_is_finite_when_q_rounds_to_zero():
 def test_temperature_limits_are_stable():
     m = make("confident-right")
     m.set_logits([60.0, 20.0, 10.0, 0.0, -50.0])
-    m.set_temperature(0.05)   # z / T up to 1200: exp would overflow without the max shift
+    m.set_temperature(0.05)  # z / T up to 1200: exp would overflow without the max shift
     assert np.isfinite(m.q).all() and np.isfinite(m.loss)
     np.testing.assert_allclose(m.q, [1, 0, 0, 0, 0], atol=1e-300)
     assert m.entropy_q == pytest.approx(0.0, abs=1e-12)
@@ -125,7 +127,7 @@ def test_temperature_limits_are_stable():
     m.set_temperature(10.0)
     q = reference.softmax(m.logits / 10.0)
     assert m.entropy_q == pytest.approx(-np.sum(q * np.log(q)), rel=1e-12)
-    assert 0 < math.log(5) - m.entropy_q < 0.005     # nearly uniform: H(q) -> log C
+    assert 0 < math.log(5) - m.entropy_q < 0.005  # nearly uniform: H(q) -> log C
     with pytest.raises(ValueError):
         m.set_temperature(0.0)
 
@@ -146,7 +148,7 @@ def test_soft_targets():
     m = make("worked-2")
     m.set_soft_mode(True)
     loss_onehot = math.log(5 / 3)
-    assert m.loss == pytest.approx(loss_onehot)   # switching on changes nothing
+    assert m.loss == pytest.approx(loss_onehot)  # switching on changes nothing
     m.set_soft_probability(1, 0.4)
     np.testing.assert_allclose(m.soft_target, [0.6, 0.4, 0, 0, 0], atol=1e-12)
     expected = -np.sum(m.p * reference.log_softmax(m.logits))
@@ -154,7 +156,7 @@ def test_soft_targets():
     assert m.entropy_p == pytest.approx(-(0.6 * math.log(0.6) + 0.4 * math.log(0.4)))
     assert m.entropy_p + m.kl_pq == pytest.approx(m.loss, rel=1e-12)
     np.testing.assert_allclose(m.grad, m.q - m.p, atol=1e-12)
-    assert m.target_class == 0        # argmax p
+    assert m.target_class == 0  # argmax p
     m.set_soft_mode(False)
     assert m.target == 0 and m.loss == pytest.approx(loss_onehot)
 
@@ -181,12 +183,12 @@ def test_top_k_for_a_large_vocabulary():
     assert m.n_classes == 32000
     vis = m.visible_classes()
     assert len(vis) == TOP_K
-    assert np.all(np.diff(m.q[vis]) <= 0)            # most probable first
-    assert m.target_class in vis                     # (the 4th most likely token)
-    assert np.sum(m.q > m.q[vis[-1]]) == TOP_K - 1   # nothing more probable left out
-    m.select(12345)          # a rarely likely class stays visible once selected
+    assert np.all(np.diff(m.q[vis]) <= 0)  # most probable first
+    assert m.target_class in vis  # (the 4th most likely token)
+    assert np.sum(m.q > m.q[vis[-1]]) == TOP_K - 1  # nothing more probable left out
+    m.select(12345)  # a rarely likely class stays visible once selected
     assert 12345 in m.visible_classes() and len(m.visible_classes()) == TOP_K
-    m.set_target(12345)      # target and selection are one class: shown once
+    m.set_target(12345)  # target and selection are one class: shown once
     vis = m.visible_classes()
     assert len(vis) == TOP_K == len(set(vis.tolist())) and 12345 in vis
     assert len(make("the-cat-sat").visible_classes()) == 10
@@ -198,7 +200,7 @@ def test_number_of_classes_and_labels():
     assert m.n_classes == 5 and m.labels[3:] == ["class 3", "class 4"]
     assert m.logits[3] == 0.0
     m.set_num_classes(2)
-    assert m.target == 1           # target 2 no longer exists
+    assert m.target == 1  # target 2 no longer exists
     with pytest.raises(ValueError):
         m.set_num_classes(1)
     with pytest.raises(ValueError):
@@ -217,9 +219,9 @@ def test_observers_hear_each_change_once_per_batch_update():
     assert heard == [VALUES]
     heard.clear()
     m.set_num_classes(12)
-    assert heard == [STRUCTURE, VALUES]   # structure first: axes before bars (the selection stays)
+    assert heard == [STRUCTURE, VALUES]  # structure first: axes before bars (the selection stays)
     heard.clear()
-    m.set_num_classes(5)                  # the selected class 0 stays; the values change
+    m.set_num_classes(5)  # the selected class 0 stays; the values change
     m.select(2)
     assert heard == [STRUCTURE, VALUES, SELECTION]
     heard.clear()
@@ -274,7 +276,7 @@ def test_csv_export(tmp_path):
     assert rows[0][:4] == ["class", "label", "logit", "q"]
     assert [r[1] for r in rows[1:4]] == m.labels
     assert float(rows[3][3]) == pytest.approx(m.q[2])
-    assert rows[3][-1] == "1"                      # the target's row
+    assert rows[3][-1] == "1"  # the target's row
     summary = {r[0]: r[1] for r in rows[5:] if len(r) == 2}
     assert float(summary["loss"]) == pytest.approx(0.4076059644)
 
@@ -282,9 +284,9 @@ def test_csv_export(tmp_path):
 def test_batch_statistics(tmp_path):
     rng = np.random.default_rng(1)
     logits = rng.normal(size=(64, 100)).astype(np.float32)
-    logits[np.arange(64), np.arange(64) % 100] += 3.0   # mostly right
+    logits[np.arange(64), np.arange(64) % 100] += 3.0  # mostly right
     targets = np.arange(64) % 100
-    targets[:8] = 99                                    # a few wrong
+    targets[:8] = 99  # a few wrong
     np.save(tmp_path / "logits.npy", logits)
     np.save(tmp_path / "targets.npy", targets)
     m = ExplorerModel()
@@ -307,7 +309,8 @@ def test_batch_statistics(tmp_path):
     # temperature applies to the batch too
     m.set_temperature(2.0)
     np.testing.assert_allclose(
-        m.batch_stats.row_losses, reference.cross_entropy(logits / 2, targets, reduction="none"), rtol=1e-5)
+        m.batch_stats.row_losses, reference.cross_entropy(logits / 2, targets, reduction="none"), rtol=1e-5
+    )
     with pytest.raises(ValueError, match="integer class indices"):
         m.load_batch(logits, targets.astype(float))
     with pytest.raises(IndexError):
@@ -326,7 +329,7 @@ def test_load_logits_row(tmp_path):
     with pytest.raises(ValueError):
         m.load_logits([])
     with pytest.raises(ValueError):
-        m.set_logits(np.r_[np.zeros(299), np.inf])   # typed or edited logits stay finite
+        m.set_logits(np.r_[np.zeros(299), np.inf])  # typed or edited logits stay finite
 
 
 def test_cli_without_qt_prints_how_to_install(monkeypatch, capsys):
@@ -354,7 +357,7 @@ def test_known_broken_pyside_is_refused():
     from pyce_gui.__main__ import pyside_is_broken
 
     assert pyside_is_broken((6, 12, 0, "", ""), (3, 11, 7))
-    assert not pyside_is_broken((6, 12, 0, "", ""), (3, 12, 1))   # None is immortal there
+    assert not pyside_is_broken((6, 12, 0, "", ""), (3, 12, 1))  # None is immortal there
     assert not pyside_is_broken((6, 11, 3, "", ""), (3, 11, 7))
 
 
@@ -391,7 +394,13 @@ def test_pyce_gui_without_a_display_says_so_and_exits_1():
     pytest.importorskip("PySide6")
     pytest.importorskip("pyqtgraph")
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
-    proc = subprocess.run([sys.executable, "-m", "pyce_gui"], env=env, capture_output=True, text=True,
-                          timeout=60, cwd=tempfile.gettempdir())
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyce_gui"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tempfile.gettempdir(),
+    )
     assert proc.returncode == 1
     assert "no display" in proc.stderr and "--screenshot" in proc.stderr

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-pytest.importorskip("PySide6")   # import PySide6 before pyqtgraph: it picks the binding
+pytest.importorskip("PySide6")  # import PySide6 before pyqtgraph: it picks the binding
 pytest.importorskip("pyqtgraph")
 pytest.importorskip("pytestqt")
 
@@ -43,8 +43,14 @@ def widget_point(win, kind, column, value):
 
 def send_mouse(win, kind, point, button, buttons):
     viewport = win.plots.viewport()
-    ev = QtGui.QMouseEvent(kind, QtCore.QPointF(point), QtCore.QPointF(viewport.mapToGlobal(point)),
-                           button, buttons, QtCore.Qt.KeyboardModifier.NoModifier)
+    ev = QtGui.QMouseEvent(
+        kind,
+        QtCore.QPointF(point),
+        QtCore.QPointF(viewport.mapToGlobal(point)),
+        button,
+        buttons,
+        QtCore.Qt.KeyboardModifier.NoModifier,
+    )
     QtWidgets.QApplication.sendEvent(viewport, ev)
 
 
@@ -91,7 +97,8 @@ def pixel_std(image: QtGui.QImage) -> float:
     image = image.convertToFormat(QtGui.QImage.Format.Format_RGB32)
     ptr = image.constBits()
     arr = np.frombuffer(ptr, np.uint8, count=image.sizeInBytes()).reshape(
-        image.height(), image.bytesPerLine())
+        image.height(), image.bytesPerLine()
+    )
     return float(arr[:, : image.width() * 4].std())
 
 
@@ -99,10 +106,10 @@ def test_drag_a_logit_changes_the_loss_and_undo_restores_it(window):
     m = window.model
     before_logits, before_loss = m.logits.copy(), m.loss
     before_text = window.readouts.text()
-    drag(window, "logits", 1, m.logits[1] / 2, 4.0)   # drag "floor" up to 4
+    drag(window, "logits", 1, m.logits[1] / 2, 4.0)  # drag "floor" up to 4
     tol = 2 * data_per_pixel(window, "logits")
     assert m.logits[1] == pytest.approx(4.0, abs=tol)
-    assert m.loss > before_loss                      # "floor" now beats the target "mat"
+    assert m.loss > before_loss  # "floor" now beats the target "mat"
     assert f"{m.loss:.4f}" in window.readouts.text() and window.readouts.text() != before_text
     np.testing.assert_array_equal(np.delete(m.logits, 1), np.delete(before_logits, 1))
     # one drag = one undo step
@@ -120,8 +127,9 @@ def test_drag_a_probability_keeps_the_others_ratios(window):
     drag(window, "q", 2, q_before[2] / 2, 0.6)
     assert m.q[2] == pytest.approx(0.6, abs=2 * data_per_pixel(window, "q"))
     others = np.arange(m.n_classes) != 2
-    np.testing.assert_allclose(m.q[others] / m.q[others].sum(),
-                               q_before[others] / q_before[others].sum(), rtol=1e-9)
+    np.testing.assert_allclose(
+        m.q[others] / m.q[others].sum(), q_before[others] / q_before[others].sum(), rtol=1e-9
+    )
     assert window.undo_stack.count() == 1
 
 
@@ -187,7 +195,7 @@ def test_presets_load_and_show_the_worked_examples(window):
     assert "0.4076" in window.readouts.text()
     assert len(window.plots.visible) == 3
     window.load_preset("worked-2")
-    assert f"{math.log(5 / 3):.4f}" in window.readouts.text()   # 0.5108
+    assert f"{math.log(5 / 3):.4f}" in window.readouts.text()  # 0.5108
     window.undo_stack.undo()
     assert "0.4076" in window.readouts.text()
     # the preset combo box does the same
@@ -213,7 +221,7 @@ def test_controls_temperature_smoothing_and_classes(window, qtbot):
     assert "sharpens" in window.controls.t_hint.text()
     window.controls.t_slider.setValue(1000)
     assert m.temperature == pytest.approx(T_MAX)
-    assert window.undo_stack.count() == 1          # one merged temperature step
+    assert window.undo_stack.count() == 1  # one merged temperature step
     type_number(qtbot, window.controls.smoothing, "0.1")
     assert m.label_smoothing == pytest.approx(0.1)
     assert m.p.min() == pytest.approx(0.01)
@@ -231,7 +239,7 @@ def test_gradient_descent_step_and_curve(window, qtbot):
     assert len(m.trajectory) == 4 and m.loss < loss0
     xs, ys = window.descent.curve.getData()
     np.testing.assert_allclose(ys, m.trajectory)
-    assert window.undo_stack.count() == 1          # a run of steps is one undo step
+    assert window.undo_stack.count() == 1  # a run of steps is one undo step
     window.descent.play_button.setChecked(True)
     qtbot.waitUntil(lambda: len(m.trajectory) >= 6, timeout=3000)
     window.descent.play_button.setChecked(False)
@@ -279,7 +287,18 @@ def test_screenshot_command_writes_a_picture_that_is_not_blank(qtbot, tmp_path):
     path = tmp_path / "shot.png"
     assert cli_main(["--screenshot", str(path), "--preset", "worked-1", "--theme", "light"]) == 0
     image = QtGui.QImage(str(path))
-    assert (image.width(), image.height()) == (1400, 900)   # the default size
+    assert (image.width(), image.height()) == (1400, 900)  # the default size
     assert pixel_std(image) > 20
-    for w in QtWidgets.QApplication.topLevelWidgets():   # the CLI's window
+    for w in QtWidgets.QApplication.topLevelWidgets():  # the CLI's window
         w.close()
+
+
+def test_panels_let_go_of_the_model_when_the_window_closes(qtbot):
+    create_app()
+    model = ExplorerModel()
+    win = MainWindow(model)
+    qtbot.addWidget(win)
+    assert len(model._listeners) == len(win.panels) + 1  # every panel, and the window
+    win.close()
+    assert model._listeners == []
+    model.set_logit(0, 1.0)  # nobody left to call: no error

@@ -225,8 +225,11 @@ def xvfb():
     missing = missing_x11_libraries({"DISPLAY": f":{n}"}, "linux")
     if missing:
         pytest.skip(f"Qt's X11 plugin needs {', '.join(missing)}")
-    server = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        ["Xvfb", f":{n}", "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
     while not os.path.exists(f"/tmp/.X11-unix/X{n}"):
         if time.monotonic() > deadline or server.poll() is not None:
@@ -246,11 +249,12 @@ def run_under_x11(display: str, script: str):
     paths = [os.path.dirname(os.path.dirname(os.path.abspath(m.__file__))) for m in (pyce, pyce_gui)]
     env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "WAYLAND_DISPLAY")}
     env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb", PYTHONPATH=os.pathsep.join(paths))
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                          timeout=240)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=240
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT "):]), proc.stderr
+    return json.loads(lines[-1][len("RESULT ") :]), proc.stderr
 
 
 def test_redo_shortcut_works_under_x11_and_no_key_is_bound_twice(xvfb):
@@ -260,7 +264,7 @@ def test_redo_shortcut_works_under_x11_and_no_key_is_bound_twice(xvfb):
     assert "Ambiguous shortcut" not in stderr
     assert out["after_nudge"] == pytest.approx(0.1)
     assert out["after_undo"] == 0.0
-    assert out["after_redo"] == pytest.approx(0.1)      # Ctrl+Shift+Z redoes
+    assert out["after_redo"] == pytest.approx(0.1)  # Ctrl+Shift+Z redoes
     # X11's only redo key is Ctrl+Shift+Z: Ctrl+Y does nothing (and nothing breaks).
     assert out["after_ctrl_y"] == 0.0
 
@@ -269,22 +273,22 @@ def test_the_readme_tour_works_with_real_input_events(xvfb):
     out, stderr = run_under_x11(xvfb, TOUR)
     assert "Traceback" not in stderr
     z1, loss_up, rank = out["drag"]
-    assert z1 == pytest.approx(4.0, abs=0.1) and loss_up and rank == 2          # step 2
+    assert z1 == pytest.approx(4.0, abs=0.1) and loss_up and rank == 2  # step 2
     assert out["undo"] == pytest.approx(2.4) and out["redo"] == pytest.approx(z1)
-    assert out["target"] == "bed"                                               # step 4
-    T, naive_inf, naive_nan, q0 = out["naive"]                                  # step 6
+    assert out["target"] == "bed"  # step 4
+    T, naive_inf, naive_nan, q0 = out["naive"]  # step 6
     assert T == 0.03 and naive_inf and naive_nan and q0 == pytest.approx(1.0)
     assert out["naive_cells"] == ["∞", "nan"]
-    assert out["kl_onehot"] == float("inf")                                     # step 8
+    assert out["kl_onehot"] == float("inf")  # step 8
     kl, eps = out["kl_smoothed"]
     assert eps == 0.1 and 0 < kl < float("inf")
-    assert out["distil_same"] == pytest.approx(0.0, abs=1e-12)                  # step 9
+    assert out["distil_same"] == pytest.approx(0.0, abs=1e-12)  # step 9
     assert out["distil_moved"] > 0.01 and out["distil_targets"] == [True, True]
-    steps, lower, floor, entropy_p = out["descent"]                              # step 13
+    steps, lower, floor, entropy_p = out["descent"]  # step 13
     assert steps == 3 and lower and floor == pytest.approx(entropy_p) and floor > 0
-    assert out["sentence"] == [5, "mat", [0], True]                             # step 10
-    gamma, G = out["focal"]                                                     # step 11
+    assert out["sentence"] == [5, "mat", [0], True]  # step 10
+    gamma, G = out["focal"]  # step 11
     assert gamma == 2.0 and 0 < G < 1
-    assert out["curve"] == [True, True]                                         # step 12
-    assert out["large"] == [32000, True, True]                                  # step 14
+    assert out["curve"] == [True, True]  # step 12
+    assert out["large"] == [32000, True, True]  # step 14
     assert out["token"] == [12345, True]

@@ -27,9 +27,14 @@ every call that returns nothing, until Python aborts). Install another version:
 
 
 # System libraries Qt's X11 ("xcb") plugin loads; pip cannot install them.
-XCB_LIBRARIES = {"xcb-cursor": "libxcb-cursor0", "xcb-icccm": "libxcb-icccm4",
-                 "xcb-keysyms": "libxcb-keysyms1", "xcb-image": "libxcb-image0",
-                 "xcb-render-util": "libxcb-render-util0", "xkbcommon-x11": "libxkbcommon-x11-0"}
+XCB_LIBRARIES = {
+    "xcb-cursor": "libxcb-cursor0",
+    "xcb-icccm": "libxcb-icccm4",
+    "xcb-keysyms": "libxcb-keysyms1",
+    "xcb-image": "libxcb-image0",
+    "xcb-render-util": "libxcb-render-util0",
+    "xkbcommon-x11": "libxkbcommon-x11-0",
+}
 
 XCB_HINT = """pyce-gui opens an X11 window, and Qt's X11 plugin needs these system libraries,
 which pip cannot install: {missing}. On Debian or Ubuntu:
@@ -85,25 +90,36 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="pyce-gui",
         description="The pyce explorer: edit logits and watch softmax, cross-entropy, "
-                    "perplexity and the gradient respond, computed by pyce's kernels.")
-    parser.add_argument("--preset", choices=presets.names(), default=presets.DEFAULT,
-                        help="starting point (default: %(default)s)")
-    parser.add_argument("--logits", metavar="FILE.npy",
-                        help="start from these logits: one row (V,), or a batch (N, V) "
-                             "with --targets")
-    parser.add_argument("--targets", metavar="FILE.npy",
-                        help="integer targets (N,) for a batch given with --logits")
+        "perplexity and the gradient respond, computed by pyce's kernels.",
+    )
+    parser.add_argument(
+        "--preset",
+        choices=presets.names(),
+        default=presets.DEFAULT,
+        help="starting point (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--logits",
+        metavar="FILE.npy",
+        help="start from these logits: one row (V,), or a batch (N, V) with --targets",
+    )
+    parser.add_argument(
+        "--targets", metavar="FILE.npy", help="integer targets (N,) for a batch given with --logits"
+    )
     parser.add_argument("--labels", metavar="FILE.txt", help="class labels, one per line")
     parser.add_argument("--state", metavar="FILE.json", help="a state saved from the explorer")
     parser.add_argument("--theme", choices=["dark", "light"], default="dark")
-    parser.add_argument("--size", default="1400x900", metavar="WxH",
-                        help="window size in pixels (default: %(default)s)")
-    parser.add_argument("--tab", choices=["descent", "batch", "stability", "divergence", "distillation",
-                                          "sentence", "focal", "curve"],
-                        help="the tab to show on the right (default: descent, or batch "
-                             "for --targets)")
-    parser.add_argument("--screenshot", metavar="FILE.png",
-                        help="render the window offscreen to FILE.png and exit")
+    parser.add_argument(
+        "--size", default="1400x900", metavar="WxH", help="window size in pixels (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--tab",
+        choices=["descent", "batch", "stability", "divergence", "distillation", "sentence", "focal", "curve"],
+        help="the tab to show on the right (default: descent, or batch for --targets)",
+    )
+    parser.add_argument(
+        "--screenshot", metavar="FILE.png", help="render the window offscreen to FILE.png and exit"
+    )
     args = parser.parse_args(argv)
     try:
         w, h = (int(v) for v in args.size.lower().split("x"))
@@ -129,8 +145,9 @@ def main(argv=None) -> int:
     import PySide6
 
     if pyside_is_broken(PySide6.__version_info__, sys.version_info):
-        sys.stderr.write(BROKEN_PYSIDE_HINT.format(
-            version=PySide6.__version__, python=sys.version.split()[0]))
+        sys.stderr.write(
+            BROKEN_PYSIDE_HINT.format(version=PySide6.__version__, python=sys.version.split()[0])
+        )
         return 1
     try:
         import pyce  # noqa: F401
@@ -156,13 +173,15 @@ def main(argv=None) -> int:
         if args.logits:
             logits = io.load_logits(args.logits)
             if args.targets:
-                model.load_batch(logits if logits.ndim == 2 else logits[None, :],
-                                 io.load_targets(args.targets))
+                model.load_batch(
+                    logits if logits.ndim == 2 else logits[None, :], io.load_targets(args.targets)
+                )
             elif logits.ndim == 1:
                 model.load_logits(logits)
             else:
-                raise ValueError(f"{args.logits} holds a batch {logits.shape}: "
-                                 "give its targets with --targets")
+                raise ValueError(
+                    f"{args.logits} holds a batch {logits.shape}: give its targets with --targets"
+                )
         if args.labels:
             model.set_labels(io.load_labels(args.labels))
     except (OSError, ValueError, IndexError, KeyError) as exc:

@@ -31,16 +31,27 @@ from .views.sentence import SentencePanel
 from .views.stability import StabilityPanel
 
 DEFAULT_SIZE = (1400, 900)
-MIN_CONTENT = (1100, 620)     # below this the window scrolls instead of squashing widgets
-HINT = ("Drag a bar to change it · click a bar to make it the target · double-click to type "
-        "a value · ←/→ select, ↑/↓ nudge (Shift: ×10), Enter: target · Ctrl+Z / Ctrl+Shift+Z")
+MIN_CONTENT = (1100, 620)  # below this the window scrolls instead of squashing widgets
+HINT = (
+    "Drag a bar to change it · click a bar to make it the target · double-click to type "
+    "a value · ←/→ select, ↑/↓ nudge (Shift: ×10), Enter: target · Ctrl+Z / Ctrl+Shift+Z"
+)
 
 # The panels on the right, in order: "side" ones stacked in groups, then "tab" ones.
-PANELS = (ReadoutsPanel, ControlsPanel, DescentPanel, BatchPanel, StabilityPanel,
-          DivergencePanel, DistillationPanel, SentencePanel, FocalPanel, CurvePanel)
+PANELS = (
+    ReadoutsPanel,
+    ControlsPanel,
+    DescentPanel,
+    BatchPanel,
+    StabilityPanel,
+    DivergencePanel,
+    DistillationPanel,
+    SentencePanel,
+    FocalPanel,
+    CurvePanel,
+)
 
-OPTION_ACTIONS = (("log_q", "Log scale for q"),
-                  ("naive_softmax", "Naive softmax beside the stable one"))
+OPTION_ACTIONS = (("log_q", "Log scale for q"), ("naive_softmax", "Naive softmax beside the stable one"))
 
 
 class _Column(QtWidgets.QWidget):
@@ -83,9 +94,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.undo_stack = commands.make_undo_stack(self)
         self.theme = THEMES[theme]
         apply_to_app(QtWidgets.QApplication.instance(), self.theme)
-        ctx = Context(self.model, self.undo_stack, self.theme,
-                      show_message=lambda text: self.statusBar().showMessage(text, 6000),
-                      open_batch=lambda: self.open_batch())
+        ctx = Context(
+            self.model,
+            self.undo_stack,
+            self.theme,
+            show_message=lambda text: self.statusBar().showMessage(text, 6000),
+            open_batch=lambda: self.open_batch(),
+        )
 
         self.plots = PlotStack(ctx)
         self.panels = [self.plots] + [cls(ctx) for cls in PANELS]
@@ -96,7 +111,7 @@ class MainWindow(QtWidgets.QMainWindow):
         column = QtWidgets.QVBoxLayout(right)
         column.setContentsMargins(8, 4, 4, 4)
         for panel in self.panels[1:]:
-            setattr(self, panel.name, panel)     # window.readouts, window.controls, …
+            setattr(self, panel.name, panel)  # window.readouts, window.controls, …
             if panel.place == "side":
                 column.addWidget(self._group(panel.title, panel))
             else:
@@ -158,7 +173,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def closeEvent(self, ev) -> None:
         for panel in self.panels:
             panel.detach()
-        self.model.unsubscribe(self._heard)
+        if self.model.is_subscribed(self._heard):
+            self.model.unsubscribe(self._heard)
         super().closeEvent(ev)
 
     # --- menus -----------------------------------------------------------------------
@@ -189,31 +205,39 @@ class MainWindow(QtWidgets.QMainWindow):
 
         preset_menu = bar.addMenu("&Presets")
         for name in presets.names():
-            self._action(preset_menu, presets.title(name),
-                         lambda checked=False, n=name: self.load_preset(n))
+            self._action(preset_menu, presets.title(name), lambda checked=False, n=name: self.load_preset(n))
 
         view = bar.addMenu("&View")
         self.option_actions = {}
         for name, text in OPTION_ACTIONS:
-            act = self._action(view, text, lambda on, n=name, t=text: commands.push_edit(
-                self.undo_stack, self.model, t + (" on" if on else " off"),
-                lambda: self.model.set_option(n, on)))
+            act = self._action(
+                view,
+                text,
+                lambda on, n=name, t=text: commands.push_edit(
+                    self.undo_stack,
+                    self.model,
+                    t + (" on" if on else " off"),
+                    lambda: self.model.set_option(n, on),
+                ),
+            )
             act.setCheckable(True)
             self.option_actions[name] = act
         view.addSeparator()
         group = QtGui.QActionGroup(self)
         self.theme_actions = {}
         for name in THEMES:
-            act = self._action(view, f"{name.title()} theme",
-                               lambda checked=False, n=name: self.set_theme(n))
+            act = self._action(view, f"{name.title()} theme", lambda checked=False, n=name: self.set_theme(n))
             act.setCheckable(True)
             act.setChecked(name == self.theme.name)
             group.addAction(act)
             self.theme_actions[name] = act
 
         help_menu = bar.addMenu("&Help")
-        self._action(help_menu, "How to use", lambda: QtWidgets.QMessageBox.information(
-            self, "pyce explorer", HINT.replace(" · ", "\n")))
+        self._action(
+            help_menu,
+            "How to use",
+            lambda: QtWidgets.QMessageBox.information(self, "pyce explorer", HINT.replace(" · ", "\n")),
+        )
 
     def _action(self, menu, text, slot, shortcut=None) -> QtGui.QAction:
         act = QtGui.QAction(text, self)
@@ -271,12 +295,10 @@ class MainWindow(QtWidgets.QMainWindow):
         return self._push(f"Open {Path(path).name}", lambda: self.model.load_logits(arr))
 
     def open_batch(self, logits_path=None, targets_path=None) -> bool:
-        logits_path = logits_path or self._ask_open("Open a batch of logits (N×V)",
-                                                    "NumPy arrays (*.npy)")
+        logits_path = logits_path or self._ask_open("Open a batch of logits (N×V)", "NumPy arrays (*.npy)")
         if not logits_path:
             return False
-        targets_path = targets_path or self._ask_open("Open its targets (N integers)",
-                                                      "NumPy arrays (*.npy)")
+        targets_path = targets_path or self._ask_open("Open its targets (N integers)", "NumPy arrays (*.npy)")
         if not targets_path:
             return False
         try:
@@ -287,15 +309,18 @@ class MainWindow(QtWidgets.QMainWindow):
             return False
         if logits.ndim == 1:
             logits = logits[None, :]
-        if not self._push(f"Open batch {Path(logits_path).name}",
-                          lambda: self.model.load_batch(logits, targets)):
+        if not self._push(
+            f"Open batch {Path(logits_path).name}", lambda: self.model.load_batch(logits, targets)
+        ):
             return False
         self.tabs.setCurrentWidget(self.batch)
         st = self.model.batch_stats
         if st is not None and st.nonfinite_rows.size:
             self.statusBar().showMessage(
                 f"Loaded; {st.nonfinite_rows.size} rows hold nan or inf (listed in the Batch "
-                "tab): their loss is nan", 10000)
+                "tab): their loss is nan",
+                10000,
+            )
         return True
 
     def open_labels(self, path=None) -> bool:

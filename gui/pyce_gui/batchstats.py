@@ -19,23 +19,23 @@ import pyce
 from .derive import exp_of_loss
 from .state import IGNORE_INDEX, Batch
 
-CALIBRATION_BINS = 15     # pyce.evaluate's ECE bins: (b/15, (b+1)/15]
+CALIBRATION_BINS = 15  # pyce.evaluate's ECE bins: (b/15, (b+1)/15]
 TOP_K = (1, 5)
 
 
 @dataclass(frozen=True)
 class BatchStats:
-    row_losses: np.ndarray        # (N,) from reduction='none': nan for a non-finite row, 0 ignored
-    mean_loss: float              # pyce's mean over the scored rows (nan if one is not finite)
-    finite_mean_loss: float       # the mean over the scored rows that are finite
-    perplexity: float             # exp of the finite rows' mean loss
-    nonfinite_rows: np.ndarray    # rows holding nan or ±inf
-    ignored_rows: np.ndarray      # rows whose target is IGNORE_INDEX
-    n_scored: int                 # finite rows that are not ignored
-    evaluation: Optional[pyce.EvalResult]   # pyce.evaluate on the finite rows: top-k, ECE
-    bin_confidence: np.ndarray    # reliability diagram: mean confidence per bin (nan if empty)
-    bin_accuracy: np.ndarray      # accuracy per bin
-    bin_count: np.ndarray         # scored rows per bin
+    row_losses: np.ndarray  # (N,) from reduction='none': nan for a non-finite row, 0 ignored
+    mean_loss: float  # pyce's mean over the scored rows (nan if one is not finite)
+    finite_mean_loss: float  # the mean over the scored rows that are finite
+    perplexity: float  # exp of the finite rows' mean loss
+    nonfinite_rows: np.ndarray  # rows holding nan or ±inf
+    ignored_rows: np.ndarray  # rows whose target is IGNORE_INDEX
+    n_scored: int  # finite rows that are not ignored
+    evaluation: Optional[pyce.EvalResult]  # pyce.evaluate on the finite rows: top-k, ECE
+    bin_confidence: np.ndarray  # reliability diagram: mean confidence per bin (nan if empty)
+    bin_accuracy: np.ndarray  # accuracy per bin
+    bin_count: np.ndarray  # scored rows per bin
 
     @property
     def accuracy(self) -> float:
@@ -51,15 +51,18 @@ def check_targets(targets: np.ndarray, n_rows: int, n_classes: int) -> np.ndarra
     """Integer targets, one per row, in [0, V) or IGNORE_INDEX; errors name the rows."""
     targets = np.asarray(targets)
     if targets.dtype.kind not in "iu" or targets.shape != (n_rows,):
-        raise ValueError(f"targets must be {n_rows} integer class indices, got "
-                         f"dtype {targets.dtype} and shape {targets.shape}")
+        raise ValueError(
+            f"targets must be {n_rows} integer class indices, got "
+            f"dtype {targets.dtype} and shape {targets.shape}"
+        )
     targets = targets.astype(np.int64)
     bad = np.flatnonzero(((targets < 0) | (targets >= n_classes)) & (targets != IGNORE_INDEX))
     if bad.size:
         rows = ", ".join(f"row {r}: {targets[r]}" for r in bad[:5])
         more = f" and {bad.size - 5} more" if bad.size > 5 else ""
-        raise IndexError(f"targets must be classes in [0, {n_classes}) or {IGNORE_INDEX} "
-                         f"(ignored); {rows}{more}")
+        raise IndexError(
+            f"targets must be classes in [0, {n_classes}) or {IGNORE_INDEX} (ignored); {rows}{more}"
+        )
     return targets
 
 
@@ -77,8 +80,7 @@ def time_kernels(batch: Batch, temperature: float, eps: float) -> tuple:
     z = scaled(batch, temperature)
     with np.errstate(all="ignore"):
         forward = _best_ms(lambda: pyce.cross_entropy(z, batch.targets, label_smoothing=eps))
-        fused = _best_ms(lambda: pyce.cross_entropy_with_grad(z, batch.targets,
-                                                              label_smoothing=eps))
+        fused = _best_ms(lambda: pyce.cross_entropy_with_grad(z, batch.targets, label_smoothing=eps))
     return forward, fused
 
 
@@ -107,8 +109,10 @@ def batch_statistics(batch: Batch, temperature: float, eps: float) -> BatchStats
     z = scaled(batch, temperature)
     t = batch.targets
     with np.errstate(all="ignore"):
-        rows = np.asarray(pyce.cross_entropy(z, t, reduction="none", label_smoothing=eps,
-                                             ignore_index=IGNORE_INDEX), dtype=np.float64)
+        rows = np.asarray(
+            pyce.cross_entropy(z, t, reduction="none", label_smoothing=eps, ignore_index=IGNORE_INDEX),
+            dtype=np.float64,
+        )
         mean = float(pyce.cross_entropy(z, t, label_smoothing=eps, ignore_index=IGNORE_INDEX))
     nonfinite = np.flatnonzero(~np.isfinite(batch.logits).all(axis=1))
     ignored = np.flatnonzero(t == IGNORE_INDEX)
@@ -121,14 +125,25 @@ def batch_statistics(batch: Batch, temperature: float, eps: float) -> BatchStats
     if nonfinite.size == 0:
         finite_mean = mean
     elif n_scored:
-        finite_mean = float(pyce.cross_entropy(finite_z, finite_t, label_smoothing=eps,
-                                               ignore_index=IGNORE_INDEX))
+        finite_mean = float(
+            pyce.cross_entropy(finite_z, finite_t, label_smoothing=eps, ignore_index=IGNORE_INDEX)
+        )
     else:
         finite_mean = math.nan
-    evaluation = (pyce.evaluate(finite_z, finite_t, ignore_index=IGNORE_INDEX, topk=TOP_K)
-                  if n_scored else None)
+    evaluation = (
+        pyce.evaluate(finite_z, finite_t, ignore_index=IGNORE_INDEX, topk=TOP_K) if n_scored else None
+    )
     conf, acc, count = reliability(finite_z[scored], finite_t[scored])
-    return BatchStats(row_losses=rows, mean_loss=mean, finite_mean_loss=finite_mean,
-                      perplexity=exp_of_loss(finite_mean), nonfinite_rows=nonfinite,
-                      ignored_rows=ignored, n_scored=n_scored, evaluation=evaluation,
-                      bin_confidence=conf, bin_accuracy=acc, bin_count=count)
+    return BatchStats(
+        row_losses=rows,
+        mean_loss=mean,
+        finite_mean_loss=finite_mean,
+        perplexity=exp_of_loss(finite_mean),
+        nonfinite_rows=nonfinite,
+        ignored_rows=ignored,
+        n_scored=n_scored,
+        evaluation=evaluation,
+        bin_confidence=conf,
+        bin_accuracy=acc,
+        bin_count=count,
+    )

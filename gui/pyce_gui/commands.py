@@ -26,7 +26,7 @@ UNDO_LIMIT = 500
 
 def make_undo_stack(parent) -> QUndoStack:
     stack = QUndoStack(parent)
-    stack.setUndoLimit(UNDO_LIMIT)   # only allowed while the stack is empty
+    stack.setUndoLimit(UNDO_LIMIT)  # only allowed while the stack is empty
     return stack
 
 
@@ -61,7 +61,7 @@ class StateChange(QUndoCommand):
         before = self.delta.apply(other.delta.apply(now, forward=False), forward=False)
         self.delta = delta(before, now)
         if not self.delta:
-            self.setObsolete(True)   # back where it started: the stack drops the step
+            self.setObsolete(True)  # back where it started: the stack drops the step
         return True
 
 

@@ -23,7 +23,7 @@ from .derive import one_thread, target_distribution
 from .state import State
 
 POINTS = 161
-HALF_WIDTH = 8.0           # the sweep spans z_i ± HALF_WIDTH·T (z/T changes by ± 8)
+HALF_WIDTH = 8.0  # the sweep spans z_i ± HALF_WIDTH·T (z/T changes by ± 8)
 FULL_ROWS_UP_TO = 4096
 
 
@@ -45,8 +45,9 @@ def loss_curve(state: State, cls: int) -> Optional[tuple]:
                 losses = pyce.cross_entropy(rows, target, reduction="none")
             else:
                 base = state.soft_target if state.soft_mode else np.eye(C)[state.target]
-                losses = pyce.cross_entropy(rows, np.tile(base, (POINTS, 1)), reduction="none",
-                                            label_smoothing=state.label_smoothing)
+                losses = pyce.cross_entropy(
+                    rows, np.tile(base, (POINTS, 1)), reduction="none", label_smoothing=state.label_smoothing
+                )
         elif onehot:
             y = state.target
             keep = [cls] if y == cls else [cls, y]

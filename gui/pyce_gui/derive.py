@@ -30,32 +30,32 @@ from .state import State, _onehot
 
 @dataclass(frozen=True)
 class Derived:
-    scaled_logits: np.ndarray   # z / T: what the softmax sees
+    scaled_logits: np.ndarray  # z / T: what the softmax sees
     lse: float
     q: np.ndarray
     log_q: np.ndarray
-    p: np.ndarray               # the target distribution, smoothed: (1 - eps) y + eps / C
+    p: np.ndarray  # the target distribution, smoothed: (1 - eps) y + eps / C
     loss: float
-    grad: np.ndarray            # d loss / d(z / T) = q - p (one row, mean reduction)
+    grad: np.ndarray  # d loss / d(z / T) = q - p (one row, mean reduction)
     cross_entropy_pq: float
     perplexity: float
     entropy_q: float
     entropy_p: float
-    kl_pq: float                # forward KL(p‖q): what cross-entropy minimises, = loss − H(p)
-    kl_qp: float                # reverse KL(q‖p): inf where q > 0 on a class p excludes
-    kl_pq_terms: np.ndarray     # p_c log(p_c / q_c), summing to kl_pq
-    kl_qp_terms: np.ndarray     # q_c log(q_c / p_c), summing to kl_qp
+    kl_pq: float  # forward KL(p‖q): what cross-entropy minimises, = loss − H(p)
+    kl_qp: float  # reverse KL(q‖p): inf where q > 0 on a class p excludes
+    kl_pq_terms: np.ndarray  # p_c log(p_c / q_c), summing to kl_pq
+    kl_qp_terms: np.ndarray  # q_c log(q_c / p_c), summing to kl_qp
     target_class: int
     q_target: float
     target_rank: int
-    nonfinite: np.ndarray       # classes whose logit is nan or ±inf
-    naive_exp: np.ndarray | None   # float32 exp(z / T) without the shift (None: toggle off)
+    nonfinite: np.ndarray  # classes whose logit is nan or ±inf
+    naive_exp: np.ndarray | None  # float32 exp(z / T) without the shift (None: toggle off)
     naive_q: np.ndarray | None
     stable_exp: np.ndarray | None  # float32 exp(z / T − max): what pyce's softmax exponentiates
-    teacher_q: np.ndarray | None   # softmax(teacher / T): the student's soft targets
-    distillation: float            # T² KL(teacher_T ‖ student_T), nan without a teacher
-    focal_loss: float              # −α_t (1 − q_t)^γ log q_t (nan for soft targets)
-    focal_grad: np.ndarray         # its gradient w.r.t. z / T: G·(q − onehot)
+    teacher_q: np.ndarray | None  # softmax(teacher / T): the student's soft targets
+    distillation: float  # T² KL(teacher_T ‖ student_T), nan without a teacher
+    focal_loss: float  # −α_t (1 − q_t)^γ log q_t (nan for soft targets)
+    focal_grad: np.ndarray  # its gradient w.r.t. z / T: G·(q − onehot)
 
 
 def exp_of_loss(loss: float) -> float:
@@ -135,11 +135,9 @@ def _derive(state: State) -> Derived:
         p = target_distribution(state)
         log_p = _log(p)
         if state.soft_mode:
-            loss, grad = pyce.cross_entropy_with_grad(row, state.soft_target[None, :],
-                                                      label_smoothing=eps)
+            loss, grad = pyce.cross_entropy_with_grad(row, state.soft_target[None, :], label_smoothing=eps)
         else:
-            loss, grad = pyce.cross_entropy_with_grad(row, np.array([state.target]),
-                                                      label_smoothing=eps)
+            loss, grad = pyce.cross_entropy_with_grad(row, np.array([state.target]), label_smoothing=eps)
         loss = float(loss)
         cross_entropy_pq = float(pyce.cross_entropy(row, p[None, :]))
         entropy_q = float(pyce.entropy(z))
@@ -154,25 +152,45 @@ def _derive(state: State) -> Derived:
     if state.teacher is not None:
         with np.errstate(invalid="ignore", over="ignore"):
             teacher_q = np.asarray(pyce.softmax(state.teacher / state.temperature), np.float64)
-            distillation = float(pyce.kl_divergence(state.logits[None, :], state.teacher[None, :],
-                                                    temperature=state.temperature))
+            distillation = float(
+                pyce.kl_divergence(
+                    state.logits[None, :], state.teacher[None, :], temperature=state.temperature
+                )
+            )
     focal_loss, focal_grad = math.nan, np.full_like(z, math.nan)
     if not state.soft_mode:
         # Focal loss takes class indices; with γ = 0 and weights it is weighted cross-entropy.
         with np.errstate(invalid="ignore", over="ignore"):
-            fl, fg = pyce.focal_loss_with_grad(row, np.array([state.target]),
-                                               gamma=state.focal_gamma, alpha=state.class_weights)
+            fl, fg = pyce.focal_loss_with_grad(
+                row, np.array([state.target]), gamma=state.focal_gamma, alpha=state.class_weights
+            )
         focal_loss, focal_grad = float(fl), np.asarray(fg, dtype=np.float64)[0]
     return Derived(
-        scaled_logits=z, lse=lse, q=q, log_q=log_q, p=p, loss=loss,
-        grad=np.asarray(grad, dtype=np.float64)[0], cross_entropy_pq=cross_entropy_pq,
-        perplexity=exp_of_loss(loss), entropy_q=entropy_q, entropy_p=entropy_p,
-        kl_pq=kl_pq, kl_qp=kl_qp, kl_pq_terms=kl_pq_terms, kl_qp_terms=kl_qp_terms,
-        target_class=t, q_target=float(q[t]),
+        scaled_logits=z,
+        lse=lse,
+        q=q,
+        log_q=log_q,
+        p=p,
+        loss=loss,
+        grad=np.asarray(grad, dtype=np.float64)[0],
+        cross_entropy_pq=cross_entropy_pq,
+        perplexity=exp_of_loss(loss),
+        entropy_q=entropy_q,
+        entropy_p=entropy_p,
+        kl_pq=kl_pq,
+        kl_qp=kl_qp,
+        kl_pq_terms=kl_pq_terms,
+        kl_qp_terms=kl_qp_terms,
+        target_class=t,
+        q_target=float(q[t]),
         # Rank 1 = the model's top guess; ties count in the target's favour.
         target_rank=1 + int(np.sum(q > q[t])),
         nonfinite=np.flatnonzero(~np.isfinite(state.logits)),
-        naive_exp=naive[0], naive_q=naive[1], stable_exp=naive[2],
-        teacher_q=teacher_q, distillation=distillation,
-        focal_loss=focal_loss, focal_grad=focal_grad,
+        naive_exp=naive[0],
+        naive_q=naive[1],
+        stable_exp=naive[2],
+        teacher_q=teacher_q,
+        distillation=distillation,
+        focal_loss=focal_loss,
+        focal_grad=focal_grad,
     )

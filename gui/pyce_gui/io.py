@@ -26,8 +26,10 @@ def _load_npy(path, what: str) -> np.ndarray:
         head = f.read(len(NPY_MAGIC))
     if head != NPY_MAGIC:
         # np.load would talk about pickles here; say what the file is not.
-        raise ValueError(f"{path} is not a NumPy .npy file (it starts with {head!r}, not "
-                         f"{NPY_MAGIC!r}): save the {what} with numpy.save")
+        raise ValueError(
+            f"{path} is not a NumPy .npy file (it starts with {head!r}, not "
+            f"{NPY_MAGIC!r}): save the {what} with numpy.save"
+        )
     return np.load(path, allow_pickle=False)
 
 
@@ -76,7 +78,7 @@ def read_state(path) -> dict:
         raise ValueError(f"{path} was written by a newer pyce-gui (version {doc['version']})")
     d = {k: v for k, v in doc.items() if k not in ("format", "version")}
     try:
-        state_module.from_dict(d)       # the one validator: fail here, naming the file
+        state_module.from_dict(d)  # the one validator: fail here, naming the file
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
     return d
@@ -86,8 +88,10 @@ def caption(model) -> str:
     """One line that says what a picture or a table shows."""
     s, d = model.state, model.derived
     target = s.labels[d.target_class]
-    return (f"pyce explorer: loss {d.loss:.6g}, T = {s.temperature:g}, "
-            f"label smoothing ε = {s.label_smoothing:g}, target “{target}”, {s.n_classes} classes")
+    return (
+        f"pyce explorer: loss {d.loss:.6g}, T = {s.temperature:g}, "
+        f"label smoothing ε = {s.label_smoothing:g}, target “{target}”, {s.n_classes} classes"
+    )
 
 
 def save_csv(model, path) -> None:
@@ -97,8 +101,20 @@ def save_csv(model, path) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["# " + caption(model)])
-        header = ["class", "label", "logit", "q", "log_q", "p", "grad_q_minus_p",
-                  "kl_pq_term", "kl_qp_term", "focal_grad", "class_weight", "is_target"]
+        header = [
+            "class",
+            "label",
+            "logit",
+            "q",
+            "log_q",
+            "p",
+            "grad_q_minus_p",
+            "kl_pq_term",
+            "kl_qp_term",
+            "focal_grad",
+            "class_weight",
+            "is_target",
+        ]
         weights = s.class_weights if s.class_weights is not None else np.ones(s.n_classes)
         if naive:
             header += ["naive_exp_float32", "naive_q_float32", "shifted_exp_float32"]
@@ -108,13 +124,22 @@ def save_csv(model, path) -> None:
         w.writerow(header)
         t = d.target_class
         for i in range(s.n_classes):
-            row = [i, s.labels[i], repr(float(s.logits[i])), repr(float(d.q[i])),
-                   repr(float(d.log_q[i])), repr(float(d.p[i])), repr(float(d.grad[i])),
-                   repr(float(d.kl_pq_terms[i])), repr(float(d.kl_qp_terms[i])),
-                   repr(float(d.focal_grad[i])), repr(float(weights[i])), int(i == t)]
+            row = [
+                i,
+                s.labels[i],
+                repr(float(s.logits[i])),
+                repr(float(d.q[i])),
+                repr(float(d.log_q[i])),
+                repr(float(d.p[i])),
+                repr(float(d.grad[i])),
+                repr(float(d.kl_pq_terms[i])),
+                repr(float(d.kl_qp_terms[i])),
+                repr(float(d.focal_grad[i])),
+                repr(float(weights[i])),
+                int(i == t),
+            ]
             if naive:
-                row += [repr(float(d.naive_exp[i])), repr(float(d.naive_q[i])),
-                        repr(float(d.stable_exp[i]))]
+                row += [repr(float(d.naive_exp[i])), repr(float(d.naive_q[i])), repr(float(d.stable_exp[i]))]
             if teacher:
                 row += [repr(float(s.teacher[i])), repr(float(d.teacher_q[i]))]
             w.writerow(row)
@@ -124,7 +149,7 @@ def save_csv(model, path) -> None:
             w.writerow([name, value])
         for name in ("naive_softmax", "log_q", "log_loss"):
             w.writerow([name, int(getattr(s, name))])
-        sweep = loss_curve(s, s.selected)     # the selected class's L(z_i), as plotted
+        sweep = loss_curve(s, s.selected)  # the selected class's L(z_i), as plotted
         if sweep is not None:
             w.writerow([])
             w.writerow([f"z_of_class_{s.selected}", "loss"])
@@ -132,14 +157,18 @@ def save_csv(model, path) -> None:
                 w.writerow([repr(float(x)), repr(float(y))])
         b, st = s.batch, model.batch_stats
         if b is not None and st is not None:
-            rows = [("batch_rows", b.shape[0]), ("batch_vocab", b.shape[1]),
-                    ("batch_row_shown", s.batch_row),
-                    ("batch_mean_loss", st.mean_loss),
-                    ("batch_finite_mean_loss", st.finite_mean_loss),
-                    ("batch_perplexity", st.perplexity),
-                    ("batch_nonfinite_rows", " ".join(map(str, st.nonfinite_rows))),
-                    ("batch_ignored_rows", " ".join(map(str, st.ignored_rows))),
-                    ("batch_forward_ms", b.forward_ms), ("batch_fused_ms", b.fused_ms)]
+            rows = [
+                ("batch_rows", b.shape[0]),
+                ("batch_vocab", b.shape[1]),
+                ("batch_row_shown", s.batch_row),
+                ("batch_mean_loss", st.mean_loss),
+                ("batch_finite_mean_loss", st.finite_mean_loss),
+                ("batch_perplexity", st.perplexity),
+                ("batch_nonfinite_rows", " ".join(map(str, st.nonfinite_rows))),
+                ("batch_ignored_rows", " ".join(map(str, st.ignored_rows))),
+                ("batch_forward_ms", b.forward_ms),
+                ("batch_fused_ms", b.fused_ms),
+            ]
             if st.evaluation is not None:
                 ev = st.evaluation
                 rows += [(f"batch_top{k}_accuracy", v) for k, v in ev.accuracy.items()]
@@ -174,8 +203,11 @@ def save_png(widgets, path, text: str = "") -> None:
         painter = QtGui.QPainter(out)
         painter.drawPixmap(0, 0, pixmap)
         painter.setPen(widget.palette().color(QtGui.QPalette.ColorRole.WindowText))
-        painter.drawText(QtCore.QRect(8, pixmap.height(), pixmap.width() - 16, strip),
-                         int(QtCore.Qt.AlignmentFlag.AlignVCenter), text)
+        painter.drawText(
+            QtCore.QRect(8, pixmap.height(), pixmap.width() - 16, strip),
+            int(QtCore.Qt.AlignmentFlag.AlignVCenter),
+            text,
+        )
         painter.end()
         pixmap = out
     if not pixmap.save(str(path), "PNG"):

@@ -49,13 +49,30 @@ from .state import (
 STRUCTURE, VALUES, SELECTION = Change.STRUCTURE, Change.VALUES, Change.SELECTION
 DESCENT, BATCH, OPTIONS = Change.DESCENT, Change.BATCH, Change.OPTIONS
 
-TOP_K = 40                   # bars shown when the vocabulary is too large to edit by hand
+TOP_K = 40  # bars shown when the vocabulary is too large to edit by hand
 # A dragged probability is kept strictly inside (0, 1): its logit must be finite.
 PROB_CLIP = 1e-6
 
-__all__ = ["ExplorerModel", "Change", "STRUCTURE", "VALUES", "SELECTION", "DESCENT", "BATCH",
-           "OPTIONS", "TOP_K", "T_MIN", "T_MAX", "MIN_CLASSES", "MAX_EDIT_CLASSES",
-           "IGNORE_INDEX", "BatchStats", "Batch", "State", "Derived"]
+__all__ = [
+    "ExplorerModel",
+    "Change",
+    "STRUCTURE",
+    "VALUES",
+    "SELECTION",
+    "DESCENT",
+    "BATCH",
+    "OPTIONS",
+    "TOP_K",
+    "T_MIN",
+    "T_MAX",
+    "MIN_CLASSES",
+    "MAX_EDIT_CLASSES",
+    "IGNORE_INDEX",
+    "BatchStats",
+    "Batch",
+    "State",
+    "Derived",
+]
 
 
 def _finite(value, what: str) -> float:
@@ -75,12 +92,12 @@ class ExplorerModel:
 
     def __init__(self):
         self._listeners: list[Callable[[Change], None]] = []
-        self._pending: Optional[set] = None   # kinds collected inside batch_update()
+        self._pending: Optional[set] = None  # kinds collected inside batch_update()
         self.state: State = initial()
         self.derived: Derived = derive(self.state)
         self.batch_stats: Optional[BatchStats] = None
         self._batch_key: tuple = (None, None, None)
-        self._visible, self._visible_key = None, None    # visible_classes(), cached
+        self._visible, self._visible_key = None, None  # visible_classes(), cached
 
     def __getattr__(self, name):
         # Only called when normal lookup fails: read-only shortcuts into the derived
@@ -100,6 +117,9 @@ class ExplorerModel:
     def unsubscribe(self, callback: Callable[[Change], None]) -> None:
         self._listeners.remove(callback)
 
+    def is_subscribed(self, callback: Callable[[Change], None]) -> bool:
+        return callback in self._listeners
+
     @contextlib.contextmanager
     def batch_update(self):
         """Group several mutations so that subscribers hear once, after all of them."""
@@ -117,7 +137,7 @@ class ExplorerModel:
         if self._pending is not None:
             self._pending.update(kinds)
             return
-        for kind in sorted(set(kinds)):     # Change's values are the order
+        for kind in sorted(set(kinds)):  # Change's values are the order
             for callback in list(self._listeners):
                 callback(kind)
 
@@ -128,8 +148,9 @@ class ExplorerModel:
         old, self.state = self.state, new
         if not kinds:
             return kinds
-        if (Change.VALUES in kinds or Change.STRUCTURE in kinds
-                or old.naive_softmax != new.naive_softmax):   # the naive q is derived too
+        if (
+            Change.VALUES in kinds or Change.STRUCTURE in kinds or old.naive_softmax != new.naive_softmax
+        ):  # the naive q is derived too
             self.derived = derive(new)
         key = (new.batch, new.temperature, new.label_smoothing)
         if new.batch is None:
@@ -183,8 +204,11 @@ class ExplorerModel:
         if C <= max(k, MAX_EDIT_CLASSES):
             return np.arange(C)
         key = (self.derived, self.state.selected, k)
-        if (self._visible_key is not None and key[0] is self._visible_key[0]
-                and key[1:] == self._visible_key[1:]):
+        if (
+            self._visible_key is not None
+            and key[0] is self._visible_key[0]
+            and key[1:] == self._visible_key[1:]
+        ):
             return self._visible
         self._visible, self._visible_key = self._top_classes(k), key
         return self._visible
@@ -194,11 +218,10 @@ class ExplorerModel:
         if np.isnan(q).any():
             q = np.nan_to_num(q, nan=-1.0)
         C = q.size
-        top = np.argpartition(q, C - k)[C - k:]
+        top = np.argpartition(q, C - k)[C - k :]
         # Highest first; equal q in class order, so the bars do not shuffle.
         order = top[np.lexsort((top, -q[top]))]
-        extra = [c for c in dict.fromkeys((self.derived.target_class, self.state.selected))
-                 if c not in order]
+        extra = [c for c in dict.fromkeys((self.derived.target_class, self.state.selected)) if c not in order]
         if extra:
             order = np.concatenate([order[: k - len(extra)], np.array(extra, dtype=order.dtype)])
         return order
@@ -266,8 +289,7 @@ class ExplorerModel:
 
     def set_soft_target(self, values) -> None:
         p = np.array(values, dtype=np.float64).reshape(-1)
-        if (p.shape != self.state.logits.shape or np.any(p < 0) or not np.isfinite(p).all()
-                or p.sum() <= 0):
+        if p.shape != self.state.logits.shape or np.any(p < 0) or not np.isfinite(p).all() or p.sum() <= 0:
             raise ValueError("a soft target needs one non-negative weight per class, not all zero")
         self._edit(soft_target=p / p.sum())
 
@@ -325,8 +347,7 @@ class ExplorerModel:
         s = self.state
         C = s.n_classes
         if not MIN_CLASSES <= n <= max(MAX_EDIT_CLASSES, C):
-            raise ValueError(f"the number of classes must be in [{MIN_CLASSES}, "
-                             f"{MAX_EDIT_CLASSES}], got {n}")
+            raise ValueError(f"the number of classes must be in [{MIN_CLASSES}, {MAX_EDIT_CLASSES}], got {n}")
         if n == C:
             return
         if n > C:
@@ -338,17 +359,26 @@ class ExplorerModel:
             if soft.sum() <= 0:
                 soft = _onehot(0, n)
         teacher = None
-        if s.teacher is not None:   # the teacher grows or shrinks with the vocabulary
-            teacher = (np.concatenate([s.teacher, np.zeros(n - C)]) if n > C
-                       else s.teacher[:n].copy())
+        if s.teacher is not None:  # the teacher grows or shrinks with the vocabulary
+            teacher = np.concatenate([s.teacher, np.zeros(n - C)]) if n > C else s.teacher[:n].copy()
         weights = None
         if s.class_weights is not None:
-            weights = (np.concatenate([s.class_weights, np.ones(n - C)]) if n > C
-                       else s.class_weights[:n].copy())
-        self._edit(logits=logits, labels=labels, soft_target=soft / soft.sum(),
-                   target=min(s.target, n - 1), selected=min(s.selected, n - 1),
-                   trajectory=[], descent_start=None, batch=None, batch_row=0, teacher=teacher,
-                   class_weights=weights)
+            weights = (
+                np.concatenate([s.class_weights, np.ones(n - C)]) if n > C else s.class_weights[:n].copy()
+            )
+        self._edit(
+            logits=logits,
+            labels=labels,
+            soft_target=soft / soft.sum(),
+            target=min(s.target, n - 1),
+            selected=min(s.selected, n - 1),
+            trajectory=[],
+            descent_start=None,
+            batch=None,
+            batch_row=0,
+            teacher=teacher,
+            class_weights=weights,
+        )
 
     def load_logits(self, logits, labels=None, target: int = 0) -> None:
         """Replace the vocabulary with one row of logits (any size, e.g. from a .npy).
@@ -371,10 +401,21 @@ class ExplorerModel:
         if bad.size:
             note = (note + " " if note else "") + (
                 f"Logits of classes {_classes_list(bad)} are not finite (nan or inf): "
-                "pyce's softmax, loss and gradient of this row are nan, shown as they are.")
-        return dict(logits=z, labels=[str(s) for s in labels], target=target, soft_mode=False,
-                    soft_target=_onehot(target, z.size), selected=target, trajectory=[],
-                    descent_start=None, note=note, teacher=None, class_weights=None)
+                "pyce's softmax, loss and gradient of this row are nan, shown as they are."
+            )
+        return dict(
+            logits=z,
+            labels=[str(s) for s in labels],
+            target=target,
+            soft_mode=False,
+            soft_target=_onehot(target, z.size),
+            selected=target,
+            trajectory=[],
+            descent_start=None,
+            note=note,
+            teacher=None,
+            class_weights=None,
+        )
 
     # ------------------------------------------------------------------ distillation
     def set_teacher(self, logits) -> None:
@@ -405,8 +446,11 @@ class ExplorerModel:
         weight = _finite(weight, "a class weight")
         if weight < 0:
             raise ValueError(f"a class weight must be >= 0, got {weight:g}")
-        w = (np.ones(self.state.n_classes) if self.state.class_weights is None
-             else self.state.class_weights.copy())
+        w = (
+            np.ones(self.state.n_classes)
+            if self.state.class_weights is None
+            else self.state.class_weights.copy()
+        )
         w[index] = weight
         self._edit(class_weights=None if np.all(w == 1.0) else w)
 
@@ -461,8 +505,7 @@ class ExplorerModel:
         logits = np.ascontiguousarray(logits)
         logits.flags.writeable = False
         batch = Batch(logits, targets, labels)
-        forward, fused = batchstats.time_kernels(batch, self.state.temperature,
-                                                 self.state.label_smoothing)
+        forward, fused = batchstats.time_kernels(batch, self.state.temperature, self.state.label_smoothing)
         batch = Batch(logits, targets, labels, forward, fused, example)
         self._update(**self._batch_row_fields(batch, 0), batch=batch, batch_row=0)
 
@@ -482,8 +525,10 @@ class ExplorerModel:
         if target == IGNORE_INDEX:
             finite = np.where(np.isfinite(z), z, -np.inf)
             target = int(np.argmax(finite)) if np.isfinite(finite).any() else 0
-            note = (f"Row {row} is ignored (target {IGNORE_INDEX}): it adds nothing to the "
-                    "batch's loss. The plots take its top class as the target.")
+            note = (
+                f"Row {row} is ignored (target {IGNORE_INDEX}): it adds nothing to the "
+                "batch's loss. The plots take its top class as the target."
+            )
         return self._row_fields(z, batch.labels, target, note)
 
     def set_batch_row(self, row: int) -> None:
@@ -518,8 +563,18 @@ class ExplorerModel:
         if isinstance(example, dict) and example.get("name") == "sentence":
             with self.batch_update():
                 self.load_sentence(int(example.get("row", 1)))
-                self._update(**{k: getattr(state, k) for k in
-                                ("temperature", "label_smoothing", "naive_softmax", "log_q",
-                                 "log_loss", "learning_rate")})
+                self._update(
+                    **{
+                        k: getattr(state, k)
+                        for k in (
+                            "temperature",
+                            "label_smoothing",
+                            "naive_softmax",
+                            "log_q",
+                            "log_loss",
+                            "learning_rate",
+                        )
+                    }
+                )
             return
         self.restore(state)

@@ -43,30 +43,50 @@ def the_cat_sat():
 
 def uniform():
     n = 5
-    return _state([0.0] * n, [f"class {i}" for i in range(n)], 0,
-                  f"All logits equal: q is uniform, loss = log {n} = {math.log(n):.4f}, perplexity = {n}.")
+    return _state(
+        [0.0] * n,
+        [f"class {i}" for i in range(n)],
+        0,
+        f"All logits equal: q is uniform, loss = log {n} = {math.log(n):.4f}, perplexity = {n}.",
+    )
 
 
 def confident_right():
-    return _state([6.0, 1.0, 0.5, 0.0, -1.0], ["cat", "dog", "fox", "owl", "eel"], 0,
-                  "The model is sure, and right: a small loss and a small gradient.")
+    return _state(
+        [6.0, 1.0, 0.5, 0.0, -1.0],
+        ["cat", "dog", "fox", "owl", "eel"],
+        0,
+        "The model is sure, and right: a small loss and a small gradient.",
+    )
 
 
 def confident_wrong():
-    return _state([6.0, 1.0, 0.5, 0.0, -1.0], ["cat", "dog", "fox", "owl", "eel"], 3,
-                  "The model is sure, and wrong: a large loss and a strong push on two bars.")
+    return _state(
+        [6.0, 1.0, 0.5, 0.0, -1.0],
+        ["cat", "dog", "fox", "owl", "eel"],
+        3,
+        "The model is sure, and wrong: a large loss and a strong push on two bars.",
+    )
 
 
 def worked_example_1():
-    return _state([2.0, 1.0, 3.0], ["class 0", "class 1", "class 2"], 2,
-                  "logits [2, 1, 3], target 2: loss = -3 + log(e^2 + e^1 + e^3) = 0.4076.")
+    return _state(
+        [2.0, 1.0, 3.0],
+        ["class 0", "class 1", "class 2"],
+        2,
+        "logits [2, 1, 3], target 2: loss = -3 + log(e^2 + e^1 + e^3) = 0.4076.",
+    )
 
 
 def worked_example_2():
     # Logits log q give exactly q = (0.6, 0.1, 0.1, 0.1, 0.1).
     q = [0.6, 0.1, 0.1, 0.1, 0.1]
-    return _state([math.log(v) for v in q], [f"class {i}" for i in range(5)], 0,
-                  "q = (0.6, 0.1, 0.1, 0.1, 0.1), target 0: loss = -log 0.6 = log(5/3) = 0.5108.")
+    return _state(
+        [math.log(v) for v in q],
+        [f"class {i}" for i in range(5)],
+        0,
+        "q = (0.6, 0.1, 0.1, 0.1, 0.1), target 0: loss = -log 0.6 = log(5/3) = 0.5108.",
+    )
 
 
 def large_vocabulary(n: int = 32000, seed: int = 0):
@@ -75,9 +95,13 @@ def large_vocabulary(n: int = 32000, seed: int = 0):
     rng = np.random.default_rng(seed)
     rank = rng.permutation(n) + 1
     logits = -1.1 * np.log(rank) + rng.normal(0.0, 0.3, n) + 8.0
-    target = int(np.argsort(rank)[3])   # the 4th most likely token
-    return _state(logits, [f"tok{i}" for i in range(n)], target,
-                  f"A random {n}-token vocabulary: the bars show the top {TOP_K} tokens by q.")
+    target = int(np.argsort(rank)[3])  # the 4th most likely token
+    return _state(
+        logits,
+        [f"tok{i}" for i in range(n)],
+        target,
+        f"A random {n}-token vocabulary: the bars show the top {TOP_K} tokens by q.",
+    )
 
 
 PRESETS = {

@@ -15,18 +15,18 @@ import numpy as np
 from .state import IGNORE_INDEX
 
 VOCABULARY = ["<bos>", "The", "cat", "sat", "on", "the", "mat", ".", "dog", "floor", "a", "ran"]
-WORDS = ["The", "cat", "sat", "on", "the", "mat", "."]      # the word each position predicts
-MASKED = (0,)                                             # positions not scored
+WORDS = ["The", "cat", "sat", "on", "the", "mat", "."]  # the word each position predicts
+MASKED = (0,)  # positions not scored
 
 # The model's preferences at each position: {next word: logit}; every other word gets 0.
 GUESSES = [
-    {"The": 2.0, "a": 1.2},                                   # after <bos>
-    {"cat": 3.0, "dog": 2.7, "mat": 0.4},                     # after "The"
-    {"sat": 3.4, "ran": 2.9, ".": 0.5},                       # after "The cat"
-    {"on": 4.2, ".": 1.1},                                    # after "… sat"
-    {"the": 3.6, "a": 3.1},                                   # after "… on"
-    {"mat": 2.6, "floor": 2.3, "cat": 0.9, "dog": 0.9},       # after "… the"
-    {".": 3.3, "on": 0.6},                                    # after "… mat"
+    {"The": 2.0, "a": 1.2},  # after <bos>
+    {"cat": 3.0, "dog": 2.7, "mat": 0.4},  # after "The"
+    {"sat": 3.4, "ran": 2.9, ".": 0.5},  # after "The cat"
+    {"on": 4.2, ".": 1.1},  # after "… sat"
+    {"the": 3.6, "a": 3.1},  # after "… on"
+    {"mat": 2.6, "floor": 2.3, "cat": 0.9, "dog": 0.9},  # after "… the"
+    {".": 3.3, "on": 0.6},  # after "… mat"
 ]
 
 

@@ -25,29 +25,29 @@ import numpy as np
 class Change(enum.IntEnum):
     """What changed, told to subscribers in this order (axes before the bars on them)."""
 
-    STRUCTURE = 1    # number of classes or class labels
-    VALUES = 2       # logits, target, T, eps, ...: every derived number
-    SELECTION = 3    # the keyboard-selected class
-    DESCENT = 4      # the gradient-descent trajectory
-    BATCH = 5        # a loaded batch, its row, or its statistics
-    OPTIONS = 6      # how things are shown (log scales, the naive softmax beside the stable one)
+    STRUCTURE = 1  # number of classes or class labels
+    VALUES = 2  # logits, target, T, eps, ...: every derived number
+    SELECTION = 3  # the keyboard-selected class
+    DESCENT = 4  # the gradient-descent trajectory
+    BATCH = 5  # a loaded batch, its row, or its statistics
+    OPTIONS = 6  # how things are shown (log scales, the naive softmax beside the stable one)
 
 
-T_MIN, T_MAX = 0.01, 100.0   # the temperatures the controls accept
-MIN_CLASSES, MAX_EDIT_CLASSES = 2, 64   # class counts edited by hand; more come from files
-IGNORE_INDEX = -100          # a batch row with this target is not scored (PyTorch's default)
+T_MIN, T_MAX = 0.01, 100.0  # the temperatures the controls accept
+MIN_CLASSES, MAX_EDIT_CLASSES = 2, 64  # class counts edited by hand; more come from files
+IGNORE_INDEX = -100  # a batch row with this target is not scored (PyTorch's default)
 
 
 @dataclass(frozen=True)
 class Batch:
     """An (N, V) batch of logits with its N targets, as loaded (never modified)."""
 
-    logits: np.ndarray            # (N, V) float32 or float64
-    targets: np.ndarray           # (N,) int64; IGNORE_INDEX marks an unscored row
-    labels: list                  # V class labels (the batch's own, not a preset's)
+    logits: np.ndarray  # (N, V) float32 or float64
+    targets: np.ndarray  # (N,) int64; IGNORE_INDEX marks an unscored row
+    labels: list  # V class labels (the batch's own, not a preset's)
     forward_ms: float = math.nan  # pyce.cross_entropy over the batch, timed at load
-    fused_ms: float = math.nan    # pyce.cross_entropy_with_grad
-    example: str = ""             # the built-in example it is ("sentence"), or "" if loaded
+    fused_ms: float = math.nan  # pyce.cross_entropy_with_grad
+    example: str = ""  # the built-in example it is ("sentence"), or "" if loaded
 
     @property
     def shape(self):
@@ -73,15 +73,15 @@ class State:
     label_smoothing: float = 0.0
     selected: int = 0
     learning_rate: float = 1.0
-    trajectory: list = field(default_factory=list)   # loss before each step, then now
+    trajectory: list = field(default_factory=list)  # loss before each step, then now
     descent_start: Optional[np.ndarray] = None
-    note: str = ""                                   # a sentence about the preset
-    naive_softmax: bool = False                      # show exp() without the max shift too
-    log_q: bool = False                              # log-scale axis for q
-    log_loss: bool = False                           # log-scale axis for the loss curve
-    teacher: Optional[np.ndarray] = None             # a teacher's logits to distil from
-    focal_gamma: float = 0.0                         # focal loss γ (0: cross-entropy)
-    class_weights: Optional[np.ndarray] = None       # α per class (None: all 1)
+    note: str = ""  # a sentence about the preset
+    naive_softmax: bool = False  # show exp() without the max shift too
+    log_q: bool = False  # log-scale axis for q
+    log_loss: bool = False  # log-scale axis for the loss curve
+    teacher: Optional[np.ndarray] = None  # a teacher's logits to distil from
+    focal_gamma: float = 0.0  # focal loss γ (0: cross-entropy)
+    class_weights: Optional[np.ndarray] = None  # α per class (None: all 1)
     # Not saved in the state file (it is data, loaded from .npy), but undoable.
     batch: Optional[Batch] = None
     batch_row: int = 0
@@ -93,14 +93,26 @@ class State:
 
 # Which kind of change each field is; a new field needs an entry here and nothing else.
 FIELD_CHANGES = {
-    "logits": Change.VALUES, "labels": Change.STRUCTURE, "target": Change.VALUES,
-    "soft_mode": Change.VALUES, "soft_target": Change.VALUES, "temperature": Change.VALUES,
-    "label_smoothing": Change.VALUES, "selected": Change.SELECTION,
-    "learning_rate": Change.DESCENT, "trajectory": Change.DESCENT,
-    "descent_start": Change.DESCENT, "note": Change.VALUES,
-    "naive_softmax": Change.OPTIONS, "log_q": Change.OPTIONS, "log_loss": Change.OPTIONS,
-    "teacher": Change.VALUES, "focal_gamma": Change.VALUES, "class_weights": Change.VALUES,
-    "batch": Change.BATCH, "batch_row": Change.BATCH,
+    "logits": Change.VALUES,
+    "labels": Change.STRUCTURE,
+    "target": Change.VALUES,
+    "soft_mode": Change.VALUES,
+    "soft_target": Change.VALUES,
+    "temperature": Change.VALUES,
+    "label_smoothing": Change.VALUES,
+    "selected": Change.SELECTION,
+    "learning_rate": Change.DESCENT,
+    "trajectory": Change.DESCENT,
+    "descent_start": Change.DESCENT,
+    "note": Change.VALUES,
+    "naive_softmax": Change.OPTIONS,
+    "log_q": Change.OPTIONS,
+    "log_loss": Change.OPTIONS,
+    "teacher": Change.VALUES,
+    "focal_gamma": Change.VALUES,
+    "class_weights": Change.VALUES,
+    "batch": Change.BATCH,
+    "batch_row": Change.BATCH,
 }
 FIELDS = tuple(f.name for f in dataclasses.fields(State))
 assert set(FIELD_CHANGES) == set(FIELDS), "every State field needs its kind of change"
@@ -152,7 +164,7 @@ def _array_change(a: np.ndarray, b: np.ndarray):
     if a.shape != b.shape or a.dtype != b.dtype or a.ndim != 1:
         return (a, b)
     differ = np.flatnonzero(~((a == b) | (np.isnan(a) & np.isnan(b))))
-    if differ.size * 3 > a.size:        # most of it changed: keep both whole (shared)
+    if differ.size * 3 > a.size:  # most of it changed: keep both whole (shared)
         return (a, b)
     return _Elements(differ, a[differ], b[differ])
 
@@ -196,7 +208,7 @@ def delta(before: State, after: State) -> Delta:
 
 
 def _read_only(arr: np.ndarray) -> np.ndarray:
-    arr.flags.writeable = False    # a State's arrays are shared: nobody writes to them
+    arr.flags.writeable = False  # a State's arrays are shared: nobody writes to them
     return arr
 
 
@@ -282,15 +294,16 @@ def from_dict(d: dict, base: Optional[State] = None) -> State:
             raise ValueError("state: class_weights must be >= 0")
     state = replace(
         base,
-        logits=logits, labels=labels, target=target,
+        logits=logits,
+        labels=labels,
+        target=target,
         soft_mode=bool(d.get("soft_mode", False)),
         soft_target=soft / soft.sum(),
         temperature=_number(d, "temperature", 1.0, T_MIN, T_MAX),
         label_smoothing=_number(d, "label_smoothing", 0.0, 0.0, 1.0),
         selected=int(np.clip(int(d.get("selected", target)), 0, C - 1)),
         learning_rate=_number(d, "learning_rate", base.learning_rate, 1e-6, 1e6),
-        trajectory=[float(v) for v in _numbers(d.get("trajectory", []), "trajectory",
-                                               finite=False)],
+        trajectory=[float(v) for v in _numbers(d.get("trajectory", []), "trajectory", finite=False)],
         descent_start=None if start is None else _numbers(start, "descent_start", C, False),
         note=str(d.get("note", "")),
         naive_softmax=bool(d.get("naive_softmax", False)),
@@ -299,7 +312,8 @@ def from_dict(d: dict, base: Optional[State] = None) -> State:
         teacher=None if teacher is None else _numbers(teacher, "teacher", C),
         focal_gamma=_number(d, "focal_gamma", 0.0, 0.0, 10.0),
         class_weights=weights,
-        batch=None, batch_row=0,
+        batch=None,
+        batch_row=0,
     )
     return state
 

@@ -10,25 +10,47 @@ from PySide6 import QtGui, QtWidgets
 @dataclass(frozen=True)
 class Theme:
     name: str
-    window: str        # widget backgrounds
-    base: str          # text fields, plot backgrounds
+    window: str  # widget backgrounds
+    base: str  # text fields, plot backgrounds
     text: str
-    muted: str         # secondary text, axes
-    accent: str        # selection, links
-    bar: str           # an ordinary class
-    target: str        # the target class
-    selected: str      # outline of the keyboard-selected class
-    positive: str      # gradient > 0: descent pushes this logit down
-    negative: str      # gradient < 0: descent pushes this logit up
-    curve: str         # loss-vs-step curve, histogram
+    muted: str  # secondary text, axes
+    accent: str  # selection, links
+    bar: str  # an ordinary class
+    target: str  # the target class
+    selected: str  # outline of the keyboard-selected class
+    positive: str  # gradient > 0: descent pushes this logit down
+    negative: str  # gradient < 0: descent pushes this logit up
+    curve: str  # loss-vs-step curve, histogram
 
 
-DARK = Theme("dark", window="#1e2127", base="#16181d", text="#e6e6e6", muted="#9aa4b2",
-             accent="#5aa9ff", bar="#4c8dd6", target="#f2a03d", selected="#ffffff",
-             positive="#e0605a", negative="#4fbf7f", curve="#c58af9")
-LIGHT = Theme("light", window="#f3f4f6", base="#ffffff", text="#1d2129", muted="#5b6472",
-              accent="#1f6feb", bar="#3b78c3", target="#e0862a", selected="#111111",
-              positive="#cf3f3a", negative="#2e9d5d", curve="#8a4fd1")
+DARK = Theme(
+    "dark",
+    window="#1e2127",
+    base="#16181d",
+    text="#e6e6e6",
+    muted="#9aa4b2",
+    accent="#5aa9ff",
+    bar="#4c8dd6",
+    target="#f2a03d",
+    selected="#ffffff",
+    positive="#e0605a",
+    negative="#4fbf7f",
+    curve="#c58af9",
+)
+LIGHT = Theme(
+    "light",
+    window="#f3f4f6",
+    base="#ffffff",
+    text="#1d2129",
+    muted="#5b6472",
+    accent="#1f6feb",
+    bar="#3b78c3",
+    target="#e0862a",
+    selected="#111111",
+    positive="#cf3f3a",
+    negative="#2e9d5d",
+    curve="#8a4fd1",
+)
 
 THEMES = {"dark": DARK, "light": LIGHT}
 

@@ -29,10 +29,10 @@ from .panel import Panel
 
 LEFT = QtCore.Qt.MouseButton.LeftButton
 BAR_WIDTH = 0.72
-MAX_VALUE_TEXTS = 16     # q values printed above the bars when there are at most this many
-TICK_GAP_PX = 10         # at least this much room between two class labels
-HEADROOM = 0.12          # the logit axis keeps this fraction of its span above and below
-LOG_Q_FLOOR = -300.0     # log10 q below this is drawn at the floor (float64 underflows at -308)
+MAX_VALUE_TEXTS = 16  # q values printed above the bars when there are at most this many
+TICK_GAP_PX = 10  # at least this much room between two class labels
+HEADROOM = 0.12  # the logit axis keeps this fraction of its span above and below
+LOG_Q_FLOOR = -300.0  # log10 q below this is drawn at the floor (float64 underflows at -308)
 
 
 def _set_soft_p(m, cls: int, y: float) -> None:
@@ -47,30 +47,56 @@ class PlotSpec:
 
     kind: str
     title: str
-    values: Callable                     # model -> one value per class
-    y_range: Optional[tuple]             # fixed axis range; None: follow the data
-    edit_name: Optional[str] = None      # what a drag or a typed value sets (None: read-only)
+    values: Callable  # model -> one value per class
+    y_range: Optional[tuple]  # fixed axis range; None: follow the data
+    edit_name: Optional[str] = None  # what a drag or a typed value sets (None: read-only)
     set_value: Optional[Callable] = None  # (model, class, value) -> None
     can_edit: Callable = lambda m: False
-    signed: bool = False                 # bars coloured by sign (the gradient)
-    value_texts: bool = False            # the value printed above each bar, when few
-    log_option: Optional[str] = None     # the state option that puts the axis on log10
+    signed: bool = False  # bars coloured by sign (the gradient)
+    value_texts: bool = False  # the value printed above each bar, when few
+    log_option: Optional[str] = None  # the state option that puts the axis on log10
 
 
 PLOT_SPECS = (
-    PlotSpec("logits", "logits  z   <span style='font-size:9pt'>(drag a bar)</span>",
-             lambda m: m.logits, None, "logit z", lambda m, c, y: m.set_logit(c, y),
-             can_edit=lambda m: True),
-    PlotSpec("q", "softmax  q = softmax(z / T)   <span style='font-size:9pt'>(drag: set a "
-             "probability, others keep their ratios)</span>",
-             lambda m: m.q, (0.0, 1.12), "probability q", lambda m, c, y: m.set_probability(c, y),
-             can_edit=lambda m: m.nonfinite.size == 0, value_texts=True, log_option="log_q"),
-    PlotSpec("p", "target  p", lambda m: m.p, (0.0, 1.12), "target probability p", _set_soft_p,
-             # p is edited only as a soft target, and not when smoothing leaves no room.
-             can_edit=lambda m: m.soft_mode and m.label_smoothing < 1.0),
-    PlotSpec("grad", "gradient  ∂loss/∂(z/T) = q − p   <span style='font-size:9pt'>"
-             "(descent moves each logit against its bar)</span>",
-             lambda m: m.grad, (-1.08, 1.08), signed=True),
+    PlotSpec(
+        "logits",
+        "logits  z   <span style='font-size:9pt'>(drag a bar)</span>",
+        lambda m: m.logits,
+        None,
+        "logit z",
+        lambda m, c, y: m.set_logit(c, y),
+        can_edit=lambda m: True,
+    ),
+    PlotSpec(
+        "q",
+        "softmax  q = softmax(z / T)   <span style='font-size:9pt'>(drag: set a "
+        "probability, others keep their ratios)</span>",
+        lambda m: m.q,
+        (0.0, 1.12),
+        "probability q",
+        lambda m, c, y: m.set_probability(c, y),
+        can_edit=lambda m: m.nonfinite.size == 0,
+        value_texts=True,
+        log_option="log_q",
+    ),
+    PlotSpec(
+        "p",
+        "target  p",
+        lambda m: m.p,
+        (0.0, 1.12),
+        "target probability p",
+        _set_soft_p,
+        # p is edited only as a soft target, and not when smoothing leaves no room.
+        can_edit=lambda m: m.soft_mode and m.label_smoothing < 1.0,
+    ),
+    PlotSpec(
+        "grad",
+        "gradient  ∂loss/∂(z/T) = q − p   <span style='font-size:9pt'>"
+        "(descent moves each logit against its bar)</span>",
+        lambda m: m.grad,
+        (-1.08, 1.08),
+        signed=True,
+    ),
 )
 
 
@@ -83,7 +109,7 @@ class ClassViewBox(pg.ViewBox):
 
     def __init__(self, owner):
         super().__init__(enableMenu=False)
-        self.owner = owner          # the ClassBarPlot that interprets the gestures
+        self.owner = owner  # the ClassBarPlot that interprets the gestures
         self.setMouseEnabled(x=False, y=False)
         self._drag_class = None
 
@@ -152,7 +178,7 @@ class ClassBarPlot:
         self.zero_line = pg.InfiniteLine(pos=0, angle=0, movable=False)
         self.item.addItem(self.zero_line)
         self.texts: list[pg.TextItem] = []
-        self.markers: list[pg.TextItem] = []     # "nan" / "±inf" where a value is not finite
+        self.markers: list[pg.TextItem] = []  # "nan" / "±inf" where a value is not finite
         self.y_range = None
         self.log_scale = None
         self._apply_axis_mode()
@@ -199,7 +225,7 @@ class ClassBarPlot:
         self.item.getAxis("left").setLogMode(False, log)
         self.zero_line.setVisible(not log)
         if log:
-            self.y_range = None      # fitted to the data in redraw
+            self.y_range = None  # fitted to the data in redraw
         elif self.spec.y_range is not None:
             self.vb.setYRange(*self.spec.y_range, padding=0)
 
@@ -228,19 +254,20 @@ class ClassBarPlot:
         is_target[tpos] = True
         if self.spec.signed:
             pos = h > 0
-            self.main.setOpts(x=x[pos & ~is_target], height=h[pos & ~is_target], y0=y0,
-                              brush=theme.positive, pen=None)
-            self.second.setOpts(x=x[~pos & ~is_target], height=h[~pos & ~is_target], y0=y0,
-                                brush=theme.negative, pen=None)
+            self.main.setOpts(
+                x=x[pos & ~is_target], height=h[pos & ~is_target], y0=y0, brush=theme.positive, pen=None
+            )
+            self.second.setOpts(
+                x=x[~pos & ~is_target], height=h[~pos & ~is_target], y0=y0, brush=theme.negative, pen=None
+            )
         else:
-            self.main.setOpts(x=x[~is_target], height=h[~is_target], y0=y0, brush=theme.bar,
-                              pen=None)
+            self.main.setOpts(x=x[~is_target], height=h[~is_target], y0=y0, brush=theme.bar, pen=None)
             self.second.setOpts(x=[], height=[])
-        self.target.setOpts(x=x[is_target], height=h[is_target], y0=y0, brush=theme.target,
-                            pen=None)
+        self.target.setOpts(x=x[is_target], height=h[is_target], y0=y0, brush=theme.target, pen=None)
         spos = np.flatnonzero(visible == m.selected)
-        self.outline.setOpts(x=x[spos], height=h[spos], y0=y0, brush=None,
-                             pen=pg.mkPen(theme.selected, width=2))
+        self.outline.setOpts(
+            x=x[spos], height=h[spos], y0=y0, brush=None, pen=pg.mkPen(theme.selected, width=2)
+        )
         if self.spec.y_range is None and not dragging:
             self._fit_range(raw[finite])
         self._markers(x[~finite], raw[~finite], theme)
@@ -302,8 +329,9 @@ class ClassBarPlot:
             ax.setTextPen(theme.text)
             ax.setStyle(tickFont=font)
         self.zero_line.setPen(pg.mkPen(theme.muted, width=1))
-        title = self.spec.title + ("  <span style='font-size:9pt'>(log scale)</span>"
-                                   if self.log_scale else "")
+        title = self.spec.title + (
+            "  <span style='font-size:9pt'>(log scale)</span>" if self.log_scale else ""
+        )
         self.item.setTitle(title, color=theme.text, size="10.5pt")
 
 
@@ -384,8 +412,8 @@ class PlotStack(pg.GraphicsLayoutWidget, Panel):
 
     def resizeEvent(self, ev) -> None:
         super().resizeEvent(ev)
-        if hasattr(self, "plots"):   # Qt may resize before __init__ has built the plots
-            self._set_ticks()        # more or fewer labels fit now
+        if hasattr(self, "plots"):  # Qt may resize before __init__ has built the plots
+            self._set_ticks()  # more or fewer labels fit now
 
     def apply_theme(self, theme) -> None:
         self.theme = theme
@@ -397,13 +425,13 @@ class PlotStack(pg.GraphicsLayoutWidget, Panel):
     # --- edits ---------------------------------------------------------------------
     def begin_drag(self) -> None:
         self.cancel_click()
-        self.drag_started.emit()      # Play pauses: a drag and descent steps do not mix
+        self.drag_started.emit()  # Play pauses: a drag and descent steps do not mix
         self._drag_before = self.model.state
 
     def end_drag(self, text: str) -> None:
         before, self._drag_before = self._drag_before, None
         commands.push_edit(self.undo_stack, self.model, text, lambda: None, before=before)
-        self.on_model(VALUES)   # re-fit ranges and the top-k order now the drag is over
+        self.on_model(VALUES)  # re-fit ranges and the top-k order now the drag is over
 
     def click_later(self, cls: int) -> None:
         """Select now; make it the target once no double-click followed."""
@@ -428,8 +456,9 @@ class PlotStack(pg.GraphicsLayoutWidget, Panel):
         m.select(cls)
         if m.soft_mode:
             # p is shaped by dragging; a click must not wipe it back to one-hot.
-            self.ctx.show_message("Soft targets: drag the p bars to shape p (untick Soft "
-                                  "targets to pick one target class)")
+            self.ctx.show_message(
+                "Soft targets: drag the p bars to shape p (untick Soft targets to pick one target class)"
+            )
             return
         if cls != m.target_class:
             self.push(f"Target “{m.labels[cls]}”", lambda: m.set_target(cls))
@@ -441,7 +470,8 @@ class PlotStack(pg.GraphicsLayoutWidget, Panel):
         label = self.model.labels[cls]
         what = plot.spec.edit_name
         text, ok = QtWidgets.QInputDialog.getText(
-            self, "Set a value", f"{what} of “{label}”:", text=repr(plot.current_value(cls)))
+            self, "Set a value", f"{what} of “{label}”:", text=repr(plot.current_value(cls))
+        )
         if not ok:
             return
         try:
@@ -471,8 +501,9 @@ class PlotStack(pg.GraphicsLayoutWidget, Panel):
             delta = (1.0 if big else 0.1) * (1 if key == Key.Key_Up else -1)
             cls = m.selected
             if math.isfinite(m.logits[cls]):
-                self.set_value(self.plots["logits"], cls, m.logits[cls] + delta,
-                               f"Nudge logit of “{m.labels[cls]}”")
+                self.set_value(
+                    self.plots["logits"], cls, m.logits[cls] + delta, f"Nudge logit of “{m.labels[cls]}”"
+                )
         elif key in (Key.Key_Return, Key.Key_Enter, Key.Key_Space):
             self.pick_target(m.selected)
         else:

@@ -97,9 +97,11 @@ class BatchPanel(QtWidgets.QWidget, Panel):
         b, st = m.state.batch, m.batch_stats
         self.row.setEnabled(b is not None)
         if b is None or st is None:
-            self.stats.setText("Load an N×V logits .npy and its N targets .npy (−100: an "
-                               "ignored row) to see the batch's mean loss, perplexity, top-k "
-                               "accuracy, calibration and pyce's speed.")
+            self.stats.setText(
+                "Load an N×V logits .npy and its N targets .npy (−100: an "
+                "ignored row) to see the batch's mean loss, perplexity, top-k "
+                "accuracy, calibration and pyce's speed."
+            )
             self.hist.setOpts(x0=[], x1=[], height=[])
             self.rel_bars.setOpts(x0=[], x1=[], height=[])
             self.row_line.hide()
@@ -109,26 +111,35 @@ class BatchPanel(QtWidgets.QWidget, Panel):
             self.row.setRange(0, n - 1)
             self.row.setValue(m.state.batch_row)
         warn = f"style='color:{self.theme.positive}'"
-        lines = [f"<b>{n}</b> rows × <b>{v}</b> classes ({b.logits.dtype}), "
-                 f"T = {m.temperature:g}, ε = {m.label_smoothing:g}"]
+        lines = [
+            f"<b>{n}</b> rows × <b>{v}</b> classes ({b.logits.dtype}), "
+            f"T = {m.temperature:g}, ε = {m.label_smoothing:g}"
+        ]
         if st.nonfinite_rows.size:
-            lines.append(f"<span {warn}>rows holding nan or inf: {row_list(st.nonfinite_rows)}"
-                         f" — their loss is nan, so pyce's mean is {fmt(st.mean_loss)}; "
-                         f"the figures below are over the other rows</span>")
+            lines.append(
+                f"<span {warn}>rows holding nan or inf: {row_list(st.nonfinite_rows)}"
+                f" — their loss is nan, so pyce's mean is {fmt(st.mean_loss)}; "
+                f"the figures below are over the other rows</span>"
+            )
         if st.ignored_rows.size:
             lines.append(f"ignored rows (target −100): {row_list(st.ignored_rows)}")
-        lines.append(f"mean loss <b>{fmt(st.finite_mean_loss)}</b> over {st.n_scored} scored "
-                     f"rows · perplexity <b>{fmt(st.perplexity, 2)}</b>")
+        lines.append(
+            f"mean loss <b>{fmt(st.finite_mean_loss)}</b> over {st.n_scored} scored "
+            f"rows · perplexity <b>{fmt(st.perplexity, 2)}</b>"
+        )
         ev = st.evaluation
         if ev is not None:
             acc = " · ".join(f"top-{k} <b>{100 * a:.1f}%</b>" for k, a in ev.accuracy.items())
-            lines.append(f"accuracy {acc} · ECE <b>{fmt(ev.ece)}</b> · mean H(q) "
-                         f"{fmt(ev.entropy)} (pyce.evaluate)")
+            lines.append(
+                f"accuracy {acc} · ECE <b>{fmt(ev.ece)}</b> · mean H(q) {fmt(ev.entropy)} (pyce.evaluate)"
+            )
         if math.isfinite(b.forward_ms) and b.forward_ms > 0:
             gb = b.logits.nbytes / 1e9
-            lines.append(f"pyce kernels: loss {b.forward_ms:.2f} ms "
-                         f"({gb / (b.forward_ms / 1e3):.1f} GB/s of logits read), "
-                         f"loss + gradient {b.fused_ms:.2f} ms")
+            lines.append(
+                f"pyce kernels: loss {b.forward_ms:.2f} ms "
+                f"({gb / (b.forward_ms / 1e3):.1f} GB/s of logits read), "
+                f"loss + gradient {b.fused_ms:.2f} ms"
+            )
         self.stats.setText("<br>".join(lines))
         finite = st.row_losses[np.isfinite(st.row_losses)]
         if finite.size:
@@ -143,8 +154,7 @@ class BatchPanel(QtWidgets.QWidget, Panel):
         filled = st.bin_count > 0
         k = len(st.bin_count)
         lo = np.arange(k) / k
-        self.rel_bars.setOpts(x0=lo[filled], x1=lo[filled] + 1.0 / k,
-                              height=st.bin_accuracy[filled])
+        self.rel_bars.setOpts(x0=lo[filled], x1=lo[filled] + 1.0 / k, height=st.bin_accuracy[filled])
 
     def apply_theme(self, theme) -> None:
         self.theme = theme

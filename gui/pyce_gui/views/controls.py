@@ -17,8 +17,8 @@ from .fields import NumberField
 from .panel import Panel
 
 SLIDER_STEPS = 1000
-COMBO_MAX_ITEMS = 2000   # larger vocabularies list only the classes on screen (search for others)
-LOGIT_LIMIT = 1e300      # typed logits up to this size are taken as typed
+COMBO_MAX_ITEMS = 2000  # larger vocabularies list only the classes on screen (search for others)
+LOGIT_LIMIT = 1e300  # typed logits up to this size are taken as typed
 
 
 def t_to_slider(T: float) -> int:
@@ -72,8 +72,9 @@ class ControlsPanel(QtWidgets.QWidget, Panel):
         self.preset.setCurrentIndex(-1)
         self.preset.activated.connect(self._preset_activated)
         self.classes = NumberField(MIN_CLASSES, MAX_EDIT_CLASSES, what="Classes", integer=True)
-        self.classes.setProperty("help", f"{MIN_CLASSES} … {MAX_EDIT_CLASSES} classes here; "
-                                 "load a .npy for a larger vocabulary")
+        self.classes.setProperty(
+            "help", f"{MIN_CLASSES} … {MAX_EDIT_CLASSES} classes here; load a .npy for a larger vocabulary"
+        )
         self.classes.setToolTip(self.classes.property("help"))
         self.classes.committed.connect(self._classes_edited)
         grid.addWidget(label("Preset"), 0, 0)
@@ -91,8 +92,10 @@ class ControlsPanel(QtWidgets.QWidget, Panel):
         self.target.setEditable(True)
         self.target.setInsertPolicy(QtWidgets.QComboBox.InsertPolicy.NoInsert)
         self.target.lineEdit().setPlaceholderText("a label or a class number, then Enter")
-        self.target.setToolTip("Pick the target, or type any class's label or number and "
-                               "press Enter (searches the whole vocabulary)")
+        self.target.setToolTip(
+            "Pick the target, or type any class's label or number and "
+            "press Enter (searches the whole vocabulary)"
+        )
         self.target.activated.connect(self._target_chosen)
         self.target.lineEdit().returnPressed.connect(self._target_typed)
         self.completer_model = QtCore.QStringListModel(self)
@@ -115,19 +118,17 @@ class ControlsPanel(QtWidgets.QWidget, Panel):
         self.t_slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self.t_slider.setRange(0, SLIDER_STEPS)
         self.t_slider.valueChanged.connect(lambda v: self._set_temperature(slider_to_t(v)))
-        self.t_spin = NumberField(T_MIN, T_MAX, what="Temperature T", step=0.05,
-                                  fmt=lambda v: f"{v:.4g}")
+        self.t_spin = NumberField(T_MIN, T_MAX, what="Temperature T", step=0.05, fmt=lambda v: f"{v:.4g}")
         self.t_spin.committed.connect(self._set_temperature)
         grid.addWidget(label("Temperature T"), 4, 0)
         grid.addWidget(self.t_slider, 4, 1, 1, 2)
         grid.addWidget(self.t_spin, 4, 3)
         self.t_hint = QtWidgets.QLabel()
         self.t_hint.setWordWrap(True)
-        self.t_hint.setEnabled(False)    # drawn in the muted colour
+        self.t_hint.setEnabled(False)  # drawn in the muted colour
         grid.addWidget(self.t_hint, 5, 1, 1, 3)
 
-        self.smoothing = NumberField(0.0, 1.0, what="Label smoothing ε", step=0.05,
-                                     fmt=lambda v: f"{v:.4g}")
+        self.smoothing = NumberField(0.0, 1.0, what="Label smoothing ε", step=0.05, fmt=lambda v: f"{v:.4g}")
         self.smoothing.committed.connect(self._set_smoothing)
         self.soft = QtWidgets.QCheckBox("Soft targets (drag the p bars)")
         self.soft.toggled.connect(self._soft_toggled)
@@ -161,11 +162,10 @@ class ControlsPanel(QtWidgets.QWidget, Panel):
         if kind == STRUCTURE:
             small = m.n_classes <= MAX_EDIT_CLASSES
             self.classes.set_range(MIN_CLASSES, MAX_EDIT_CLASSES)
-            self.classes.set_value(m.n_classes)        # a 1-class row shows 1
-            self.classes.setEnabled(small)   # a loaded vocabulary is not resized by hand
+            self.classes.set_value(m.n_classes)  # a 1-class row shows 1
+            self.classes.setEnabled(small)  # a loaded vocabulary is not resized by hand
             self.labels.setEnabled(small)
-            self.labels.setText(", ".join(m.labels) if small else
-                                f"{m.n_classes} labels (loaded)")
+            self.labels.setText(", ".join(m.labels) if small else f"{m.n_classes} labels (loaded)")
             self.completer_model.setStringList(m.labels)
             self._fill_targets(force=True)
         if kind in (VALUES, STRUCTURE):
@@ -173,7 +173,7 @@ class ControlsPanel(QtWidgets.QWidget, Panel):
                 self._fill_targets(force=False)
             with QtCore.QSignalBlocker(self.target):
                 self.target.setCurrentIndex(self.target.findData(m.target_class))
-            self.target.setEnabled(not m.soft_mode)   # in soft mode the target is argmax p
+            self.target.setEnabled(not m.soft_mode)  # in soft mode the target is argmax p
             with QtCore.QSignalBlocker(self.t_slider):
                 self.t_slider.setValue(t_to_slider(m.temperature))
             self.t_spin.set_value(m.temperature)
@@ -187,8 +187,11 @@ class ControlsPanel(QtWidgets.QWidget, Panel):
 
     def _fill_targets(self, force: bool) -> None:
         m = self.model
-        classes = (range(m.n_classes) if m.n_classes <= COMBO_MAX_ITEMS
-                   else sorted(set(m.visible_classes().tolist()) | {m.target_class}))
+        classes = (
+            range(m.n_classes)
+            if m.n_classes <= COMBO_MAX_ITEMS
+            else sorted(set(m.visible_classes().tolist()) | {m.target_class})
+        )
         classes = list(classes)
         if not force and [self.target.itemData(i) for i in range(self.target.count())] == classes:
             return
@@ -212,8 +215,9 @@ class ControlsPanel(QtWidgets.QWidget, Panel):
     def _labels_edited(self) -> None:
         parts = [s.strip() for s in self.labels.text().split(",")]
         if len(parts) != self.model.n_classes:
-            self.show_problem(f"Labels: give {self.model.n_classes} labels separated by "
-                              f"commas, got {len(parts)}")
+            self.show_problem(
+                f"Labels: give {self.model.n_classes} labels separated by commas, got {len(parts)}"
+            )
             self.labels.setText(", ".join(self.model.labels))
             return
         if parts != self.model.labels:
@@ -237,8 +241,9 @@ class ControlsPanel(QtWidgets.QWidget, Panel):
         matches = [i for i, s in enumerate(m.labels) if s.casefold() == folded]
         if len(matches) == 1:
             return matches[0]
-        raise ValueError(f"Target: no class is labelled “{text}” (type a label, or a class "
-                         f"number in [0, {m.n_classes}))")
+        raise ValueError(
+            f"Target: no class is labelled “{text}” (type a label, or a class number in [0, {m.n_classes}))"
+        )
 
     def _target_typed(self) -> None:
         text = self.target.lineEdit().text()
@@ -265,18 +270,18 @@ class ControlsPanel(QtWidgets.QWidget, Panel):
 
     def _logit_typed(self, value: float) -> None:
         cls = self.model.selected
-        self.push(f"Set logit of “{self.model.labels[cls]}”",
-                  lambda: self.model.set_logit(cls, value))
+        self.push(f"Set logit of “{self.model.labels[cls]}”", lambda: self.model.set_logit(cls, value))
 
     def _set_temperature(self, T: float) -> None:
         T = min(max(T, T_MIN), T_MAX)
-        self.push(f"Temperature {T:.3g}", lambda: self.model.set_temperature(T),
-                  commands.MERGE_TEMPERATURE)
+        self.push(f"Temperature {T:.3g}", lambda: self.model.set_temperature(T), commands.MERGE_TEMPERATURE)
 
     def _set_smoothing(self, eps: float) -> None:
-        self.push(f"Label smoothing {eps:.3g}", lambda: self.model.set_label_smoothing(eps),
-                  commands.MERGE_SMOOTHING)
+        self.push(
+            f"Label smoothing {eps:.3g}",
+            lambda: self.model.set_label_smoothing(eps),
+            commands.MERGE_SMOOTHING,
+        )
 
     def _soft_toggled(self, on: bool) -> None:
-        self.push("Soft targets" if on else "One-hot target",
-                  lambda: self.model.set_soft_mode(on))
+        self.push("Soft targets" if on else "One-hot target", lambda: self.model.set_soft_mode(on))

@@ -46,7 +46,7 @@ class CurvePanel(QtWidgets.QWidget, Panel):
         for it in (self.curve, self.tangent, self.point):
             self.plot.addItem(it)
         layout.addWidget(self.plot, 1)
-        self.data = None            # (z values, losses) as drawn, for the CSV and tests
+        self.data = None  # (z values, losses) as drawn, for the CSV and tests
         self.apply_theme(self.theme)
 
     def on_model(self, kind) -> None:
@@ -60,8 +60,9 @@ class CurvePanel(QtWidgets.QWidget, Panel):
             self.curve.setData([], [])
             self.tangent.setData([], [])
             self.point.setData([], [])
-            self.text.setText("The curve needs finite logits, and beyond 4096 classes a one-hot "
-                              "target without smoothing.")
+            self.text.setText(
+                "The curve needs finite logits, and beyond 4096 classes a one-hot target without smoothing."
+            )
             return
         xs, ys = result
         zi, loss, k = float(m.logits[i]), m.loss, slope(m.state, m.grad, i)
@@ -72,12 +73,18 @@ class CurvePanel(QtWidgets.QWidget, Panel):
         self.plot.setXRange(xs[0], xs[-1], padding=0)
         top = float(np.max(ys))
         self.plot.setYRange(min(0.0, float(np.min(ys))), top * 1.1 + 0.05, padding=0)
-        way = ("raising it raises the loss, so descent lowers it" if k > 0 else
-               "raising it lowers the loss, so descent raises it" if k < 0 else "flat here")
+        way = (
+            "raising it raises the loss, so descent lowers it"
+            if k > 0
+            else "raising it lowers the loss, so descent raises it"
+            if k < 0
+            else "flat here"
+        )
         self.text.setText(
             f"L(z<sub>i</sub>) for “{label}” (select another class with ←/→ or a click). At "
             f"z = {fmt(zi)} the loss is {fmt(loss)} and the slope is (q<sub>i</sub> − "
-            f"p<sub>i</sub>)/T = <b>{fmt(k)}</b>, the gradient bar over T: {way}.")
+            f"p<sub>i</sub>)/T = <b>{fmt(k)}</b>, the gradient bar over T: {way}."
+        )
 
     def apply_theme(self, theme) -> None:
         self.theme = theme

@@ -19,7 +19,7 @@ from .fields import NumberField
 from .panel import Panel
 
 PLAY_INTERVAL_MS = 150
-LOG_FLOOR = 1e-6      # the loss curve's lowest value on the log scale
+LOG_FLOOR = 1e-6  # the loss curve's lowest value on the log scale
 
 
 class DescentPanel(QtWidgets.QWidget, Panel):
@@ -58,8 +58,10 @@ class DescentPanel(QtWidgets.QWidget, Panel):
         self.log_box = QtWidgets.QCheckBox("log scale")
         self.log_box.setToolTip("Loss on a log axis: the last digits of convergence show")
         self.log_box.toggled.connect(
-            lambda on: self.push("Log-scale loss" if on else "Linear loss",
-                                 lambda: self.model.set_option("log_loss", on)))
+            lambda on: self.push(
+                "Log-scale loss" if on else "Linear loss", lambda: self.model.set_option("log_loss", on)
+            )
+        )
         row.addWidget(self.log_box)
         row.addStretch(1)
         layout.addLayout(row)
@@ -70,15 +72,18 @@ class DescentPanel(QtWidgets.QWidget, Panel):
         self.plot.hideButtons()
         self.plot.setLabel("bottom", "step")
         for name in ("bottom", "left"):
-            self.plot.getAxis(name).enableAutoSIPrefix(False)   # no "loss (x0.001)"
+            self.plot.getAxis(name).enableAutoSIPrefix(False)  # no "loss (x0.001)"
         self.plot.setLabel("left", "loss")
         self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.plot.setMinimumHeight(140)
         self.curve = pg.PlotDataItem()
         self.plot.addItem(self.curve)
-        self.floor = pg.InfiniteLine(angle=0, movable=False,
-                                     label="H(p): the floor; above it, KL(p‖q)",
-                                     labelOpts={"position": 0.7, "anchors": [(0.5, 1), (0.5, 1)]})
+        self.floor = pg.InfiniteLine(
+            angle=0,
+            movable=False,
+            label="H(p): the floor; above it, KL(p‖q)",
+            labelOpts={"position": 0.7, "anchors": [(0.5, 1), (0.5, 1)]},
+        )
         self.plot.addItem(self.floor)
         layout.addWidget(self.plot, 1)
         self.caption = QtWidgets.QLabel()
@@ -93,8 +98,9 @@ class DescentPanel(QtWidgets.QWidget, Panel):
         self.on_model(DESCENT)
 
     def _lr_typed(self, lr: float) -> None:
-        self.push(f"Learning rate {lr:g}", lambda: self.model.set_learning_rate(lr),
-                  commands.MERGE_LEARNING_RATE)
+        self.push(
+            f"Learning rate {lr:g}", lambda: self.model.set_learning_rate(lr), commands.MERGE_LEARNING_RATE
+        )
 
     def step(self) -> None:
         # Consecutive steps merge into one undo entry ("Gradient descent").
@@ -126,7 +132,7 @@ class DescentPanel(QtWidgets.QWidget, Panel):
         if log:
             ys = np.maximum(ys, LOG_FLOOR)
         steps = np.arange(len(ys), dtype=float)
-        keep = np.isfinite(ys)          # a nan loss (a non-finite row) has no point to draw
+        keep = np.isfinite(ys)  # a nan loss (a non-finite row) has no point to draw
         self.curve.setData(steps[keep], ys[keep])
         floor = m.entropy_p
         self.floor.setVisible(math.isfinite(floor) and (floor > 0 or not log))
@@ -155,8 +161,10 @@ class DescentPanel(QtWidgets.QWidget, Panel):
             text += f" (floor H(p) = {floor:.4f})"
             self.caption.setText(text)
         else:
-            self.caption.setText("Step or play: the logits move against the gradient bars; "
-                                 f"the loss can fall to H(p) = {floor:.4f}.")
+            self.caption.setText(
+                "Step or play: the logits move against the gradient bars; "
+                f"the loss can fall to H(p) = {floor:.4f}."
+            )
 
     def apply_theme(self, theme) -> None:
         self.theme = theme

@@ -34,18 +34,24 @@ class DistillationPanel(QtWidgets.QWidget, Panel):
         layout.setContentsMargins(4, 4, 4, 4)
         buttons = QtWidgets.QHBoxLayout()
         self.copy_button = QtWidgets.QPushButton("Teacher = these logits")
-        self.copy_button.setToolTip("Copy the current logits into the teacher; then edit the "
-                                    "student (the main plots) and watch the distillation loss")
+        self.copy_button.setToolTip(
+            "Copy the current logits into the teacher; then edit the "
+            "student (the main plots) and watch the distillation loss"
+        )
         self.copy_button.clicked.connect(
-            lambda: self.push("Teacher from the logits",
-                              lambda: self.model.set_teacher(self.model.logits.copy())))
+            lambda: self.push(
+                "Teacher from the logits", lambda: self.model.set_teacher(self.model.logits.copy())
+            )
+        )
         self.targets_button = QtWidgets.QPushButton("Use as soft targets")
         self.targets_button.setToolTip("p = softmax(teacher / T) in the main plots")
         self.targets_button.clicked.connect(
-            lambda: self.push("Teacher's soft targets", self.model.use_teacher_targets))
+            lambda: self.push("Teacher's soft targets", self.model.use_teacher_targets)
+        )
         self.clear_button = QtWidgets.QPushButton("No teacher")
         self.clear_button.clicked.connect(
-            lambda: self.push("No teacher", lambda: self.model.set_teacher(None)))
+            lambda: self.push("No teacher", lambda: self.model.set_teacher(None))
+        )
         for b in (self.copy_button, self.targets_button, self.clear_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
@@ -89,7 +95,8 @@ class DistillationPanel(QtWidgets.QWidget, Panel):
         if not has:
             self.text.setText(
                 "No teacher yet: press <b>Teacher = these logits</b>, then move the student "
-                "(the logits on the left) or T, and watch T²·KL(p<sub>T</sub>‖q<sub>T</sub>).")
+                "(the logits on the left) or T, and watch T²·KL(p<sub>T</sub>‖q<sub>T</sub>)."
+            )
             return
         kl = m.distillation / (T * T)
         self.text.setText(
@@ -98,7 +105,8 @@ class DistillationPanel(QtWidgets.QWidget, Panel):
             f"The gradient of KL with respect to z is (q<sub>T</sub> − p<sub>T</sub>)/T, and both "
             f"flatten as T grows: T² keeps the soft targets' pull on the same scale as the hard "
             f"label's. <b>Use as soft targets</b> puts p<sub>T</sub> into the main plots, where "
-            f"the loss is H(p<sub>T</sub>) + KL(p<sub>T</sub>‖q).")
+            f"the loss is H(p<sub>T</sub>) + KL(p<sub>T</sub>‖q)."
+        )
 
     def apply_theme(self, theme) -> None:
         self.theme = theme

@@ -85,16 +85,20 @@ class DivergencePanel(QtWidgets.QWidget, Panel):
         ticks = [(i, m.labels[c]) for i, c in enumerate(vis)]
         step = max(1, math.ceil(len(ticks) / 12))
         self.plot.getAxis("bottom").setTicks([ticks[::step], []])
-        why_inf = ("" if math.isfinite(m.kl_qp) else
-                   " — infinite: q gives mass to classes where p is 0 (a one-hot p has only "
-                   "one class); label smoothing ε &gt; 0 makes it finite")
+        why_inf = (
+            ""
+            if math.isfinite(m.kl_qp)
+            else " — infinite: q gives mass to classes where p is 0 (a one-hot p has only "
+            "one class); label smoothing ε &gt; 0 makes it finite"
+        )
         self.text.setText(
             f"<b>forward</b> KL(p‖q) = Σ p·log(p/q) = <b>{fmt(m.kl_pq)}</b>: what "
             f"cross-entropy minimises, since CE = H(p) + KL(p‖q) = {fmt(m.entropy_p)} + "
             f"{fmt(m.kl_pq)} = {fmt(m.entropy_p + m.kl_pq)} (loss {fmt(m.loss)}). It punishes "
             "q for missing mass that p has (mode-covering).<br>"
             f"<b>reverse</b> KL(q‖p) = Σ q·log(q/p) = <b>{fmt(m.kl_qp)}</b>{why_inf}. It "
-            "punishes q for putting mass where p has little (mode-seeking).")
+            "punishes q for putting mass where p has little (mode-seeking)."
+        )
 
     def apply_theme(self, theme) -> None:
         self.theme = theme

@@ -27,11 +27,20 @@ def parse_number(text: str) -> float:
 
 
 class NumberField(QtWidgets.QLineEdit):
-    committed = QtCore.Signal(float)     # a valid number, as typed
-    refused = QtCore.Signal(str)         # why the typed text was not taken
+    committed = QtCore.Signal(float)  # a valid number, as typed
+    refused = QtCore.Signal(str)  # why the typed text was not taken
 
-    def __init__(self, lo: float, hi: float, *, what: str, integer: bool = False,
-                 step: float = 0.1, fmt: Optional[Callable[[float], str]] = None, parent=None):
+    def __init__(
+        self,
+        lo: float,
+        hi: float,
+        *,
+        what: str,
+        integer: bool = False,
+        step: float = 0.1,
+        fmt: Optional[Callable[[float], str]] = None,
+        parent=None,
+    ):
         super().__init__(parent)
         self.lo, self.hi, self.what, self.integer, self.step = lo, hi, what, integer, step
         self.fmt = fmt or ((lambda v: str(int(v))) if integer else (lambda v: f"{v:.6g}"))
@@ -50,8 +59,9 @@ class NumberField(QtWidgets.QLineEdit):
         """Show a value from the model (no signal)."""
         self._value = float(v)
         self._set_error(None)
-        self.setText(self.fmt(v) if math.isfinite(v) else
-                     ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")))
+        self.setText(
+            self.fmt(v) if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
+        )
 
     def check(self, text: str) -> float:
         """The number ``text`` stands for, or ValueError saying why it is refused."""
@@ -66,8 +76,9 @@ class NumberField(QtWidgets.QLineEdit):
                 raise ValueError(f"{self.what} must be a whole number, got “{text}”")
             v = float(int(v))
         if not self.lo <= v <= self.hi:
-            raise ValueError(f"{self.what} must be in [{self.fmt(self.lo)}, "
-                             f"{self.fmt(self.hi)}], got “{text}”")
+            raise ValueError(
+                f"{self.what} must be in [{self.fmt(self.lo)}, {self.fmt(self.hi)}], got “{text}”"
+            )
         return v
 
     def commit_text(self) -> None:

@@ -38,13 +38,15 @@ class FocalPanel(QtWidgets.QWidget, Panel):
         self.gamma = NumberField(0.0, 10.0, what="The focal γ", step=0.5, fmt=lambda v: f"{v:.4g}")
         self.gamma.setFixedWidth(70)
         self.gamma.committed.connect(
-            lambda g: self.push(f"Focal γ {g:g}", lambda: self.model.set_focal_gamma(g)))
+            lambda g: self.push(f"Focal γ {g:g}", lambda: self.model.set_focal_gamma(g))
+        )
         self.gamma.refused.connect(self.ctx.show_message)
         row.addWidget(self.gamma)
         self.gamma_slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
-        self.gamma_slider.setRange(0, 50)        # γ in steps of 0.1 up to 5
+        self.gamma_slider.setRange(0, 50)  # γ in steps of 0.1 up to 5
         self.gamma_slider.valueChanged.connect(
-            lambda v: self.push(f"Focal γ {v / 10:g}", lambda: self.model.set_focal_gamma(v / 10)))
+            lambda v: self.push(f"Focal γ {v / 10:g}", lambda: self.model.set_focal_gamma(v / 10))
+        )
         row.addWidget(self.gamma_slider, 1)
         self.weight_label = QtWidgets.QLabel()
         row.addWidget(self.weight_label)
@@ -54,8 +56,7 @@ class FocalPanel(QtWidgets.QWidget, Panel):
         self.weight.refused.connect(self.ctx.show_message)
         row.addWidget(self.weight)
         self.reset = QtWidgets.QPushButton("All weights 1")
-        self.reset.clicked.connect(
-            lambda: self.push("All class weights 1", self.model.clear_class_weights))
+        self.reset.clicked.connect(lambda: self.push("All class weights 1", self.model.clear_class_weights))
         row.addWidget(self.reset)
         layout.addLayout(row)
         self.text = QtWidgets.QLabel()
@@ -113,13 +114,18 @@ class FocalPanel(QtWidgets.QWidget, Panel):
         t = s.target
         y_grad = m.grad[t]
         G = m.focal_grad[t] / y_grad if y_grad != 0 else math.nan
+        effect = (
+            "the target is already likely, so γ turns its push down"
+            if G < 1
+            else "a push as strong or stronger"
+        )
         self.text.setText(
             f"focal loss −α<sub>t</sub>(1 − q<sub>t</sub>)<sup>γ</sup> log q<sub>t</sub> = "
             f"<b>{fmt(m.focal_loss)}</b> (cross-entropy {fmt(m.loss)}), with q<sub>t</sub> = "
             f"{fmt(m.q_target)}, γ = {s.focal_gamma:g}, α<sub>t</sub> = {weights[t]:g}. "
             f"Its gradient is the cross-entropy's q − y scaled by G = {fmt(G)}: "
-            f"{'the target is already likely, so γ turns its push down' if G < 1 else 'a push as strong or stronger'}"
-            f" (pyce.focal_loss_with_grad).")
+            f"{effect} (pyce.focal_loss_with_grad)."
+        )
 
     def apply_theme(self, theme) -> None:
         self.theme = theme

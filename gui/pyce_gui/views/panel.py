@@ -20,14 +20,14 @@ class Context:
     model: object
     undo_stack: object
     theme: object
-    show_message: Callable[[str], None]          # a line in the status bar
-    open_batch: Callable[[], bool]               # ask for a batch's files and load it
+    show_message: Callable[[str], None]  # a line in the status bar
+    open_batch: Callable[[], bool]  # ask for a batch's files and load it
 
 
 class Panel:
     """Mixin for the explorer's panels (QWidget or pyqtgraph widget subclasses)."""
 
-    name = ""        # the window's attribute for it: window.controls, window.batch, …
+    name = ""  # the window's attribute for it: window.controls, window.batch, …
     title = ""
     place = "tab"
     listens: frozenset = frozenset()
@@ -40,13 +40,15 @@ class Panel:
         self.model.subscribe(self._heard)
 
     def detach(self) -> None:
-        self.model.unsubscribe(self._heard)
+        """Stop hearing the model (again is fine: a window may be closed twice)."""
+        if self.model.is_subscribed(self._heard):
+            self.model.unsubscribe(self._heard)
 
     def _heard(self, kind) -> None:
         if kind in self.listens:
             self.on_model(kind)
 
-    def on_model(self, kind) -> None:   # pragma: no cover - every panel overrides it
+    def on_model(self, kind) -> None:  # pragma: no cover - every panel overrides it
         raise NotImplementedError
 
     def apply_theme(self, theme) -> None:

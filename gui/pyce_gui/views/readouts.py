@@ -16,10 +16,11 @@ def perplexity_sentence(ppl: float, ppl_text: str, C: int) -> str:
     if math.isnan(ppl):
         return "= exp(loss): nan, because the loss is nan"
     if ppl <= C * (1 + 1e-12):
-        return (f"= exp(loss): as unsure as a uniform pick among {ppl_text} of the {C} "
-                "classes")
-    return (f"= exp(loss) &gt; C = {C}: worse than a uniform guess over all {C} classes "
-            f"(which scores exactly {C}), because q puts little mass on the target")
+        return f"= exp(loss): as unsure as a uniform pick among {ppl_text} of the {C} classes"
+    return (
+        f"= exp(loss) &gt; C = {C}: worse than a uniform guess over all {C} classes "
+        f"(which scores exactly {C}), because q puts little mass on the target"
+    )
 
 
 def fmt(v: float, digits: int = 4) -> str:
@@ -44,7 +45,7 @@ def fixed(v: float, digits: int = 3) -> str:
         return f"{v:.{digits}e}".replace("-", "−")
     s = f"{v:.{digits}f}"
     if float(s) == 0.0:
-        s = s.lstrip("-")   # no "-0.000"
+        s = s.lstrip("-")  # no "-0.000"
     return s.replace("-", "−")
 
 
@@ -87,34 +88,44 @@ class ReadoutsPanel(QtWidgets.QLabel, Panel):
         rows = []
 
         def row(name, value, detail=""):
-            rows.append(f"<tr><td style='padding:1px 10px 1px 0'>{name}</td>"
-                        f"<td style='padding:1px 10px 1px 0' align='right'><b>{value}</b></td>"
-                        f"<td {muted}>{detail}</td></tr>")
+            rows.append(
+                f"<tr><td style='padding:1px 10px 1px 0'>{name}</td>"
+                f"<td style='padding:1px 10px 1px 0' align='right'><b>{value}</b></td>"
+                f"<td {muted}>{detail}</td></tr>"
+            )
 
         zy = m.logits[t] / T
         if onehot:
-            loss_detail = (f"= −z<sub>y</sub>/T + logsumexp(z/T) = {fixed(-zy)} + {fixed(m.lse)}"
-                           f"<br>= −log q(“{label}”) = −log {fmt(m.q_target)}")
+            loss_detail = (
+                f"= −z<sub>y</sub>/T + logsumexp(z/T) = {fixed(-zy)} + {fixed(m.lse)}"
+                f"<br>= −log q(“{label}”) = −log {fmt(m.q_target)}"
+            )
         else:
-            loss_detail = ("= −Σ<sub>c</sub> p<sub>c</sub> log q<sub>c</sub>"
-                           + (f", with p = (1 − ε)·y + ε/C, ε = {fmt(eps, 2)}" if eps else ""))
+            loss_detail = "= −Σ<sub>c</sub> p<sub>c</sub> log q<sub>c</sub>" + (
+                f", with p = (1 − ε)·y + ε/C, ε = {fmt(eps, 2)}" if eps else ""
+            )
         ppl_text = fmt(m.perplexity, 3)
         row("loss", fmt(m.loss), loss_detail)
         row("perplexity", ppl_text, perplexity_sentence(m.perplexity, ppl_text, C))
         which = "argmax p" if m.soft_mode else "target"
         row(f"q({which})", fmt(m.q_target), f"class “{label}”, rank {m.target_rank} of {C} by q")
-        row("H(q)", fmt(m.entropy_q),
-            f"= −Σ q log q; from 0 (one-hot, T → 0) to log C = {fmt(math.log(C), 3)} "
-            f"(uniform, T → ∞)")
-        row("H(p, q)", fmt(m.cross_entropy_pq),
-            f"= H(p) + KL(p‖q) = {fmt(m.entropy_p)} + {fmt(m.kl_pq)}")
+        row(
+            "H(q)",
+            fmt(m.entropy_q),
+            f"= −Σ q log q; from 0 (one-hot, T → 0) to log C = {fmt(math.log(C), 3)} (uniform, T → ∞)",
+        )
+        row("H(p, q)", fmt(m.cross_entropy_pq), f"= H(p) + KL(p‖q) = {fmt(m.entropy_p)} + {fmt(m.kl_pq)}")
         if m.nonfinite.size:
             bad = ", ".join(html.escape(m.labels[c]) for c in m.nonfinite[:6])
             warn = f"style='color:{th.positive}'"
-            rows.append(f"<tr><td colspan=3 {warn}>not finite: the logits of {bad} "
-                        f"({len(m.nonfinite)} in all) are nan or ±inf; pyce's results for "
-                        "this row are nan, shown as they are</td></tr>")
+            rows.append(
+                f"<tr><td colspan=3 {warn}>not finite: the logits of {bad} "
+                f"({len(m.nonfinite)} in all) are nan or ±inf; pyce's results for "
+                "this row are nan, shown as they are</td></tr>"
+            )
         note = f"<div style='margin-top:4px' {muted}>{html.escape(m.note)}</div>" if m.note else ""
-        return (f"<div><span {big}>loss {fmt(m.loss)}</span>"
-                f"&nbsp;&nbsp;<span {muted}>target “{label}”, T = {fmt(T, 2)}</span></div>"
-                f"<table style='margin-top:2px'>{''.join(rows)}</table>{note}")
+        return (
+            f"<div><span {big}>loss {fmt(m.loss)}</span>"
+            f"&nbsp;&nbsp;<span {muted}>target “{label}”, T = {fmt(T, 2)}</span></div>"
+            f"<table style='margin-top:2px'>{''.join(rows)}</table>{note}"
+        )

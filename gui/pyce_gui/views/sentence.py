@@ -31,10 +31,10 @@ class SentencePanel(QtWidgets.QWidget, Panel):
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         self.load_button = QtWidgets.QPushButton("Load the sentence")
-        self.load_button.setToolTip("“The cat sat on the mat .”: a language model's guess at "
-                                    "each position, as a batch of 7 rows")
-        self.load_button.clicked.connect(
-            lambda: self.push("The example sentence", self.model.load_sentence))
+        self.load_button.setToolTip(
+            "“The cat sat on the mat .”: a language model's guess at each position, as a batch of 7 rows"
+        )
+        self.load_button.clicked.connect(lambda: self.push("The example sentence", self.model.load_sentence))
         words = QtWidgets.QHBoxLayout()
         words.addWidget(self.load_button)
         self.word_buttons = []
@@ -42,10 +42,10 @@ class SentencePanel(QtWidgets.QWidget, Panel):
             b = QtWidgets.QPushButton(word)
             b.setCheckable(True)
             b.setMinimumWidth(10)
-            b.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
-                            QtWidgets.QSizePolicy.Policy.Fixed)
-            b.setToolTip(f"Show position {i}: the guess of the word after "
-                         f"“{' '.join(['<bos>'] + sentence.WORDS[:i])}”")
+            b.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Fixed)
+            b.setToolTip(
+                f"Show position {i}: the guess of the word after “{' '.join(['<bos>'] + sentence.WORDS[:i])}”"
+            )
             b.clicked.connect(lambda _checked=False, row=i: self._show(row))
             words.addWidget(b, 1)
             self.word_buttons.append(b)
@@ -63,8 +63,9 @@ class SentencePanel(QtWidgets.QWidget, Panel):
         self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.7)
         self.current = pg.BarGraphItem(x=[], height=[], width=0.7)
-        self.mean_line = pg.InfiniteLine(angle=0, movable=False, label="mean = log perplexity",
-                                         labelOpts={"position": 0.3})
+        self.mean_line = pg.InfiniteLine(
+            angle=0, movable=False, label="mean = log perplexity", labelOpts={"position": 0.3}
+        )
         for it in (self.bars, self.current, self.mean_line):
             self.plot.addItem(it)
         self.masked = []
@@ -93,9 +94,11 @@ class SentencePanel(QtWidgets.QWidget, Panel):
             self.mean_line.hide()
             for t in self.masked:
                 t.hide()
-            self.text.setText("A language model scores a sentence one word at a time: "
-                              "load the example to see each position's −log q(word) and "
-                              "their mean, the log perplexity.")
+            self.text.setText(
+                "A language model scores a sentence one word at a time: "
+                "load the example to see each position's −log q(word) and "
+                "their mean, the log perplexity."
+            )
             return
         st = m.batch_stats
         losses = st.row_losses
@@ -130,7 +133,8 @@ class SentencePanel(QtWidgets.QWidget, Panel):
             f" = log perplexity (pyce's mean with ignore_index), so perplexity = "
             f"<b>{fmt(st.perplexity, 3)}</b>: as unsure as a uniform pick among that many words "
             f"at each step. Masked (target −100, not scored): {masked_words or 'none'}."
-            + ("" if math.isfinite(total) else " A position's logits are not finite."))
+            + ("" if math.isfinite(total) else " A position's logits are not finite.")
+        )
 
     def apply_theme(self, theme) -> None:
         self.theme = theme

@@ -16,7 +16,7 @@ from ..model import OPTIONS, STRUCTURE, VALUES
 from .panel import Panel
 from .readouts import fmt
 
-FLOAT32_EXP_LIMIT = math.log(float(np.finfo(np.float32).max))   # 88.72
+FLOAT32_EXP_LIMIT = math.log(float(np.finfo(np.float32).max))  # 88.72
 MAX_ROWS = 12
 COLUMNS = ("class", "z/T", "exp(z/T)", "naive q", "exp(z/T − max)", "pyce q")
 
@@ -31,11 +31,15 @@ class StabilityPanel(QtWidgets.QWidget, Panel):
         self.attach(ctx)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        self.toggle = QtWidgets.QCheckBox("Also compute softmax naively: exp(z/T) / Σ exp(z/T) "
-                                          "in float32, without subtracting the max")
+        self.toggle = QtWidgets.QCheckBox(
+            "Also compute softmax naively: exp(z/T) / Σ exp(z/T) in float32, without subtracting the max"
+        )
         self.toggle.toggled.connect(
-            lambda on: self.push("Naive softmax shown" if on else "Naive softmax hidden",
-                                 lambda: self.model.set_option("naive_softmax", on)))
+            lambda on: self.push(
+                "Naive softmax shown" if on else "Naive softmax hidden",
+                lambda: self.model.set_option("naive_softmax", on),
+            )
+        )
         layout.addWidget(self.toggle)
         self.explain = QtWidgets.QLabel()
         self.explain.setWordWrap(True)
@@ -45,8 +49,7 @@ class StabilityPanel(QtWidgets.QWidget, Panel):
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(
-            QtWidgets.QHeaderView.ResizeMode.Stretch)
+        self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Stretch)
         self.table.setMinimumHeight(150)
         layout.addWidget(self.table, 1)
         self.on_model(OPTIONS)
@@ -63,21 +66,27 @@ class StabilityPanel(QtWidgets.QWidget, Panel):
                 f"The largest z/T here is {fmt(zmax)}. pyce computes softmax as "
                 "exp(z/T − max) / Σ exp(z/T − max): the same q, because a common shift "
                 "cancels, but every exponent is ≤ 0. Tick the box to see the naive way; "
-                f"lower T until z/T passes {FLOAT32_EXP_LIMIT:.2f} to watch it break.")
+                f"lower T until z/T passes {FLOAT32_EXP_LIMIT:.2f} to watch it break."
+            )
             return
         n_inf = int(np.sum(np.isinf(m.naive_exp)))
         n_nan = int(np.sum(np.isnan(m.naive_q)))
         warn = f"style='color:{self.theme.positive}'"
         if n_inf or n_nan:
-            verdict = (f"<span {warn}><b>Naive: broken.</b> exp overflows float32 above "
-                       f"{FLOAT32_EXP_LIMIT:.2f}: {n_inf} of the exps are inf, so Σ exp = inf "
-                       f"and {n_nan} of the q are inf/inf = nan.</span>")
+            verdict = (
+                f"<span {warn}><b>Naive: broken.</b> exp overflows float32 above "
+                f"{FLOAT32_EXP_LIMIT:.2f}: {n_inf} of the exps are inf, so Σ exp = inf "
+                f"and {n_nan} of the q are inf/inf = nan.</span>"
+            )
         else:
-            verdict = (f"<b>Naive: still fine</b> (the largest z/T, {fmt(zmax)}, is below "
-                       f"{FLOAT32_EXP_LIMIT:.2f}); lower T to push it over.")
+            verdict = (
+                f"<b>Naive: still fine</b> (the largest z/T, {fmt(zmax)}, is below "
+                f"{FLOAT32_EXP_LIMIT:.2f}); lower T to push it over."
+            )
         self.explain.setText(
             f"{verdict}<br>Stable: exp(z/T − max) ≤ 1 and the sum ≥ 1, so pyce's q is "
-            f"finite for any z/T; logsumexp = max + log Σ exp(z/T − max) = {fmt(m.lse)}.")
+            f"finite for any z/T; logsumexp = max + log Σ exp(z/T − max) = {fmt(m.lse)}."
+        )
         rows = m.visible_classes()[:MAX_ROWS]
         self.table.setRowCount(len(rows))
         red = QtGui.QColor(self.theme.positive)
