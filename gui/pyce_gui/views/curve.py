@@ -19,7 +19,7 @@ from .readouts import fmt
 
 class CurvePanel(QtWidgets.QWidget, Panel):
     name = "curve"
-    title = "L(z_i)"
+    title = "L(zᵢ)"
     listens = frozenset({VALUES, STRUCTURE, SELECTION})
 
     def __init__(self, ctx, parent=None):
