@@ -17,6 +17,7 @@ torch.set_num_threads(1)  # tiny problems: keep torch's pool out of pyce's way
 import pyce.torch as pt  # noqa: E402
 from pyce.torch._composite import torch_cross_entropy  # noqa: E402
 from pyce.torch._tensors import as_numpy, from_numpy  # noqa: E402
+
 from _helpers import EPS32, load_reference  # noqa: E402
 
 F = torch.nn.functional
@@ -391,8 +392,12 @@ def test_forward_mode_ad(layout, reduction):
     torch.testing.assert_close(p, p_t, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(d, d_t, rtol=1e-12, atol=1e-14)
     # torch.func's transforms too (jvp, and grad composed with them).
-    loss = lambda z: pt.cross_entropy(z, t, weight=w, reduction=reduction)
-    loss_t = lambda z: F.cross_entropy(z, t, weight=w, reduction=reduction)
+    def loss(z):
+        return pt.cross_entropy(z, t, weight=w, reduction=reduction)
+
+    def loss_t(z):
+        return F.cross_entropy(z, t, weight=w, reduction=reduction)
+
     for a, b in zip(torch.func.jvp(loss, (x,), (v,)), torch.func.jvp(loss_t, (x,), (v,))):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
     assert torch.autograd.gradcheck(loss, (x.clone().requires_grad_(True),), check_forward_ad=True,
@@ -418,3 +423,22 @@ def test_retained_graph_and_in_place_changes():
         logits.mul_(0.0)
     loss.backward()
     torch.testing.assert_close(c.grad, b.grad, rtol=1e-12, atol=1e-14)
+
+
+def test_class_dim_1_reaches_the_numpy_api_as_a_view(monkeypatch):
+    """An (N, C, d1, d2) tensor goes to pyce as a zero-copy view with axis=1 (no movedim
+    and copy here): the NumPy API's strided-axis path sees the tensor's own memory."""
+    import pyce._cross_entropy as numpy_api
+
+    seen = []
+    original = numpy_api.cross_entropy_with_grad
+
+    def spy(logits, target, **kwargs):
+        seen.append((logits.__array_interface__["data"][0], logits.shape, kwargs["axis"]))
+        return original(logits, target, **kwargs)
+
+    monkeypatch.setattr(numpy_api, "cross_entropy_with_grad", spy)
+    x, t, _ = make("ncd", torch.float32, weight=False, ignore=True, smoothing=0.1, soft=False)
+    x.requires_grad_(True)
+    pt.cross_entropy(x, t, label_smoothing=0.1).backward()
+    assert seen == [(x.data_ptr(), tuple(x.shape), 1)]

@@ -18,11 +18,11 @@ torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
 # expecttest: a test extra; torch's sample generators import it.
-from torch.testing._internal.common_methods_invocations import op_db
-from torch.testing._internal.common_modules import module_db
+from torch.testing._internal.common_methods_invocations import op_db  # noqa: E402
+from torch.testing._internal.common_modules import module_db  # noqa: E402
 
-import pyce.torch as pt
-from pyce.torch._cross_entropy import kernel_call
+import pyce.torch as pt  # noqa: E402
+from pyce.torch._cross_entropy import kernel_call  # noqa: E402
 
 F = torch.nn.functional
 OPINFO = next(op for op in op_db if op.name == "nn.functional.cross_entropy")
@@ -76,11 +76,11 @@ def _exact(input, target, kwargs):
 
 def _assert_16bit_close(ours, exact, dtype):
     """Within two roundings of the 16-bit format of the float64 answer, plus float32
-    arithmetic on the largest term (a gradient entry near 0 is a difference of terms
-    up to the largest entry's size), or two roundings of a subnormal. (pyce computes 16-bit logits in float32 and
-    rounds once; PyTorch's own 16-bit path rounds its
-    intermediates, and its probability-target gradients can be tens of roundings
-    off, so for 16-bit calls on pyce's kernel the float64 answer is the oracle.)"""
+    arithmetic on the largest term (a gradient entry near 0 is a difference of terms up
+    to the largest entry's size), or two roundings of a subnormal. pyce computes 16-bit
+    logits in float32 and rounds once; PyTorch's own 16-bit path rounds its
+    intermediates, and its probability-target gradients can be tens of roundings off,
+    so for 16-bit calls on pyce's kernel the float64 answer is the oracle."""
     ulp = 2.0 ** -8 if dtype == torch.bfloat16 else 2.0 ** -11
     ours, exact = ours.double(), exact.double()
     float32_error = 2.0 ** -22 * exact.abs().max()
@@ -151,7 +151,8 @@ def test_opinfo_samples_second_order_and_forward_ad(dtype):
         def loss(z, t=t, kw=sample.kwargs):
             return pt.cross_entropy(z, t, **kw)
 
-        assert torch.autograd.gradcheck(loss, (x,), check_forward_ad=True, check_batched_grad=False)
+        assert torch.autograd.gradcheck(loss, (x,), check_forward_ad=True,
+                                        check_batched_grad=False)
         assert torch.autograd.gradgradcheck(loss, (x,), check_fwd_over_rev=False)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 # One module per job; each public name is re-exported here, one line each.
 from ._cross_entropy import CrossEntropyLoss, cross_entropy
 from .hf import causal_lm_loss  # transformers' loss signature
-from .linear import LinearCrossEntropyLoss, linear_cross_entropy, patch_causal_lm  # issue 17: the fused LM head
+from .linear import LinearCrossEntropyLoss, linear_cross_entropy, patch_causal_lm  # the fused LM head
 
 __all__ = ["CrossEntropyLoss", "LinearCrossEntropyLoss", "causal_lm_loss", "cross_entropy",
            "linear_cross_entropy", "patch_causal_lm"]

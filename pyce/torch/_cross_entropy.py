@@ -21,8 +21,10 @@ import numpy as np
 import torch
 from torch.autograd import forward_ad
 
+from .. import _core
 from .. import _cross_entropy as numpy_api
-from .._validation import check_softcap, check_z_loss
+from .._cache import empty_output
+from .._validation import REDUCTIONS, check_softcap, check_z_loss
 from ._composite import torch_cross_entropy
 from ._tensors import HALF_DTYPES, KERNEL_DTYPES, as_numpy, from_numpy
 
@@ -32,6 +34,8 @@ _TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)  # not subclasses that overri
 _INDEX_DTYPES = (torch.int64, torch.uint8)  # PyTorch's "Long or Byte" class-index targets
 _REDUCTIONS = ("none", "mean", "sum")
 _INT64 = (-(2**63), 2**63 - 1)
+_GRAD_OUTPUT_ONE = np.ones(1)  # the kernel's grad_output for a reduced loss's fused pass
+_GRAD_OUTPUT_ONE.flags.writeable = False
 
 
 class KernelCall:
@@ -42,42 +46,61 @@ class KernelCall:
     options, in the NumPy API's terms.
     """
 
-    __slots__ = ("arrays", "axis", "dtype", "options", "reduced", "target", "weight")
+    __slots__ = ("arrays", "axis", "dtype", "ignore_index", "label_smoothing", "plain_rows",
+                 "reduced", "reduction", "softcap", "target", "weight", "z_loss")
 
-    def __init__(self, input, target, weight, axis, ignore_index, reduction, label_smoothing,
-                 z_loss, softcap):
+    def __init__(self, arrays, target, weight, dtype, axis, ignore_index, reduction,
+                 label_smoothing, z_loss, softcap, plain_rows):
+        self.arrays = arrays
         self.target = target
         self.weight = weight
+        self.dtype = dtype
         self.axis = axis
-        self.dtype = input.dtype
+        self.ignore_index = ignore_index
+        self.reduction = reduction
         self.reduced = reduction != "none"
-        self.options = dict(axis=axis, ignore_index=ignore_index, reduction=reduction,
-                            label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap)
-        self.arrays = self.arrays_of(input, target, weight)
+        self.label_smoothing = label_smoothing
+        self.z_loss = z_loss
+        self.softcap = softcap
+        # (rows, C) logits, int64 class indices and no option but ignore_index and the
+        # reduction: kernel_call has checked all the NumPy API would, so the call goes
+        # straight to the kernel (at 64 x 10 a loss step is all Python).
+        self.plain_rows = plain_rows
 
     def arrays_of(self, input, target, weight):
-        """NumPy views of the tensors (a 16-bit weight read in float32, which is exact)."""
-        w = None
-        if weight is not None:
-            w = as_numpy(weight.float() if self.dtype in HALF_DTYPES else weight)
-        if target.dtype is torch.int64 and target.is_contiguous():
-            t = target.numpy()  # the common case, without as_numpy's detach (indices need no grad)
-        else:
-            t = as_numpy(target)
-        return as_numpy(input), t, w
+        return _arrays_of(input, target, weight, self.dtype)
+
+    def options(self):
+        """The options as the NumPy API's keyword arguments."""
+        return {"axis": self.axis, "ignore_index": self.ignore_index, "reduction": self.reduction,
+                "label_smoothing": self.label_smoothing, "z_loss": self.z_loss,
+                "softcap": self.softcap, "weight": self.arrays[2]}
 
     def loss_tensor(self, loss):
-        """The kernel's loss (a NumPy scalar or array, float32 for 16-bit input) as PyTorch returns it."""
+        """The kernel's loss (a number or an array, float32 for 16-bit input) as PyTorch
+        returns it: a tensor of the input's dtype."""
+        if type(loss) is float:  # a reduced loss from the kernel, computed in float64
+            loss = np.array(loss, dtype=np.float64 if self.dtype is torch.float64 else np.float32)
         out = torch.from_numpy(np.asarray(loss))  # a 0-d array for a scalar: the cheapest tensor
-        return out if out.dtype == self.dtype else out.to(self.dtype)
+        return out if out.dtype is self.dtype else out.to(self.dtype)
 
     def loss(self):
-        x, t, w = self.arrays
-        return self.loss_tensor(numpy_api.cross_entropy(x, t, weight=w, **self.options))
+        x, t, _ = self.arrays
+        if self.plain_rows:
+            return self.loss_tensor(_core.cross_entropy(
+                x, t, None, None, self.ignore_index, 0.0, REDUCTIONS[self.reduction], None, None,
+                0.0, False, 0.0))
+        return self.loss_tensor(numpy_api.cross_entropy(x, t, **self.options()))
 
     def loss_and_grad(self):
-        x, t, w = self.arrays
-        loss, grad = numpy_api.cross_entropy_with_grad(x, t, weight=w, **self.options)
+        x, t, _ = self.arrays
+        if self.plain_rows and self.reduced:
+            grad = empty_output(x.shape, x.dtype)
+            loss = _core.cross_entropy(x, t, None, None, self.ignore_index, 0.0,
+                                       REDUCTIONS[self.reduction], _GRAD_OUTPUT_ONE, grad, 0.0,
+                                       False, 0.0)
+        else:
+            loss, grad = numpy_api.cross_entropy_with_grad(x, t, **self.options())
         return self.loss_tensor(loss), from_numpy(grad, self.dtype)
 
     def scaled(self, grad, grad_output):
@@ -90,18 +113,19 @@ class KernelCall:
     def kernel_grad(self, input, target, weight, grad_output):
         """The gradient from the kernel, given grad_output (an unreduced loss, or a
         second backward through a retained graph)."""
-        x, t, w = self.arrays_of(input, target, weight)
+        self.arrays = self.arrays_of(input, target, weight)
+        x, t, _ = self.arrays
         g_out = float(grad_output) if self.reduced else as_numpy(grad_output.double())
-        grad = numpy_api.cross_entropy_backward(x, t, g_out, weight=w, **self.options)
+        grad = numpy_api.cross_entropy_backward(x, t, g_out, **self.options())
+        self.arrays = None
         return from_numpy(grad, self.dtype)
 
     def differentiable_grad(self, input, target, weight, grad_output):
         """The gradient as a function of input and grad_output that autograd can differentiate
         again: PyTorch's own formula, differentiated at the saved input."""
-        opts = self.options
         with torch.enable_grad():
-            loss = torch_cross_entropy(input, target, weight, opts["ignore_index"], opts["reduction"],
-                                       opts["label_smoothing"], opts["z_loss"], opts["softcap"])
+            loss = torch_cross_entropy(input, target, weight, self.ignore_index, self.reduction,
+                                       self.label_smoothing, self.z_loss, self.softcap)
             (grad,) = torch.autograd.grad(loss, input, grad_output, create_graph=True)
         return grad
 
@@ -114,38 +138,63 @@ class KernelCall:
         return out.to(self.dtype)
 
 
+def _arrays_of(input, target, weight, dtype):
+    """NumPy views of the tensors (a 16-bit weight read in float32, which is exact)."""
+    if input.is_contiguous() and dtype is not torch.bfloat16:
+        x = input.detach().numpy()  # the common case, without as_numpy's calls
+    else:
+        x = as_numpy(input)
+    if target.dtype is torch.int64 and target.is_contiguous():
+        t = target.numpy()  # class indices need no detach: they never require grad
+    else:
+        t = as_numpy(target)
+    w = None
+    if weight is not None:
+        w = as_numpy(weight.float() if dtype in HALF_DTYPES else weight)
+    return x, t, w
+
+
 def kernel_call(input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap):
     """The call for pyce's kernel, or None when PyTorch's own implementation must take it:
-    whatever the kernel does not compute and whatever PyTorch rejects (it raises there)."""
+    whatever the kernel does not compute and whatever PyTorch rejects (it raises there).
+    (Every tensor attribute read here costs: each is read once.)"""
     if type(input) not in _TENSOR_TYPES or type(target) not in _TENSOR_TYPES:
         return None
-    if not (input.is_cpu and target.is_cpu and input.dtype in KERNEL_DTYPES):
+    dtype = input.dtype
+    if not (input.is_cpu and target.is_cpu and dtype in KERNEL_DTYPES):
         return None
     if (type(ignore_index) is not int or not _INT64[0] <= ignore_index <= _INT64[1]
             or type(reduction) is not str or reduction not in _REDUCTIONS
             or type(label_smoothing) not in (float, int) or not 0.0 <= label_smoothing <= 1.0):
         return None  # PyTorch raises, or (label_smoothing < 0) computes without smoothing
     shape = input.shape
-    if not shape:
+    ndim = len(shape)
+    if ndim == 0:
         return None
-    axis = 1 if len(shape) > 1 else 0
+    axis = 1 if ndim > 1 else 0
     n_classes = shape[axis]
     if n_classes == 0:
         return None  # PyTorch's answers for no classes (nan, or its IndexError)
-    if target.dtype in _INDEX_DTYPES:
-        if target.shape != shape[:axis] + shape[axis + 1:]:
+    target_dtype = target.dtype
+    if target_dtype in _INDEX_DTYPES:
+        if ndim == 2:  # (N, C) and (N,): integers compared, no shapes built
+            if target.dim() != 1 or target.shape[0] != shape[0]:
+                return None
+        elif target.shape != shape[:axis] + shape[axis + 1:]:
             return None
-    elif target.dtype == input.dtype:  # class probabilities
+    elif target_dtype is dtype:  # class probabilities
         if target.shape != shape or ignore_index != -100 or target.requires_grad:
             return None
     else:
         return None  # int32 targets, probabilities of another dtype (PyTorch promotes), ...
     if weight is not None and (
-            type(weight) not in _TENSOR_TYPES or not weight.is_cpu or weight.dtype != input.dtype
+            type(weight) not in _TENSOR_TYPES or not weight.is_cpu or weight.dtype is not dtype
             or weight.shape != (n_classes,) or weight.requires_grad):
         return None
-    return KernelCall(input, target, weight, axis, ignore_index, reduction, label_smoothing,
-                      z_loss, softcap)
+    plain_rows = (ndim == 2 and target_dtype is torch.int64 and weight is None and softcap is None
+                  and not label_smoothing and not z_loss)
+    return KernelCall(_arrays_of(input, target, weight, dtype), target, weight, dtype, axis,
+                      ignore_index, reduction, label_smoothing, z_loss, softcap, plain_rows)
 
 
 class _FusedCrossEntropy(torch.autograd.Function):
@@ -153,19 +202,18 @@ class _FusedCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, input, call):
+        # Called only when a gradient is wanted (input.requires_grad) or forward-mode AD
+        # is on (see cross_entropy).
         ctx.call = call
-        ctx.grad = None
-        forward_mode = forward_ad._current_level >= 0
-        if call.reduced and ctx.needs_input_grad[0] or forward_mode:
+        if call.reduced or forward_ad._current_level >= 0:
             loss, ctx.grad = call.loss_and_grad()
         else:
             # An unreduced loss's grad_output scales each row: backward computes the
             # gradient with it in one pass (one rounding, nothing saved in between).
-            loss = call.loss()
-        if ctx.needs_input_grad[0] or forward_mode:
-            # Unpacked only when the gradient is computed in backward, so that an in-place
-            # change of the logits after the forward pass does not fail a reduced loss.
-            ctx.save_for_backward(input, call.target, call.weight)
+            loss, ctx.grad = call.loss(), None
+        # Unpacked only when the gradient is computed in backward, so that an in-place
+        # change of the logits after the forward pass does not fail a reduced loss.
+        ctx.save_for_backward(input, call.target, call.weight)
         call.arrays = None
         return loss
 
@@ -185,6 +233,12 @@ class _FusedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def jvp(ctx, input_tangent, _call_tangent):
         return ctx.call.directional_derivative(ctx.grad, input_tangent)
+
+
+# Function.apply without its Python wrapper, whose work (setup_context's argument
+# binding, torch.func's checks) this path does not need: torch.func transforms
+# never reach it (see cross_entropy), and the Function has no setup_context.
+_apply_fused = torch._C._FunctionBase.__dict__["apply"].__get__(None, _FusedCrossEntropy)
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
@@ -264,7 +318,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         return torch_cross_entropy(input, target, weight, ignore_index, reduction,
                                    label_smoothing, z_loss, softcap)
     if (input.requires_grad and torch.is_grad_enabled()) or forward_ad._current_level >= 0:
-        return _FusedCrossEntropy.apply(input, call)
+        return _apply_fused(input, call)
     loss = call.loss()
     call.arrays = None
     return loss

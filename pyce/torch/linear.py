@@ -23,7 +23,6 @@ from ._options import check_options as _check_options
 from ._tensors import KERNEL_DTYPES as _FAST_DTYPES
 from ._tensors import _ml_dtypes
 from ._tensors import as_numpy as _as_numpy
-from ._tensors import from_numpy as _from_numpy
 
 __all__ = ["linear_cross_entropy", "LinearCrossEntropyLoss", "patch_causal_lm"]
 
