@@ -30,7 +30,9 @@ def test_no_qt_imported_by_the_model(tmp_path):
     # A fresh interpreter, because pytest-qt has already imported Qt into this one
     # (and outside the source tree, whose pyce/ would shadow the installed one).
     code = (
-        "import sys, pyce_gui.model, pyce_gui.presets, pyce_gui.io, pyce_gui.__main__ as m; "
+        "import sys, pyce_gui.model, pyce_gui.presets, pyce_gui.io, pyce_gui.state, "
+        "pyce_gui.derive, pyce_gui.batchstats, pyce_gui.curve, pyce_gui.sentence, "
+        "pyce_gui.__main__ as m; "
         "m.parse_args([]); "
         "sys.exit(any(n.split('.')[0] in ('PySide6', 'pyqtgraph') for n in sys.modules))"
     )
