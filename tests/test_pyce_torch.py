@@ -404,6 +404,25 @@ def test_forward_mode_ad(layout, reduction):
                                     check_batched_grad=False)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_forward_and_reverse_mode_together(reduction):
+    """A dual input that also requires grad: the tangent and then backward."""
+    fwAD = torch.autograd.forward_ad
+    x, t, _ = make("nc", torch.float64, weight=False, ignore=True, smoothing=0.0, soft=False)
+    v = torch.randn_like(x)
+    grads, tangents = [], []
+    for fn in (pt.cross_entropy, F.cross_entropy):
+        z = x.clone().requires_grad_(True)
+        with fwAD.dual_level():
+            out = fn(fwAD.make_dual(z, v), t, reduction=reduction)
+            tangents.append(fwAD.unpack_dual(out).tangent.clone())
+            upstream = torch.linspace(-1, 2, out.numel(), dtype=out.dtype).reshape(out.shape)
+            out.backward(upstream)
+        grads.append(z.grad)
+    torch.testing.assert_close(tangents[0], tangents[1], rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-14)
+
+
 def test_retained_graph_and_in_place_changes():
     x, t, _ = make("nc", torch.float64, weight=False, ignore=False, smoothing=0.0, soft=False)
     a = x.clone().requires_grad_(True)
@@ -442,3 +461,22 @@ def test_class_dim_1_reaches_the_numpy_api_as_a_view(monkeypatch):
     x.requires_grad_(True)
     pt.cross_entropy(x, t, label_smoothing=0.1).backward()
     assert seen == [(x.data_ptr(), tuple(x.shape), 1)]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_nothing_logits_sized_outlives_backward(reduction):
+    """After backward (the loss still alive) the graph holds neither the logits, nor
+    probability targets, nor a saved gradient, as PyTorch's own graph holds nothing."""
+    import gc
+    import weakref
+
+    z = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    logits = z * 2.0
+    p = torch.softmax(torch.randn(6, 5, dtype=torch.float64), dim=1)
+    loss = pt.cross_entropy(logits, p, reduction=reduction)
+    refs = [weakref.ref(logits), weakref.ref(p)]
+    del logits, p
+    loss.backward(torch.ones_like(loss))
+    gc.collect()
+    assert [r() for r in refs] == [None, None]
+    assert loss.grad_fn.call.arrays is None and loss.grad_fn.grad is None

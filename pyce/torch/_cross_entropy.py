@@ -41,9 +41,9 @@ _GRAD_OUTPUT_ONE.flags.writeable = False
 class KernelCall:
     """A cross-entropy call that PyTorch accepts and pyce's kernel computes.
 
-    Holds the tensors, their NumPy views (``arrays``, dropped after the forward
-    pass so that nothing logits-sized outlives it through this object) and the
-    options, in the NumPy API's terms.
+    Holds the tensors and their NumPy views (``arrays``) until the forward pass is
+    done (``release``: nothing logits-sized outlives it through this object), and
+    the options.
     """
 
     __slots__ = ("arrays", "axis", "dtype", "ignore_index", "label_smoothing", "plain_rows",
@@ -69,6 +69,11 @@ class KernelCall:
 
     def arrays_of(self, input, target, weight):
         return _arrays_of(input, target, weight, self.dtype)
+
+    def release(self):
+        """Drop the tensors and their views once the forward pass is done (backward
+        gets them from saved_tensors, which autograd frees after it)."""
+        self.arrays = self.target = self.weight = None
 
     def options(self):
         """The options as the NumPy API's keyword arguments."""
@@ -214,7 +219,7 @@ class _FusedCrossEntropy(torch.autograd.Function):
         # Unpacked only when the gradient is computed in backward, so that an in-place
         # change of the logits after the forward pass does not fail a reduced loss.
         ctx.save_for_backward(input, call.target, call.weight)
-        call.arrays = None
+        call.release()
         return loss
 
     @staticmethod
@@ -226,7 +231,7 @@ class _FusedCrossEntropy(torch.autograd.Function):
         # the first backward; a graph that is retained recomputes it, as does an
         # unreduced loss.
         grad, ctx.grad = ctx.grad, None
-        if grad is None:
+        if grad is None or not call.reduced:  # (forward-mode AD saves one for 'none' too)
             return call.kernel_grad(*ctx.saved_tensors, grad_output), None
         return call.scaled(grad, grad_output), None
 
@@ -320,7 +325,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     if (input.requires_grad and torch.is_grad_enabled()) or forward_ad._current_level >= 0:
         return _apply_fused(input, call)
     loss = call.loss()
-    call.arrays = None
+    call.release()
     return loss
 
 
