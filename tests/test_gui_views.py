@@ -274,6 +274,10 @@ def test_exports_and_state(window, tmp_path):
     assert window.export_plots_png(str(tmp_path / "plots.png"))
     image = QtGui.QImage(str(tmp_path / "plots.png"))
     assert image.width() > 300 and pixel_std(image) > 10
+    # The plots and the tab on show, side by side, with a caption strip under them.
+    plots, tab = window.plots, window.tabs.currentWidget()
+    assert image.width() == plots.width() + tab.width()
+    assert image.height() > max(plots.height(), tab.height())
 
 
 def test_themes(window):
