@@ -29,7 +29,7 @@ class DescentPanel(QtWidgets.QWidget, Panel):
     """
 
     name = "descent"
-    title = "Descent"
+    title = "Gradient descent"
     listens = frozenset({DESCENT, VALUES, OPTIONS})
 
     def __init__(self, ctx, parent=None):
