@@ -379,6 +379,10 @@ def test_10_messages_name_the_problem(tmp_path):
     logits = np.zeros((5, 4), np.float32)
     with pytest.raises(IndexError, match=r"row 3: 9"):
         m.load_batch(logits, np.array([0, 1, 2, 9, 0]))
+    # A refused batch leaves nothing behind to come back on the next T change.
+    assert m.batch is None and m.batch_stats is None
+    m.set_temperature(2.0)
+    assert m.batch is None
 
 
 def test_10_ignore_index_rows_are_honoured(window, tmp_path):
