@@ -29,6 +29,21 @@ ensure_commands() {
     fi
 }
 
+# ensure_packages PACKAGE...: apt-get install the Debian packages (libraries,
+# which have no command to look for) that dpkg does not list as installed.
+ensure_packages() {
+    local missing=()
+    local package
+    for package in "$@"; do
+        dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "CI: installing ${missing[*]}"
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
 # copy_checkout DEST: a copy of the checkout without build outputs, for a build
 # with other options that must not touch the tested install.
 copy_checkout() {
