@@ -132,4 +132,31 @@ print(f"wheel: {isa} dispatched and agrees with the reference")
 EOF
 done
 deactivate
+
+# The oldest NumPy pyproject admits (numpy>=1.23; 1.23.5 is the last 1.23 with
+# wheels for this Python): the same wheel, the same kernel tests.
+oldest_numpy="$(python3 - "$repo/pyproject.toml" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+floor = re.search(r'"numpy>=([0-9.]+)"', text).group(1)
+print({"1.23": "1.23.5"}.get(floor, floor))
+PY
+)"
+echo "=== wheel: kernel tests with the oldest supported NumPy ($oldest_numpy) ==="
+python3 -m venv "$work/venv-oldest-numpy"
+# shellcheck disable=SC1091
+source "$work/venv-oldest-numpy/bin/activate"
+python -m pip install --quiet --upgrade pip
+python -m pip install --quiet "numpy==$oldest_numpy" "pytest>=7" "hypothesis>=6" "ml_dtypes>=0.4"
+python -m pip install --quiet --no-build-isolation --no-deps "${wheels[0]}"
+python -c "import numpy, pyce; assert numpy.__version__ == '$oldest_numpy', numpy.__version__; print('oldest NumPy:', numpy.__version__, 'pyce', pyce.__version__)"
+set +e
+pytest "${tests[0]}" -m kernels -q -p no:cacheprovider 2>&1 | tail -5
+status=${PIPESTATUS[0]}
+set -e
+if [ "$status" -ne 0 ]; then
+    echo "CI: the kernel tests failed with NumPy $oldest_numpy (pytest exit $status)" >&2
+    exit 1
+fi
+deactivate
 echo "CI: wheel step passed in $(( $(date +%s) - step_start )) s"
