@@ -222,14 +222,16 @@ class LinearCall:
                 return np.float64(1.0) / np.float64(self.divisor)
         return 1.0
 
-    def with_grad(self, ops, grad_output_rows=None, scale=1.0, grad_hidden=None):
+    def with_grad(self, ops, grad_output_rows=None, scale=1.0, grad_hidden=None,
+                  want_weight=True):
         """Loss and the gradients w.r.t. hidden, linear_weight and linear_bias.
 
         ``grad_output_rows`` (reduction 'none'): the upstream gradient of each
         scored row as an (R,) array (default ones). ``scale`` multiplies every
         gradient (a scalar grad_output). Returns (grad_hidden as (R, D),
         grad_weight (V, D) and grad_bias (V,) or None, both of compute_dtype
-        for 16-bit inputs).
+        for 16-bit inputs). ``want_weight=False`` (a frozen head) skips the
+        grad_weight product and returns None for it.
         """
         self._start_results()
         accum = self.compute_dtype
@@ -241,7 +243,7 @@ class LinearCall:
             grad_hidden[...] = 0
         # With filtering some blocks of grad_W are never written: start from zeros.
         start_zero = filtering or self.n_active == 0
-        grad_weight = (np.zeros if start_zero else np.empty)((V, D), accum)
+        grad_weight = (np.zeros if start_zero else np.empty)((V, D), accum) if want_weight else None
         grad_bias = None if self.linear_bias is None else np.zeros(V, accum)
         L = self._logits_buffer()
         chunk = min(self.chunk_rows, max(self.n_active, 1))
@@ -303,7 +305,8 @@ class LinearCall:
                 gemm(G[:, a:b], W[a:b], out, beta_h)
             else:
                 gemm(W[a:b].T, G[:, a:b].T, out, beta_h)
-            gemm(G[:, a:b].T, h_c, grad_weight[a:b], beta_w)
+            if grad_weight is not None:
+                gemm(G[:, a:b].T, h_c, grad_weight[a:b], beta_w)
         if ghT is not None:
             gh[...] = out.T
 

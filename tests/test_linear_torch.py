@@ -99,6 +99,12 @@ def test_only_some_inputs_need_grad():
     torch.testing.assert_close(gh, rh, rtol=1e-12, atol=1e-13)
     with torch.no_grad():
         torch.testing.assert_close(pt.linear_cross_entropy(h, W, y), composed(h, W, y))
+    # A frozen head with reduction 'none' (backward recomputes the chunks).
+    g_out = torch.rand(3, 6, dtype=torch.float64)
+    loss = pt.linear_cross_entropy(h, W2, y, reduction="none", shift=1, chunk_size=4)
+    (gh,) = torch.autograd.grad(loss, [h], g_out)
+    (rh,) = torch.autograd.grad(composed(h, W2, y, reduction="none", shift=1), [h], g_out)
+    torch.testing.assert_close(gh, rh, rtol=1e-12, atol=1e-13)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])

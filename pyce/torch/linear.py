@@ -101,8 +101,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
         ctx.reduction = options["reduction"]
         ctx.grads_ready = any(needs) and ctx.reduction != "none"
         if ctx.grads_ready:
-            gh, gW, gb = call.with_grad(_TorchOps)
-            saved = [_grad_tensor(gh, input), _grad_tensor(gW, linear_weight)]
+            # A frozen head (LoRA, linear probing) skips its gradient's product.
+            gh, gW, gb = call.with_grad(_TorchOps, want_weight=needs[1])
+            saved = [_grad_tensor(gh, input),
+                     None if gW is None else _grad_tensor(gW, linear_weight)]
             if gb is not None:
                 saved.append(_grad_tensor(gb, linear_bias))
             ctx.save_for_backward(*saved)
@@ -123,7 +125,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grads = list(ctx.saved_tensors)
             scale = float(grad_output)
             if scale != 1.0:
-                grads = [g * scale for g in grads]
+                grads = [None if g is None else g * scale for g in grads]
         else:
             input, linear_weight, linear_bias, target, weight = ctx.saved_tensors
             call = _make_call(input, linear_weight, linear_bias, target, weight, ctx.options)
@@ -133,8 +135,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 rows[:] = per_scored
             else:
                 rows[call.in_scope] = per_scored
-            gh, gW, gb = call.with_grad(_TorchOps, grad_output_rows=rows)
-            grads = [_grad_tensor(gh, input), _grad_tensor(gW, linear_weight)]
+            gh, gW, gb = call.with_grad(_TorchOps, grad_output_rows=rows,
+                                        want_weight=ctx.needs_input_grad[1])
+            grads = [_grad_tensor(gh, input),
+                     None if gW is None else _grad_tensor(gW, linear_weight)]
             if gb is not None:
                 grads.append(_grad_tensor(gb, linear_bias))
         if len(grads) == 2:
