@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import os
 import pickle
+import time
 import traceback
 import zlib
 
@@ -107,27 +108,27 @@ def logits_cases(rank, world, group):
     from pyce.torch.distributed import vocab_parallel_cross_entropy
 
     out = {}
-    for split in range(len(SPLITS[world])):
+    # Every option and reduction on each split: float64 on the first, float32 on the second.
+    for split, dtype in enumerate((torch.float64, torch.float32)):
         start, width = shard_bounds(world, split)[rank]
-        for dtype in (torch.float64, torch.float32):
-            for name, options in OPTION_SETS.items():
-                for reduction in REDUCTIONS:
-                    seed = zlib.crc32(f"{split}/{name}/{reduction}".encode())
-                    x, target, weight, kw = make_problem(seed, 23, dtype, options)
-                    g = (torch.from_numpy(np.random.default_rng(seed + 1).random(23)).to(dtype)
-                         if reduction == "none" else torch.tensor(0.75, dtype=dtype))
-                    shard = x[:, start:start + width].clone().requires_grad_()
-                    w = None if weight is None else weight[start:start + width]
-                    loss = vocab_parallel_cross_entropy(shard, target, vocab_start=start, group=group,
-                                                        weight=w, reduction=reduction, **kw)
-                    loss.backward(g)
-                    ref_loss, ref_grad = reference(x, target, weight, kw, reduction, g)
-                    out[("logits", split, str(dtype), name, reduction)] = {
-                        "loss": rel(loss.detach(), ref_loss),
-                        "grad": rel(shard.grad, ref_grad[:, start:start + width]),
-                        "dtype": str(loss.dtype), "shape": tuple(loss.shape),
-                        "grad_dtype": str(shard.grad.dtype),
-                    }
+        for name, options in OPTION_SETS.items():
+            for reduction in REDUCTIONS:
+                seed = zlib.crc32(f"{split}/{name}/{reduction}".encode())
+                x, target, weight, kw = make_problem(seed, 23, dtype, options)
+                g = (torch.from_numpy(np.random.default_rng(seed + 1).random(23)).to(dtype)
+                     if reduction == "none" else torch.tensor(0.75, dtype=dtype))
+                shard = x[:, start:start + width].clone().requires_grad_()
+                w = None if weight is None else weight[start:start + width]
+                loss = vocab_parallel_cross_entropy(shard, target, vocab_start=start, group=group,
+                                                    weight=w, reduction=reduction, **kw)
+                loss.backward(g)
+                ref_loss, ref_grad = reference(x, target, weight, kw, reduction, g)
+                out[("logits", split, str(dtype), name, reduction)] = {
+                    "loss": rel(loss.detach(), ref_loss),
+                    "grad": rel(shard.grad, ref_grad[:, start:start + width]),
+                    "dtype": str(loss.dtype), "shape": tuple(loss.shape),
+                    "grad_dtype": str(shard.grad.dtype),
+                }
     return out
 
 
@@ -308,7 +309,9 @@ def run(rank, world, port, out_dir, parts):
                                 world_size=world, timeout=datetime.timedelta(seconds=30))
         group = None
         for part in parts:
+            began = time.perf_counter()
             results.update(globals()[part](rank, world, group))
+            results[("seconds", part)] = time.perf_counter() - began
         dist.destroy_process_group()
     except Exception:
         results["crash"] = traceback.format_exc()
