@@ -10,7 +10,8 @@ waits, the smaller GEMMs' efficiency), not a speed-up. The threads are the
 machine's cores divided among the ranks (at least 1 each).
 
 Per step it reports: the wall time (the slowest rank, median of the timed
-steps), the time each rank spends inside collectives (the exchange itself
+steps), the CPU time of all ranks together (the work done, whatever share
+of a busy machine the processes got), the time each rank spends inside collectives (the exchange itself
 and waiting for the other ranks), and the bytes each rank sends, from the
 payloads the calls pass (gloo's ring all-gather: (R - 1) x the payload;
 ring all-reduce: 2 (R - 1) / R x the payload).
@@ -29,7 +30,6 @@ import socket
 import statistics
 import tempfile
 import time
-
 
 
 class _CountingDist:
@@ -90,22 +90,23 @@ def _rank_main(rank, world, port, out_dir, args):
     # The rows of the unsplit run's W: every split computes the same loss.
     W = _head(V, D)[start:start + width].clone().requires_grad_()
     target = torch.randint(0, V, (N,), generator=gen)
-    times, comm, sent, calls = [], [], [], []
+    times, cpu, comm, sent, calls = [], [], [], [], []
     for step in range(args["steps"] + 1):
         counter.sent = counter.seconds = counter.calls = 0
         dist.barrier()
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         loss = vp.vocab_parallel_linear_cross_entropy(h, W, target, vocab_start=start)
         loss.backward()
-        elapsed = time.perf_counter() - began
+        elapsed, elapsed_cpu = time.perf_counter() - began, time.process_time() - began_cpu
         h.grad = W.grad = None
         if step:  # the first step warms up (page faults, BLAS buffers)
             times.append(elapsed)
+            cpu.append(elapsed_cpu)
             comm.append(counter.seconds)
             sent.append(counter.sent)
             calls.append(counter.calls)
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
-        json.dump({"times": times, "comm": comm, "sent": sent, "calls": calls,
+        json.dump({"times": times, "cpu": cpu, "comm": comm, "sent": sent, "calls": calls,
                    "loss": loss.item(), "threads": threads}, f)
     dist.destroy_process_group()
 
@@ -125,15 +126,16 @@ def _unsplit(args):
     h = (torch.randn(N, D, generator=gen) * 0.5).requires_grad_()
     W = _head(V, D).requires_grad_()
     target = torch.randint(0, V, (N,), generator=gen)
-    times = []
+    times, cpu = [], []
     for step in range(args["steps"] + 1):
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         loss = pyce.torch.linear_cross_entropy(h, W, target)
         loss.backward()
         if step:
             times.append(time.perf_counter() - began)
+            cpu.append(time.process_time() - began_cpu)
         h.grad = W.grad = None
-    return statistics.median(times), loss.item()
+    return statistics.median(times), statistics.median(cpu), loss.item()
 
 
 def _split(world, args):
@@ -152,6 +154,8 @@ def _split(world, args):
     step = [max(r["times"][i] for r in ranks) for i in range(args["steps"])]
     return {
         "ms": 1e3 * statistics.median(step),
+        # CPU seconds of all ranks together: the work, whatever share of the cores the ranks got.
+        "cpu_s": statistics.median([sum(r["cpu"][i] for r in ranks) for i in range(args["steps"])]),
         "comm_ms": 1e3 * statistics.median([statistics.mean(r["comm"][i] for r in ranks)
                                             for i in range(args["steps"])]),
         "sent_mb": ranks[0]["sent"][0] / 2**20,
@@ -174,16 +178,17 @@ def main(argv=None):
     gflop = 3 * 2 * N * D * V / 1e9
     print(f"(N, D, V) = ({N}, {D}, {V}) float32, {os.cpu_count()} cores; one head step = "
           f"3 GEMMs = {gflop:.0f} GFLOP; median of {opts.steps} steps after a warm-up")
-    unsplit_s, unsplit_loss = _unsplit(args)
-    print(f"{'':28s} {'ms/step':>9s} {'x unsplit':>9s} {'in collectives ms':>18s} "
-          f"{'sent MiB/rank':>14s} {'collectives':>11s} {'loss':>10s}")
-    print(f"{'unsplit (linear_cross_entropy)':28s} {1e3 * unsplit_s:9.0f} {1.0:9.2f} {'-':>18s} "
-          f"{'-':>14s} {'-':>11s} {unsplit_loss:10.6f}")
+    unsplit_s, unsplit_cpu, unsplit_loss = _unsplit(args)
+    print(f"{'':30s} {'wall s':>7s} {'CPU s':>7s} {'x unsplit CPU':>13s} {'in collectives s':>16s} "
+          f"{'sent MiB/rank':>13s} {'collectives':>11s} {'loss':>10s}")
+    print(f"{'unsplit (linear_cross_entropy)':30s} {unsplit_s:7.1f} {unsplit_cpu:7.1f} {1.0:13.2f} "
+          f"{'-':>16s} {'-':>13s} {'-':>11s} {unsplit_loss:10.6f}", flush=True)
     for world in opts.ranks:
         r = _split(world, args)
         label = f"{world} rank(s) x {r['threads']} thread(s)"
-        print(f"{label:28s} {r['ms']:9.0f} {r['ms'] / (1e3 * unsplit_s):9.2f} {r['comm_ms']:18.1f} "
-              f"{r['sent_mb']:14.2f} {r['calls']:11d} {r['loss']:10.6f}")
+        print(f"{label:30s} {r['ms'] / 1e3:7.1f} {r['cpu_s']:7.1f} {r['cpu_s'] / unsplit_cpu:13.2f} "
+              f"{r['comm_ms'] / 1e3:16.2f} {r['sent_mb']:13.2f} {r['calls']:11d} {r['loss']:10.6f}",
+              flush=True)
 
 
 if __name__ == "__main__":
