@@ -184,22 +184,26 @@ def linear_cases(rank, world, group):
     cases = {
         "plain": ({}, "mean", 0), "everything": (OPTION_SETS["everything"], "mean", 0),
         "sum-bias-shift": ({"label_smoothing": 0.1}, "sum", 2), "none": ({"z_loss": 1e-3}, "none", 0),
+        "frozen-head": ({}, "mean", 0), "filter": ({"filter_eps": 1e-3}, "mean", 0),
     }
     for dtype in (torch.float64, torch.float32):
         for name, (options, reduction, shift) in cases.items():
             rng = np.random.default_rng(len(name))
             h = torch.from_numpy(rng.standard_normal((3, 9, D))).to(dtype)
-            W = torch.from_numpy(rng.standard_normal((V, D)) * 0.5).to(dtype)
+            # Large logits for the filter case: peaked rows, whose small entries it may drop.
+            W = torch.from_numpy(rng.standard_normal((V, D)) * (4.0 if name == "filter" else 0.5)).to(dtype)
             b = torch.from_numpy(rng.standard_normal(V)).to(dtype) if "bias" in name else None
-            _, target, weight, kw = make_problem(len(name), 27, dtype, options)
+            _, target, weight, kw = make_problem(len(name), 27, dtype,
+                                                 {k: v for k, v in options.items() if k != "filter_eps"})
+            filter_eps = options.get("filter_eps")
             target = target.reshape(3, 9)
             h_r = h.clone().requires_grad_()
-            W_r = W[start:start + width].clone().requires_grad_()
+            W_r = W[start:start + width].clone().requires_grad_(name != "frozen-head")
             b_r = None if b is None else b[start:start + width].clone().requires_grad_()
             w_r = None if weight is None else weight[start:start + width]
             loss = vocab_parallel_linear_cross_entropy(
                 h_r, W_r, target, vocab_start=start, group=group, linear_bias_shard=b_r, weight=w_r,
-                reduction=reduction, shift=shift, chunk_size=5, **kw)
+                reduction=reduction, shift=shift, chunk_size=5, filter_eps=filter_eps, **kw)
             g = (torch.from_numpy(np.random.default_rng(3).random(tuple(loss.shape))).to(dtype)
                  if reduction == "none" else torch.tensor(1.25, dtype=dtype))
             loss.backward(g)
@@ -214,12 +218,25 @@ def linear_cases(rank, world, group):
             if reduction == "none":
                 ref = ref.reshape(ts.shape)
             ref.backward(g.to(torch.float64))
-            out[("linear", str(dtype), name)] = {
-                "loss": rel(loss.detach(), ref.detach()),
-                "grad_input": rel(h_r.grad, h64.grad),
-                "grad_weight": rel(W_r.grad, W64.grad[start:start + width]),
-                "grad_bias": 0.0 if b is None else rel(b_r.grad, b64.grad[start:start + width]),
-            }
+            m = {"loss": rel(loss.detach(), ref.detach()),
+                 "grad_bias": 0.0 if b is None else rel(b_r.grad, b64.grad[start:start + width])}
+            if name == "frozen-head":
+                m["grad_weight"] = 0.0 if W_r.grad is None else float("inf")
+                m["grad_input"] = rel(h_r.grad, h64.grad)
+            elif filter_eps:
+                # pyce.linear_cross_entropy_with_grad's bound: every dropped entry of
+                # dL/dlogits is below filter_eps * s (s = 1/divisor for the mean).
+                s = filter_eps * 1.25 / float((target != -100).sum())
+                bound_h = s * W.abs().to(torch.float64).sum(dim=0)
+                bound_w = s * h.abs().to(torch.float64).reshape(-1, D).sum(dim=0)
+                err_h = (h_r.grad.to(torch.float64) - h64.grad).abs().reshape(-1, D)
+                err_w = (W_r.grad.to(torch.float64) - W64.grad[start:start + width]).abs()
+                m["grad_input_over_bound"] = float((err_h / bound_h).max())
+                m["grad_weight_over_bound"] = float((err_w / bound_w).max())
+            else:
+                m["grad_input"] = rel(h_r.grad, h64.grad)
+                m["grad_weight"] = rel(W_r.grad, W64.grad[start:start + width])
+            out[("linear", str(dtype), name)] = m
     return out
 
 

@@ -491,6 +491,7 @@ class _VocabParallelLinear(torch.autograd.Function):
         ctx.call, ctx.input_shape = call, input.shape
         ctx.dtypes = (input.dtype, linear_weight.dtype)
         ctx.has_bias = linear_bias is not None
+        ctx.want_weight = linear_weight.requires_grad
         if wants_grad and not per_row:
             ctx.grads = _linear_grads(call, ctx)
         else:
@@ -530,14 +531,16 @@ class _VocabParallelLinear(torch.autograd.Function):
 def _linear_grads(call, ctx, grad_output_rows=None):
     """(grad_input, grad_weight_shard, grad_bias_shard) of the chunked engine,
     the input gradient all-reduced over the group (CCE's reduce_e_grad)."""
-    grad_hidden, grad_weight, grad_bias = call.with_grad(_TorchOps, grad_output_rows=grad_output_rows)
+    # A frozen head (its shard without requires_grad) skips the grad_weight product.
+    grad_hidden, grad_weight, grad_bias = call.with_grad(_TorchOps, grad_output_rows=grad_output_rows,
+                                                         want_weight=ctx.want_weight)
     # Summed in the compute dtype (float32 for 16-bit inputs, so no rank's
     # share is rounded to 16 bits before the sum).
     gh = torch.from_numpy(np.ascontiguousarray(grad_hidden, dtype=call.compute_dtype))
     dist.all_reduce(gh, op=dist.ReduceOp.SUM, group=call.shard.group)
     input_dtype, weight_dtype = ctx.dtypes
     return (gh.reshape(ctx.input_shape).to(input_dtype),
-            torch.from_numpy(grad_weight).to(weight_dtype),
+            None if grad_weight is None else torch.from_numpy(grad_weight).to(weight_dtype),
             None if grad_bias is None else torch.from_numpy(grad_bias).to(weight_dtype))
 
 
@@ -595,8 +598,11 @@ def vocab_parallel_linear_cross_entropy(input, linear_weight_shard, target, *, v
     When any of input, weight or bias requires grad, the gradients are
     computed in the forward pass (one GEMM for the logits and two for the
     gradients per chunk, no recomputation) and the input gradient is
-    all-reduced there; ``backward`` scales them by grad_output. So
-    reduction='none' supports the loss only, not its backward.
+    all-reduced there; ``backward`` scales them by grad_output. With
+    reduction='none' each row's grad_output is needed, so the gradients are
+    computed in backward instead (the chunks
+    run again, with their exchanges: every rank calls backward together). A
+    frozen head (a shard without requires_grad) skips the grad_weight product.
     Collectives: the header, one row exchange per chunk (2-4 float64 per row
     and rank), and one all-reduce of N x D input-gradient values.
 
