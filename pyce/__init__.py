@@ -26,6 +26,9 @@ if not _wait_policy_set:
 try:
     from . import _core
 except ImportError as exc:  # pragma: no cover - depends on how pyce was installed
+    if "PYCE_CPU_CAPABILITY" in str(exc):
+        # The core is there but refused the forced ISA: its message says it all.
+        raise ImportError(f"pyce could not start: {exc}") from exc
     _here = _os.path.dirname(_os.path.abspath(__file__))
     raise ImportError(
         f"pyce's compiled core (pyce._core) could not be imported from {_here}: {exc}.\n"
@@ -44,7 +47,7 @@ _core.set_spin_window_us(0 if _wait_policy_set else 200)
 
 from ._softmax import log_softmax, logsumexp, softmax
 from ._cross_entropy import cross_entropy, cross_entropy_backward, cross_entropy_with_grad
-from ._threads import cpu_info, get_num_threads, set_num_threads
+from ._threads import cpu_info, get_num_threads, max_threads, set_num_threads
 from ._cache import cache_info, empty_cache, set_cache_limit
 from .metrics import EvalResult, evaluate
 from .divergence import entropy, kl_divergence, kl_divergence_with_grad
@@ -62,6 +65,7 @@ __all__ = [
     "cross_entropy_with_grad",
     "set_num_threads",
     "get_num_threads",
+    "max_threads",
     "cpu_info",
     "empty_cache",
     "set_cache_limit",

@@ -15,6 +15,8 @@ from ._plain_call import as_scalar, only_defaults, plain_forward, plain_with_gra
 from ._validation import (
     REDUCTIONS,
     as_float_array,
+    check_apart,
+    check_flag,
     check_grad_output,
     check_ignore_index,
     check_label_smoothing,
@@ -23,7 +25,9 @@ from ._validation import (
     check_weight,
     check_z_loss,
     compute_dtype,
+    class_rows,
     grad_dtype_for,
+    like_logits,
     normalize_axis,
     rows_view,
     split_target,
@@ -37,35 +41,43 @@ class CrossEntropyCall:
 
     def __init__(self, logits, target, *, axis, weight, ignore_index, reduction, label_smoothing,
                  z_loss=0.0, softcap=None, return_lse=False):
-        logits = as_float_array(logits, "logits")
-        if logits.ndim == 0:
-            raise ValueError("logits must have at least one dimension (the classes), got a 0-d array")
-        self.axis = normalize_axis(axis, logits.ndim)
+        logits, self.axis, self.rows = class_rows(logits, "logits", axis)
         self.logits = logits
         self.n_classes = logits.shape[self.axis]
-        if self.n_classes == 0:
-            raise ValueError(f"logits must have at least one class along axis {self.axis}, got shape {logits.shape}")
         self.reduction = check_reduction(reduction)
         self.label_smoothing = check_label_smoothing(label_smoothing)
         self.ignore_index = check_ignore_index(ignore_index)
         self.weight = check_weight(weight, self.n_classes, compute_dtype(logits.dtype))
-        self.z_loss = check_z_loss(z_loss)
-        self.softcap = check_softcap(softcap)
-        self.return_lse = bool(return_lse)
+        self.z_loss = check_z_loss(z_loss, logits.dtype)
+        self.softcap = check_softcap(softcap, logits.dtype)
+        self.return_lse = check_flag(return_lse, "return_lse")
         indices, probabilities = split_target(target, logits, self.axis)
         self.target_shape = logits.shape[:self.axis] + logits.shape[self.axis + 1:]
-        self.rows = rows_view(logits, self.axis)
         if indices is not None:
             self.indices = np.ascontiguousarray(indices).reshape(-1)
             self.probabilities = None
         else:
+            # As PyTorch: class probabilities have no ignored rows; only the
+            # default (any negative ignore_index) is accepted with them.
+            if self.ignore_index >= 0:
+                raise ValueError(
+                    f"ignore_index is not supported for floating point (probability) targets, "
+                    f"got ignore_index={self.ignore_index}")
             self.indices = None
             self.probabilities = rows_view(probabilities.astype(logits.dtype, copy=False), self.axis)
 
     def run(self, grad_output=None, grad_rows=None):
-        """Call the kernel; write the gradient into ``grad_rows`` when given."""
-        g_out = None if grad_output is None else check_grad_output(
-            grad_output, self.reduction, self.target_shape)
+        """Call the kernel; write the gradient into ``grad_rows`` when given.
+
+        The gradient may not overwrite an input the kernel still reads (the
+        logits themselves excepted: in place, each row is read before it is
+        written).
+        """
+        g_out = None
+        if grad_rows is not None:
+            g_out = check_grad_output(grad_output, self.reduction, self.target_shape)
+            check_apart(grad_rows, "the gradient", target=self.indices, weight=self.weight,
+                        grad_output=g_out, soft_target=self.probabilities)
         raw = _core.cross_entropy(
             self.rows, self.indices, self.probabilities, self.weight, self.ignore_index,
             self.label_smoothing, self.reduction, g_out, grad_rows, self.z_loss, self.return_lse,
@@ -107,10 +119,7 @@ class CrossEntropyCall:
         return out.reshape(self.rows.shape)
 
     def grad_like_logits(self, grad_rows):
-        moved_shape = self.target_shape + (self.n_classes,)
-        if self.axis == self.logits.ndim - 1:
-            return grad_rows.reshape(moved_shape)
-        return np.moveaxis(grad_rows.reshape(moved_shape), -1, self.axis)
+        return like_logits(grad_rows, self.logits.shape, self.axis)
 
 
 def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
@@ -230,6 +239,8 @@ def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=N
                                  grad_output=grad_output, out=out)
         if plain is not None:
             return plain[1]
+    if grad_output is None:
+        check_grad_output(None, REDUCTIONS["mean"], ())  # raises the TypeError
     problem = CrossEntropyCall(logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
                        reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
                        softcap=softcap, return_lse=return_lse)
@@ -271,12 +282,13 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_inde
     >>> np.round(grad, 4)   # softmax minus one-hot
     array([[ 0.2447,  0.09  , -0.3348]])
     """
-    if (grad_dtype is None and not (inplace and out is not None)
+    if (grad_dtype is None and (inplace is False or (inplace is True and out is None))
             and only_defaults(weight, softcap, return_lse, label_smoothing, z_loss)):
         plain = plain_with_grad(logits, target, axis, ignore_index, reduction,
                                  inplace=inplace, out=out)
         if plain is not None:
             return plain
+    inplace = check_flag(inplace, "inplace")
     if inplace:
         _check_inplace(logits, axis)
         if grad_dtype is not None and np.dtype(grad_dtype) != logits.dtype:

@@ -11,7 +11,14 @@ import numpy as np
 
 from . import _core
 from ._cache import empty_output
-from ._validation import as_float_array, compute_dtype, normalize_axis, rows_view
+from ._validation import (
+    as_float_array,
+    check_flag,
+    compute_dtype,
+    normalize_axes,
+    reduced_rows,
+    restore_axes,
+)
 
 __all__ = ["logsumexp", "softmax", "log_softmax"]
 
@@ -22,11 +29,12 @@ def logsumexp(x, axis=-1, keepdims=False):
     Parameters
     ----------
     x : array_like of float32, float64, float16 or bfloat16
-        Input values.
-    axis : int, optional
-        Axis to reduce over (default: the last).
+        Input values (a 0-d array is one value).
+    axis : int, tuple of ints or None, optional
+        Axis or axes to reduce over (default: the last; None: all of them), as
+        ``scipy.special.logsumexp``.
     keepdims : bool, optional
-        Keep the reduced axis with length 1, so the result broadcasts against ``x``.
+        Keep the reduced axes with length 1, so the result broadcasts against ``x``.
 
     Returns
     -------
@@ -42,33 +50,29 @@ def logsumexp(x, axis=-1, keepdims=False):
     1000.6931471805599
     """
     x = as_float_array(x, "x")
-    if x.ndim == 0:
-        raise ValueError("x must have at least one dimension, got a 0-d array")
-    axis = normalize_axis(axis, x.ndim)
-    rows = rows_view(x, axis)
-    out_shape = x.shape[:axis] + x.shape[axis + 1:]
+    axes = normalize_axes(axis, x.ndim)
+    keepdims = check_flag(keepdims, "keepdims")
+    rows, _ = reduced_rows(x, axes)
+    out_shape = tuple(n for i, n in enumerate(x.shape) if i not in axes)
     if rows.shape[1] == 0:
         out = np.full(out_shape, -np.inf, dtype=compute_dtype(x.dtype))  # log(0)
+    elif rows.shape[0] == 0:
+        out = np.empty(out_shape, dtype=compute_dtype(x.dtype))
     else:
         out = _core.logsumexp(rows).reshape(out_shape)
     if keepdims:
-        out = np.expand_dims(out, axis)
+        out = np.expand_dims(out, axes)
     return out if out.ndim else out[()]
 
 
 def _normalize_rows(x, axis, kernel):
     x = as_float_array(x, "x")
-    if x.ndim == 0:
-        raise ValueError("x must have at least one dimension, got a 0-d array")
-    axis = normalize_axis(axis, x.ndim)
-    rows = rows_view(x, axis)
+    axes = normalize_axes(axis, x.ndim)
+    rows, moved_shape = reduced_rows(x, axes)
     out = empty_output(rows.shape, rows.dtype)
     if rows.size:
         kernel(rows, out)
-    if axis == x.ndim - 1:
-        return out.reshape(x.shape)
-    moved_shape = x.shape[:axis] + x.shape[axis + 1:] + (x.shape[axis],)
-    return np.moveaxis(out.reshape(moved_shape), -1, axis)
+    return restore_axes(out, moved_shape, axes)
 
 
 def softmax(x, axis=-1):
@@ -78,13 +82,15 @@ def softmax(x, axis=-1):
     ----------
     x : array_like of float32, float64, float16 or bfloat16
         The logits.
-    axis : int, optional
-        The class axis (default: the last).
+    axis : int, tuple of ints or None, optional
+        The class axis (default: the last), or several (the softmax is taken
+        over all their elements together), or None for all: as ``scipy.special.softmax``.
 
     Returns
     -------
     numpy.ndarray
-        Same shape and dtype as ``x``; each slice along ``axis`` sums to 1.
+        Same shape and dtype as ``x``; each slice along ``axis`` sums to 1 (the
+        softmax of a 0-d array is 1.0).
         A slice holding ``+inf`` or ``nan``, or made only of ``-inf``, is all ``nan``
         (as in PyTorch).
 
@@ -104,8 +110,8 @@ def log_softmax(x, axis=-1):
     ----------
     x : array_like of float32, float64, float16 or bfloat16
         The logits.
-    axis : int, optional
-        The class axis (default: the last).
+    axis : int, tuple of ints or None, optional
+        As for :func:`softmax`.
 
     Returns
     -------

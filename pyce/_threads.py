@@ -8,15 +8,23 @@ from . import _core
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads in the kernels (``n >= 1``).
+    """Use ``n`` threads in the kernels (``1 <= n <= max_threads()``).
 
-    The default is ``PYCE_NUM_THREADS`` if set, else OpenMP's default (the
-    number of cores). Results are bitwise identical for every thread count.
+    The default is ``PYCE_NUM_THREADS`` if set (capped at ``max_threads()``),
+    else OpenMP's default (the number of cores). Results are bitwise identical
+    for every thread count.
 
     Parameters
     ----------
     n : int
-        The number of threads, at least 1.
+        The number of threads, at least 1 and at most ``max_threads()``.
+
+    Raises
+    ------
+    ValueError
+        ``n < 1`` or ``n > max_threads()``: more threads than that only
+        oversubscribe the cores, and when the system cannot create them the
+        OpenMP runtime ends the process instead of raising.
 
     Examples
     --------
@@ -31,9 +39,36 @@ def set_num_threads(n: int) -> None:
         n = operator.index(n)
     except TypeError:
         raise TypeError(f"set_num_threads expects an integer, got {n!r}") from None
-    if n < 1:
-        raise ValueError(f"the number of threads must be >= 1, got {n}")
+    limit = _core.max_threads()
+    if not 1 <= n <= limit:
+        why = ("1 in a fork()ed child: OpenMP's threads do not survive fork"
+               if _core.cpu_info()["forked_child"] else "4 per processor, at least 64")
+        raise ValueError(
+            f"the number of threads must be between 1 and {limit} (max_threads(): {why}), got {n}")
     _core.set_num_threads(n)
+
+
+def max_threads() -> int:
+    """The most threads :func:`set_num_threads` accepts: 4 per processor, at least 64.
+
+    In a ``fork()``ed child of a process that loaded pyce it is 1: OpenMP's
+    threads do not survive fork (a child that started a thread team would
+    wait for the parent's threads forever), so the child computes on its own
+    thread, as PyTorch's does. Processes started with "spawn" or
+    "forkserver" are not affected.
+
+    Returns
+    -------
+    int
+        The cap on :func:`set_num_threads`.
+
+    Examples
+    --------
+    >>> import pyce
+    >>> pyce.max_threads() >= pyce.get_num_threads()
+    True
+    """
+    return _core.max_threads()
 
 
 def get_num_threads() -> int:
@@ -63,7 +98,8 @@ def cpu_info() -> dict:
         ``isa``: the instruction set chosen ('avx512', 'avx2' or 'baseline');
         ``supported``: every level this CPU and build can run; ``openmp``: whether
         the build has OpenMP; ``threads``: the thread count in use; plus
-        ``forced`` (the ``PYCE_CPU_CAPABILITY`` value, or None) and build details.
+        ``forced`` (the ``PYCE_CPU_CAPABILITY`` value, or None), ``forked_child``
+        (one thread after fork, see :func:`max_threads`) and build details.
 
     Examples
     --------

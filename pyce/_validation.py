@@ -8,6 +8,7 @@ re-checks only what protects memory (the indices it reads with).
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 
 import numpy as np
@@ -84,6 +85,110 @@ def rows_view(x: np.ndarray, axis: int) -> np.ndarray:
     return moved.reshape(math.prod(moved.shape[:-1]), moved.shape[-1])
 
 
+def class_rows(x, name: str, axis=-1):
+    """``x`` validated as float logits with at least one dimension and one class.
+
+    Returns ``(x, axis, rows)``: the array, its class axis as a non-negative int
+    and a C-contiguous (rows, C) view (see rows_view).
+    """
+    x = as_float_array(x, name)
+    if x.ndim == 0:
+        raise ValueError(f"{name} must have at least one dimension (the classes), got a 0-d array")
+    axis = normalize_axis(axis, x.ndim)
+    if x.shape[axis] == 0:
+        raise ValueError(f"{name} must have at least one class along axis {axis}, got shape {x.shape}")
+    return x, axis, rows_view(x, axis)
+
+
+def like_logits(grad_rows: np.ndarray, shape: tuple, axis: int) -> np.ndarray:
+    """A (rows, C) result put back in the logits' layout (shape, class axis ``axis``)."""
+    moved = shape[:axis] + shape[axis + 1:] + (shape[axis],)
+    if axis == len(shape) - 1:
+        return grad_rows.reshape(moved)
+    return np.moveaxis(grad_rows.reshape(moved), -1, axis)
+
+
+def normalize_axes(axis, ndim: int) -> tuple:
+    """``axis`` (an int, a tuple of ints or None for all) as sorted, distinct non-negative axes.
+
+    A 0-d array has one element and no axes: None, (), and the default -1 (or 0)
+    all mean "that element", as in ``scipy.special``.
+    """
+    if axis is None:
+        return tuple(range(ndim))
+    if ndim == 0:
+        if isinstance(axis, tuple) and not axis:
+            return ()
+        try:
+            if operator.index(axis) in (-1, 0):
+                return ()
+        except TypeError:
+            pass
+        raise AxisError(f"axis {axis!r} is out of bounds for a 0-d array")
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    normalized = tuple(normalize_axis(a, ndim) for a in axes)
+    if len(set(normalized)) != len(normalized):
+        raise ValueError(f"repeated axis in {axis!r}")
+    return tuple(sorted(normalized))
+
+
+def reduced_rows(x: np.ndarray, axes: tuple):
+    """``x`` as C-contiguous (rows, n) with the ``axes`` (normalize_axes) flattened last.
+
+    Returns ``(rows, moved_shape)``: moved_shape is x's shape with those axes
+    moved to the end, for moving a result of x's size back (restore_axes).
+    """
+    last = tuple(range(x.ndim - len(axes), x.ndim))
+    moved = x if axes == last else np.moveaxis(x, axes, last)
+    if not moved.flags.c_contiguous:
+        moved = np.ascontiguousarray(moved)
+    n = math.prod(moved.shape[x.ndim - len(axes):])
+    return moved.reshape(math.prod(moved.shape[:x.ndim - len(axes)]), n), moved.shape
+
+
+def restore_axes(out_rows: np.ndarray, moved_shape: tuple, axes: tuple) -> np.ndarray:
+    """The inverse of reduced_rows for a result of the input's size."""
+    ndim = len(moved_shape)
+    last = tuple(range(ndim - len(axes), ndim))
+    out = out_rows.reshape(moved_shape)
+    return out if axes == last else np.moveaxis(out, last, axes)
+
+
+def check_real(value, name: str, what: str) -> float:
+    """``value`` as a float if it is a real number (not a string or a bool), else TypeError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be {what}, got {value!r}")
+    return float(value)
+
+
+def check_flag(value, name: str) -> bool:
+    """``value`` as a bool: True, False (or NumPy's), 0 or 1; anything else is a TypeError."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+def float_range(dtype: np.dtype):
+    """(smallest normal, largest finite) of the dtype a kernel computes ``dtype`` logits in."""
+    info = np.finfo(compute_dtype(dtype))
+    return float(info.tiny), float(info.max)
+
+
+def check_apart(output: np.ndarray, output_name: str, **inputs) -> None:
+    """Raise ValueError when ``output``, which a kernel writes, overlaps an input it still reads.
+
+    Every array handed to a kernel is C-contiguous, and for two contiguous
+    arrays np.may_share_memory's bounds test is exact (and cheap).
+    """
+    for name, arr in inputs.items():
+        if arr is not None and np.may_share_memory(output, arr):
+            raise ValueError(
+                f"{name} overlaps {output_name}, which is written while {name} is still read; "
+                f"pass a copy ({name}.copy()) or another output buffer")
+
+
 def check_reduction(reduction) -> int:
     if reduction not in REDUCTIONS:
         raise ValueError(
@@ -102,47 +207,83 @@ def check_label_smoothing(label_smoothing) -> float:
     return eps
 
 
-def check_z_loss(z_loss) -> float:
+def check_z_loss(z_loss, dtype: np.dtype = _FLOAT64) -> float:
+    """z_loss as a float in [0, the largest number of the logits' compute dtype]."""
     try:
         value = float(z_loss)
     except (TypeError, ValueError):
         raise TypeError(f"z_loss must be a number >= 0, got {z_loss!r}") from None
-    if not 0.0 <= value < float("inf"):  # also rejects nan
-        raise ValueError(f"z_loss must be a finite number >= 0, got {z_loss!r}")
+    largest = float_range(dtype)[1]
+    if not 0.0 <= value <= largest:  # also rejects nan and inf
+        raise ValueError(
+            f"z_loss must be a number in [0, {largest:.4g}] for {dtype} logits "
+            f"(computed in {compute_dtype(dtype)}), got {z_loss!r}")
     return value
 
 
-def check_softcap(softcap) -> float:
-    """The soft cap as a positive float, or 0.0 for None (no capping)."""
+def check_softcap(softcap, dtype: np.dtype = _FLOAT64) -> float:
+    """The soft cap as a positive float, or 0.0 for None (no capping).
+
+    The kernels compute with the cap and its reciprocal in the logits' compute
+    dtype, so both must be normal numbers there.
+    """
     if softcap is None:
         return 0.0
     try:
         value = float(softcap)
     except (TypeError, ValueError):
         raise TypeError(f"softcap must be None or a number > 0, got {softcap!r}") from None
-    if not 0.0 < value < float("inf"):
-        raise ValueError(f"softcap must be None or a finite number > 0, got {softcap!r}")
+    smallest, largest = float_range(dtype)
+    if not smallest <= value <= largest:  # also rejects nan, inf and values <= 0
+        raise ValueError(
+            f"softcap must be None or a number in [{smallest:.4g}, {largest:.4g}] for {dtype} "
+            f"logits (computed in {compute_dtype(dtype)}), got {softcap!r}")
     return value
 
 
+_INT64 = np.iinfo(np.int64)
+
+
 def check_ignore_index(ignore_index) -> int:
+    """ignore_index as a Python int that an int64 target can hold."""
     try:
-        return operator.index(ignore_index)
+        value = operator.index(ignore_index)
     except TypeError:
         raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}") from None
+    if not _INT64.min <= value <= _INT64.max:
+        raise ValueError(
+            f"ignore_index must be an int64 (between {_INT64.min} and {_INT64.max}), got {value}")
+    return value
 
 
 def check_weight(weight, n_classes: int, dtype: np.dtype):
-    """Class weights as a contiguous (C,) array of the logits' compute dtype, or None."""
+    """Class weights as a contiguous (C,) array of the logits' compute dtype, or None.
+
+    Any real dtype is taken (bfloat16 from ml_dtypes too, as a bfloat16 model
+    has bfloat16 weights); values the compute dtype cannot hold are refused.
+    """
     if weight is None:
         return None
     w = np.asarray(weight)
-    if w.dtype.kind not in "fiu":
-        raise TypeError(f"weight must be a float array of shape ({n_classes},), got dtype {w.dtype}")
+    if w.dtype.kind not in "fiu" and not is_16bit(w.dtype):
+        raise TypeError(
+            f"weight must be a real array of shape ({n_classes},) (float, integer or bfloat16), "
+            f"got dtype {w.dtype}")
     if w.shape != (n_classes,):
         raise ValueError(
             f"weight must have shape ({n_classes},) (one per class), got shape {w.shape}")
-    return np.ascontiguousarray(w, dtype=dtype)
+    with np.errstate(over="ignore"):  # refused below
+        converted = np.ascontiguousarray(w, dtype=dtype)
+    if converted.dtype.itemsize < w.dtype.itemsize:
+        # A finite weight that the conversion made infinite was out of range.
+        wide = w.astype(np.float64)
+        overflow = np.isfinite(wide) & ~np.isfinite(converted)
+        if overflow.any():
+            pos = int(np.flatnonzero(overflow)[0])
+            raise ValueError(
+                f"weight[{pos}] = {float(wide[pos])!r} does not fit in {dtype} (at most "
+                f"{float_range(dtype)[1]:.4g}), the dtype these logits compute in")
+    return converted
 
 
 def split_target(target, logits: np.ndarray, axis: int):
@@ -182,7 +323,14 @@ def split_target(target, logits: np.ndarray, axis: int):
 
 def check_grad_output(grad_output, reduction: int, target_shape: tuple) -> np.ndarray:
     """``grad_output`` as a float64 vector: one per row for 'none', else one value."""
-    g = np.asarray(grad_output, dtype=np.float64)
+    if grad_output is None:
+        raise TypeError(
+            "grad_output must be a number or an array of the loss's shape, got None "
+            "(pass 1.0 for the gradient of the loss itself)")
+    try:
+        g = np.asarray(grad_output, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"grad_output must be a number or a float array, got {grad_output!r}") from None
     if reduction == REDUCTIONS["none"]:
         try:
             g = np.broadcast_to(g, target_shape)

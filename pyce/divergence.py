@@ -7,34 +7,25 @@ every logit once (``pyce._core.entropy`` / ``pyce._core.kl_divergence``).
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from . import _core
 from ._cache import empty_output
 from ._validation import (
-    grad_dtype_for,
     as_float_array,
+    check_real,
+    class_rows,
     compute_dtype,
-    normalize_axis,
+    float_range,
+    grad_dtype_for,
+    like_logits,
     rows_view,
 )
 
 __all__ = ["entropy", "kl_divergence", "kl_divergence_with_grad"]
 
 KL_REDUCTIONS = ("batchmean", "sum", "mean", "none")
-
-
-def _class_rows(x, name, axis=-1):
-    """Validated float logits, their normalised class axis and a (rows, C) view."""
-    x = as_float_array(x, name)
-    if x.ndim == 0:
-        raise ValueError(f"{name} must have at least one dimension (the classes), got a 0-d array")
-    axis = normalize_axis(axis, x.ndim)
-    if x.shape[axis] == 0:
-        raise ValueError(f"{name} must have at least one class along axis {axis}, got shape {x.shape}")
-    return x, axis, rows_view(x, axis)
 
 
 def entropy(logits, axis=-1):
@@ -63,7 +54,7 @@ def entropy(logits, axis=-1):
     >>> round(float(pyce.entropy(np.zeros(4))), 6)  # uniform over 4 classes: log 4
     1.386294
     """
-    x, axis, rows = _class_rows(logits, "logits", axis)
+    x, axis, rows = class_rows(logits, "logits", axis)
     h = _core.entropy(rows).astype(compute_dtype(x.dtype), copy=False)
     h = h.reshape(x.shape[:axis] + x.shape[axis + 1:])
     return h if h.ndim else h[()]
@@ -71,7 +62,7 @@ def entropy(logits, axis=-1):
 
 class _KLProblem:
     def __init__(self, student, teacher, temperature, axis, reduction):
-        s, self.axis, self.rows = _class_rows(student, "student_logits", axis)
+        s, self.axis, self.rows = class_rows(student, "student_logits", axis)
         t = np.asarray(teacher)
         if t.shape != s.shape:
             raise ValueError(
@@ -81,9 +72,15 @@ class _KLProblem:
             t = t.astype(s.dtype)  # the kernel reads both in the student's dtype
         self.teacher_rows = rows_view(t, self.axis)
         self.student = s
-        self.temperature = _real(temperature, "temperature", "a positive number")
-        if not (self.temperature > 0 and math.isfinite(self.temperature)):
-            raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+        self.temperature = check_real(temperature, "temperature", "a positive number")
+        # The kernel scales the logits by 1/T (in the compute dtype) and the
+        # loss by T**2: both must stay finite.
+        largest = float_range(s.dtype)[1]
+        lo, hi = 1.0 / largest, math.sqrt(largest)
+        if not lo <= self.temperature <= hi:  # also rejects nan, inf and values <= 0
+            raise ValueError(
+                f"temperature must be a positive number in [{lo:.4g}, {hi:.4g}] for {s.dtype} "
+                f"logits (computed in {compute_dtype(s.dtype)}), got {temperature!r}")
         if reduction not in KL_REDUCTIONS:
             raise ValueError(f"reduction must be one of {', '.join(map(repr, KL_REDUCTIONS))}; got {reduction!r}")
         self.reduction = reduction
@@ -127,7 +124,10 @@ def kl_divergence(student_logits, teacher_logits, *, temperature=1.0, axis=-1, r
         elements, 'none' returns one value per row. For 2-D ``(N, C)`` input
         these are ``torch.nn.functional.kl_div``'s reductions (with
         ``log_softmax`` inputs; its 'none' is element-wise, and its
-        'batchmean' of an ``(B, T, V)`` input divides by B only).
+        'batchmean' of an ``(B, T, V)`` input divides by B only). A 1-D
+        input is one distribution, so its 'batchmean' divides by 1, where
+        ``kl_div``'s divides by ``input.size(0)`` (= C): multiply by ``1 / C``
+        for PyTorch's figure.
 
     Returns
     -------
@@ -187,17 +187,4 @@ def kl_divergence_with_grad(student_logits, teacher_logits, *, temperature=1.0, 
     dtype = grad_dtype_for(problem.student.dtype, grad_dtype)
     grad_rows = empty_output(problem.rows.shape, dtype)
     loss = problem.run(grad_rows)
-    return loss, _like_logits(grad_rows, problem.student.shape, problem.axis)
-
-
-def _real(value, name, what):
-    """``value`` as a float if it is a real number (not a string or a bool), else TypeError."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
-        raise TypeError(f"{name} must be {what}, got {value!r}")
-    return float(value)
-
-
-def _like_logits(grad_rows, shape, axis):
-    """A (rows, C) gradient back in the logits' layout."""
-    moved = shape[:axis] + shape[axis + 1:] + (shape[axis],)
-    return np.moveaxis(grad_rows.reshape(moved), -1, axis)
+    return loss, like_logits(grad_rows, problem.student.shape, problem.axis)

@@ -9,35 +9,29 @@ import numpy as np
 from . import _core
 from ._cache import empty_output
 from ._validation import (
-    grad_dtype_for,
     REDUCTIONS,
-    as_float_array,
     check_grad_output,
     check_ignore_index,
+    check_real,
     check_reduction,
+    class_rows,
     compute_dtype,
-    normalize_axis,
-    rows_view,
+    grad_dtype_for,
+    like_logits,
     split_target,
 )
-from .divergence import _like_logits, _real
 
 __all__ = ["focal_loss", "focal_loss_with_grad"]
 
 
 class _FocalProblem:
     def __init__(self, logits, target, gamma, alpha, axis, ignore_index, reduction):
-        x = as_float_array(logits, "logits")
-        if x.ndim == 0:
-            raise ValueError("logits must have at least one dimension (the classes), got a 0-d array")
-        self.axis = normalize_axis(axis, x.ndim)
+        x, self.axis, self.rows = class_rows(logits, "logits", axis)
         c = x.shape[self.axis]
-        if c == 0:
-            raise ValueError(f"logits must have at least one class along axis {self.axis}, got shape {x.shape}")
         self.logits = x
         self.reduction = check_reduction(reduction)
         self.ignore_index = check_ignore_index(ignore_index)
-        self.gamma = _real(gamma, "gamma", "a number >= 0")
+        self.gamma = check_real(gamma, "gamma", "a number >= 0")
         if not (self.gamma >= 0 and math.isfinite(self.gamma)):
             raise ValueError(f"gamma must be a finite number >= 0, got {gamma!r}")
         self.alpha, self.alpha_scalar = None, 1.0
@@ -56,7 +50,6 @@ class _FocalProblem:
             raise TypeError("focal_loss needs integer class-index targets, got a float array")
         self.target_shape = x.shape[:self.axis] + x.shape[self.axis + 1:]
         self.indices = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1)
-        self.rows = rows_view(x, self.axis)
 
     def run(self, grad_rows=None):
         g_out = None if grad_rows is None else check_grad_output(1.0, self.reduction, self.target_shape)
@@ -155,4 +148,4 @@ def focal_loss_with_grad(logits, target, *, gamma=2.0, alpha=None, axis=-1, igno
     dtype = grad_dtype_for(problem.logits.dtype, grad_dtype)
     grad_rows = empty_output(problem.rows.shape, dtype)
     loss = problem.run(grad_rows)
-    return loss, _like_logits(grad_rows, problem.logits.shape, problem.axis)
+    return loss, like_logits(grad_rows, problem.logits.shape, problem.axis)

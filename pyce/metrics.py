@@ -15,13 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _core
-from ._validation import (
-    as_float_array,
-    check_ignore_index,
-    normalize_axis,
-    rows_view,
-    split_target,
-)
+from ._validation import check_ignore_index, class_rows, split_target
 
 __all__ = ["EvalResult", "evaluate"]
 
@@ -180,17 +174,11 @@ def evaluate(logits, target, *, axis=-1, ignore_index=-100, topk=(1, 5)) -> Eval
 def evaluate_rows(logits, target, *, axis=-1, ignore_index=-100):
     """The kernel's per-row (loss, entropy, max_prob, rank) over the scored rows,
     with :func:`evaluate`'s checks (also used to merge ranks' evaluations)."""
-    logits = as_float_array(logits, "logits")
-    if logits.ndim == 0:
-        raise ValueError("logits must have at least one dimension (the classes), got a 0-d array")
-    axis = normalize_axis(axis, logits.ndim)
-    if logits.shape[axis] == 0:
-        raise ValueError(f"logits must have at least one class along axis {axis}, got shape {logits.shape}")
+    logits, axis, rows = class_rows(logits, "logits", axis)
     ignore_index = check_ignore_index(ignore_index)
     indices, probabilities = split_target(target, logits, axis)
     if indices is None:
         raise TypeError("evaluate needs integer class-index targets, got a float array")
-    rows = rows_view(logits, axis)
     t = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1)
     loss, ent, max_prob, rank = _core.evaluate(rows, t, ignore_index)
     scored = t != ignore_index

@@ -214,13 +214,12 @@ def test_zero_classes(func):
         CE_FUNCS[func](np.zeros((3, 0), np.float32), np.zeros(3, dtype=np.int64))
 
 
-@pytest.mark.parametrize("name", list(NORMALISERS) + list(CE_FUNCS))
+@pytest.mark.parametrize("name", list(CE_FUNCS))
 def test_zero_dimensional_logits(name):
+    # (The normalisers take a 0-d input as one value, as scipy.special does:
+    # tests/test_scipy_conventions.py.)
     with pytest.raises(ValueError):
-        if name in NORMALISERS:
-            NORMALISERS[name](np.float64(1.0))
-        else:
-            CE_FUNCS[name](np.array(1.0), np.array(0))
+        CE_FUNCS[name](np.array(1.0), np.array(0))
 
 
 # ------------------------------------------------------------------ TypeError

@@ -19,6 +19,7 @@ py::dict cpu_info() {
     d["supported"] = supported_capabilities();
     d["openmp"] = have_openmp();
     d["threads"] = num_threads();
+    d["forked_child"] = in_forked_child();
     const std::string forced = forced_capability();
     d["forced"] = forced.empty() ? py::object(py::none()) : py::object(py::str(forced));
 #if defined(__clang__)
@@ -36,7 +37,9 @@ py::dict cpu_info() {
 void register_runtime(py::module_& m) {
     m.def("cpu_info", &cpu_info, "The chosen ISA, the supported ones, OpenMP and the thread count.");
     m.def("get_num_threads", &num_threads, "Threads the kernels use.");
-    m.def("set_num_threads", &set_num_threads, py::arg("n"), "Set the threads the kernels use (n >= 1).");
+    m.def("set_num_threads", &set_num_threads, py::arg("n"),
+          "Set the threads the kernels use (capped to [1, max_threads()]).");
+    m.def("max_threads", &max_threads, "The most threads set_num_threads takes: 4 per processor, at least 64.");
     m.def("set_spin_window_us", &set_spin_window_us, py::arg("us"),
           "How long OpenMP's workers spin after a parallel region (0: assume they sleep at once).");
     m.def(

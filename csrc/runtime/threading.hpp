@@ -5,7 +5,14 @@ namespace pyce {
 
 bool have_openmp();
 int num_threads();
-void set_num_threads(int n);  // n >= 1; without OpenMP only 1 thread ever runs
+void set_num_threads(int n);  // capped to [1, max_threads()]; without OpenMP only 1 thread ever runs
+// The most threads pyce uses: 4 per processor, at least 64. Thread creation
+// that fails ends the process in libgomp, so absurd counts are refused early.
+// 1 in a fork()ed child (see in_forked_child).
+int max_threads();
+// Whether this process is a fork()ed child of one that loaded pyce: it then
+// runs every kernel on one thread (OpenMP's threads do not survive fork).
+bool in_forked_child();
 
 // Whether calls come in a burst, so OpenMP's workers are (or will stay)
 // awake. After a parallel region they spin for a while before they sleep
