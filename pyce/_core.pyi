@@ -48,8 +48,7 @@ def kl_divergence(
     student: npt.NDArray[Any],
     teacher: npt.NDArray[Any],
     temperature: float,
-    per_row: bool,
-    divisor: float,
+    reduction: int,
     grad_output: Optional[npt.NDArray[np.float64]],
     grad: Optional[npt.NDArray[Any]],
 ) -> Any: ...

@@ -190,7 +190,7 @@ def check_apart(output: np.ndarray, output_name: str, **inputs) -> None:
 
 
 def check_reduction(reduction) -> int:
-    if reduction not in REDUCTIONS:
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
         raise ValueError(
             f"reduction must be one of 'none', 'mean', 'sum'; got {reduction!r}")
     return REDUCTIONS[reduction]

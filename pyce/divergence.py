@@ -25,7 +25,8 @@ from ._validation import (
 
 __all__ = ["entropy", "kl_divergence", "kl_divergence_with_grad"]
 
-KL_REDUCTIONS = ("batchmean", "sum", "mean", "none")
+# The kernel's reduction codes (runtime/reduce.hpp: none, mean, sum, batchmean).
+KL_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2, "batchmean": 3}
 
 
 def entropy(logits, axis=-1):
@@ -81,19 +82,17 @@ class _KLProblem:
             raise ValueError(
                 f"temperature must be a positive number in [{lo:.4g}, {hi:.4g}] for {s.dtype} "
                 f"logits (computed in {compute_dtype(s.dtype)}), got {temperature!r}")
-        if reduction not in KL_REDUCTIONS:
+        if not isinstance(reduction, str) or reduction not in KL_REDUCTIONS:
             raise ValueError(f"reduction must be one of {', '.join(map(repr, KL_REDUCTIONS))}; got {reduction!r}")
-        self.reduction = reduction
-        n, c = self.rows.shape
+        self.reduction = KL_REDUCTIONS[reduction]
         self.per_row = reduction == "none"
-        self.divisor = {"batchmean": n, "sum": 1, "mean": n * c, "none": 1}[reduction]
         self.loss_shape = s.shape[:self.axis] + s.shape[self.axis + 1:]
 
     def run(self, grad_rows=None):
         g_out = None if grad_rows is None else np.ones(
             self.rows.shape[0] if self.per_row else 1, dtype=np.float64)
-        raw = _core.kl_divergence(self.rows, self.teacher_rows, self.temperature, self.per_row,
-                                  float(self.divisor), g_out, grad_rows)
+        raw = _core.kl_divergence(self.rows, self.teacher_rows, self.temperature, self.reduction,
+                                  g_out, grad_rows)
         if self.per_row:
             return raw.reshape(self.loss_shape)
         with np.errstate(invalid="ignore"):

@@ -230,3 +230,19 @@ def test_16bit_gradient_recomputed_after_a_shift_raise(name):
                                                      reduction="none")
     assert_close(loss32, exp_loss, rtol=2e-5, atol=16 * EPS32 * 400)
     assert_close(g32, exp_grad, rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_masked_student_class_with_underflowing_teacher_is_zero(each_isa, dtype):
+    # Issue 14 item 7: the teacher's probability of class 0 underflows to 0,
+    # the student masks it with -inf: 0 * log(0 / 0) contributes 0 (it was nan).
+    s = np.array([[-np.inf, 0.0], [-np.inf, 1.0]], dtype=dtype)
+    t = np.array([[-1000.0, 0.0], [-2000.0, 3.0]], dtype=dtype)
+    assert pyce.kl_divergence(s, t, reduction="sum") == 0.0
+    loss, grad = pyce.kl_divergence_with_grad(s, t, reduction="none")
+    np.testing.assert_array_equal(loss, [0.0, 0.0])
+    np.testing.assert_array_equal(grad, np.zeros_like(s))
+    np.testing.assert_array_equal(ref.kl_divergence(s.astype(np.float64), t.astype(np.float64),
+                                                          reduction="none"), [0.0, 0.0])
+    # A teacher probability that does not underflow still makes it +inf.
+    assert pyce.kl_divergence(s, np.array([[-1.0, 0.0], [0.0, 0.0]], dtype=dtype), reduction="sum") == np.inf

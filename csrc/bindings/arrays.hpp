@@ -8,8 +8,10 @@
 
 #include <atomic>
 #include <string>
+#include <vector>
 
 #include "runtime/dispatch.hpp"
+#include "runtime/reduce.hpp"
 
 namespace pyce {
 namespace py = pybind11;
@@ -66,6 +68,36 @@ inline void require_vector(const py::array& a, const char* name, py::ssize_t n) 
 
 inline void require_writeable(const py::array& a, const char* name) {
     if (!a.writeable()) throw py::value_error(std::string(name) + " is read-only");
+}
+
+// The IndexError for a target find_bad_target found (call with the GIL held).
+inline void raise_if_bad_target(const BadTarget& bad, int64_t cols, int64_t ignore_index) {
+    if (bad.position < 0) return;
+    throw py::index_error("target " + std::to_string(bad.value) + " at position " + std::to_string(bad.position) +
+                          " (flattened) is out of range for " + std::to_string(cols) +
+                          " classes: expected 0 <= target < " + std::to_string(cols) + " or ignore_index (" +
+                          std::to_string(ignore_index) + ")");
+}
+
+// Per-row values (losses, log-sum-exps) as a NumPy vector of the compute dtype.
+inline py::array per_row_array(const std::vector<double>& values, DType dtype) {
+    const py::ssize_t n = static_cast<py::ssize_t>(values.size());
+    if (dtype == DType::f64) {
+        py::array_t<double> out(n);
+        for (py::ssize_t i = 0; i < n; ++i) out.mutable_data()[i] = values[i];
+        return std::move(out);
+    }
+    py::array_t<float> out(n);
+    for (py::ssize_t i = 0; i < n; ++i) out.mutable_data()[i] = static_cast<float>(values[i]);
+    return std::move(out);
+}
+
+// The reduction code from Python (pyce/_validation.py's REDUCTIONS, and 3
+// for the KL divergence's batchmean); out of range would misread grad_output.
+inline Reduction reduction_of(int code, bool allow_batchmean = false) {
+    if (code < 0 || code > (allow_batchmean ? 3 : 2))
+        throw py::value_error("reduction code " + std::to_string(code) + " is out of range");
+    return static_cast<Reduction>(code);
 }
 
 }  // namespace pyce

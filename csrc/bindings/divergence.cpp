@@ -14,18 +14,21 @@ namespace pyce {
 
 namespace {
 
-// per_row: return the rows' values; otherwise their sum / divisor (divisor
-// 1 for sum, rows for batchmean, rows * C for mean).
-py::object kl_binding(const py::array& student, const py::array& teacher, double temperature, bool per_row,
-                      double divisor, const py::object& grad_output, const py::object& grad) {
+// reduction: 0 none (per row), 1 mean (over rows x C), 2 sum, 3 batchmean
+// (over rows). The temperature was validated in Python.
+py::object kl_binding(const py::array& student, const py::array& teacher, double temperature, int reduction_code,
+                      const py::object& grad_output, const py::object& grad) {
     const DType dtype = dtype_of(student, "student_logits");
     require_rows(student, "student_logits", dtype);
     const int64_t rows = student.shape(0), cols = student.shape(1);
     require_rows(teacher, "teacher_logits", dtype, rows, cols);
     if (cols < 1) throw py::value_error("logits must have at least one class");
-    if (!(temperature > 0.0) || !std::isfinite(temperature))
-        throw py::value_error("temperature must be a positive finite number, got " + std::to_string(temperature));
-    GradTarget gt = check_grad_target(grad_output, grad, dtype, rows, cols, per_row, divisor);
+    const Reduction reduction = reduction_of(reduction_code, /*allow_batchmean=*/true);
+    MeanOver over;
+    over.rows = rows;
+    over.per_row = cols;
+    const double divisor = divisor_of(reduction, over);
+    GradTarget gt = check_grad_target(grad_output, grad, dtype, rows, cols, reduction, divisor);
     std::vector<double> row_loss(static_cast<size_t>(rows), 0.0);
     KLDivArgs args;
     args.student = student.data();
@@ -43,16 +46,18 @@ py::object kl_binding(const py::array& student, const py::array& teacher, double
         args.threads = num_threads();
         kernels().kl_divergence[static_cast<int>(dtype)](args);
     }
-    return reduce_rows(row_loss, dtype, per_row, divisor);
+    return reduced_result(row_loss, dtype, reduction, divisor);
 }
 
 }  // namespace
 
 void register_divergence(py::module_& m) {
     m.def("kl_divergence", &kl_binding, py::arg("student"), py::arg("teacher"), py::arg("temperature"),
-          py::arg("per_row"), py::arg("divisor"), py::arg("grad_output"), py::arg("grad"),
-          "T^2 KL(softmax(teacher/T) || softmax(student/T)) of C-contiguous (rows, C) logits: per row, or "
-          "summed / divisor; writes T (q - p) * grad_output into `grad` when grad_output is given.");
+          py::arg("reduction"), py::arg("grad_output"), py::arg("grad"),
+          "T^2 KL(softmax(teacher/T) || softmax(student/T)) of C-contiguous (rows, C) logits: per row "
+          "(reduction 0), or their mean over elements (1), sum (2) or mean over rows (3, batchmean); "
+          "writes T (q - p) * grad_output (divided as the reduction divides) into `grad` when grad_output "
+          "is given.");
 }
 
 }  // namespace pyce

@@ -14,17 +14,16 @@ namespace pyce {
 
 namespace {
 
-// reduction: 0 none, 1 mean (over rows that are not ignored), 2 sum.
+// reduction: 0 none, 1 mean (over rows that are not ignored), 2 sum. The
+// options were validated in Python; the checks here protect memory.
 py::object focal_binding(const py::array& logits, const py::array& target, int64_t ignore_index, double gamma,
-                         const py::object& alpha, double alpha_scalar, int reduction, const py::object& grad_output,
-                         const py::object& grad) {
+                         const py::object& alpha, double alpha_scalar, int reduction_code,
+                         const py::object& grad_output, const py::object& grad) {
     const DType dtype = dtype_of(logits, "logits");
     require_rows(logits, "logits", dtype);
     const int64_t rows = logits.shape(0), cols = logits.shape(1);
     if (cols < 1) throw py::value_error("logits must have at least one class");
-    if (reduction < 0 || reduction > 2) throw py::value_error("reduction must be 0 (none), 1 (mean) or 2 (sum)");
-    if (!(gamma >= 0.0) || !std::isfinite(gamma))
-        throw py::value_error("gamma must be a finite number >= 0, got " + std::to_string(gamma));
+    const Reduction reduction = reduction_of(reduction_code);
     if (!target.dtype().is(py::dtype::of<int64_t>())) throw py::type_error("target must be an int64 array");
     require_vector(target, "target", rows);
     py::array alpha_arr;
@@ -35,19 +34,19 @@ py::object focal_binding(const py::array& logits, const py::array& target, int64
         require_vector(alpha_arr, "alpha", cols);
     }
     const int64_t* t = static_cast<const int64_t*>(target.data());
-    const BadTarget bad = find_bad_target(t, rows, cols, ignore_index);
-    if (bad.position >= 0)
-        throw py::index_error("target " + std::to_string(bad.value) + " at position " +
-                              std::to_string(bad.position) + " (flattened) is out of range for " +
-                              std::to_string(cols) + " classes: expected 0 <= target < " + std::to_string(cols) +
-                              " or ignore_index (" + std::to_string(ignore_index) + ")");
-    double divisor = 1.0;
-    if (reduction == 1) {
-        divisor = 0.0;
-        for (int64_t i = 0; i < rows; ++i) divisor += t[i] != ignore_index;
+    BadTarget bad;
+    {
+        py::gil_scoped_release release;
+        bad = find_bad_target(t, rows, cols, ignore_index);
     }
-    const bool per_row = reduction == 0;
-    GradTarget gt = check_grad_target(grad_output, grad, dtype, rows, cols, per_row, divisor);
+    raise_if_bad_target(bad, cols, ignore_index);
+    // The mean is over the rows that are not ignored, whatever alpha.
+    MeanOver over;
+    over.rows = rows;
+    over.target = t;
+    over.ignore_index = ignore_index;
+    const double divisor = divisor_of(reduction, over);
+    GradTarget gt = check_grad_target(grad_output, grad, dtype, rows, cols, reduction, divisor);
     std::vector<double> row_loss(static_cast<size_t>(rows), 0.0);
     FocalArgs args;
     args.logits = logits.data();
@@ -68,7 +67,7 @@ py::object focal_binding(const py::array& logits, const py::array& target, int64
         args.threads = num_threads();
         kernels().focal_loss[static_cast<int>(dtype)](args);
     }
-    return reduce_rows(row_loss, dtype, per_row, divisor);
+    return reduced_result(row_loss, dtype, reduction, divisor);
 }
 
 }  // namespace

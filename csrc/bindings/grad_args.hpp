@@ -2,11 +2,10 @@
 // the per-row losses out, the reduction and the gradient buffer in.
 #pragma once
 
-#include <string>
 #include <vector>
 
 #include "bindings/arrays.hpp"
-#include "kernels/cross_entropy_args.hpp"
+#include "runtime/reduce.hpp"
 
 namespace pyce {
 
@@ -21,11 +20,12 @@ struct GradTarget {
 
 // grad_output: None (no gradient), or a float64 vector (one per row for
 // reduction none, else one value); grad: the (rows, cols) buffer to write.
-// `divisor` divides a reduced gradient (the mean's).
+// `divisor` (runtime/reduce.hpp's divisor_of) divides a reduced gradient.
 inline GradTarget check_grad_target(const py::object& grad_output, const py::object& grad, DType dtype, int64_t rows,
-                                    int64_t cols, bool per_row, double divisor) {
+                                    int64_t cols, Reduction reduction, double divisor) {
     GradTarget out;
     if (grad_output.is_none()) return out;
+    const bool per_row = reduction == Reduction::none;
     out.grad_output = py::array::ensure(grad_output);
     if (!out.grad_output || !out.grad_output.dtype().is(py::dtype::of<double>()))
         throw py::type_error("grad_output must be a float64 array");
@@ -41,24 +41,15 @@ inline GradTarget check_grad_target(const py::object& grad_output, const py::obj
     if (per_row)
         out.scale_rows = g;
     else
-        out.scale = g[0] / divisor;
+        out.scale = reduced_grad_scale(reduction, g[0], divisor);
     return out;
 }
 
 // Per-row losses (reduction none) in the compute dtype, or the reduced value.
-inline py::object reduce_rows(const std::vector<double>& row_loss, DType dtype, bool per_row, double divisor) {
-    if (per_row) {
-        const py::ssize_t n = static_cast<py::ssize_t>(row_loss.size());
-        if (dtype == DType::f64) {
-            py::array_t<double> out(n);
-            for (py::ssize_t i = 0; i < n; ++i) out.mutable_data()[i] = row_loss[i];
-            return std::move(out);
-        }
-        py::array_t<float> out(n);
-        for (py::ssize_t i = 0; i < n; ++i) out.mutable_data()[i] = static_cast<float>(row_loss[i]);
-        return std::move(out);
-    }
-    return py::float_(pairwise_sum(row_loss.data(), static_cast<int64_t>(row_loss.size())) / divisor);
+inline py::object reduced_result(const std::vector<double>& row_loss, DType dtype, Reduction reduction,
+                                 double divisor) {
+    if (reduction == Reduction::none) return per_row_array(row_loss, dtype);
+    return py::float_(reduce_rows(row_loss.data(), static_cast<int64_t>(row_loss.size()), reduction, divisor));
 }
 
 }  // namespace pyce

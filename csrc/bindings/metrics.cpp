@@ -8,7 +8,7 @@
 
 #include "bindings/register.hpp"
 #include "bindings/arrays.hpp"
-#include "kernels/cross_entropy_args.hpp"
+#include "runtime/reduce.hpp"
 #include "kernels/metrics_args.hpp"
 #include "runtime/threading.hpp"
 
@@ -50,11 +50,7 @@ py::tuple evaluate_binding(const py::array& logits, const py::array& target, int
         bad = find_bad_target(args.target, rows, cols, ignore_index);
         if (bad.position < 0) kernels().evaluate[static_cast<int>(dtype)](args);
     }
-    if (bad.position >= 0)
-        throw py::index_error("target " + std::to_string(bad.value) + " at position " +
-                              std::to_string(bad.position) + " (flattened) is out of range for " +
-                              std::to_string(cols) + " classes: expected 0 <= target < " + std::to_string(cols) +
-                              " or ignore_index (" + std::to_string(ignore_index) + ")");
+    raise_if_bad_target(bad, cols, ignore_index);
     return py::make_tuple(loss, entropy, max_prob, rank);
 }
 

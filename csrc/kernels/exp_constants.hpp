@@ -9,7 +9,14 @@
 #include <array>
 #include <cstdint>
 
+#ifndef CPU_CAPABILITY
+#error "CPU_CAPABILITY must be defined by the build (avx512, avx2 or baseline)"
+#endif
+
+// Inside the ISA's namespace, as everything the kernel objects compile: the
+// constants are the same for every ISA, the (inline) symbols are not shared.
 namespace pyce {
+namespace CPU_CAPABILITY {
 
 struct ExpF32 {
     // Clamp range: exp(-104) rounds to 0 in float32 (below half the smallest
@@ -116,4 +123,5 @@ struct ExpF64 {
         1.0,                1.0};
 };
 
+}  // namespace CPU_CAPABILITY
 }  // namespace pyce

@@ -1,12 +1,21 @@
 // 16-bit storage types: bfloat16 and IEEE float16. The kernels never compute
 // in them: they are loaded into float32 vectors, and results are rounded
 // back (to nearest even) only when stored.
+//
+// Compiled into every ISA's kernel objects, so everything here lives in the
+// ISA's namespace (and functions in an anonymous one): an AVX-512 copy of
+// to_float must never be the one the baseline kernels call.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 
+#ifndef CPU_CAPABILITY
+#error "CPU_CAPABILITY must be defined by the build (avx512, avx2 or baseline)"
+#endif
+
 namespace pyce {
+namespace CPU_CAPABILITY {
 
 struct bf16 {
     uint16_t bits;
@@ -14,6 +23,8 @@ struct bf16 {
 struct f16 {
     uint16_t bits;
 };
+
+namespace {
 
 inline float bits_to_float(uint32_t b) {
     float f;
@@ -66,4 +77,6 @@ inline f16 to_f16(float f) {
     return f16{static_cast<uint16_t>(sign | h)};
 }
 
+}  // namespace
+}  // namespace CPU_CAPABILITY
 }  // namespace pyce

@@ -21,7 +21,8 @@
 // lowest finite value first, max(d, lowest), which maps -inf and nan (max
 // returns its second operand for a nan) to a finite number that times 0 is 0.
 // A +inf deviation with a positive exp (the student gives 0 where the teacher
-// does not) stays +inf. keep_where_greater counts the rank.
+// does not) stays +inf; with a zero exp (the teacher's probability
+// underflows too) it is dropped (kl_block). keep_where_greater counts the rank.
 #pragma once
 
 #include <cmath>
@@ -33,31 +34,6 @@
 namespace pyce {
 namespace CPU_CAPABILITY {
 namespace {
-
-// v where a > b, else +0 (a bitwise select, so an infinite or nan v in a
-// lane that is not kept does not leak through).
-#if defined(PYCE_ISA_AVX512)
-inline VecF32 keep_where_greater(VecF32 a, VecF32 b, VecF32 v) {
-    return {_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ), v.v)};
-}
-inline VecF64 keep_where_greater(VecF64 a, VecF64 b, VecF64 v) {
-    return {_mm512_maskz_mov_pd(_mm512_cmp_pd_mask(a.v, b.v, _CMP_GT_OQ), v.v)};
-}
-#elif defined(PYCE_ISA_AVX2)
-inline VecF32 keep_where_greater(VecF32 a, VecF32 b, VecF32 v) {
-    return {_mm256_and_ps(_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ), v.v)};
-}
-inline VecF64 keep_where_greater(VecF64 a, VecF64 b, VecF64 v) {
-    return {_mm256_and_pd(_mm256_cmp_pd(a.v, b.v, _CMP_GT_OQ), v.v)};
-}
-#else
-template <class T, int W>
-inline VecPortable<T, W> keep_where_greater(VecPortable<T, W> a, VecPortable<T, W> b, VecPortable<T, W> v) {
-    VecPortable<T, W> r;
-    for (int i = 0; i < W; ++i) r.v[i] = a.v[i] > b.v[i] ? v.v[i] : T(0);
-    return r;
-}
-#endif
 
 // The largest of start and mul * x[i..n) (the rare path: a logit above the
 // shift's margin). mul > 0.
@@ -217,7 +193,10 @@ inline KLBlockStats kl_block(const T* t, const T* s, int64_t n, Acc<T> inv_t, Ac
         }
         acc_t = acc_t + et;
         acc_s = acc_s + es;
-        dev = fmadd(et, max(u - v, lowest), dev);
+        // Where the teacher's exp is 0 (its probability underflows) the class
+        // adds 0, even against a -inf student logit (u - v = +inf, and 0 * inf
+        // would be nan): the deviation is kept only where et > 0.
+        dev = fmadd(et, keep_where_greater(et, zero, max(u - v, lowest)), dev);
     };
     for (int64_t i = 0; i < full; i += W) {
         const V tv = vload(t + i) * vinv, sv = vload(s + i) * vinv;

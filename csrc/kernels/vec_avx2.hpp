@@ -58,6 +58,10 @@ inline float reduce_add(VecF32 a) {
     return _mm_cvtss_f32(s);
 }
 inline bool any_greater(VecF32 a, VecF32 b) { return _mm256_movemask_ps(_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ)) != 0; }
+// v where a > b, else +0 (a bitwise select: an inf or nan in a lane not kept does not leak through).
+inline VecF32 keep_where_greater(VecF32 a, VecF32 b, VecF32 v) {
+    return {_mm256_and_ps(_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ), v.v)};
+}
 // Lane k of a vector, and a copy with lane k replaced, without going through
 // memory (a wide load of a just-written scalar stalls store forwarding).
 inline float lane(VecF32 a, int k) { return _mm256_cvtss_f32(_mm256_permutevar8x32_ps(a.v, _mm256_set1_epi32(k))); }
@@ -156,6 +160,9 @@ inline double reduce_add(VecF64 a) {
     return _mm_cvtsd_f64(s);
 }
 inline bool any_greater(VecF64 a, VecF64 b) { return _mm256_movemask_pd(_mm256_cmp_pd(a.v, b.v, _CMP_GT_OQ)) != 0; }
+inline VecF64 keep_where_greater(VecF64 a, VecF64 b, VecF64 v) {
+    return {_mm256_and_pd(_mm256_cmp_pd(a.v, b.v, _CMP_GT_OQ), v.v)};
+}
 inline double lane(VecF64 a, int k) {
     const __m256i halves = _mm256_setr_epi32(2 * k, 2 * k + 1, 0, 0, 0, 0, 0, 0);
     return _mm256_cvtsd_f64(_mm256_castps_pd(_mm256_permutevar8x32_ps(_mm256_castpd_ps(a.v), halves)));

@@ -51,6 +51,10 @@ inline VecF32 less(VecF32 a, VecF32 b) {
 inline float reduce_add(VecF32 a) { return _mm512_reduce_add_ps(a.v); }
 inline float reduce_max(VecF32 a) { return _mm512_reduce_max_ps(a.v); }
 inline bool any_greater(VecF32 a, VecF32 b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ) != 0; }
+// v where a > b, else +0 (a bitwise select: an inf or nan in a lane not kept does not leak through).
+inline VecF32 keep_where_greater(VecF32 a, VecF32 b, VecF32 v) {
+    return {_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ), v.v)};
+}
 // Lane k of a vector, and a copy with lane k replaced, without going through
 // memory (a wide load of a just-written scalar stalls store forwarding).
 inline float lane(VecF32 a, int k) { return _mm512_cvtss_f32(_mm512_permutexvar_ps(_mm512_set1_epi32(k), a.v)); }
@@ -135,6 +139,9 @@ inline VecF64 less(VecF64 a, VecF64 b) {
 inline double reduce_add(VecF64 a) { return _mm512_reduce_add_pd(a.v); }
 inline double reduce_max(VecF64 a) { return _mm512_reduce_max_pd(a.v); }
 inline bool any_greater(VecF64 a, VecF64 b) { return _mm512_cmp_pd_mask(a.v, b.v, _CMP_GT_OQ) != 0; }
+inline VecF64 keep_where_greater(VecF64 a, VecF64 b, VecF64 v) {
+    return {_mm512_maskz_mov_pd(_mm512_cmp_pd_mask(a.v, b.v, _CMP_GT_OQ), v.v)};
+}
 inline double lane(VecF64 a, int k) { return _mm512_cvtsd_f64(_mm512_permutexvar_pd(_mm512_set1_epi64(k), a.v)); }
 inline VecF64 with_lane(VecF64 a, int k, double x) {
     return {_mm512_mask_mov_pd(a.v, static_cast<__mmask8>(1u << k), _mm512_set1_pd(x))};

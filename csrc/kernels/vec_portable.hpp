@@ -84,6 +84,13 @@ inline bool any_greater(VecPortable<T, W> a, VecPortable<T, W> b) {
     for (int i = 0; i < W; ++i) any |= a.v[i] > b.v[i];
     return any;
 }
+// v where a > b, else +0 (an inf or nan in a lane not kept does not leak through).
+template <class T, int W>
+inline VecPortable<T, W> keep_where_greater(VecPortable<T, W> a, VecPortable<T, W> b, VecPortable<T, W> v) {
+    VecPortable<T, W> r;
+    for (int i = 0; i < W; ++i) r.v[i] = a.v[i] > b.v[i] ? v.v[i] : T(0);
+    return r;
+}
 // Lane k of a vector, and a copy with lane k replaced.
 template <class T, int W>
 inline T lane(VecPortable<T, W> a, int k) {

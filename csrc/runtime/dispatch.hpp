@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/reduce.hpp"
+
 namespace pyce {
 
 // Logit dtypes. 16-bit logits compute in float32; their reductions
@@ -18,7 +20,10 @@ enum class DType : int { f32 = 0, f64 = 1, bf16 = 2, f16 = 3 };
 constexpr int kNumDTypes = 4;
 
 // One cross-entropy problem laid out as `rows` x `cols` (classes last,
-// C-contiguous). Exactly one of `target` / `soft_target` is set.
+// C-contiguous). Exactly one of `target` / `soft_target` is set. The binding
+// fills in the problem (and dtype, reduction, grad_output, want_lse); the
+// driver (runtime/cross_entropy_driver.cpp) the outputs, the gradient's
+// scales and the thread count, then calls the kernel.
 struct CrossEntropyArgs {
     const void* logits = nullptr;      // rows x cols, dtype
     int64_t rows = 0;
@@ -39,6 +44,11 @@ struct CrossEntropyArgs {
     double* row_loss = nullptr;        // rows, out: each row's (unreduced) loss
     double* row_lse = nullptr;         // rows, out if set: each row's log-sum-exp (ignored rows too)
     int threads = 1;
+    // For the driver, not read by the kernels:
+    DType dtype = DType::f32;
+    Reduction reduction = Reduction::mean;
+    const double* grad_output = nullptr;  // rows (none) or 1 value; null: no gradient
+    bool want_lse = false;                // also return every row's log-sum-exp
 };
 
 // Row-wise functions over a rows x cols C-contiguous array. logsumexp writes

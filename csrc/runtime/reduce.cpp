@@ -1,0 +1,61 @@
+#include "runtime/reduce.hpp"
+
+namespace pyce {
+
+namespace {
+
+template <class W>
+double target_weight_sum(const MeanOver& over) {
+    const W* w = static_cast<const W*>(over.weight);
+    double divisor = 0;
+    for (int64_t i = 0; i < over.rows; ++i) {
+        const int64_t t = over.target[i];
+        if (t != over.ignore_index) divisor += w ? static_cast<double>(w[t]) : 1.0;
+    }
+    return divisor;
+}
+
+}  // namespace
+
+double divisor_of(Reduction reduction, const MeanOver& over) {
+    switch (reduction) {
+        case Reduction::batchmean:
+            return static_cast<double>(over.rows);
+        case Reduction::mean:
+            if (!over.target) return static_cast<double>(over.rows) * static_cast<double>(over.per_row);
+            return over.weight_f64 ? target_weight_sum<double>(over) : target_weight_sum<float>(over);
+        case Reduction::none:
+        case Reduction::sum:
+            break;
+    }
+    return 1.0;
+}
+
+double reduce_rows(const double* row_loss, int64_t rows, Reduction reduction, double divisor) {
+    const double total = pairwise_sum(row_loss, rows);
+    return reduction == Reduction::sum ? total : total / divisor;
+}
+
+double reduced_grad_scale(Reduction reduction, double grad_output, double divisor) {
+    return reduction == Reduction::sum ? grad_output : grad_output / divisor;
+}
+
+double pairwise_sum(const double* values, int64_t n) {
+    if (n <= 8) {
+        double s = 0;
+        for (int64_t i = 0; i < n; ++i) s += values[i];
+        return s;
+    }
+    const int64_t half = n / 2;
+    return pairwise_sum(values, half) + pairwise_sum(values + half, n - half);
+}
+
+BadTarget find_bad_target(const int64_t* target, int64_t rows, int64_t cols, int64_t ignore_index) {
+    for (int64_t i = 0; i < rows; ++i) {
+        const int64_t t = target[i];
+        if ((t < 0 || t >= cols) && t != ignore_index) return {i, t};
+    }
+    return {};
+}
+
+}  // namespace pyce
