@@ -216,8 +216,8 @@ def check_z_loss(z_loss, dtype: np.dtype = _FLOAT64) -> float:
     largest = float_range(dtype)[1]
     if not 0.0 <= value <= largest:  # also rejects nan and inf
         raise ValueError(
-            f"z_loss must be a number in [0, {largest:.4g}] for {dtype} logits "
-            f"(computed in {compute_dtype(dtype)}), got {z_loss!r}")
+            f"z_loss must be a finite number >= 0, got {z_loss!r} (at most {largest:.4g} for "
+            f"{dtype} logits, computed in {compute_dtype(dtype)})")
     return value
 
 
