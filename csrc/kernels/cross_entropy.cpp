@@ -20,6 +20,7 @@
 #include "kernels/registration.hpp"
 #include "runtime/dispatch.hpp"
 #include "kernels/block_math.hpp"
+#include "kernels/dominant.hpp"
 #include "kernels/parallel.hpp"
 #include "kernels/softcap.hpp"
 
@@ -200,7 +201,7 @@ struct CrossEntropyKernel {
         RowSums& sums = row.sums;
         // A +inf logit leaves no distribution: the loss is nan (as PyTorch).
         if (sums.lse == kInf) sums.lse = kNaN;
-        const double lse = sums.lse;
+        double lse = sums.lse;
         double loss, K;
         if constexpr (kSoft) {
             K = sums.coef;
@@ -209,7 +210,17 @@ struct CrossEntropyKernel {
             K = coef_total;
             if (!target_early) row.x_target = target_logit(row);
             // lse - x_t, as (max - x_t) + log_sum when finite: exact near the max.
-            const double nll = std::isfinite(lse) ? (sums.max - row.x_target) + sums.log_sum : lse - row.x_target;
+            double nll = std::isfinite(lse) ? (sums.max - row.x_target) + sums.log_sum : lse - row.x_target;
+            if constexpr (!kCap) {
+                if (nll < kLogDominated) {
+                    // A confident, correct prediction: the target is the row's
+                    // unique max (q_t > 2/3); its loss is log1p of the rest.
+                    set_dominant(sums, row.x_target, rest_beside_target(row, stats, nblocks));
+                    nll = sums.log_sum;
+                    if (a.row_lse) a.row_lse[row.index] = sums.lse;
+                }
+            }
+            lse = sums.lse;
             loss = row.alpha * nll;
             if (E != Extra::none) loss += beta * (K * lse - sums.dot);
         }
@@ -222,6 +233,28 @@ struct CrossEntropyKernel {
         }
         a.row_loss[row.index] = loss;
         row.grad_mul = row.scale * q_weight;
+    }
+
+    // sum_{j != t} exp(x_j - x_t) of a row whose target is its max (see
+    // kernels/dominant.hpp), as sum_b exp(shift_b - x_t) sum_{j != t} e_j over
+    // the sweep's exps e_j = exp(x_j - shift_b): read where the sweep stored
+    // them (a float32/float64 gradient, over the logits when in place),
+    // computed again the same way otherwise, so the loss is bitwise the same
+    // with or without a gradient and in place or not.
+    double rest_beside_target(const Row& row, const Stats* stats, int64_t nblocks) const {
+        constexpr bool kStored = kGrad && !kScratch;
+        double rest = 0;
+        for (int64_t b = 0; b < nblocks; ++b) {
+            if (stats[b].sum == 0) continue;
+            const int64_t start = b * kBlock, n = block_length(C, b), skip = row.target - start;
+            double sum;
+            if constexpr (kStored)
+                sum = sum_stored_except(reinterpret_cast<const A*>(g + row.index * C) + start, n, skip);
+            else
+                sum = sum_exps_except(x + row.index * C + start, n, static_cast<A>(stats[b].shift), skip);
+            rest += std::exp(stats[b].shift - row.x_target) * sum;
+        }
+        return rest;
     }
 
     // One block's gradient, computed from its stored exps: each lane is

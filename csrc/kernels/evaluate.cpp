@@ -16,6 +16,7 @@
 #include "runtime/dispatch.hpp"
 #include "kernels/metrics_args.hpp"
 #include "kernels/block_math.hpp"
+#include "kernels/dominant.hpp"
 #include "kernels/info_math.hpp"
 #include "kernels/parallel.hpp"
 
@@ -80,6 +81,9 @@ struct EvaluateKernel {
         RowSums sums = merge_blocks(blocks.data(), nblocks);
         if (sums.lse == kInf) sums.lse = kNaN;  // a +inf logit: no distribution
         const bool finite = std::isfinite(sums.lse);
+        // A dominant class (kernels/dominant.hpp): lse - max = log1p(rest).
+        if (finite && (sums.max - row_max) + sums.log_sum < kLogDominated)
+            set_dominant(sums, row_max, sum_below(x + r * C, C, static_cast<A>(row_max)));
         a.entropy[r] = row_entropy(sums, blocks.data(), nblocks);
         // max_j q_j = exp(max - lse), with max - lse = (max - m) - log_sum
         // (m: the merged shift; max - m is exact).

@@ -6,6 +6,7 @@
 #include "kernels/registration.hpp"
 #include "runtime/dispatch.hpp"
 #include "kernels/block_math.hpp"
+#include "kernels/dominant.hpp"
 #include "kernels/parallel.hpp"
 
 namespace pyce {
@@ -54,6 +55,8 @@ struct SoftmaxKernel {
 
     void finish(Row& row, const Stats* stats, int64_t nblocks) const {
         row.sums = merge_blocks(stats, nblocks);
+        // The logits are intact (softmax keeps its exps in its output or scratch).
+        refine_if_dominated(x + row.index * cols, cols, row.sums);
         if constexpr (kOut == RowOutput::lse) static_cast<A*>(out)[row.index] = static_cast<A>(row.sums.lse);
     }
 
