@@ -115,6 +115,9 @@ def main(argv=None):
         result = vocab_parallel_evaluate(logits_shard, batch[1:], vocab_start=start)
     if rank == 0:
         print(f"last batch, after training: {result}")
+    # Every rank reaches the end before any tears the group down: a gloo rank
+    # destroyed while a peer still has a pending exchange can abort at exit.
+    dist.barrier()
     dist.destroy_process_group()
 
 
