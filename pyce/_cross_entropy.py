@@ -14,6 +14,7 @@ from ._cache import empty_output
 from ._plain_call import as_scalar, only_defaults, plain_forward, plain_with_grad
 from ._validation import (
     REDUCTIONS,
+    STRIDED_MIN_INNER,
     as_float_array,
     check_apart,
     check_flag,
@@ -24,13 +25,14 @@ from ._validation import (
     check_softcap,
     check_weight,
     check_z_loss,
+    class_axis,
     compute_dtype,
-    class_rows,
     grad_dtype_for,
     like_logits,
     normalize_axis,
     rows_view,
     split_target,
+    strided_view,
 )
 
 __all__ = ["cross_entropy", "cross_entropy_backward", "cross_entropy_with_grad"]
@@ -41,7 +43,7 @@ class CrossEntropyCall:
 
     def __init__(self, logits, target, *, axis, weight, ignore_index, reduction, label_smoothing,
                  z_loss=0.0, softcap=None, return_lse=False):
-        logits, self.axis, self.rows = class_rows(logits, "logits", axis)
+        logits, self.axis = class_axis(logits, "logits", axis)
         self.logits = logits
         self.n_classes = logits.shape[self.axis]
         self.reduction = check_reduction(reduction)
@@ -53,6 +55,14 @@ class CrossEntropyCall:
         self.return_lse = check_flag(return_lse, "return_lse")
         indices, probabilities = split_target(target, logits, self.axis)
         self.target_shape = logits.shape[:self.axis] + logits.shape[self.axis + 1:]
+        # Class indices without a soft cap take the class axis where it is
+        # (an (outer, C, inner) view, no transposing copy); the rest a
+        # (rows, C) view or copy.
+        strided = None
+        if indices is not None and not self.softcap and logits.size:
+            strided = strided_view(logits, self.axis)
+        self.strided = strided is not None
+        self.rows = strided if self.strided else rows_view(logits, self.axis)
         if indices is not None:
             self.indices = np.ascontiguousarray(indices).reshape(-1)
             self.probabilities = None
@@ -108,17 +118,19 @@ class CrossEntropyCall:
         grad_dtype_for(self.logits.dtype, out.dtype)  # raises for a dtype the gradient cannot have
         if not out.flags.writeable:
             raise ValueError("out is read-only")
-        innermost = all(n == 1 for n in out.shape[self.axis + 1:])
+        innermost = self.strided or all(n == 1 for n in out.shape[self.axis + 1:])
         if not out.flags.c_contiguous or not innermost:
             raise ValueError(
-                "out must be C-contiguous with the class axis innermost "
-                f"(shape {out.shape}, axis {self.axis}, strides {out.strides})")
+                "out must be C-contiguous" + ("" if innermost else " with the class axis innermost")
+                + f" (shape {out.shape}, axis {self.axis}, strides {out.strides})")
         if np.shares_memory(out, self.logits) or (
                 self.probabilities is not None and np.shares_memory(out, self.probabilities)):
             raise ValueError("out must not overlap the inputs (use inplace=True to overwrite the logits)")
         return out.reshape(self.rows.shape)
 
     def grad_like_logits(self, grad_rows):
+        if self.strided:
+            return grad_rows.reshape(self.logits.shape)
         return like_logits(grad_rows, self.logits.shape, self.axis)
 
 
@@ -300,6 +312,12 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_inde
     problem = CrossEntropyCall(logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
                        reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
                        softcap=softcap, return_lse=return_lse)
+    if inplace and not (problem.strided or all(n == 1 for n in logits.shape[problem.axis + 1:])):
+        # Class axis in the middle, but probability targets or a soft cap:
+        # those kernels read a transposed copy, which the gradient cannot overwrite.
+        raise ValueError(
+            f"inplace=True with the class axis not innermost (axis={axis} of shape {logits.shape}) "
+            "takes class-index targets without softcap; move the class axis last, or use inplace=False")
     grad_rows = problem.rows if inplace else problem.grad_buffer(grad_dtype, out)
     problem.run(1.0, grad_rows)
     if inplace:
@@ -324,7 +342,8 @@ def _check_inplace(logits, axis):
             f"(strides {logits.strides}); pass np.ascontiguousarray(logits) or inplace=False")
     if normalize_axis(axis, logits.ndim) != logits.ndim - 1 and logits.size > 0:
         rest = logits.shape[normalize_axis(axis, logits.ndim) + 1:]
-        if any(n != 1 for n in rest):
+        if any(n != 1 for n in rest) and strided_view(logits, normalize_axis(axis, logits.ndim)) is None:
             raise ValueError(
-                f"inplace=True needs the class axis to be the innermost one; axis={axis} of "
-                f"shape {logits.shape} is not (move it last, or use inplace=False)")
+                f"inplace=True needs the class axis to be the innermost one, or at least "
+                f"{STRIDED_MIN_INNER} positions after it; axis={axis} of shape {logits.shape} "
+                f"has neither (move it last, or use inplace=False)")

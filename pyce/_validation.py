@@ -85,11 +85,10 @@ def rows_view(x: np.ndarray, axis: int) -> np.ndarray:
     return moved.reshape(math.prod(moved.shape[:-1]), moved.shape[-1])
 
 
-def class_rows(x, name: str, axis=-1):
+def class_axis(x, name: str, axis=-1):
     """``x`` validated as float logits with at least one dimension and one class.
 
-    Returns ``(x, axis, rows)``: the array, its class axis as a non-negative int
-    and a C-contiguous (rows, C) view (see rows_view).
+    Returns ``(x, axis)``: the array and its class axis as a non-negative int.
     """
     x = as_float_array(x, name)
     if x.ndim == 0:
@@ -97,6 +96,13 @@ def class_rows(x, name: str, axis=-1):
     axis = normalize_axis(axis, x.ndim)
     if x.shape[axis] == 0:
         raise ValueError(f"{name} must have at least one class along axis {axis}, got shape {x.shape}")
+    return x, axis
+
+
+def class_rows(x, name: str, axis=-1):
+    """As class_axis, plus a C-contiguous (rows, C) view of ``x`` (see rows_view):
+    ``(x, axis, rows)``."""
+    x, axis = class_axis(x, name, axis)
     return x, axis, rows_view(x, axis)
 
 
@@ -187,6 +193,32 @@ def check_apart(output: np.ndarray, output_name: str, **inputs) -> None:
             raise ValueError(
                 f"{name} overlaps {output_name}, which is written while {name} is still read; "
                 f"pass a copy ({name}.copy()) or another output buffer")
+
+
+# The strided-class kernels (csrc/kernels/strided_classes.cpp) take the
+# class axis where it is when at least this many positions follow it
+# (a vector's width: fewer would leave most lanes empty, and the row kernels
+# on a transposed copy do as well there). They compare class indices as
+# float32, exact below 2**24.
+STRIDED_MIN_INNER = 16
+STRIDED_MAX_CLASSES = 1 << 24
+
+
+def strided_view(x: np.ndarray, axis: int):
+    """``x`` as a C-contiguous (outer, C, inner) array with the classes in the
+    middle, or None when the row kernels should take it (the class axis last,
+    or too few positions after it).
+
+    A non-contiguous ``x`` is copied in its own order first (no transposition).
+    """
+    if axis == x.ndim - 1:
+        return None
+    inner = math.prod(x.shape[axis + 1:])
+    if inner < STRIDED_MIN_INNER or x.shape[axis] >= STRIDED_MAX_CLASSES:
+        return None
+    if not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x)
+    return x.reshape(math.prod(x.shape[:axis]), x.shape[axis], inner)
 
 
 def check_reduction(reduction) -> int:

@@ -60,6 +60,21 @@ inline void require_rows(const py::array& a, const char* name, DType dtype, py::
                               std::to_string(rows) + ", " + std::to_string(cols) + ")");
 }
 
+// A C-contiguous (outer, C, inner) array: classes along the middle axis
+// (kernels/strided_classes.cpp); -1 leaves a length free.
+inline void require_strided(const py::array& a, const char* name, DType dtype, py::ssize_t outer = -1,
+                            py::ssize_t classes = -1, py::ssize_t inner = -1) {
+    if (a.ndim() != 3) throw py::value_error(std::string(name) + " must be 3-D, got shape " + shape_str(a));
+    if (dtype_of(a, name) != dtype) throw py::type_error(std::string(name) + " has the wrong dtype");
+    if (!(a.flags() & py::array::c_style))
+        throw py::value_error(std::string(name) + " must be C-contiguous");
+    if ((outer >= 0 && a.shape(0) != outer) || (classes >= 0 && a.shape(1) != classes) ||
+        (inner >= 0 && a.shape(2) != inner))
+        throw py::value_error(std::string(name) + " has shape " + shape_str(a) + ", expected (" +
+                              std::to_string(outer) + ", " + std::to_string(classes) + ", " + std::to_string(inner) +
+                              ")");
+}
+
 inline void require_vector(const py::array& a, const char* name, py::ssize_t n) {
     if (a.ndim() != 1 || a.shape(0) != n || !(a.flags() & py::array::c_style))
         throw py::value_error(std::string(name) + " must be a contiguous vector of length " + std::to_string(n) +

@@ -21,10 +21,21 @@ py::object cross_entropy_binding(const py::array& logits, const py::object& targ
     // checked here protects memory: dtypes, shapes, the target bounds.
     CrossEntropyArgs args;
     args.dtype = dtype_of(logits, "logits");
-    require_rows(logits, "logits", args.dtype);
+    // 3-D: (outer, C, inner), the class axis in the middle (kernels/strided_classes.cpp).
+    const bool strided = logits.ndim() == 3;
+    if (strided) {
+        require_strided(logits, "logits", args.dtype);
+        args.rows = logits.shape(0) * logits.shape(2);
+        args.cols = logits.shape(1);
+        args.inner = logits.shape(2);
+        if (!soft_target.is_none() || softcap != 0.0)
+            throw py::value_error("(outer, C, inner) logits take class-index targets without a soft cap");
+    } else {
+        require_rows(logits, "logits", args.dtype);
+        args.rows = logits.shape(0);
+        args.cols = logits.shape(1);
+    }
     args.logits = logits.data();
-    args.rows = logits.shape(0);
-    args.cols = logits.shape(1);
     if (args.cols < 1) throw py::value_error("logits must have at least one class");
     args.reduction = reduction_of(reduction);
     args.label_smoothing = label_smoothing;
@@ -68,7 +79,11 @@ py::object cross_entropy_binding(const py::array& logits, const py::object& targ
         if (!grad_arr) throw py::type_error("grad must be an array");
         // The gradient has the logits' dtype, or float32 for 16-bit logits.
         args.grad_f32 = is_16bit(args.dtype) && dtype_of(grad_arr, "grad") == DType::f32;
-        require_rows(grad_arr, "grad", args.grad_f32 ? DType::f32 : args.dtype, args.rows, args.cols);
+        const DType grad_dtype = args.grad_f32 ? DType::f32 : args.dtype;
+        if (strided)
+            require_strided(grad_arr, "grad", grad_dtype, logits.shape(0), args.cols, args.inner);
+        else
+            require_rows(grad_arr, "grad", grad_dtype, args.rows, args.cols);
         require_writeable(grad_arr, "grad");
         args.grad = grad_arr.mutable_data();
     }
@@ -97,7 +112,8 @@ void register_cross_entropy(py::module_& m) {
     m.def("cross_entropy", &cross_entropy_binding, py::arg("logits"), py::arg("target"), py::arg("soft_target"),
           py::arg("weight"), py::arg("ignore_index"), py::arg("label_smoothing"), py::arg("reduction"),
           py::arg("grad_output"), py::arg("grad"), py::arg("z_loss") = 0.0, py::arg("return_lse") = false, py::arg("softcap") = 0.0,
-          "Fused cross-entropy over C-contiguous (rows, C) logits. Returns the reduced loss (float) or the "
+          "Fused cross-entropy over C-contiguous (rows, C) logits, or (outer, C, inner) ones with the classes "
+          "along the middle axis. Returns the reduced loss (float) or the "
           "per-row losses (reduction 0); writes the gradient into `grad` when `grad_output` is given.");
 }
 

@@ -41,6 +41,22 @@ void register_stream(py::module_& m) {
         },
         py::arg("src"), py::arg("dst"), py::arg("scale") = 1.0f,
         "dst = src * scale (all threads): read once + write once; dst may be src. A bandwidth probe.");
+    m.def(
+        "stream_scale_nt",
+        [](const py::array& src, py::array& dst, float scale) {
+            require_f32_contiguous(src, "src");
+            require_f32_contiguous(dst, "dst");
+            require_writeable(dst, "dst");
+            if (src.size() != dst.size()) throw py::value_error("src and dst must have the same size");
+            const float* s = static_cast<const float*>(src.data());
+            float* d = static_cast<float*>(dst.mutable_data());
+            const int64_t n = src.size();
+            py::gil_scoped_release release;
+            stream_scale_nt(s, d, n, scale, num_threads());
+        },
+        py::arg("src"), py::arg("dst"), py::arg("scale") = 1.0f,
+        "dst = src * scale with non-temporal stores (all threads): read once + write once, dst's lines "
+        "never read. The bandwidth probe of a streamed output.");
 }
 
 }  // namespace pyce

@@ -22,6 +22,7 @@
 #include "kernels/block_math.hpp"
 #include "kernels/dominant.hpp"
 #include "kernels/parallel.hpp"
+#include "kernels/short_rows.hpp"
 #include "kernels/softcap.hpp"
 
 namespace pyce {
@@ -467,6 +468,7 @@ void run_extra(const CrossEntropyArgs& args) {
 // Picks the instantiation: which extra sums the sweep must gather.
 template <class T>
 void run(const CrossEntropyArgs& args) {
+    if (short_rows_cross_entropy<T>(args)) return;  // few classes (kernels/short_rows.hpp)
     const bool smoothing = args.label_smoothing > 0.0, weighted = args.weight != nullptr;
     if (args.soft_target)
         weighted ? run_extra<T, Extra::soft_w>(args) : run_extra<T, Extra::soft>(args);

@@ -11,4 +11,5 @@
     X(divergence)             \
     X(focal)                  \
     X(vocab_shard)            \
+    X(strided_classes)        \
     X(exp)

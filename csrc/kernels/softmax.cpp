@@ -8,6 +8,7 @@
 #include "kernels/block_math.hpp"
 #include "kernels/dominant.hpp"
 #include "kernels/parallel.hpp"
+#include "kernels/short_rows.hpp"
 
 namespace pyce {
 namespace CPU_CAPABILITY {
@@ -86,6 +87,10 @@ struct SoftmaxKernel {
 
 template <class T, RowOutput kOut>
 void run(const void* x, int64_t rows, int64_t cols, void* out, int threads) {
+    constexpr ShortRowOutput kShort = kOut == RowOutput::lse       ? ShortRowOutput::lse
+                                      : kOut == RowOutput::softmax ? ShortRowOutput::softmax
+                                                                   : ShortRowOutput::log_softmax;
+    if (short_rows_normaliser<T>(kShort, x, rows, cols, out, threads)) return;  // few classes
     SoftmaxKernel<T, kOut> kernel{static_cast<const T*>(x), cols, out};
     run_blocked(kernel, rows, cols, threads);
 }

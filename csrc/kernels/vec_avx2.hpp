@@ -129,6 +129,25 @@ inline VecF32 exp_clamped(__m256 xc) {
     return {_mm256_mul_ps(_mm256_mul_ps(p, s1), s2)};
 }
 
+// Lanes where a == b take `yes`, the others `no` (for class-index lanes
+// compared as floats: the strided-class kernels, kernels/strided_classes.cpp).
+inline VecF32 select_equal(VecF32 a, VecF32 b, VecF32 yes, VecF32 no) {
+    return {_mm256_blendv_ps(no.v, yes.v, _mm256_cmp_ps(a.v, b.v, _CMP_EQ_OQ))};
+}
+// x = 2^e * m with m in [sqrt(1/2), sqrt(2)), for a positive normal x
+// (what log_positive in strided_classes.cpp takes apart).
+inline void split_exponent(VecF32 x, VecF32& m, VecF32& e) {
+    const __m256i bits = _mm256_castps_si256(x.v);
+    __m256 ev = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(127)));
+    __m256 mv = _mm256_castsi256_ps(
+        _mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x3f800000)));
+    const __m256 big = _mm256_cmp_ps(mv, _mm256_set1_ps(1.41421356f), _CMP_GT_OQ);
+    mv = _mm256_blendv_ps(mv, _mm256_mul_ps(mv, _mm256_set1_ps(0.5f)), big);
+    ev = _mm256_add_ps(ev, _mm256_and_ps(big, _mm256_set1_ps(1.0f)));
+    m = {mv};
+    e = {ev};
+}
+
 struct VecF64 {
     using scalar = double;
     static constexpr int width = 4;
@@ -186,6 +205,9 @@ inline __m256d avx2_exp2_int(__m256d k) {
     return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(bits, _mm256_set1_epi64x(1023)), 52));
 }
 
+inline VecF64 select_equal(VecF64 a, VecF64 b, VecF64 yes, VecF64 no) {
+    return {_mm256_blendv_pd(no.v, yes.v, _mm256_cmp_pd(a.v, b.v, _CMP_EQ_OQ))};
+}
 inline VecF64 exp(VecF64 x);
 inline VecF64 exp_bounded(VecF64 x) { return exp(x); }
 inline VecF64 exp(VecF64 x) {

@@ -109,6 +109,20 @@ inline VecF32 exp_bounded(VecF32 x) {
     return {_mm512_maskz_fmadd_ps(keep, p2, em1, p2)};
 }
 
+// Lanes where a == b take `yes`, the others `no` (for class-index lanes
+// compared as floats: the strided-class kernels, kernels/strided_classes.cpp).
+inline VecF32 select_equal(VecF32 a, VecF32 b, VecF32 yes, VecF32 no) {
+    return {_mm512_mask_mov_ps(no.v, _mm512_cmp_ps_mask(a.v, b.v, _CMP_EQ_OQ), yes.v)};
+}
+// x = 2^e * m with m in [sqrt(1/2), sqrt(2)), for a positive normal x
+// (what log_positive in strided_classes.cpp takes apart).
+inline void split_exponent(VecF32 x, VecF32& m, VecF32& e) {
+    const __m512 mant = _mm512_getmant_ps(x.v, _MM_MANT_NORM_p75_1p5, _MM_MANT_SIGN_src);  // [0.75, 1.5)
+    // getexp(mant) is -1 for [0.75, 1), 0 for [1, 1.5): the exponent of x / mant.
+    e = {_mm512_sub_ps(_mm512_getexp_ps(x.v), _mm512_getexp_ps(mant))};
+    m = {mant};
+}
+
 struct VecF64 {
     using scalar = double;
     static constexpr int width = 8;
@@ -147,6 +161,9 @@ inline VecF64 with_lane(VecF64 a, int k, double x) {
     return {_mm512_mask_mov_pd(a.v, static_cast<__mmask8>(1u << k), _mm512_set1_pd(x))};
 }
 
+inline VecF64 select_equal(VecF64 a, VecF64 b, VecF64 yes, VecF64 no) {
+    return {_mm512_mask_mov_pd(no.v, _mm512_cmp_pd_mask(a.v, b.v, _CMP_EQ_OQ), yes.v)};
+}
 inline VecF64 exp(VecF64 x);
 inline VecF64 exp_bounded(VecF64 x) { return exp(x); }
 

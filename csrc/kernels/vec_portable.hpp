@@ -114,6 +114,32 @@ inline T reduce_max(VecPortable<T, W> a) {
     return m;
 }
 
+// Lanes where a == b take `yes`, the others `no` (for class-index lanes
+// compared as floats: the strided-class kernels, kernels/strided_classes.cpp).
+template <class T, int W>
+inline VecPortable<T, W> select_equal(VecPortable<T, W> a, VecPortable<T, W> b, VecPortable<T, W> yes,
+                                      VecPortable<T, W> no) {
+    VecPortable<T, W> r;
+    for (int i = 0; i < W; ++i) r.v[i] = a.v[i] == b.v[i] ? yes.v[i] : no.v[i];
+    return r;
+}
+// x = 2^e * m with m in [sqrt(1/2), sqrt(2)), for positive normal float lanes
+// (what log_positive in strided_classes.cpp takes apart).
+template <int W>
+inline void split_exponent(VecPortable<float, W> x, VecPortable<float, W>& m, VecPortable<float, W>& e) {
+    for (int i = 0; i < W; ++i) {
+        uint32_t bits;
+        std::memcpy(&bits, &x.v[i], sizeof(bits));
+        int ex = static_cast<int>(bits >> 23) - 127;
+        bits = (bits & 0x007fffffu) | 0x3f800000u;
+        float mv;
+        std::memcpy(&mv, &bits, sizeof(mv));
+        if (mv > 1.41421356f) mv *= 0.5f, ex += 1;
+        m.v[i] = mv;
+        e.v[i] = static_cast<float>(ex);
+    }
+}
+
 using VecF32 = VecPortable<float, 8>;
 using VecF64 = VecPortable<double, 4>;
 

@@ -27,7 +27,8 @@ CrossEntropyResult cross_entropy(CrossEntropyArgs& args) {
         else
             args.grad_scale = reduced_grad_scale(args.reduction, args.grad_output[0], divisor);
     }
-    kernels().cross_entropy[static_cast<int>(args.dtype)](args);
+    const KernelTable& table = kernels();
+    (args.inner > 1 ? table.cross_entropy_strided : table.cross_entropy)[static_cast<int>(args.dtype)](args);
 
     if (args.reduction != Reduction::none)
         result.total = reduce_rows(result.row_loss.data(), args.rows, args.reduction, divisor);

@@ -49,6 +49,11 @@ struct CrossEntropyArgs {
     Reduction reduction = Reduction::mean;
     const double* grad_output = nullptr;  // rows (none) or 1 value; null: no gradient
     bool want_lse = false;                // also return every row's log-sum-exp
+    // > 1: the class axis is not the innermost. The logits (and gradient) are
+    // (rows / inner, cols, inner), C-contiguous: a position's classes lie
+    // `inner` elements apart; `rows` counts positions in C order, as the
+    // target does (kernels/strided_classes.cpp; hard targets, no soft cap).
+    int64_t inner = 1;
 };
 
 // Row-wise functions over a rows x cols C-contiguous array. logsumexp writes
@@ -57,6 +62,10 @@ struct CrossEntropyArgs {
 using RowsToVectorFn = void (*)(const void* x, int64_t rows, int64_t cols, void* out, int threads);
 using RowsToRowsFn = void (*)(const void* x, int64_t rows, int64_t cols, void* out, int threads);
 using CrossEntropyFn = void (*)(const CrossEntropyArgs& args);
+// The same over (outer, C, inner) C-contiguous arrays, classes along the
+// middle axis: logsumexp writes outer x inner values of the compute type,
+// softmax and log_softmax outer x C x inner of the input dtype.
+using StridedFn = void (*)(const void* x, int64_t outer, int64_t C, int64_t inner, void* out, int threads);
 using ElementwiseFn = void (*)(const void* x, int64_t n, void* out);
 // Evaluation metrics, divergences and focal loss (argument structs in metrics_args.hpp).
 struct EvaluateArgs;
@@ -77,6 +86,10 @@ struct KernelTable {
     RowsToRowsFn softmax[kNumDTypes] = {};
     RowsToRowsFn log_softmax[kNumDTypes] = {};
     CrossEntropyFn cross_entropy[kNumDTypes] = {};
+    StridedFn logsumexp_strided[kNumDTypes] = {};    // kernels/strided_classes.cpp
+    StridedFn softmax_strided[kNumDTypes] = {};
+    StridedFn log_softmax_strided[kNumDTypes] = {};
+    CrossEntropyFn cross_entropy_strided[kNumDTypes] = {};
     ElementwiseFn exp[kNumDTypes] = {};  // the kernels' exp (float32/float64), for accuracy tests
     ElementwiseFn exp_sweep[kNumDTypes] = {};  // the sweeps' exp (exp_bounded), for accuracy tests
     EvaluateFn evaluate[kNumDTypes] = {};         // kernels/evaluate.cpp (also entropy)

@@ -2,7 +2,12 @@
 #include "runtime/threading.hpp"
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
+
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -53,6 +58,20 @@ double stream_read(const float* x, int64_t n, int threads) {
 void stream_scale(const float* src, float* dst, int64_t n, float scale, int threads) {
     split(n, threads, [&](int, int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) dst[i] = src[i] * scale;
+    });
+}
+
+void stream_scale_nt(const float* src, float* dst, int64_t n, float scale, int threads) {
+    split(n, threads, [&](int, int64_t b, int64_t e) {
+        int64_t i = b;
+#if defined(__SSE__)
+        // Plain stores up to dst's first 16-byte boundary, then movntps.
+        for (; i < e && reinterpret_cast<uintptr_t>(dst + i) % 16 != 0; ++i) dst[i] = src[i] * scale;
+        const __m128 s4 = _mm_set1_ps(scale);
+        for (; i + 4 <= e; i += 4) _mm_stream_ps(dst + i, _mm_mul_ps(_mm_loadu_ps(src + i), s4));
+        _mm_sfence();
+#endif
+        for (; i < e; ++i) dst[i] = src[i] * scale;
     });
 }
 

@@ -11,15 +11,26 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .ops import DEFAULT_DTYPES, DEFAULT_SHAPES, KNOWN_DTYPES, OPS, PEERS, PEER_OP, QUICK_SHAPES, REFERENCE_LIMIT, check_pyce_support
 from .console import make_progress, print_report
-from .format import parse_list, parse_shape, shape_str
 from .environment import set_threads, thread_counts, versions
 from .floors import bandwidths, measure_exp_throughput, measure_floors
-from .peers import available_peers
+from .format import parse_list, parse_shape, shape_str
 from .memory import measure_memory, memory_kinds
-from .runner import measure_scaling, run_benchmark
+from .ops import (
+    DEFAULT_DTYPES,
+    DEFAULT_SHAPES,
+    KNOWN_DTYPES,
+    OPS,
+    PEER_OP,
+    PEERS,
+    QUICK_SHAPES,
+    REFERENCE_LIMIT,
+    check_pyce_support,
+)
+from .peers import available_peers
 from .plot import plot_results
+from .runner import measure_scaling, run_benchmark
+from .suites import SUITES, format_suite, run_suite, suite_names
 
 
 def build_parser(prog: str = "pyce bench") -> argparse.ArgumentParser:
@@ -65,6 +76,10 @@ def build_parser(prog: str = "pyce bench") -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write every raw number to FILE")
     p.add_argument("--plot", metavar="FILE.png", help="draw the results (needs matplotlib)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--suite", choices=suite_names(),
+                   help="run a named suite instead of the default table: 'layouts' (class axis not "
+                        "innermost: (8,21,512,512) axis 1, axis-0 reductions of (32000,2048)), "
+                        "'few-classes' (2 to 1000 classes)")
     return p
 
 
@@ -104,6 +119,9 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "pyce bench") -> int:
         args.min_time = 0.005 if args.quick else 0.02
 
     import pyce
+
+    if args.suite:
+        return _run_suite(args, repeat, requested)
 
     peers, missing = available_peers(requested)
     if args.threads is not None:
@@ -184,6 +202,31 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "pyce bench") -> int:
         plot_results(args.plot, results, peers, report.get("scaling", ()),
                      title=plot_title(report))
         print(f"wrote {args.plot}", file=out)
+    return 0
+
+
+def _run_suite(args, repeat: int, requested) -> int:
+    """``--suite NAME``: that suite's table (and --json), nothing else."""
+    import pyce
+
+    if args.threads is not None:
+        set_threads(args.threads)
+    elif "torch" in requested:
+        set_threads(pyce.get_num_threads())
+    progress = make_progress(len(SUITES[args.suite]), sys.stderr, args.quiet)
+    try:
+        result = run_suite(args.suite, repeat=repeat, min_time=args.min_time,
+                           peers="torch" in requested, progress=progress)
+    finally:
+        progress.close()
+    result.update(command=["pyce", "bench"] + list(sys.argv[1:]), versions=versions(),
+                  cpu_info=pyce.cpu_info(), threads=pyce.get_num_threads(),
+                  time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1, default=_json_default)
+    print(f"pyce {pyce.__version__}, isa {pyce.cpu_info()['isa']}, {pyce.get_num_threads()} threads")
+    print(format_suite(result))
     return 0
 
 

@@ -1,0 +1,225 @@
+"""Named suites of ``pyce bench --suite NAME``: the layouts and sizes off the default
+(rows, vocab) path.
+
+``layouts``: the class axis not innermost -- PyTorch's (N, C, H, W) dense
+prediction and NumPy's axis=0 reductions -- against the bandwidth floor of the
+bytes they must move and against PyTorch on the same layout.
+
+``few-classes``: 2 to 1000 classes, where a row's cost is its arithmetic and
+its chain of dependent steps, not memory: per-row time against PyTorch's
+forward+backward and against C exps at the kernels' measured exp throughput.
+
+Every figure is timed alternately with its floor probe (``time_against_floor``),
+so each ratio comes from one stretch of the same run.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .environment import _optional
+from .floors import _probe_array, measure_exp_throughput, stream_probes
+from .format import fmt_ms, fmt_ratio, render_table
+from .ops import numpy_dtype
+from .timing import time_against_floor, time_call
+
+
+class Case(NamedTuple):
+    label: str
+    shape: tuple
+    axis: int
+    op: str          # forward, fused, fused_out, logsumexp, softmax, log_softmax, torch_fused
+    dtype: str = "float32"
+
+
+_NCHW = (8, 21, 512, 512)
+_AXIS0 = (32000, 2048)
+
+SUITES = {
+    "layouts": [
+        Case("(8,21,512,512) axis 1", _NCHW, 1, "fused_out"),
+        Case("(8,21,512,512) axis 1", _NCHW, 1, "fused"),
+        Case("(8,21,512,512) axis 1", _NCHW, 1, "forward"),
+        Case("(8,21,512,512) axis 1", _NCHW, 1, "torch_fused"),
+        Case("(8,21,512,512) axis 1 bf16", _NCHW, 1, "fused_out", "bfloat16"),
+        Case("(32000,2048) axis 0", _AXIS0, 0, "logsumexp"),
+        Case("(32000,2048) axis 0", _AXIS0, 0, "softmax"),
+        Case("(32000,2048) axis 0", _AXIS0, 0, "log_softmax"),
+        # The fused pass that returns a gradient, classes last (issue 15 item 4).
+        Case("4096x32000", (4096, 32000), -1, "fused_out"),
+        Case("4096x32000", (4096, 32000), -1, "fused_out", "bfloat16"),
+        Case("2048x128256", (2048, 128256), -1, "fused_out"),
+        Case("2048x128256", (2048, 128256), -1, "fused_out", "bfloat16"),
+    ],
+    "few-classes": [
+        Case(f"{n}x{c}", (n, c), -1, op)
+        for n, c in ((262144, 2), (65536, 10), (32768, 32), (8192, 88), (4096, 256), (1024, 1000))
+        for op in ("fused", "forward")
+    ],
+}
+
+#: Bytes each op must move, in units of the logits' bytes, and the probe that moves them:
+#: outputs are written with non-temporal stores (as the kernels write a large output),
+#: so that the floor of a fused pass is one read and one write, no read-for-ownership.
+_TRAFFIC = {"forward": ("read", 1), "logsumexp": ("read", 1), "fused": ("copy_nt", 2),
+            "fused_out": ("copy_nt", 2), "softmax": ("copy_nt", 2), "log_softmax": ("copy_nt", 2),
+            "torch_fused": ("copy_nt", 2)}
+
+_LABEL = {"forward": "forward", "fused": "fused", "fused_out": "fused out=", "logsumexp": "logsumexp",
+          "softmax": "softmax", "log_softmax": "log_softmax", "torch_fused": "fused via pyce.torch"}
+
+
+def _problem(case: Case):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(case.shape, dtype=np.float32) * 2
+    dt = numpy_dtype(case.dtype)
+    if x.dtype != dt:
+        x = x.astype(dt)
+    axis = case.axis % len(case.shape)
+    t_shape = case.shape[:axis] + case.shape[axis + 1:]
+    t = rng.integers(0, case.shape[axis], size=t_shape, dtype=np.int64)
+    return x, t, axis
+
+
+def _pyce_fn(case: Case, x, t, axis):
+    import pyce
+
+    if case.op == "forward":
+        return lambda: pyce.cross_entropy(x, t, axis=axis), None
+    if case.op == "fused":
+        return lambda: pyce.cross_entropy_with_grad(x, t, axis=axis), None
+    if case.op == "fused_out":
+        out = np.zeros_like(x)
+        return lambda: pyce.cross_entropy_with_grad(x, t, axis=axis, out=out), out
+    if case.op == "logsumexp":
+        return lambda: pyce.logsumexp(x, axis=axis), None
+    if case.op == "softmax":
+        return lambda: pyce.softmax(x, axis=axis), None
+    if case.op == "log_softmax":
+        return lambda: pyce.log_softmax(x, axis=axis), None
+    if case.op == "torch_fused":
+        torch = _optional("torch")
+        if torch is None:
+            return None, None
+        import pyce.torch as ptorch
+
+        xg = torch.from_numpy(x).requires_grad_(True)
+        tt = torch.from_numpy(t)
+
+        def step():
+            xg.grad = None
+            ptorch.cross_entropy(xg, tt).backward()
+            return xg.grad
+        return step, xg
+    raise ValueError(f"unknown suite op {case.op!r}")
+
+
+def _torch_fn(case: Case, x, t, axis):
+    """PyTorch's own version of the case, on its native layout, or None."""
+    torch = _optional("torch")
+    if torch is None:
+        return None
+    import torch.nn.functional as F
+
+    xt = torch.from_numpy(x) if case.dtype != "bfloat16" else torch.from_numpy(
+        x.view(np.int16)).view(torch.bfloat16)
+    tt = torch.from_numpy(t)
+    if case.op in ("forward", "fused", "fused_out", "torch_fused"):
+        if not (xt.ndim == 2 or axis == 1):
+            return None  # F.cross_entropy takes the classes last (2-D) or at dim 1 only
+        if case.op == "forward":
+            def fwd():
+                with torch.no_grad():
+                    return F.cross_entropy(xt, tt)
+            return fwd
+        xg = xt.detach().requires_grad_(True)
+
+        def fused():
+            xg.grad = None
+            F.cross_entropy(xg, tt).backward()
+            return xg.grad
+        return fused
+    dim_ops = {"logsumexp": torch.logsumexp, "softmax": torch.softmax, "log_softmax": torch.log_softmax}
+
+    def reduce():
+        with torch.no_grad():
+            return dim_ops[case.op](xt, dim=axis)
+    return reduce
+
+
+def run_suite(name: str, *, repeat: int = 5, min_time: float = 0.02, peers: bool = True,
+              progress=None) -> dict:
+    """Time every case of suite ``name``; one dict per case plus the exp throughput."""
+    read, scale, source = stream_probes()
+    from pyce import _core
+
+    scale_nt = getattr(_core, "stream_scale_nt", scale)
+    exp_ns = measure_exp_throughput(repeat=repeat)
+    rows = []
+    probes: dict = {}
+    for case in SUITES[name]:
+        if progress:
+            progress.start(f"{name} {case.label} {_LABEL[case.op]}")
+        x, t, axis = _problem(case)
+        kind, mult = _TRAFFIC[case.op]
+        row = {"label": case.label, "op": case.op, "shape": list(case.shape), "axis": axis,
+               "dtype": case.dtype, "bytes": mult * x.nbytes}
+        fn, keep = _pyce_fn(case, x, t, axis)
+        if fn is None:
+            row["status"] = "torch not installed"
+        else:
+            if x.nbytes not in probes:
+                probes.clear()
+                src = _probe_array(x.nbytes)
+                dst = _probe_array(x.nbytes)
+                probes[x.nbytes] = {"read": lambda s=src: read(s),
+                                    "copy_nt": lambda s=src, d=dst: scale_nt(s, d, 1.0)}
+            tm, floor_tm = time_against_floor(fn, probes[x.nbytes][kind], rounds=repeat, min_time=min_time)
+            row.update(pyce_s=tm.best, pyce_samples_s=tm.samples, floor_s=floor_tm.best,
+                       x_floor=tm.best / floor_tm.best)
+            n_rows = x.size // x.shape[axis]
+            row["ns_per_row"] = tm.best / n_rows * 1e9
+            row["exp_floor_s"] = exp_ns * 1e-9 * x.size
+            tfn = _torch_fn(case, x, t, axis) if peers else None
+            if tfn is not None:
+                row["torch_s"] = time_call(tfn, repeat=repeat, min_time=min_time).best
+                row["vs_torch"] = row["torch_s"] / tm.best
+        del keep
+        rows.append(row)
+        if progress:
+            progress.advance()
+    return {"suite": name, "exp_ns_per_element": exp_ns, "probe_source": source, "rows": rows}
+
+
+def format_suite(result: dict) -> str:
+    name = result["suite"]
+    headers = ["case", "op", "dtype", "pyce ms", "floor ms", "x floor", "torch ms", "vs torch"]
+    if name == "few-classes":
+        headers += ["ns/row", "C exps ms", "x exps"]
+    table = []
+    for r in result["rows"]:
+        cells = [r["label"], _LABEL[r["op"]], r["dtype"]]
+        if "pyce_s" not in r:
+            table.append(cells + [r.get("status", "")] + [""] * (len(headers) - 4))
+            continue
+        cells += [fmt_ms(r["pyce_s"]), fmt_ms(r["floor_s"]), fmt_ratio(r["x_floor"]),
+                  fmt_ms(r.get("torch_s")), fmt_ratio(r.get("vs_torch"))]
+        if name == "few-classes":
+            cells += [f"{r['ns_per_row']:.1f}", fmt_ms(r["exp_floor_s"]),
+                      fmt_ratio(r["pyce_s"] / r["exp_floor_s"])]
+        table.append(cells)
+    notes = (f"floor: the bytes the op must move (forward/logsumexp: the logits once; with an output: "
+             f"read + write, non-temporal stores) at the streaming bandwidth probed alternately with it "
+             f"({result['probe_source']}); "
+             f"vs torch: PyTorch's time / pyce's (its forward+backward for fused ops, on its own layout). ")
+    if name == "few-classes":
+        notes += (f"C exps: the logits' element count x {result['exp_ns_per_element']:.3f} ns "
+                  f"(the kernels' exp throughput per element at this thread count).")
+    return f"suite {name}\n" + render_table(headers, table) + "\n" + notes
+
+
+def suite_names() -> tuple:
+    return tuple(SUITES)
+

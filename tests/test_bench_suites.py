@@ -1,0 +1,69 @@
+"""`pyce bench --suite layouts|few-classes`: the named suites run end to end on
+small stand-ins for their shapes (the real ones move hundreds of MB), and report
+times, floors and ratios that are positive and finite. No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+
+import pytest
+
+from pyce import bench
+from pyce.bench import suites
+
+
+def _positive(x):
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+@pytest.fixture
+def small_suites(monkeypatch):
+    Case = suites.Case
+    monkeypatch.setitem(suites.SUITES, "layouts", [
+        Case("(2,5,8,16) axis 1", (2, 5, 8, 16), 1, "fused_out"),
+        Case("(2,5,8,16) axis 1", (2, 5, 8, 16), 1, "fused"),
+        Case("(2,5,8,16) axis 1", (2, 5, 8, 16), 1, "forward"),
+        Case("(2,5,8,16) axis 1", (2, 5, 8, 16), 1, "torch_fused"),
+        Case("(300,64) axis 0", (300, 64), 0, "logsumexp"),
+        Case("(300,64) axis 0", (300, 64), 0, "softmax"),
+        Case("(300,64) axis 0", (300, 64), 0, "log_softmax"),
+    ])
+    monkeypatch.setitem(suites.SUITES, "few-classes", [
+        Case("512x10", (512, 10), -1, "fused"), Case("512x10", (512, 10), -1, "forward")])
+
+
+@pytest.mark.parametrize("name", ["layouts", "few-classes"])
+def test_suite_runs_and_reports(small_suites, tmp_path, name):
+    path = tmp_path / "suite.json"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = bench.main(["--suite", name, "--repeat", "1", "--min-time", "0.001", "--quiet",
+                             "--json", str(path)])
+    assert status == 0
+    text = out.getvalue()
+    assert f"suite {name}" in text
+    report = json.loads(path.read_text())
+    assert report["suite"] == name and len(report["rows"]) == len(suites.SUITES[name])
+    for row in report["rows"]:
+        if row["op"] == "torch_fused" and "pyce_s" not in row:
+            assert row["status"] == "torch not installed"
+            continue
+        assert _positive(row["pyce_s"]) and _positive(row["floor_s"]) and _positive(row["x_floor"])
+        assert row["label"] in text
+        if "torch_s" in row:
+            assert _positive(row["torch_s"]) and _positive(row["vs_torch"])
+    if name == "few-classes":
+        assert all(_positive(r["ns_per_row"]) and _positive(r["exp_floor_s"]) for r in report["rows"])
+        assert "x exps" in text
+
+
+def test_suite_names_in_help():
+    assert set(suites.suite_names()) == {"layouts", "few-classes"}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        bench.main(["--help"])
+    assert "--suite" in out.getvalue()
