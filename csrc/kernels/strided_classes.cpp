@@ -210,7 +210,7 @@ struct StridedKernel {
     // A strided group's per-lane max (ms: finite or 0; mtrue: as it is), sum
     // of exps against ms, and dot product of the label-smoothing coefficients.
     template <bool kFull>
-    void strided_stats(int64_t o, int64_t j0, int64_t n, A* scratch, V* ms, V* s, V* dot, V* mtrue) const {
+    void strided_stats(int64_t o, int64_t j0, int64_t n, A* scratch, V* ms, V* s, V* dot, V* mtrue, V* rest, V* ones) const {
         const A ninf = -std::numeric_limits<A>::infinity();
         const int64_t nb = nblocks();
         const bool one_block = nb == 1;
@@ -244,8 +244,10 @@ struct StridedKernel {
                     mb[k] = max(mb[k], xv);
                 }
             }
-            V sb[kVecs], sum[kVecs];
-            for (int k = 0; k < kVecs; ++k) sb[k] = finite_or_zero(mb[k]), sum[k] = V::broadcast(0);
+            V sb[kVecs], sum[kVecs], rb[kVecs], nb1[kVecs];
+            const V one = V::broadcast(A(1)), zero = V::broadcast(A(0));
+            for (int k = 0; k < kVecs; ++k)
+                sb[k] = finite_or_zero(mb[k]), sum[k] = zero, rb[k] = zero, nb1[k] = zero;
             for (int64_t c = c0; c < c1; ++c) {
                 const A* xt = xs + (c - c0) * L;
                 A* e_out = es + (c - c0) * L;
@@ -257,12 +259,16 @@ struct StridedKernel {
                     const V e = exp_bounded(xv - sb[k]);
                     if (kNeedExps && one_block) e.store(e_out + k * W);
                     sum[k] = sum[k] + e;
+                    // The terms other than the max's (exp 1), apart: log1p of them (see group).
+                    rb[k] = rb[k] + select_equal(e, one, zero, e);
+                    nb1[k] = nb1[k] + select_equal(e, one, one, zero);
                     // (Padding lanes read -inf: their dot is -inf, and never used.)
                     if constexpr (E != Extra::none) dot[k] = fmadd(coef, xv, dot[k]);
                 }
             }
             if (one_block) {
-                for (int k = 0; k < kVecs; ++k) ms[k] = sb[k], s[k] = sum[k], mtrue[k] = mb[k];
+                for (int k = 0; k < kVecs; ++k)
+                    ms[k] = sb[k], s[k] = sum[k], mtrue[k] = mb[k], rest[k] = rb[k], ones[k] = nb1[k];
             } else {
                 // (Ms, S) + (sb, sum) with one rescale; an all -inf block (sum 0)
                 // leaves the shift where it was.
@@ -272,6 +278,8 @@ struct StridedKernel {
                     s[k] = fmadd(s[k], exp_bounded(ms[k] - mn), sum[k] * exp_bounded(sb[k] - mn));
                     ms[k] = mn;
                     mtrue[k] = max(mtrue[k], mb[k]);
+                    // Several blocks: the sum near 1 as it is (no log1p split).
+                    rest[k] = s[k] - V::broadcast(A(1)), ones[k] = V::broadcast(A(1));
                 }
             }
         }
@@ -280,12 +288,13 @@ struct StridedKernel {
 
     // The same for a group of n <= L short rows (Layout::rows), row by row:
     // its max and exp-sum reduced in registers, its exps kept in scratch.
-    void row_stats(int64_t r0, int64_t n, A* scratch, V* ms, V* s, V* dot, V* mtrue) const {
+    void row_stats(int64_t r0, int64_t n, A* scratch, V* ms, V* s, V* dot, V* mtrue, V* rest, V* ones) const {
         const A ninf = -std::numeric_limits<A>::infinity();
         constexpr int W2 = 2 * W;
         const int64_t full = C - C % W, tail = C - full;
-        alignas(64) A m_l[L], sh_l[L], s_l[L], d_l[L];
-        for (int64_t l = 0; l < L; ++l) m_l[l] = 0, sh_l[l] = 0, s_l[l] = 1, d_l[l] = 0;
+        alignas(64) A m_l[L], sh_l[L], s_l[L], d_l[L], r_l[L], n_l[L];
+        for (int64_t l = 0; l < L; ++l) m_l[l] = 0, sh_l[l] = 0, s_l[l] = 1, d_l[l] = 0, r_l[l] = 0, n_l[l] = 1;
+        const V one = V::broadcast(A(1)), zero = V::broadcast(A(0));
         for (int64_t l = 0; l < n; ++l) {
             const T* row = x + (r0 + l) * C;
             prefetch_ahead(row, 4 * C * static_cast<int64_t>(sizeof(T)));
@@ -298,11 +307,13 @@ struct StridedKernel {
             const A shift = std::isfinite(m) ? m : A(0);
             const V sh = V::broadcast(shift);
             A* e_out = scratch + l * C;
-            V a0 = V::broadcast(0), a1 = a0, d0 = a0;
+            V a0 = V::broadcast(0), a1 = a0, d0 = a0, r0 = a0, c1 = a0;
             auto sweep = [&](V xv, int64_t at, V& acc) PYCE_ALWAYS_INLINE {
                 const V e = exp_bounded(xv - sh);
                 if constexpr (kNeedExps) e.store(e_out + at);
                 acc = acc + e;
+                r0 = r0 + select_equal(e, one, zero, e);
+                c1 = c1 + select_equal(e, one, one, zero);
                 if constexpr (E != Extra::none) d0 = fmadd(row_coef(at, 0), xv, d0);
             };
             for (i = 0; i + W2 <= full; i += W2) sweep(vload(row + i), i, a0), sweep(vload(row + i + W), i + W, a1);
@@ -311,15 +322,19 @@ struct StridedKernel {
                 const V e = exp_bounded(vload_partial(row + full, tail, ninf) - sh);
                 if constexpr (kNeedExps) e.store_partial(e_out + full, tail);
                 a1 = a1 + e;
+                r0 = r0 + select_equal(e, one, zero, e);
+                c1 = c1 + select_equal(e, one, one, zero);
                 if constexpr (E != Extra::none)
                     d0 = fmadd(row_coef(full, tail), vload_partial(row + full, tail, A(0)), d0);
             }
             m_l[l] = m, sh_l[l] = shift, s_l[l] = reduce_add(a0 + a1);
+            r_l[l] = reduce_add(r0), n_l[l] = reduce_add(c1);
             if constexpr (E != Extra::none) d_l[l] = reduce_add(d0);
         }
         for (int k = 0; k < kVecs; ++k) {
             ms[k] = V::load(sh_l + k * W), s[k] = V::load(s_l + k * W), mtrue[k] = V::load(m_l + k * W);
             dot[k] = V::load(d_l + k * W);
+            rest[k] = V::load(r_l + k * W), ones[k] = V::load(n_l + k * W);
         }
     }
 
@@ -334,11 +349,11 @@ struct StridedKernel {
     template <bool kFull>
     void group(int64_t o, int64_t j0, int64_t n, A* scratch) const {
         const bool one_block = kRows || nblocks() == 1;
-        V ms[kVecs], s[kVecs], dot[kVecs], mtrue[kVecs];
+        V ms[kVecs], s[kVecs], dot[kVecs], mtrue[kVecs], rest[kVecs], ones[kVecs];
         if constexpr (kRows)
-            row_stats(j0, n, scratch, ms, s, dot, mtrue);
+            row_stats(j0, n, scratch, ms, s, dot, mtrue, rest, ones);
         else
-            strided_stats<kFull>(o, j0, n, scratch, ms, s, dot, mtrue);
+            strided_stats<kFull>(o, j0, n, scratch, ms, s, dot, mtrue, rest, ones);
 
         // Lanes whose max or sum is not finite take the scalar path. (m - m)
         // + (s - s) is nan exactly there; a whole group rarely has one, and
@@ -358,8 +373,20 @@ struct StridedKernel {
             }
         }
 
+        // log(sum) = log(n1) + log1p(rest / n1), n1 the terms equal to the max
+        // (exp 1): a sum near 1 would lose the rest's relative precision
+        // (SciPy gh-18295), and small losses with it.
         V ls[kVecs];
-        for (int k = 0; k < kVecs; ++k) ls[k] = log_positive(s[k]);
+        {
+            alignas(64) A r_l[L], n_l[L], ls_l[L];
+            for (int k = 0; k < kVecs; ++k) rest[k].store(r_l + k * W), ones[k].store(n_l + k * W);
+            for (int64_t l = 0; l < L; ++l) {
+                const double n1 = static_cast<double>(n_l[l]) > 0 ? static_cast<double>(n_l[l]) : 1.0;
+                ls_l[l] = static_cast<A>((n1 == 1.0 ? 0.0 : std::log(n1)) +
+                                         std::log1p(static_cast<double>(r_l[l]) / n1));
+            }
+            for (int k = 0; k < kVecs; ++k) ls[k] = V::load(ls_l + k * W);
+        }
 
         if constexpr (M == Mode::lse) {
             A* lo = lse + o * inner + j0;
@@ -712,7 +739,9 @@ void log_softmax_entry(const void* x, int64_t outer, int64_t C, int64_t inner, v
 
 template <class T>
 bool short_rows_normaliser(ShortRowOutput what, const void* x, int64_t rows, int64_t cols, void* out, int threads) {
-    if (cols > kShortRowMaxCols || rows < 1) return false;
+    // Below a vector's width of classes the row kernels keep the last bits of
+    // losses near float32's smallest normals (test_precision_near_zero, C = 9).
+    if (cols > kShortRowMaxCols || cols < 16 || rows < 1) return false;
     if (what == ShortRowOutput::lse)
         run_short_normaliser<T, Mode::lse>(x, rows, cols, out, threads);
     else if (what == ShortRowOutput::softmax)
@@ -724,7 +753,8 @@ bool short_rows_normaliser(ShortRowOutput what, const void* x, int64_t rows, int
 
 template <class T>
 bool short_rows_cross_entropy(const CrossEntropyArgs& args) {
-    if (args.cols > kShortRowMaxCols || args.rows < 1 || args.inner != 1 || args.soft_target || args.softcap > 0)
+    if (args.cols > kShortRowMaxCols || args.cols < 16 || args.rows < 1 || args.inner != 1 || args.soft_target ||
+        args.softcap > 0)
         return false;
     if (args.label_smoothing <= 0.0)
         run_short_ce_extra<T, Extra::none>(args);
