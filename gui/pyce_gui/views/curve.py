@@ -15,6 +15,7 @@ from ..curve import HALF_WIDTH, loss_curve, slope
 from ..model import SELECTION, STRUCTURE, VALUES
 from .panel import Panel
 from .readouts import fmt
+from .widgets import fixed_plot, rich_text_label
 
 
 class CurvePanel(QtWidgets.QWidget, Panel):
@@ -27,15 +28,9 @@ class CurvePanel(QtWidgets.QWidget, Panel):
         self.attach(ctx)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        self.text = QtWidgets.QLabel()
-        self.text.setWordWrap(True)
-        self.text.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.text = rich_text_label()
         layout.addWidget(self.text)
-        self.plot = pg.PlotWidget()
-        self.plot.setMenuEnabled(False)
-        self.plot.setMouseEnabled(x=False, y=False)
-        self.plot.hideButtons()
-        self.plot.setMinimumHeight(130)
+        self.plot = fixed_plot(130)
         self.plot.setLabel("left", "loss")
         for name in ("left", "bottom"):
             self.plot.getAxis(name).enableAutoSIPrefix(False)

@@ -13,11 +13,12 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtWidgets
 
 from ..model import SELECTION, STRUCTURE, VALUES
 from .panel import Panel
 from .readouts import fmt
+from .widgets import fixed_plot, rich_text_label
 
 OFFSET, WIDTH = 0.19, 0.36
 
@@ -56,15 +57,9 @@ class DistillationPanel(QtWidgets.QWidget, Panel):
             buttons.addWidget(b)
         buttons.addStretch(1)
         layout.addLayout(buttons)
-        self.text = QtWidgets.QLabel()
-        self.text.setWordWrap(True)
-        self.text.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.text = rich_text_label()
         layout.addWidget(self.text)
-        self.plot = pg.PlotWidget()
-        self.plot.setMenuEnabled(False)
-        self.plot.setMouseEnabled(x=False, y=False)
-        self.plot.hideButtons()
-        self.plot.setMinimumHeight(110)
+        self.plot = fixed_plot(110)
         self.plot.getAxis("bottom").setStyle(hideOverlappingLabels=40)
         self.legend = self.plot.addLegend(offset=(-8, 6))
         self.teacher_bars = pg.BarGraphItem(x=[], height=[], width=WIDTH, name="teacher p_T")

@@ -19,6 +19,7 @@ from ..model import SELECTION, STRUCTURE, VALUES
 from .fields import NumberField
 from .panel import Panel
 from .readouts import fmt
+from .widgets import fixed_plot, rich_text_label
 
 OFFSET, WIDTH = 0.19, 0.36
 
@@ -59,15 +60,9 @@ class FocalPanel(QtWidgets.QWidget, Panel):
         self.reset.clicked.connect(lambda: self.push("All class weights 1", self.model.clear_class_weights))
         row.addWidget(self.reset)
         layout.addLayout(row)
-        self.text = QtWidgets.QLabel()
-        self.text.setWordWrap(True)
-        self.text.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.text = rich_text_label()
         layout.addWidget(self.text)
-        self.plot = pg.PlotWidget()
-        self.plot.setMenuEnabled(False)
-        self.plot.setMouseEnabled(x=False, y=False)
-        self.plot.hideButtons()
-        self.plot.setMinimumHeight(110)
+        self.plot = fixed_plot(110)
         self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.plot.getAxis("bottom").setStyle(hideOverlappingLabels=40)
         self.legend = self.plot.addLegend(offset=(-8, 6))

@@ -18,6 +18,7 @@ from .. import sentence
 from ..model import BATCH
 from .panel import Panel
 from .readouts import fmt
+from .widgets import fixed_plot, rich_text_label
 
 
 class SentencePanel(QtWidgets.QWidget, Panel):
@@ -50,15 +51,9 @@ class SentencePanel(QtWidgets.QWidget, Panel):
             words.addWidget(b, 1)
             self.word_buttons.append(b)
         layout.addLayout(words)
-        self.text = QtWidgets.QLabel()
-        self.text.setWordWrap(True)
-        self.text.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.text = rich_text_label()
         layout.addWidget(self.text)
-        self.plot = pg.PlotWidget()
-        self.plot.setMenuEnabled(False)
-        self.plot.setMouseEnabled(x=False, y=False)
-        self.plot.hideButtons()
-        self.plot.setMinimumHeight(110)
+        self.plot = fixed_plot(110)
         self.plot.setLabel("left", "−log q(word)")
         self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.7)
