@@ -5,6 +5,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -22,7 +23,8 @@ def _losses(output):
 
 
 def _run(command):
-    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180,
+                          cwd=tempfile.gettempdir())
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 

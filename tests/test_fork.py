@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -82,7 +83,8 @@ def test_forked_child_computes(script):
     # Its own session, so that a deadlocked child (and its children) can be
     # ended as a group when the timeout fails the test.
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            cwd=tempfile.gettempdir())
     try:
         output, _ = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:

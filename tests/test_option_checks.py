@@ -3,6 +3,7 @@
 Each test names the item it guards; all of them failed on the tree before the fix.
 """
 
+import tempfile
 import warnings
 
 import numpy as np
@@ -172,7 +173,8 @@ def test_unsupported_forced_isa_has_no_checkout_hint():
     import sys
 
     proc = subprocess.run([sys.executable, "-c", "import pyce"], capture_output=True, text=True,
-                          env={**__import__("os").environ, "PYCE_CPU_CAPABILITY": "sse9"})
+                          env={**__import__("os").environ, "PYCE_CPU_CAPABILITY": "sse9"},
+                          cwd=tempfile.gettempdir())
     assert proc.returncode != 0
     assert "PYCE_CPU_CAPABILITY=sse9 is not supported here" in proc.stderr
     assert "source checkout" not in proc.stderr
