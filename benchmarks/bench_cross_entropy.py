@@ -20,10 +20,14 @@ from __future__ import annotations
 import sys
 
 DEFAULTS = [
-    "--shapes", "64x1000,4096x32000",
-    "--dtypes", "float32",
-    "--ops", "forward,fused,inplace",
-    "--reference-limit", "0",
+    "--shapes",
+    "64x1000,4096x32000",
+    "--dtypes",
+    "float32",
+    "--ops",
+    "forward,fused,inplace",
+    "--reference-limit",
+    "0",
 ]
 
 

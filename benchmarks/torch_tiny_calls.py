@@ -47,6 +47,7 @@ def fwd_bwd(fn, x, t):
     def step():
         x.grad = None
         fn(x, t).backward()
+
     return step
 
 
@@ -54,6 +55,7 @@ def fwd_only(fn, x, t):
     def step():
         with torch.no_grad():
             fn(x, t)
+
     return step
 
 
@@ -86,11 +88,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.torch_threads)
     dtype = getattr(torch, args.dtype)
-    print(f"torch {torch.__version__}, {args.dtype}, torch threads {args.torch_threads}, "
-          f"pyce threads {pyce.get_num_threads()}, medians of {args.calls} interleaved calls")
-    print(f"{'shape':>10} {'what':>8} | {'pyce us':>8} {'torch us':>8} {'ratio':>6} (wall) |"
-          f" {'pyce us':>8} {'torch us':>8} {'ratio':>6} (thread CPU) |"
-          f" {'empty Function us':>8} {'torch/it':>6}")
+    print(
+        f"torch {torch.__version__}, {args.dtype}, torch threads {args.torch_threads}, "
+        f"pyce threads {pyce.get_num_threads()}, medians of {args.calls} interleaved calls"
+    )
+    print(
+        f"{'shape':>10} {'what':>8} | {'pyce us':>8} {'torch us':>8} {'ratio':>6} (wall) |"
+        f" {'pyce us':>8} {'torch us':>8} {'ratio':>6} (thread CPU) |"
+        f" {'empty Function us':>8} {'torch/it':>6}"
+    )
     for spec in args.shapes.split(","):
         n, c = (int(v) for v in spec.split("x"))
         g = torch.Generator().manual_seed(0)
@@ -98,11 +104,14 @@ def main(argv=None):
         t = torch.randint(0, c, (n,), generator=g)
         for what, make in (("fwd+bwd", fwd_bwd), ("fwd", fwd_only)):
             (ours, theirs, least), (ours_cpu, theirs_cpu, least_cpu) = interleaved_medians(
-                [make(pyce.torch.cross_entropy, x, t), make(F.cross_entropy, x, t),
-                 make(nothing, x, t)], args.calls)
-            print(f"{spec:>10} {what:>8} | {ours:8.2f} {theirs:8.2f} {theirs / ours:5.2f}x        |"
-                  f" {ours_cpu:8.2f} {theirs_cpu:8.2f} {theirs_cpu / ours_cpu:5.2f}x"
-                  f"        | {least_cpu:8.2f} {theirs_cpu / least_cpu:5.2f}x")
+                [make(pyce.torch.cross_entropy, x, t), make(F.cross_entropy, x, t), make(nothing, x, t)],
+                args.calls,
+            )
+            print(
+                f"{spec:>10} {what:>8} | {ours:8.2f} {theirs:8.2f} {theirs / ours:5.2f}x        |"
+                f" {ours_cpu:8.2f} {theirs_cpu:8.2f} {theirs_cpu / ours_cpu:5.2f}x"
+                f"        | {least_cpu:8.2f} {theirs_cpu / least_cpu:5.2f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -77,8 +77,13 @@ def _rank_main(rank, world, port, out_dir, args):
     threads = max(1, (os.cpu_count() or 1) // world)
     torch.set_num_threads(threads)
     pyce.set_num_threads(threads)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world, timeout=datetime.timedelta(seconds=600))
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=600),
+    )
     counter = _CountingDist(dist, world)
     vp.dist = counter  # the module's collectives go through the counter
     N, D, V = args["rows"], args["dim"], args["vocab"]
@@ -88,7 +93,7 @@ def _rank_main(rank, world, port, out_dir, args):
     gen = torch.Generator().manual_seed(0)
     h = (torch.randn(N, D, generator=gen) * 0.5).requires_grad_()
     # The rows of the unsplit run's W: every split computes the same loss.
-    W = _head(V, D)[start:start + width].clone().requires_grad_()
+    W = _head(V, D)[start : start + width].clone().requires_grad_()
     target = torch.randint(0, V, (N,), generator=gen)
     times, cpu, comm, sent, calls = [], [], [], [], []
     for step in range(args["steps"] + 1):
@@ -106,8 +111,18 @@ def _rank_main(rank, world, port, out_dir, args):
             sent.append(counter.sent)
             calls.append(counter.calls)
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
-        json.dump({"times": times, "cpu": cpu, "comm": comm, "sent": sent, "calls": calls,
-                   "loss": loss.item(), "threads": threads}, f)
+        json.dump(
+            {
+                "times": times,
+                "cpu": cpu,
+                "comm": comm,
+                "sent": sent,
+                "calls": calls,
+                "loss": loss.item(),
+                "threads": threads,
+            },
+            f,
+        )
     dist.destroy_process_group()
 
 
@@ -145,8 +160,7 @@ def _split(world, args):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with tempfile.TemporaryDirectory() as out_dir:
-        mp.start_processes(_rank_main, args=(world, port, out_dir, args), nprocs=world,
-                           start_method="spawn")
+        mp.start_processes(_rank_main, args=(world, port, out_dir, args), nprocs=world, start_method="spawn")
         ranks = []
         for r in range(world):
             with open(os.path.join(out_dir, f"rank{r}.json")) as f:
@@ -156,8 +170,8 @@ def _split(world, args):
         "ms": 1e3 * statistics.median(step),
         # CPU seconds of all ranks together: the work, whatever share of the cores the ranks got.
         "cpu_s": statistics.median([sum(r["cpu"][i] for r in ranks) for i in range(args["steps"])]),
-        "comm_ms": 1e3 * statistics.median([statistics.mean(r["comm"][i] for r in ranks)
-                                            for i in range(args["steps"])]),
+        "comm_ms": 1e3
+        * statistics.median([statistics.mean(r["comm"][i] for r in ranks) for i in range(args["steps"])]),
         "sent_mb": ranks[0]["sent"][0] / 2**20,
         "calls": ranks[0]["calls"][0],
         "threads": ranks[0]["threads"],
@@ -176,19 +190,28 @@ def main(argv=None):
     args = {"rows": opts.rows, "dim": opts.dim, "vocab": opts.vocab, "steps": opts.steps}
     N, D, V = opts.rows, opts.dim, opts.vocab
     gflop = 3 * 2 * N * D * V / 1e9
-    print(f"(N, D, V) = ({N}, {D}, {V}) float32, {os.cpu_count()} cores; one head step = "
-          f"3 GEMMs = {gflop:.0f} GFLOP; median of {opts.steps} steps after a warm-up")
+    print(
+        f"(N, D, V) = ({N}, {D}, {V}) float32, {os.cpu_count()} cores; one head step = "
+        f"3 GEMMs = {gflop:.0f} GFLOP; median of {opts.steps} steps after a warm-up"
+    )
     unsplit_s, unsplit_cpu, unsplit_loss = _unsplit(args)
-    print(f"{'':30s} {'wall s':>7s} {'CPU s':>7s} {'x unsplit CPU':>13s} {'in collectives s':>16s} "
-          f"{'sent MiB/rank':>13s} {'collectives':>11s} {'loss':>10s}")
-    print(f"{'unsplit (linear_cross_entropy)':30s} {unsplit_s:7.1f} {unsplit_cpu:7.1f} {1.0:13.2f} "
-          f"{'-':>16s} {'-':>13s} {'-':>11s} {unsplit_loss:10.6f}", flush=True)
+    print(
+        f"{'':30s} {'wall s':>7s} {'CPU s':>7s} {'x unsplit CPU':>13s} {'in collectives s':>16s} "
+        f"{'sent MiB/rank':>13s} {'collectives':>11s} {'loss':>10s}"
+    )
+    print(
+        f"{'unsplit (linear_cross_entropy)':30s} {unsplit_s:7.1f} {unsplit_cpu:7.1f} {1.0:13.2f} "
+        f"{'-':>16s} {'-':>13s} {'-':>11s} {unsplit_loss:10.6f}",
+        flush=True,
+    )
     for world in opts.ranks:
         r = _split(world, args)
         label = f"{world} rank(s) x {r['threads']} thread(s)"
-        print(f"{label:30s} {r['ms'] / 1e3:7.1f} {r['cpu_s']:7.1f} {r['cpu_s'] / unsplit_cpu:13.2f} "
-              f"{r['comm_ms'] / 1e3:16.2f} {r['sent_mb']:13.2f} {r['calls']:11d} {r['loss']:10.6f}",
-              flush=True)
+        print(
+            f"{label:30s} {r['ms'] / 1e3:7.1f} {r['cpu_s']:7.1f} {r['cpu_s'] / unsplit_cpu:13.2f} "
+            f"{r['comm_ms'] / 1e3:16.2f} {r['sent_mb']:13.2f} {r['calls']:11d} {r['loss']:10.6f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ numpydoc_xref_param_type = False
 numpydoc_validation_checks = {
     "GL08",  # the object has a docstring
     "SS01",  # a summary line
-    "PR01", "PR02", "PR07",  # every parameter documented, none unknown, each described
+    "PR01",
+    "PR02",
+    "PR07",  # every parameter documented, none unknown, each described
     "RT01",  # a Returns section (functions that return something)
     "EX01",  # an Examples section
 }

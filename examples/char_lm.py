@@ -131,10 +131,18 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--timing-batch", type=int, default=8192,
-                    help="rows of the separate loss-step timing (a larger batch than training)")
-    ap.add_argument("--token-vocab", type=int, default=32000,
-                    help="also time the loss step at this vocabulary size on random logits (0: skip)")
+    ap.add_argument(
+        "--timing-batch",
+        type=int,
+        default=8192,
+        help="rows of the separate loss-step timing (a larger batch than training)",
+    )
+    ap.add_argument(
+        "--token-vocab",
+        type=int,
+        default=32000,
+        help="also time the loss step at this vocabulary size on random logits (0: skip)",
+    )
     ap.add_argument("--token-rows", type=int, default=512)
     ap.add_argument("--sample", type=int, default=200, help="characters to generate at the end (0: none)")
     ap.add_argument("--quiet", action="store_true")
@@ -149,9 +157,11 @@ def main(argv=None):
     train_data = make_windows(ids[:split], args.context)
     val_data = make_windows(ids[split:], args.context)
     V = len(chars)
-    say(f"text: source of `{args.module}` ({len(text):,} characters, vocabulary {V}); "
+    say(
+        f"text: source of `{args.module}` ({len(text):,} characters, vocabulary {V}); "
         f"pyce {pyce.__version__} on {pyce.cpu_info()['isa']} with {pyce.get_num_threads()} threads, "
-        f"torch {torch.__version__} with {torch.get_num_threads()} threads")
+        f"torch {torch.__version__} with {torch.get_num_threads()} threads"
+    )
     say(f"uniform guess: loss log(V) = {np.log(V):.3f}, perplexity {V}")
 
     # Warm up both paths (thread pools, allocator, lazy initialisation) so that
@@ -164,15 +174,18 @@ def main(argv=None):
     for name, fn in (("pyce", pyce.torch.cross_entropy), ("torch", F.cross_entropy)):
         t0 = time.perf_counter()
         model, losses, loss_s = train(fn, train_data, args, V)
-        runs[name] = dict(model=model, losses=losses, loss_seconds=loss_s,
-                          seconds=time.perf_counter() - t0)
-        say(f"{name:>5}: {args.steps} steps in {runs[name]['seconds']:.1f} s "
-            f"(loss step {1e3 * loss_s / args.steps:.3f} ms/step), final train loss {losses[-1]:.4f}")
+        runs[name] = dict(model=model, losses=losses, loss_seconds=loss_s, seconds=time.perf_counter() - t0)
+        say(
+            f"{name:>5}: {args.steps} steps in {runs[name]['seconds']:.1f} s "
+            f"(loss step {1e3 * loss_s / args.steps:.3f} ms/step), final train loss {losses[-1]:.4f}"
+        )
 
     a, b = runs["pyce"]["losses"], runs["torch"]["losses"]
     max_diff = float(np.max(np.abs(a - b)))
-    say(f"loss curves: max |pyce - torch| over {args.steps} steps = {max_diff:.2e} "
-        f"(start {a[0]:.4f}, end {a[-1]:.4f})")
+    say(
+        f"loss curves: max |pyce - torch| over {args.steps} steps = {max_diff:.2e} "
+        f"(start {a[0]:.4f}, end {a[-1]:.4f})"
+    )
     for step in sorted({0, args.steps // 4, args.steps // 2, 3 * args.steps // 4, args.steps - 1}):
         say(f"   step {step:>6}: pyce {a[step]:.5f}   torch {b[step]:.5f}")
 
@@ -182,10 +195,14 @@ def main(argv=None):
     with torch.no_grad():
         logits = runs["pyce"]["model"](x_t[:rows])
     repeats = 30
-    t_pyce, t_torch = time_loss_steps((pyce.torch.cross_entropy, F.cross_entropy), logits, y_t[:rows], repeats)
+    t_pyce, t_torch = time_loss_steps(
+        (pyce.torch.cross_entropy, F.cross_entropy), logits, y_t[:rows], repeats
+    )
     speedup = t_torch / t_pyce
-    say(f"loss step ({rows} x {V} float32, forward + backward, best of {repeats}): "
-        f"pyce {1e3 * t_pyce:.3f} ms, torch {1e3 * t_torch:.3f} ms -> speed-up {speedup:.2f}x")
+    say(
+        f"loss step ({rows} x {V} float32, forward + backward, best of {repeats}): "
+        f"pyce {1e3 * t_pyce:.3f} ms, torch {1e3 * t_torch:.3f} ms -> speed-up {speedup:.2f}x"
+    )
     token_speedup = None
     if args.token_vocab:
         # What the same loss step costs at a token-level vocabulary (random
@@ -195,21 +212,32 @@ def main(argv=None):
         big_t = torch.randint(0, args.token_vocab, (args.token_rows,), generator=g)
         tb_pyce, tb_torch = time_loss_steps((pyce.torch.cross_entropy, F.cross_entropy), big, big_t, 5)
         token_speedup = tb_torch / tb_pyce
-        say(f"same loss step at a token vocabulary ({args.token_rows} x {args.token_vocab} random float32 "
+        say(
+            f"same loss step at a token vocabulary ({args.token_rows} x {args.token_vocab} random float32 "
             f"logits, best of 5): pyce {1e3 * tb_pyce:.1f} ms, torch {1e3 * tb_torch:.1f} ms "
-            f"-> speed-up {token_speedup:.1f}x")
+            f"-> speed-up {token_speedup:.1f}x"
+        )
 
     val_logits, val_target = validation_logits(runs["pyce"]["model"], val_data, args.context, 200_000)
     result = pyce.evaluate(val_logits, val_target, topk=(1, 5))
     say(f"validation ({result.n_tokens} characters, one pass of pyce.evaluate): {result}")
     say(f"final perplexity {result.perplexity:.2f} (of {V} characters)")
     if args.sample:
-        say("sample:\n" + sample(runs["pyce"]["model"], stoi, chars, args.context, "def ", args.sample,
-                                 args.seed))
-    return dict(vocab=V, losses_pyce=a, losses_torch=b, max_curve_diff=max_diff,
-                loss_step_ms_pyce=1e3 * t_pyce, loss_step_ms_torch=1e3 * t_torch, speedup=speedup,
-                token_vocab_speedup=token_speedup,
-                evaluation=result)
+        say(
+            "sample:\n"
+            + sample(runs["pyce"]["model"], stoi, chars, args.context, "def ", args.sample, args.seed)
+        )
+    return dict(
+        vocab=V,
+        losses_pyce=a,
+        losses_torch=b,
+        max_curve_diff=max_diff,
+        loss_step_ms_pyce=1e3 * t_pyce,
+        loss_step_ms_torch=1e3 * t_torch,
+        speedup=speedup,
+        token_vocab_speedup=token_speedup,
+        evaluation=result,
+    )
 
 
 if __name__ == "__main__":

@@ -37,10 +37,15 @@ def build_model(args):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(hidden_size=args.hidden, intermediate_size=2 * args.hidden,
-                         num_hidden_layers=args.layers, num_attention_heads=4,
-                         num_key_value_heads=4, vocab_size=args.vocab,
-                         max_position_embeddings=max(args.seq, 64))
+    config = LlamaConfig(
+        hidden_size=args.hidden,
+        intermediate_size=2 * args.hidden,
+        num_hidden_layers=args.layers,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        vocab_size=args.vocab,
+        max_position_embeddings=max(args.seq, 64),
+    )
     torch.manual_seed(args.seed)
     return LlamaForCausalLM(config)
 
@@ -78,8 +83,7 @@ def train(args, patched: bool) -> dict:
         times.append(time.perf_counter() - t0)
         losses.append(loss.item())
     times.sort()
-    return {"losses": losses, "median_step_s": times[len(times) // 2],
-            "peak_rss_mib": peak_rss_mib()}
+    return {"losses": losses, "median_step_s": times[len(times) // 2], "peak_rss_mib": peak_rss_mib()}
 
 
 def run_fresh(args, patched: bool) -> dict:
@@ -114,9 +118,11 @@ def main(argv=None) -> dict:
         print(json.dumps(train(args, args.child == "patched")))
         return {}
     tokens = args.batch * args.seq
-    print(f"LlamaForCausalLM: hidden {args.hidden}, {args.layers} layers, vocab {args.vocab}; "
-          f"{args.batch} x {args.seq} = {tokens} tokens a step "
-          f"(logits {tokens * args.vocab * 4 / 2**20:,.0f} MiB in float32)")
+    print(
+        f"LlamaForCausalLM: hidden {args.hidden}, {args.layers} layers, vocab {args.vocab}; "
+        f"{args.batch} x {args.seq} = {tokens} tokens a step "
+        f"(logits {tokens * args.vocab * 4 / 2**20:,.0f} MiB in float32)"
+    )
     plain = run_fresh(args, patched=False)
     fused = run_fresh(args, patched=True)
     print(f"{'step':>4}  {'transformers':>12}  {'pyce fused':>12}")
@@ -124,10 +130,14 @@ def main(argv=None) -> dict:
         print(f"{i:>4}  {a:>12.6f}  {b:>12.6f}")
     worst = max(abs(a - b) / abs(a) for a, b in zip(plain["losses"], fused["losses"]))
     print(f"loss curves: largest relative difference {worst:.1e} (float32 rounding)")
-    print(f"median step: transformers {plain['median_step_s'] * 1e3:,.0f} ms, pyce fused "
-          f"{fused['median_step_s'] * 1e3:,.0f} ms ({plain['median_step_s'] / fused['median_step_s']:.2f} x)")
-    print(f"peak memory (whole process): transformers {plain['peak_rss_mib']:,.0f} MiB, pyce fused "
-          f"{fused['peak_rss_mib']:,.0f} MiB ({plain['peak_rss_mib'] - fused['peak_rss_mib']:,.0f} MiB less)")
+    print(
+        f"median step: transformers {plain['median_step_s'] * 1e3:,.0f} ms, pyce fused "
+        f"{fused['median_step_s'] * 1e3:,.0f} ms ({plain['median_step_s'] / fused['median_step_s']:.2f} x)"
+    )
+    print(
+        f"peak memory (whole process): transformers {plain['peak_rss_mib']:,.0f} MiB, pyce fused "
+        f"{fused['peak_rss_mib']:,.0f} MiB ({plain['peak_rss_mib'] - fused['peak_rss_mib']:,.0f} MiB less)"
+    )
     return {"plain": plain, "fused": fused, "max_relative_difference": worst}
 
 

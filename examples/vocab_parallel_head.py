@@ -89,18 +89,20 @@ def main(argv=None):
     embedding = (torch.randn(args.vocab, args.dim, generator=gen) * 0.1).requires_grad_()
     head = torch.randn(args.vocab, args.dim, generator=gen) * 0.1
     start, width = my_columns(args.vocab, world, rank)
-    head_shard = head[start:start + width].clone().requires_grad_()  # this rank's rows only
+    head_shard = head[start : start + width].clone().requires_grad_()  # this rank's rows only
     del head
     # Adam works element by element: each rank updates its own rows of the
     # head, and every rank the same replicated embedding.
     optimizer = torch.optim.Adam([embedding, head_shard], lr=args.lr)
     if rank == 0:
-        print(f"{world} process(es): vocabulary {args.vocab} split as "
-              f"{[my_columns(args.vocab, world, r)[1] for r in range(world)]}, D = {args.dim}, "
-              f"entropy rate of the text {floor:.4f} nats")
+        print(
+            f"{world} process(es): vocabulary {args.vocab} split as "
+            f"{[my_columns(args.vocab, world, r)[1] for r in range(world)]}, D = {args.dim}, "
+            f"entropy rate of the text {floor:.4f} nats"
+        )
 
     for step in range(args.steps):
-        batch = torch.from_numpy(tokens[step * args.batch:(step + 1) * args.batch + 1])
+        batch = torch.from_numpy(tokens[step * args.batch : (step + 1) * args.batch + 1])
         hidden = embedding[batch[:-1]]
         loss = vocab_parallel_linear_cross_entropy(hidden, head_shard, batch[1:], vocab_start=start)
         optimizer.zero_grad()
@@ -110,7 +112,7 @@ def main(argv=None):
             print(f"step {step:3d}  loss {loss.item():.6f}")
 
     with torch.no_grad():
-        batch = torch.from_numpy(tokens[-args.batch - 1:])
+        batch = torch.from_numpy(tokens[-args.batch - 1 :])
         logits_shard = embedding[batch[:-1]] @ head_shard.T
         result = vocab_parallel_evaluate(logits_shard, batch[1:], vocab_start=start)
     if rank == 0:

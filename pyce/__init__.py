@@ -45,16 +45,15 @@ finally:
 # pyce assumes nothing.
 _core.set_spin_window_us(0 if _wait_policy_set else 200)
 
-from ._softmax import log_softmax, logsumexp, softmax
-from ._cross_entropy import cross_entropy, cross_entropy_backward, cross_entropy_with_grad
-from ._threads import cpu_info, get_num_threads, max_threads, set_num_threads
 from ._cache import cache_info, empty_cache, set_cache_limit
-from .metrics import EvalResult, evaluate
+from ._cross_entropy import cross_entropy, cross_entropy_backward, cross_entropy_with_grad
+from ._softmax import log_softmax, logsumexp, softmax
+from ._threads import cpu_info, get_num_threads, max_threads, set_num_threads
+from ._version import __version__ as __version__
 from .divergence import entropy, kl_divergence, kl_divergence_with_grad
 from .focal import focal_loss, focal_loss_with_grad
 from .linear import linear_cross_entropy, linear_cross_entropy_with_grad, linear_evaluate
-
-from ._version import __version__
+from .metrics import EvalResult, evaluate
 
 __all__ = [
     "logsumexp",

@@ -12,10 +12,8 @@ from typing import Optional, Sequence
 
 SUBCOMMANDS = (
     ("info", "what pyce's kernels run on (instruction set, threads, OpenMP, build)"),
-    ("bench", "time pyce against the memory-bandwidth floor, NumPy, PyTorch and JAX "
-              "(pyce bench --help)"),
-    ("demo", "a cross-entropy over a random (8, 32000) language-model batch, pyce vs "
-             "the NumPy reference"),
+    ("bench", "time pyce against the memory-bandwidth floor, NumPy, PyTorch and JAX (pyce bench --help)"),
+    ("demo", "a cross-entropy over a random (8, 32000) language-model batch, pyce vs the NumPy reference"),
 )
 
 
@@ -29,16 +27,19 @@ def _hint() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyce",
-        description="pyce: fast, exact cross-entropy, softmax and log-sum-exp for NumPy "
-                    "on the CPU.",
+        description="pyce: fast, exact cross-entropy, softmax and log-sum-exp for NumPy on the CPU.",
         epilog=_hint() + "\n\nWith no subcommand, `python -m pyce` runs the demo.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="store_true", help="print pyce's version and exit")
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
     info = sub.add_parser("info", help=SUBCOMMANDS[0][1], description=SUBCOMMANDS[0][1])
     info.add_argument("--json", action="store_true", help="print the information as JSON")
-    info.add_argument("--bandwidth", action="store_true",
-                      help="also measure the streaming memory bandwidth (about a second)")
+    info.add_argument(
+        "--bandwidth",
+        action="store_true",
+        help="also measure the streaming memory bandwidth (about a second)",
+    )
     # `bench` is handed to pyce.bench.main untouched (its own parser and --help).
     sub.add_parser("bench", help=SUBCOMMANDS[1][1], add_help=False)
     demo = sub.add_parser("demo", help=SUBCOMMANDS[2][1], description=SUBCOMMANDS[2][1])
@@ -51,13 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
 def info_dict(bandwidth: bool = False) -> dict:
     """pyce.cpu_info() plus the versions and machine details ``pyce info`` prints."""
     import pyce
+
     from . import bench
 
     out = {"pyce": pyce.__version__, "cpu_info": pyce.cpu_info(), "versions": bench.versions()}
     if bandwidth:
         floors = bench.measure_floors(256 << 20, repeat=5)
-        out["bandwidth_gbs"] = dict(bench.bandwidths(floors), nbytes=floors["nbytes"],
-                                    threads=pyce.get_num_threads(), source=floors["source"])
+        out["bandwidth_gbs"] = dict(
+            bench.bandwidths(floors),
+            nbytes=floors["nbytes"],
+            threads=pyce.get_num_threads(),
+            source=floors["source"],
+        )
     return out
 
 
@@ -86,9 +92,14 @@ def format_info(data: dict) -> str:
         rows.append((name, ver.get(name) or "not installed"))
     bw = data.get("bandwidth_gbs")
     if bw:
-        rows.append(("stream bandwidth", f"read {bw['read']:.1f} GB/s, read+write "
-                     f"{bw['copy']:.1f} GB/s, in place {bw['inplace']:.1f} GB/s "
-                     f"({bw['threads']} threads, {bw['nbytes'] >> 20} MiB)"))
+        rows.append(
+            (
+                "stream bandwidth",
+                f"read {bw['read']:.1f} GB/s, read+write "
+                f"{bw['copy']:.1f} GB/s, in place {bw['inplace']:.1f} GB/s "
+                f"({bw['threads']} threads, {bw['nbytes'] >> 20} MiB)",
+            )
+        )
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 
@@ -119,23 +130,29 @@ def cmd_demo(args) -> int:
     rng = np.random.default_rng(args.seed)
     logits = rng.standard_normal((args.rows, args.vocab), dtype=np.float32) * 2
     target = rng.integers(0, args.vocab, size=args.rows)
-    print(f"A random language-model batch: logits {args.rows} x {args.vocab} float32, "
-          f"one next-token id per row ({pyce.cpu_info()['isa']}, "
-          f"{pyce.get_num_threads()} threads).")
+    print(
+        f"A random language-model batch: logits {args.rows} x {args.vocab} float32, "
+        f"one next-token id per row ({pyce.cpu_info()['isa']}, "
+        f"{pyce.get_num_threads()} threads)."
+    )
     loss, t_pyce = _best_time(lambda: pyce.cross_entropy(logits, target))
     ref, t_ref = _best_time(lambda: reference.cross_entropy(logits, target))
     (_, grad), t_fused = _best_time(lambda: pyce.cross_entropy_with_grad(logits, target))
     rel = abs(float(loss) - float(ref)) / abs(float(ref))
     print(f"  pyce.cross_entropy            loss = {float(loss):.7f}  {t_pyce * 1e3:9.3f} ms")
-    print(f"  pyce.reference.cross_entropy  loss = {float(ref):.7f}  {t_ref * 1e3:9.3f} ms "
-          "(NumPy, float64)")
+    print(f"  pyce.reference.cross_entropy  loss = {float(ref):.7f}  {t_ref * 1e3:9.3f} ms (NumPy, float64)")
     speed = t_ref / t_pyce
-    print(f"  relative difference {rel:.1e}; pyce was {speed:.3g}x faster." if speed >= 1 else
-          f"  relative difference {rel:.1e}; pyce was slower here ({1 / speed:.3g}x the "
-          "reference's time: a busy machine?).")
-    print(f"  pyce.cross_entropy_with_grad  loss and gradient {t_fused * 1e3:9.3f} ms; "
-          f"each gradient row (softmax - one-hot) / rows sums to 0 "
-          f"(largest |sum| {float(np.abs(grad.sum(axis=1)).max()):.1e}).")
+    print(
+        f"  relative difference {rel:.1e}; pyce was {speed:.3g}x faster."
+        if speed >= 1
+        else f"  relative difference {rel:.1e}; pyce was slower here ({1 / speed:.3g}x the "
+        "reference's time: a busy machine?)."
+    )
+    print(
+        f"  pyce.cross_entropy_with_grad  loss and gradient {t_fused * 1e3:9.3f} ms; "
+        f"each gradient row (softmax - one-hot) / rows sums to 0 "
+        f"(largest |sum| {float(np.abs(grad.sum(axis=1)).max()):.1e})."
+    )
     print(f"  Uniform guessing would give ln({args.vocab}) = {np.log(args.vocab):.4f}.")
     return 0
 

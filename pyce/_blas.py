@@ -33,8 +33,9 @@ _state: dict = {}
 def _numpy_openblas():
     """NumPy's bundled OpenBLAS as ctypes functions {dtype: gemm}, or None."""
     numpy_dir = os.path.dirname(np.__file__)
-    candidates = sorted(glob.glob(os.path.join(os.path.dirname(numpy_dir), "numpy.libs",
-                                               "libscipy_openblas*.so*")))
+    candidates = sorted(
+        glob.glob(os.path.join(os.path.dirname(numpy_dir), "numpy.libs", "libscipy_openblas*.so*"))
+    )
     for path in candidates:
         try:
             lib = ctypes.CDLL(path)
@@ -42,16 +43,31 @@ def _numpy_openblas():
             continue
         for pattern, int_t in _SYMBOLS:
             try:
-                fns = {np.dtype(np.float32): getattr(lib, pattern.format("s")),
-                       np.dtype(np.float64): getattr(lib, pattern.format("d"))}
+                fns = {
+                    np.dtype(np.float32): getattr(lib, pattern.format("s")),
+                    np.dtype(np.float64): getattr(lib, pattern.format("d")),
+                }
             except AttributeError:
                 continue
             for dtype, fn in fns.items():
                 real = ctypes.c_float if dtype == np.float32 else ctypes.c_double
                 fn.restype = None
-                fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, int_t, int_t, int_t,
-                               real, ctypes.c_void_p, int_t, ctypes.c_void_p, int_t,
-                               real, ctypes.c_void_p, int_t]
+                fn.argtypes = [
+                    ctypes.c_int,
+                    ctypes.c_int,
+                    ctypes.c_int,
+                    int_t,
+                    int_t,
+                    int_t,
+                    real,
+                    ctypes.c_void_p,
+                    int_t,
+                    ctypes.c_void_p,
+                    int_t,
+                    real,
+                    ctypes.c_void_p,
+                    int_t,
+                ]
             return {"path": path, "functions": fns}
     return None
 
@@ -75,8 +91,22 @@ def _blas_gemm(fn, a, b, out, beta) -> bool:
         return False
     m, k = a.shape
     n = b.shape[1]
-    fn(_ROW_MAJOR, la[0], lb[0], m, n, k, 1.0, a.ctypes.data, la[1], b.ctypes.data, lb[1],
-       float(beta), out.ctypes.data, lc[1])
+    fn(
+        _ROW_MAJOR,
+        la[0],
+        lb[0],
+        m,
+        n,
+        k,
+        1.0,
+        a.ctypes.data,
+        la[1],
+        b.ctypes.data,
+        lb[1],
+        float(beta),
+        out.ctypes.data,
+        lc[1],
+    )
     return True
 
 
@@ -115,8 +145,14 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, beta: float = 0.0) -> np
     """
     lib = _library()
     fn = None if lib is None else lib["functions"].get(out.dtype)
-    if (fn is not None and a.dtype == out.dtype and b.dtype == out.dtype
-            and a.size and b.size and _blas_gemm(fn, a, b, out, beta)):
+    if (
+        fn is not None
+        and a.dtype == out.dtype
+        and b.dtype == out.dtype
+        and a.size
+        and b.size
+        and _blas_gemm(fn, a, b, out, beta)
+    ):
         return out
     if beta == 0.0:
         np.matmul(a, b, out=out)
@@ -128,8 +164,7 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, beta: float = 0.0) -> np
 def blas_info() -> dict:
     """Which library ``gemm`` calls (for benchmarks and bug reports)."""
     lib = _library()
-    return {"library": None if lib is None else lib["path"],
-            "accumulates_in_gemm": lib is not None}
+    return {"library": None if lib is None else lib["path"], "accumulates_in_gemm": lib is not None}
 
 
 class NumpyOps:
@@ -161,6 +196,6 @@ class NumpyOps:
         buf = np.empty((rows, n), G.dtype)
         best = np.zeros(n, G.dtype)
         for r in range(0, m, rows):
-            tile = np.abs(G[r:r + rows], out=buf[:min(rows, m - r)])
+            tile = np.abs(G[r : r + rows], out=buf[: min(rows, m - r)])
             np.maximum(best, tile.max(axis=0), out=best)
         return best

@@ -42,7 +42,9 @@ def cross_entropy(
 ) -> Any: ...
 
 # Evaluation, divergences, focal loss
-def evaluate(logits: npt.NDArray[Any], target: npt.NDArray[np.int64], ignore_index: int) -> tuple[Any, ...]: ...
+def evaluate(
+    logits: npt.NDArray[Any], target: npt.NDArray[np.int64], ignore_index: int
+) -> tuple[Any, ...]: ...
 def entropy(logits: npt.NDArray[Any]) -> npt.NDArray[np.floating[Any]]: ...
 def kl_divergence(
     student: npt.NDArray[Any],
@@ -74,8 +76,12 @@ def shard_stats(
     weight: Optional[npt.NDArray[np.floating[Any]]],
     want_dot: bool,
     softcap: float,
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], Optional[npt.NDArray[np.float64]],
-           npt.NDArray[np.float64]]: ...
+) -> tuple[
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    Optional[npt.NDArray[np.float64]],
+    npt.NDArray[np.float64],
+]: ...
 def shard_grad(
     logits: npt.NDArray[Any],
     target: npt.NDArray[np.int64],
@@ -93,7 +99,9 @@ def shard_grad(
 # Bandwidth probes of `pyce bench`
 def stream_read(x: npt.NDArray[np.float32]) -> float: ...
 def stream_scale(src: npt.NDArray[np.float32], dst: npt.NDArray[np.float32], scale: float = 1.0) -> None: ...
-def stream_scale_nt(src: npt.NDArray[np.float32], dst: npt.NDArray[np.float32], scale: float = 1.0) -> None: ...
+def stream_scale_nt(
+    src: npt.NDArray[np.float32], dst: npt.NDArray[np.float32], scale: float = 1.0
+) -> None: ...
 
 # Buffer cache of large outputs
 def empty(shape: Sequence[int], dtype: np.dtype[Any]) -> npt.NDArray[Any]: ...

@@ -41,8 +41,20 @@ __all__ = ["cross_entropy", "cross_entropy_backward", "cross_entropy_with_grad"]
 class CrossEntropyCall:
     """A validated cross-entropy call, laid out as (rows, classes) for the kernel."""
 
-    def __init__(self, logits, target, *, axis, weight, ignore_index, reduction, label_smoothing,
-                 z_loss=0.0, softcap=None, return_lse=False):
+    def __init__(
+        self,
+        logits,
+        target,
+        *,
+        axis,
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        z_loss=0.0,
+        softcap=None,
+        return_lse=False,
+    ):
         logits, self.axis = class_axis(logits, "logits", axis)
         self.logits = logits
         self.n_classes = logits.shape[self.axis]
@@ -54,7 +66,7 @@ class CrossEntropyCall:
         self.softcap = check_softcap(softcap, logits.dtype)
         self.return_lse = check_flag(return_lse, "return_lse")
         indices, probabilities = split_target(target, logits, self.axis)
-        self.target_shape = logits.shape[:self.axis] + logits.shape[self.axis + 1:]
+        self.target_shape = logits.shape[: self.axis] + logits.shape[self.axis + 1 :]
         # Class indices without a soft cap take the class axis where it is
         # (an (outer, C, inner) view, no transposing copy); the rest a
         # (rows, C) view or copy.
@@ -72,7 +84,8 @@ class CrossEntropyCall:
             if self.ignore_index >= 0:
                 raise ValueError(
                     f"ignore_index is not supported for floating point (probability) targets, "
-                    f"got ignore_index={self.ignore_index}")
+                    f"got ignore_index={self.ignore_index}"
+                )
             self.indices = None
             self.probabilities = rows_view(probabilities.astype(logits.dtype, copy=False), self.axis)
 
@@ -86,12 +99,28 @@ class CrossEntropyCall:
         g_out = None
         if grad_rows is not None:
             g_out = check_grad_output(grad_output, self.reduction, self.target_shape)
-            check_apart(grad_rows, "the gradient", target=self.indices, weight=self.weight,
-                        grad_output=g_out, soft_target=self.probabilities)
+            check_apart(
+                grad_rows,
+                "the gradient",
+                target=self.indices,
+                weight=self.weight,
+                grad_output=g_out,
+                soft_target=self.probabilities,
+            )
         raw = _core.cross_entropy(
-            self.rows, self.indices, self.probabilities, self.weight, self.ignore_index,
-            self.label_smoothing, self.reduction, g_out, grad_rows, self.z_loss, self.return_lse,
-            self.softcap)
+            self.rows,
+            self.indices,
+            self.probabilities,
+            self.weight,
+            self.ignore_index,
+            self.label_smoothing,
+            self.reduction,
+            g_out,
+            grad_rows,
+            self.z_loss,
+            self.return_lse,
+            self.softcap,
+        )
         raw_loss, raw_lse = raw if self.return_lse else (raw, None)
         if self.reduction == REDUCTIONS["none"]:
             self.loss = raw_loss.reshape(self.target_shape)
@@ -118,13 +147,16 @@ class CrossEntropyCall:
         grad_dtype_for(self.logits.dtype, out.dtype)  # raises for a dtype the gradient cannot have
         if not out.flags.writeable:
             raise ValueError("out is read-only")
-        innermost = self.strided or all(n == 1 for n in out.shape[self.axis + 1:])
+        innermost = self.strided or all(n == 1 for n in out.shape[self.axis + 1 :])
         if not out.flags.c_contiguous or not innermost:
             raise ValueError(
-                "out must be C-contiguous" + ("" if innermost else " with the class axis innermost")
-                + f" (shape {out.shape}, axis {self.axis}, strides {out.strides})")
+                "out must be C-contiguous"
+                + ("" if innermost else " with the class axis innermost")
+                + f" (shape {out.shape}, axis {self.axis}, strides {out.strides})"
+            )
         if np.shares_memory(out, self.logits) or (
-                self.probabilities is not None and np.shares_memory(out, self.probabilities)):
+            self.probabilities is not None and np.shares_memory(out, self.probabilities)
+        ):
             raise ValueError("out must not overlap the inputs (use inplace=True to overwrite the logits)")
         return out.reshape(self.rows.shape)
 
@@ -134,9 +166,19 @@ class CrossEntropyCall:
         return like_logits(grad_rows, self.logits.shape, self.axis)
 
 
-def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
-                  reduction="mean", label_smoothing=0.0, z_loss=0.0, softcap=None,
-                  return_lse=False):
+def cross_entropy(
+    logits,
+    target,
+    *,
+    axis=-1,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    z_loss=0.0,
+    softcap=None,
+    return_lse=False,
+):
     """Cross-entropy loss between logits and targets, as ``torch.nn.functional.cross_entropy``.
 
     Parameters
@@ -202,16 +244,38 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
         loss = plain_forward(logits, target, axis, ignore_index, reduction)
         if loss is not None:
             return loss
-    problem = CrossEntropyCall(logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
-                       reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
-                       softcap=softcap, return_lse=return_lse)
+    problem = CrossEntropyCall(
+        logits,
+        target,
+        axis=axis,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        z_loss=z_loss,
+        softcap=softcap,
+        return_lse=return_lse,
+    )
     problem.run()
     return problem.returned(problem.loss)
 
 
-def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=None,
-                           ignore_index=-100, reduction="mean", label_smoothing=0.0,
-                           z_loss=0.0, softcap=None, return_lse=False, grad_dtype=None, out=None):
+def cross_entropy_backward(
+    logits,
+    target,
+    grad_output=1.0,
+    *,
+    axis=-1,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    z_loss=0.0,
+    softcap=None,
+    return_lse=False,
+    grad_dtype=None,
+    out=None,
+):
     """Gradient of :func:`cross_entropy` with respect to the logits.
 
     Parameters
@@ -247,23 +311,46 @@ def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=N
     array([[ 0.24472848,  0.09003057, -0.33475906]], dtype=float32)
     """
     if grad_dtype is None and only_defaults(weight, softcap, return_lse, label_smoothing, z_loss):
-        plain = plain_with_grad(logits, target, axis, ignore_index, reduction,
-                                 grad_output=grad_output, out=out)
+        plain = plain_with_grad(
+            logits, target, axis, ignore_index, reduction, grad_output=grad_output, out=out
+        )
         if plain is not None:
             return plain[1]
     if grad_output is None:
         check_grad_output(None, REDUCTIONS["mean"], ())  # raises the TypeError
-    problem = CrossEntropyCall(logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
-                       reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
-                       softcap=softcap, return_lse=return_lse)
+    problem = CrossEntropyCall(
+        logits,
+        target,
+        axis=axis,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        z_loss=z_loss,
+        softcap=softcap,
+        return_lse=return_lse,
+    )
     grad_rows = problem.grad_buffer(grad_dtype, out)
     problem.run(grad_output, grad_rows)
     return problem.returned(out if out is not None else problem.grad_like_logits(grad_rows))
 
 
-def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_index=-100,
-                            reduction="mean", label_smoothing=0.0, z_loss=0.0, softcap=None,
-                            return_lse=False, inplace=False, grad_dtype=None, out=None):
+def cross_entropy_with_grad(
+    logits,
+    target,
+    *,
+    axis=-1,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    z_loss=0.0,
+    softcap=None,
+    return_lse=False,
+    inplace=False,
+    grad_dtype=None,
+    out=None,
+):
     """Loss and gradient from one fused pass that reads each logit once.
 
     Parameters
@@ -294,10 +381,12 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_inde
     >>> np.round(grad, 4)   # softmax minus one-hot
     array([[ 0.2447,  0.09  , -0.3348]])
     """
-    if (grad_dtype is None and (inplace is False or (inplace is True and out is None))
-            and only_defaults(weight, softcap, return_lse, label_smoothing, z_loss)):
-        plain = plain_with_grad(logits, target, axis, ignore_index, reduction,
-                                 inplace=inplace, out=out)
+    if (
+        grad_dtype is None
+        and (inplace is False or (inplace is True and out is None))
+        and only_defaults(weight, softcap, return_lse, label_smoothing, z_loss)
+    ):
+        plain = plain_with_grad(logits, target, axis, ignore_index, reduction, inplace=inplace, out=out)
         if plain is not None:
             return plain
     inplace = check_flag(inplace, "inplace")
@@ -306,18 +395,29 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_inde
         if grad_dtype is not None and np.dtype(grad_dtype) != logits.dtype:
             raise ValueError(
                 f"inplace=True writes the gradient over the logits, so it has their dtype "
-                f"{logits.dtype}; got grad_dtype={np.dtype(grad_dtype)}")
+                f"{logits.dtype}; got grad_dtype={np.dtype(grad_dtype)}"
+            )
         if out is not None:
             raise ValueError("pass either inplace=True or out=, not both")
-    problem = CrossEntropyCall(logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
-                       reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
-                       softcap=softcap, return_lse=return_lse)
-    if inplace and not (problem.strided or all(n == 1 for n in logits.shape[problem.axis + 1:])):
+    problem = CrossEntropyCall(
+        logits,
+        target,
+        axis=axis,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        z_loss=z_loss,
+        softcap=softcap,
+        return_lse=return_lse,
+    )
+    if inplace and not (problem.strided or all(n == 1 for n in logits.shape[problem.axis + 1 :])):
         # Class axis in the middle, but probability targets or a soft cap:
         # those kernels read a transposed copy, which the gradient cannot overwrite.
         raise ValueError(
             f"inplace=True with the class axis not innermost (axis={axis} of shape {logits.shape}) "
-            "takes class-index targets without softcap; move the class axis last, or use inplace=False")
+            "takes class-index targets without softcap; move the class axis last, or use inplace=False"
+        )
     grad_rows = problem.rows if inplace else problem.grad_buffer(grad_dtype, out)
     problem.run(1.0, grad_rows)
     if inplace:
@@ -329,8 +429,7 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_inde
 
 def _check_inplace(logits, axis):
     if not isinstance(logits, np.ndarray):
-        raise ValueError(
-            f"inplace=True needs a NumPy array to write into, got {type(logits).__name__}")
+        raise ValueError(f"inplace=True needs a NumPy array to write into, got {type(logits).__name__}")
     if not logits.flags.writeable:
         raise ValueError("inplace=True needs a writeable array, but logits is read-only")
     as_float_array(logits, "logits")  # raises the TypeError for a bad dtype
@@ -339,11 +438,13 @@ def _check_inplace(logits, axis):
     if not logits.flags.c_contiguous:
         raise ValueError(
             "inplace=True needs a C-contiguous array, but logits is not contiguous "
-            f"(strides {logits.strides}); pass np.ascontiguousarray(logits) or inplace=False")
+            f"(strides {logits.strides}); pass np.ascontiguousarray(logits) or inplace=False"
+        )
     if normalize_axis(axis, logits.ndim) != logits.ndim - 1 and logits.size > 0:
-        rest = logits.shape[normalize_axis(axis, logits.ndim) + 1:]
+        rest = logits.shape[normalize_axis(axis, logits.ndim) + 1 :]
         if any(n != 1 for n in rest) and strided_view(logits, normalize_axis(axis, logits.ndim)) is None:
             raise ValueError(
                 f"inplace=True needs the class axis to be the innermost one, or at least "
                 f"{STRIDED_MIN_INNER} positions after it; axis={axis} of shape {logits.shape} "
-                f"has neither (move it last, or use inplace=False)")
+                f"has neither (move it last, or use inplace=False)"
+            )

@@ -63,12 +63,28 @@ class LinearCall:
     and of the accumulated weight/bias gradients.
     """
 
-    def __init__(self, hidden, linear_weight, target, *, linear_bias, weight, ignore_index,
-                 reduction, label_smoothing, z_loss, softcap, shift, return_lse, filter_eps,
-                 chunk_size, dtypes, compute_dtype,
-                 names=("hidden", "linear_weight", "target", "linear_bias")):
-        self.V, self.D = check_linear_operands(hidden, linear_weight, target, linear_bias,
-                                               dtypes, names)
+    def __init__(
+        self,
+        hidden,
+        linear_weight,
+        target,
+        *,
+        linear_bias,
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        z_loss,
+        softcap,
+        shift,
+        return_lse,
+        filter_eps,
+        chunk_size,
+        dtypes,
+        compute_dtype,
+        names=("hidden", "linear_weight", "target", "linear_bias"),
+    ):
+        self.V, self.D = check_linear_operands(hidden, linear_weight, target, linear_bias, dtypes, names)
         check_class_targets(target, names[2])
         self.dtype = hidden.dtype
         self.compute_dtype = np.dtype(compute_dtype)
@@ -81,8 +97,7 @@ class LinearCall:
         self.shift = check_shift(shift, hidden.shape)
         self.return_lse = bool(return_lse)
         self.filter_eps = check_filter_eps(filter_eps, _machine_eps(self.dtype))
-        self.chunk_rows = check_chunk_size(chunk_size) or default_chunk_rows(
-            self.V, self.dtype.itemsize)
+        self.chunk_rows = check_chunk_size(chunk_size) or default_chunk_rows(self.V, self.dtype.itemsize)
 
         self.hidden_shape = tuple(hidden.shape)
         self.hidden = np.ascontiguousarray(hidden).reshape(-1, self.D)
@@ -101,10 +116,10 @@ class LinearCall:
             # k rows of each sequence have no target (they are left out).
             T = self.hidden_shape[-2]
             paired = np.full((R // T, T), self.ignore_index, dtype=np.int64)
-            paired[:, :T - k] = flat.reshape(-1, T)[:, k:]
+            paired[:, : T - k] = flat.reshape(-1, T)[:, k:]
             self.row_target = paired.reshape(-1)
             in_scope = np.zeros((R // T, T), dtype=bool)
-            in_scope[:, :T - k] = True
+            in_scope[:, : T - k] = True
             self.in_scope = in_scope.reshape(-1)
             self.scored_shape = tuple(target.shape[:-1]) + (T - k,)
         else:
@@ -117,11 +132,15 @@ class LinearCall:
             row = int(np.flatnonzero(bad)[0])
             raise IndexError(
                 f"target {int(self.row_target[row])} at position {row + k} (flattened) is out of "
-                f"range for {self.V} classes (the rows of linear_weight)")
+                f"range for {self.V} classes (the rows of linear_weight)"
+            )
         # Rows with work: those scored, or with return_lse every row in scope
         # (the lse of an ignored row is returned too).
-        work = (np.ones(R, dtype=bool) if self.in_scope is None else self.in_scope) \
-            if self.return_lse else scored
+        work = (
+            (np.ones(R, dtype=bool) if self.in_scope is None else self.in_scope)
+            if self.return_lse
+            else scored
+        )
         self.active = None if work.all() else np.flatnonzero(work)
         self.n_rows = R
         self.n_active = R if self.active is None else int(self.active.size)
@@ -164,14 +183,24 @@ class LinearCall:
 
     def _kernel(self, L, t_c, g_out, grad):
         code = _NONE if self.reduction == _NONE else _SUM
-        return _core.cross_entropy(L, t_c, None, self.weight, self.ignore_index,
-                                   self.label_smoothing, code, g_out, grad, self.z_loss,
-                                   self.return_lse, self.softcap)
+        return _core.cross_entropy(
+            L,
+            t_c,
+            None,
+            self.weight,
+            self.ignore_index,
+            self.label_smoothing,
+            code,
+            g_out,
+            grad,
+            self.z_loss,
+            self.return_lse,
+            self.softcap,
+        )
 
     def _start_results(self):
         self._total = 0.0
-        self._loss_rows = (np.zeros(self.n_rows, self.compute_dtype)
-                           if self.reduction == _NONE else None)
+        self._loss_rows = np.zeros(self.n_rows, self.compute_dtype) if self.reduction == _NONE else None
         self._lse_rows = np.full(self.n_rows, np.nan, self.compute_dtype) if self.return_lse else None
 
     def _keep_results(self, rows, raw):
@@ -222,8 +251,7 @@ class LinearCall:
                 return np.float64(1.0) / np.float64(self.divisor)
         return 1.0
 
-    def with_grad(self, ops, grad_output_rows=None, scale=1.0, grad_hidden=None,
-                  want_weight=True):
+    def with_grad(self, ops, grad_output_rows=None, scale=1.0, grad_hidden=None, want_weight=True):
         """Loss and the gradients w.r.t. hidden, linear_weight and linear_bias.
 
         ``grad_output_rows`` (reduction 'none'): the upstream gradient of each
@@ -263,8 +291,11 @@ class LinearCall:
             G = L[:m]
             self._chunk_logits(ops, h_c, G)
             if self.reduction == _NONE:
-                g = (np.ones(m) if grad_output_rows is None
-                     else np.asarray(grad_output_rows[rows], dtype=np.float64)) * scale
+                g = (
+                    np.ones(m)
+                    if grad_output_rows is None
+                    else np.asarray(grad_output_rows[rows], dtype=np.float64)
+                ) * scale
                 threshold = self.filter_eps * float(np.max(np.abs(g))) if m else 0.0
             else:
                 g = np.array([row_scale], dtype=np.float64)
@@ -272,8 +303,11 @@ class LinearCall:
             self._keep_results(rows, self._kernel(G, self.row_target[rows], g, G))
             in_place = direct and isinstance(rows, slice)
             gh = grad_hidden[rows] if in_place else ghbuf[:m]
-            runs = (kept_vocab_runs(G, self.row_target[rows], threshold, ops.column_max_abs)
-                    if filtering and m else None)
+            runs = (
+                kept_vocab_runs(G, self.row_target[rows], threshold, ops.column_max_abs)
+                if filtering and m
+                else None
+            )
             self._backward_products(ops, G, h_c, gh, ghT, grad_weight, runs, first)
             first = False
             if not in_place:
@@ -296,7 +330,7 @@ class LinearCall:
         if not runs:
             gh[...] = 0
             return
-        out = gh if ghT is None else ghT[:, :G.shape[0]]
+        out = gh if ghT is None else ghT[:, : G.shape[0]]
         for i, (a, b) in enumerate(runs):
             if a or b != self.V:
                 self.kept_blocks += -(-(b - a) // FILTER_BLOCK)
@@ -312,7 +346,7 @@ class LinearCall:
 
     # -- evaluation -------------------------------------------------------------
 
-    def evaluate_rows(self, ops):
+    def evaluate_rows(self, ops) -> tuple:
         """pyce.evaluate's four per-row numbers for the scored rows (loss, entropy,
         top probability, target rank), each an array over the scored rows."""
         L = self._logits_buffer()
@@ -322,8 +356,9 @@ class LinearCall:
             h_c = self._gather(rows, hbuf)
             m = h_c.shape[0]
             self._chunk_logits(ops, h_c, L[:m])
-            parts.append(_core.evaluate(L[:m], np.ascontiguousarray(self.row_target[rows]),
-                                        self.ignore_index))
+            parts.append(
+                _core.evaluate(L[:m], np.ascontiguousarray(self.row_target[rows]), self.ignore_index)
+            )
         if not parts:
             return (np.zeros(0),) * 3 + (np.zeros(0, np.int64),)
         return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))

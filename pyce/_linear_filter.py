@@ -31,8 +31,9 @@ FILTER_BLOCK = 512
 MIN_SKIPPED_FRACTION = 0.25
 
 
-def kept_vocab_runs(G: np.ndarray, target: np.ndarray, threshold: float, column_max_abs,
-                    block: int = FILTER_BLOCK):
+def kept_vocab_runs(
+    G: np.ndarray, target: np.ndarray, threshold: float, column_max_abs, block: int = FILTER_BLOCK
+):
     """Column ranges ``[(a, b), ...]`` of the blocks to keep, or None when all are kept.
 
     A block is dropped when every entry of the chunk's gradient ``G`` in its
@@ -59,9 +60,9 @@ def kept_vocab_runs(G: np.ndarray, target: np.ndarray, threshold: float, column_
         big = column_max_abs(G[:, a:b]).astype(np.float32, copy=False)
         n = -(-(b - a) // block)
         padded = np.zeros(n * block, dtype=np.float32)
-        padded[:b - a] = big
+        padded[: b - a] = big
         # not (x < threshold): a block holding a nan is kept.
-        keep[a // block:a // block + n] = ~(padded.reshape(n, block).max(axis=1) < threshold)
+        keep[a // block : a // block + n] = ~(padded.reshape(n, block).max(axis=1) < threshold)
     if np.count_nonzero(~keep) < MIN_SKIPPED_FRACTION * n_blocks:
         return None
     # A single skippable block between two kept ones is computed too: one

@@ -13,7 +13,6 @@ from . import _core
 from ._cache import empty_output
 from ._validation import FLOAT_DTYPES, REDUCTIONS, compute_dtype, is_16bit
 
-
 _FLOAT32 = np.dtype(np.float32)
 _INT64_LIMIT = 2**63
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -31,9 +30,15 @@ def as_scalar(value, dtype):
 def only_defaults(weight, softcap, return_lse, label_smoothing, z_loss):
     """The options a plain call leaves at their defaults (see plain_reduction_code): the
     numbers as plain Python 0s, so that anything else gets the general checks."""
-    return (weight is None and softcap is None and return_lse is False
-            and type(label_smoothing) in (float, int) and label_smoothing == 0
-            and type(z_loss) in (float, int) and z_loss == 0)
+    return (
+        weight is None
+        and softcap is None
+        and return_lse is False
+        and type(label_smoothing) in (float, int)
+        and label_smoothing == 0
+        and type(z_loss) in (float, int)
+        and z_loss == 0
+    )
 
 
 # The plain call -- a (rows, C) C-contiguous ndarray of any dtype the kernels
@@ -50,14 +55,23 @@ _GRAD_OUTPUT_ONE.flags.writeable = False
 
 def plain_reduction_code(logits, target, axis, ignore_index, reduction):
     """The reduction's code for a plain call (see above), or None when the call is not one."""
-    if not (type(logits) is np.ndarray and type(target) is np.ndarray
-            and logits.ndim == 2 and target.ndim == 1 and type(axis) is int and axis in (-1, 1)
-            and type(ignore_index) is int and -_INT64_LIMIT <= ignore_index < _INT64_LIMIT
-            and type(reduction) is str
-            and target.dtype == np.int64
-            and logits.flags.c_contiguous and target.flags.c_contiguous
-            and target.shape[0] == logits.shape[0] and logits.shape[1] > 0
-            and (logits.dtype in FLOAT_DTYPES or is_16bit(logits.dtype))):
+    if not (
+        type(logits) is np.ndarray
+        and type(target) is np.ndarray
+        and logits.ndim == 2
+        and target.ndim == 1
+        and type(axis) is int
+        and axis in (-1, 1)
+        and type(ignore_index) is int
+        and -_INT64_LIMIT <= ignore_index < _INT64_LIMIT
+        and type(reduction) is str
+        and target.dtype == np.int64
+        and logits.flags.c_contiguous
+        and target.flags.c_contiguous
+        and target.shape[0] == logits.shape[0]
+        and logits.shape[1] > 0
+        and (logits.dtype in FLOAT_DTYPES or is_16bit(logits.dtype))
+    ):
         return None
     return REDUCTIONS.get(reduction)
 
@@ -77,9 +91,15 @@ def plain_grad_buffer(logits, target, inplace, out):
         if logits.flags.writeable and not np.may_share_memory(logits, target):
             return logits
         return None
-    if (type(out) is np.ndarray and out.dtype == logits.dtype and out.shape == logits.shape
-            and out.flags.c_contiguous and out.flags.writeable
-            and not np.may_share_memory(out, logits) and not np.may_share_memory(out, target)):
+    if (
+        type(out) is np.ndarray
+        and out.dtype == logits.dtype
+        and out.shape == logits.shape
+        and out.flags.c_contiguous
+        and out.flags.writeable
+        and not np.may_share_memory(out, logits)
+        and not np.may_share_memory(out, target)
+    ):
         return out
     return None
 
@@ -89,13 +109,13 @@ def plain_forward(logits, target, axis, ignore_index, reduction):
     code = plain_reduction_code(logits, target, axis, ignore_index, reduction)
     if code is None:
         return None
-    raw = _core.cross_entropy(logits, target, None, None, ignore_index, 0.0, code,
-                              None, None, 0.0, False, 0.0)
+    raw = _core.cross_entropy(
+        logits, target, None, None, ignore_index, 0.0, code, None, None, 0.0, False, 0.0
+    )
     return plain_loss(raw, code, logits)
 
 
-def plain_with_grad(logits, target, axis, ignore_index, reduction, grad_output=1.0,
-                     inplace=False, out=None):
+def plain_with_grad(logits, target, axis, ignore_index, reduction, grad_output=1.0, inplace=False, out=None):
     """(loss, grad) for a plain call, or None when the call is not one (see above)."""
     code = plain_reduction_code(logits, target, axis, ignore_index, reduction)
     if code is None or type(grad_output) not in (float, int):
@@ -110,6 +130,7 @@ def plain_with_grad(logits, target, axis, ignore_index, reduction, grad_output=1
         g_out = _GRAD_OUTPUT_ONE if code else np.ones(logits.shape[0])  # 'none': one per row
     else:
         g_out = np.full(1 if code else logits.shape[0], float(grad_output))
-    raw = _core.cross_entropy(logits, target, None, None, ignore_index, 0.0, code,
-                              g_out, grad, 0.0, False, 0.0)
+    raw = _core.cross_entropy(
+        logits, target, None, None, ignore_index, 0.0, code, g_out, grad, 0.0, False, 0.0
+    )
     return plain_loss(raw, code, logits), grad

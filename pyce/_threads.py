@@ -41,10 +41,14 @@ def set_num_threads(n: int) -> None:
         raise TypeError(f"set_num_threads expects an integer, got {n!r}") from None
     limit = _core.max_threads()
     if not 1 <= n <= limit:
-        why = ("1 in a fork()ed child: OpenMP's threads do not survive fork"
-               if _core.cpu_info()["forked_child"] else "4 per processor, at least 64")
+        why = (
+            "1 in a fork()ed child: OpenMP's threads do not survive fork"
+            if _core.cpu_info()["forked_child"]
+            else "4 per processor, at least 64"
+        )
         raise ValueError(
-            f"the number of threads must be between 1 and {limit} (max_threads(): {why}), got {n}")
+            f"the number of threads must be between 1 and {limit} (max_threads(): {why}), got {n}"
+        )
     _core.set_num_threads(n)
 
 

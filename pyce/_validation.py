@@ -61,14 +61,17 @@ def as_float_array(x, name: str) -> np.ndarray:
     if arr.dtype.kind in "biu":
         raise TypeError(
             f"{name} must be a floating-point array (float32, float64, float16 or bfloat16), "
-            f"got dtype {arr.dtype}; convert it first, e.g. {name}.astype(np.float32)")
+            f"got dtype {arr.dtype}; convert it first, e.g. {name}.astype(np.float32)"
+        )
     if arr.dtype.kind == "f":
         raise TypeError(
             f"{name} has dtype {arr.dtype}; pyce computes in float32 or float64 "
-            f"(and reads float16/bfloat16): convert with .astype(np.float64)")
+            f"(and reads float16/bfloat16): convert with .astype(np.float64)"
+        )
     raise TypeError(
         f"{name} must be a floating-point array (float32, float64, float16 or bfloat16), "
-        f"got dtype {arr.dtype}")
+        f"got dtype {arr.dtype}"
+    )
 
 
 def rows_view(x: np.ndarray, axis: int) -> np.ndarray:
@@ -108,7 +111,7 @@ def class_rows(x, name: str, axis=-1):
 
 def like_logits(grad_rows: np.ndarray, shape: tuple, axis: int) -> np.ndarray:
     """A (rows, C) result put back in the logits' layout (shape, class axis ``axis``)."""
-    moved = shape[:axis] + shape[axis + 1:] + (shape[axis],)
+    moved = shape[:axis] + shape[axis + 1 :] + (shape[axis],)
     if axis == len(shape) - 1:
         return grad_rows.reshape(moved)
     return np.moveaxis(grad_rows.reshape(moved), -1, axis)
@@ -148,8 +151,8 @@ def reduced_rows(x: np.ndarray, axes: tuple):
     moved = x if axes == last else np.moveaxis(x, axes, last)
     if not moved.flags.c_contiguous:
         moved = np.ascontiguousarray(moved)
-    n = math.prod(moved.shape[x.ndim - len(axes):])
-    return moved.reshape(math.prod(moved.shape[:x.ndim - len(axes)]), n), moved.shape
+    n = math.prod(moved.shape[x.ndim - len(axes) :])
+    return moved.reshape(math.prod(moved.shape[: x.ndim - len(axes)]), n), moved.shape
 
 
 def restore_axes(out_rows: np.ndarray, moved_shape: tuple, axes: tuple) -> np.ndarray:
@@ -192,7 +195,8 @@ def check_apart(output: np.ndarray, output_name: str, **inputs) -> None:
         if arr is not None and np.may_share_memory(output, arr):
             raise ValueError(
                 f"{name} overlaps {output_name}, which is written while {name} is still read; "
-                f"pass a copy ({name}.copy()) or another output buffer")
+                f"pass a copy ({name}.copy()) or another output buffer"
+            )
 
 
 # The strided-class kernels (csrc/kernels/strided_classes.cpp) take the
@@ -213,7 +217,7 @@ def strided_view(x: np.ndarray, axis: int):
     """
     if axis == x.ndim - 1:
         return None
-    inner = math.prod(x.shape[axis + 1:])
+    inner = math.prod(x.shape[axis + 1 :])
     if inner < STRIDED_MIN_INNER or x.shape[axis] >= STRIDED_MAX_CLASSES:
         return None
     if not x.flags.c_contiguous:
@@ -223,8 +227,7 @@ def strided_view(x: np.ndarray, axis: int):
 
 def check_reduction(reduction) -> int:
     if not isinstance(reduction, str) or reduction not in REDUCTIONS:
-        raise ValueError(
-            f"reduction must be one of 'none', 'mean', 'sum'; got {reduction!r}")
+        raise ValueError(f"reduction must be one of 'none', 'mean', 'sum'; got {reduction!r}")
     return REDUCTIONS[reduction]
 
 
@@ -232,8 +235,7 @@ def check_label_smoothing(label_smoothing) -> float:
     try:
         eps = float(label_smoothing)
     except (TypeError, ValueError):
-        raise TypeError(
-            f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}") from None
+        raise TypeError(f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}") from None
     if not 0.0 <= eps <= 1.0:  # also rejects nan
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
     return eps
@@ -249,7 +251,8 @@ def check_z_loss(z_loss, dtype: np.dtype = _FLOAT64) -> float:
     if not 0.0 <= value <= largest:  # also rejects nan and inf
         raise ValueError(
             f"z_loss must be a finite number >= 0, got {z_loss!r} (at most {largest:.4g} for "
-            f"{dtype} logits, computed in {compute_dtype(dtype)})")
+            f"{dtype} logits, computed in {compute_dtype(dtype)})"
+        )
     return value
 
 
@@ -269,7 +272,8 @@ def check_softcap(softcap, dtype: np.dtype = _FLOAT64) -> float:
     if not smallest <= value <= largest:  # also rejects nan, inf and values <= 0
         raise ValueError(
             f"softcap must be None or a number in [{smallest:.4g}, {largest:.4g}] for {dtype} "
-            f"logits (computed in {compute_dtype(dtype)}), got {softcap!r}")
+            f"logits (computed in {compute_dtype(dtype)}), got {softcap!r}"
+        )
     return value
 
 
@@ -284,7 +288,8 @@ def check_ignore_index(ignore_index) -> int:
         raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}") from None
     if not _INT64.min <= value <= _INT64.max:
         raise ValueError(
-            f"ignore_index must be an int64 (between {_INT64.min} and {_INT64.max}), got {value}")
+            f"ignore_index must be an int64 (between {_INT64.min} and {_INT64.max}), got {value}"
+        )
     return value
 
 
@@ -300,10 +305,10 @@ def check_weight(weight, n_classes: int, dtype: np.dtype):
     if w.dtype.kind not in "fiu" and not is_16bit(w.dtype):
         raise TypeError(
             f"weight must be a real array of shape ({n_classes},) (float, integer or bfloat16), "
-            f"got dtype {w.dtype}")
+            f"got dtype {w.dtype}"
+        )
     if w.shape != (n_classes,):
-        raise ValueError(
-            f"weight must have shape ({n_classes},) (one per class), got shape {w.shape}")
+        raise ValueError(f"weight must have shape ({n_classes},) (one per class), got shape {w.shape}")
     with np.errstate(over="ignore"):  # refused below
         converted = np.ascontiguousarray(w, dtype=dtype)
     if converted.dtype.itemsize < w.dtype.itemsize:
@@ -314,7 +319,8 @@ def check_weight(weight, n_classes: int, dtype: np.dtype):
             pos = int(np.flatnonzero(overflow)[0])
             raise ValueError(
                 f"weight[{pos}] = {float(wide[pos])!r} does not fit in {dtype} (at most "
-                f"{float_range(dtype)[1]:.4g}), the dtype these logits compute in")
+                f"{float_range(dtype)[1]:.4g}), the dtype these logits compute in"
+            )
     return converted
 
 
@@ -326,12 +332,13 @@ def split_target(target, logits: np.ndarray, axis: int):
     ``probabilities`` is a float array of the logits' shape.
     """
     t = np.asarray(target)
-    expected = logits.shape[:axis] + logits.shape[axis + 1:]
+    expected = logits.shape[:axis] + logits.shape[axis + 1 :]
     if t.dtype.kind in "iu":
         if t.shape != expected:
             raise ValueError(
                 f"target of class indices must have the logits' shape without the class "
-                f"axis {axis}: expected {expected}, got {t.shape} (logits {logits.shape})")
+                f"axis {axis}: expected {expected}, got {t.shape} (logits {logits.shape})"
+            )
         if t.dtype == np.uint64 and t.size:
             # Values >= 2**63 would wrap to negative int64 (possibly ignore_index).
             too_big = np.flatnonzero(t.reshape(-1) > np.iinfo(np.int64).max)
@@ -339,7 +346,8 @@ def split_target(target, logits: np.ndarray, axis: int):
                 pos = int(too_big[0])
                 raise IndexError(
                     f"target {int(t.reshape(-1)[pos])} at position {pos} (flattened) is out of "
-                    f"range for {logits.shape[axis]} classes")
+                    f"range for {logits.shape[axis]} classes"
+                )
         return t.astype(np.int64, copy=False), None
     if t.dtype.kind == "f" or is_16bit(t.dtype):
         if t.shape == logits.shape:
@@ -347,10 +355,12 @@ def split_target(target, logits: np.ndarray, axis: int):
         raise TypeError(
             f"a float target is read as class probabilities and must have the logits' "
             f"shape {logits.shape}, got {t.shape}; for class indices pass an integer "
-            f"array of shape {expected}")
+            f"array of shape {expected}"
+        )
     raise TypeError(
         f"target must be an integer array of class indices (shape {expected}) or a float "
-        f"array of probabilities (shape {logits.shape}), got dtype {t.dtype}")
+        f"array of probabilities (shape {logits.shape}), got dtype {t.dtype}"
+    )
 
 
 def check_grad_output(grad_output, reduction: int, target_shape: tuple) -> np.ndarray:
@@ -358,7 +368,8 @@ def check_grad_output(grad_output, reduction: int, target_shape: tuple) -> np.nd
     if grad_output is None:
         raise TypeError(
             "grad_output must be a number or an array of the loss's shape, got None "
-            "(pass 1.0 for the gradient of the loss itself)")
+            "(pass 1.0 for the gradient of the loss itself)"
+        )
     try:
         g = np.asarray(grad_output, dtype=np.float64)
     except (TypeError, ValueError):
@@ -369,11 +380,11 @@ def check_grad_output(grad_output, reduction: int, target_shape: tuple) -> np.nd
         except ValueError:
             raise ValueError(
                 f"grad_output must have the loss's shape {target_shape} for reduction='none', "
-                f"got shape {g.shape}") from None
+                f"got shape {g.shape}"
+            ) from None
         return np.ascontiguousarray(g).reshape(-1)
     if g.ndim != 0:
-        raise ValueError(
-            f"grad_output must be a scalar for a reduced loss, got shape {g.shape}")
+        raise ValueError(f"grad_output must be a scalar for a reduced loss, got shape {g.shape}")
     return g.reshape(1)
 
 
@@ -386,12 +397,15 @@ def grad_dtype_for(logits_dtype: np.dtype, grad_dtype) -> np.dtype:
         return wanted
     raise ValueError(
         f"grad_dtype must be the logits' dtype {logits_dtype}"
-        + (" or float32" if is_16bit(logits_dtype) else "") + f", got {wanted}")
+        + (" or float32" if is_16bit(logits_dtype) else "")
+        + f", got {wanted}"
+    )
 
 
 # --------------------------------------------------------------------------
 # Fused linear cross-entropy (pyce.linear_cross_entropy and friends)
 # --------------------------------------------------------------------------
+
 
 def check_linear_operands(hidden, linear_weight, target, linear_bias, dtypes, names):
     """Shapes and dtypes of ``hidden (..., D)``, ``linear_weight (V, D)``, ``target (...)``
@@ -407,29 +421,38 @@ def check_linear_operands(hidden, linear_weight, target, linear_bias, dtypes, na
         raise ValueError(f"{h_name} must have at least one dimension (the features D), got a 0-d array")
     if len(linear_weight.shape) != 2:
         raise ValueError(
-            f"{w_name} must be 2-D (V, D) like torch.nn.Linear's weight, got shape {tuple(linear_weight.shape)}")
+            f"{w_name} must be 2-D (V, D) like torch.nn.Linear's weight, "
+            f"got shape {tuple(linear_weight.shape)}"
+        )
     if linear_weight.dtype != hidden.dtype:
-        raise TypeError(f"{w_name} has dtype {linear_weight.dtype} but {h_name} has {hidden.dtype}; "
-                        "they must match")
+        raise TypeError(
+            f"{w_name} has dtype {linear_weight.dtype} but {h_name} has {hidden.dtype}; they must match"
+        )
     V, D = linear_weight.shape
     if hidden.shape[-1] != D:
         raise ValueError(
             f"{h_name}'s last dimension {hidden.shape[-1]} (shape {tuple(hidden.shape)}) must equal "
-            f"{w_name}'s second dimension D = {D} (shape {tuple(linear_weight.shape)})")
+            f"{w_name}'s second dimension D = {D} (shape {tuple(linear_weight.shape)})"
+        )
     if V == 0:
-        raise ValueError(f"{w_name} must have at least one row (class), got shape {tuple(linear_weight.shape)}")
+        raise ValueError(
+            f"{w_name} must have at least one row (class), got shape {tuple(linear_weight.shape)}"
+        )
     if tuple(target.shape) != tuple(hidden.shape[:-1]):
         raise ValueError(
             f"{t_name} must have {h_name}'s shape without its last dimension: expected "
-            f"{tuple(hidden.shape[:-1])}, got {tuple(target.shape)} ({h_name} {tuple(hidden.shape)})")
+            f"{tuple(hidden.shape[:-1])}, got {tuple(target.shape)} ({h_name} {tuple(hidden.shape)})"
+        )
     if linear_bias is not None:
         if tuple(linear_bias.shape) != (V,):
             raise ValueError(
                 f"{b_name} must have shape ({V},) (one per row of {w_name}, shape "
-                f"{tuple(linear_weight.shape)}), got {tuple(linear_bias.shape)}")
+                f"{tuple(linear_weight.shape)}), got {tuple(linear_bias.shape)}"
+            )
         if linear_bias.dtype != hidden.dtype:
-            raise TypeError(f"{b_name} has dtype {linear_bias.dtype} but {h_name} has {hidden.dtype}; "
-                            "they must match")
+            raise TypeError(
+                f"{b_name} has dtype {linear_bias.dtype} but {h_name} has {hidden.dtype}; they must match"
+            )
     return V, D
 
 
@@ -438,7 +461,8 @@ def check_class_targets(target, name="target"):
     if target.dtype.kind not in "iu":
         raise TypeError(
             f"{name} must be an integer array of class indices, got dtype {target.dtype} "
-            "(probability targets need the logits; use pyce.cross_entropy)")
+            "(probability targets need the logits; use pyce.cross_entropy)"
+        )
 
 
 def check_shift(shift, hidden_shape) -> int:
@@ -453,11 +477,14 @@ def check_shift(shift, hidden_shape) -> int:
         return 0
     if len(hidden_shape) < 2:
         raise ValueError(
-            f"shift={k} needs a time axis: hidden of shape (..., T, D), got shape {tuple(hidden_shape)}")
+            f"shift={k} needs a time axis: hidden of shape (..., T, D), got shape {tuple(hidden_shape)}"
+        )
     T = hidden_shape[-2]
     if k >= T:
-        raise ValueError(f"shift must be smaller than the sequence length T = {T} (hidden "
-                         f"shape {tuple(hidden_shape)}), got {k}")
+        raise ValueError(
+            f"shift must be smaller than the sequence length T = {T} (hidden "
+            f"shape {tuple(hidden_shape)}), got {k}"
+        )
     return k
 
 
@@ -474,7 +501,9 @@ def check_filter_eps(filter_eps, machine_eps: float) -> float:
     try:
         value = float(filter_eps)
     except (TypeError, ValueError):
-        raise TypeError(f"filter_eps must be None, 'auto' or a number in (0, 1), got {filter_eps!r}") from None
+        raise TypeError(
+            f"filter_eps must be None, 'auto' or a number in (0, 1), got {filter_eps!r}"
+        ) from None
     if not 0.0 < value < 1.0:
         raise ValueError(f"filter_eps must be None, 'auto' or a number in (0, 1), got {filter_eps!r}")
     return value

@@ -31,19 +31,18 @@ import numpy as np
 
 from . import _core
 
-__all__ = ["ShardStats", "GlobalRows", "shard_stats", "combine", "row_losses", "reduce_losses",
-           "shard_grad"]
+__all__ = ["ShardStats", "GlobalRows", "shard_stats", "combine", "row_losses", "reduce_losses", "shard_grad"]
 
 
 @dataclass
 class ShardStats:
     """What one rank's shard contributes per row (all float64, length N)."""
 
-    lse: np.ndarray            # log-sum-exp of the shard's (capped) logits; -inf for an empty shard
-    shift: np.ndarray          # what the kernel shifted its exps by (kept for the gradient)
-    target_logit: np.ndarray   # z_t where this shard holds t, else 0
+    lse: np.ndarray  # log-sum-exp of the shard's (capped) logits; -inf for an empty shard
+    shift: np.ndarray  # what the kernel shifted its exps by (kept for the gradient)
+    target_logit: np.ndarray  # z_t where this shard holds t, else 0
     target_weight: np.ndarray  # w_t where this shard holds t, else 0 (class weights only)
-    dot: np.ndarray            # sum_j coef_j z_j over the shard (label smoothing only)
+    dot: np.ndarray  # sum_j coef_j z_j over the shard (label smoothing only)
 
     def packed(self, weighted: bool, smoothing: bool) -> np.ndarray:
         """The (N, k) float64 rows the ranks exchange: lse, z_t[, w_t][, sum coef z]."""
@@ -60,8 +59,16 @@ def packed_width(weighted: bool, smoothing: bool) -> int:
     return 2 + int(weighted) + int(smoothing)
 
 
-def shard_stats(logits: np.ndarray, target: np.ndarray, vocab_start: int, *, weight, ignore_index: int,
-                label_smoothing: float, softcap) -> ShardStats:
+def shard_stats(
+    logits: np.ndarray,
+    target: np.ndarray,
+    vocab_start: int,
+    *,
+    weight,
+    ignore_index: int,
+    label_smoothing: float,
+    softcap,
+) -> ShardStats:
     """One read of the (N, V_local) shard (pyce's kernel): lse, z_t, sum coef z per row.
 
     ``target`` holds global class ids (int64, already checked to lie in the
@@ -69,16 +76,27 @@ def shard_stats(logits: np.ndarray, target: np.ndarray, vocab_start: int, *, wei
     """
     smoothing = label_smoothing > 0.0
     lse, shift, dot, target_logit = _core.shard_stats(
-        logits, target, int(vocab_start), int(ignore_index), weight, smoothing,
-        0.0 if softcap is None else float(softcap))
+        logits,
+        target,
+        int(vocab_start),
+        int(ignore_index),
+        weight,
+        smoothing,
+        0.0 if softcap is None else float(softcap),
+    )
     n_local = logits.shape[1]
     local = target - vocab_start
     owned = (local >= 0) & (local < n_local) & (target != ignore_index)
     target_weight = np.zeros(target.shape[0], dtype=np.float64)
     if weight is not None:
         target_weight[owned] = weight[local[owned]]
-    return ShardStats(lse=lse, shift=shift, target_logit=target_logit, target_weight=target_weight,
-                      dot=np.zeros_like(lse) if dot is None else dot)
+    return ShardStats(
+        lse=lse,
+        shift=shift,
+        target_logit=target_logit,
+        target_weight=target_weight,
+        dot=np.zeros_like(lse) if dot is None else dot,
+    )
 
 
 @dataclass
@@ -88,7 +106,7 @@ class GlobalRows:
     lse: np.ndarray
     target_logit: np.ndarray
     target_weight: np.ndarray  # 1 without class weights
-    dot: np.ndarray            # sum_j coef_j z_j over the whole vocabulary (0 without smoothing)
+    dot: np.ndarray  # sum_j coef_j z_j over the whole vocabulary (0 without smoothing)
 
 
 def combine(gathered: np.ndarray, weighted: bool, smoothing: bool) -> GlobalRows:
@@ -110,12 +128,20 @@ def combine(gathered: np.ndarray, weighted: bool, smoothing: bool) -> GlobalRows
         target_weight = gathered[:, :, column].sum(axis=0)
         column += 1
     dot = gathered[:, :, column].sum(axis=0) if smoothing else np.zeros_like(lse)
-    return GlobalRows(lse=lse, target_logit=gathered[:, :, 1].sum(axis=0),
-                      target_weight=target_weight, dot=dot)
+    return GlobalRows(
+        lse=lse, target_logit=gathered[:, :, 1].sum(axis=0), target_weight=target_weight, dot=dot
+    )
 
 
-def row_losses(rows: GlobalRows, scored: np.ndarray, *, n_classes: int, coef_total: float,
-               label_smoothing: float, z_loss: float) -> np.ndarray:
+def row_losses(
+    rows: GlobalRows,
+    scored: np.ndarray,
+    *,
+    n_classes: int,
+    coef_total: float,
+    label_smoothing: float,
+    z_loss: float,
+) -> np.ndarray:
     """Every row's loss (0 where not ``scored``), float64.
 
     ``n_classes`` is the global V, ``coef_total`` K = sum of all class weights (V without).
@@ -146,8 +172,16 @@ def reduce_losses(losses: np.ndarray, reduction: str, mean_divisor: float):
         return float(np.float64(total) / np.float64(mean_divisor))
 
 
-def grad_coefficients(stats: ShardStats, rows: GlobalRows, scale: np.ndarray, *, n_classes: int,
-                      coef_total: float, label_smoothing: float, z_loss: float):
+def grad_coefficients(
+    stats: ShardStats,
+    rows: GlobalRows,
+    scale: np.ndarray,
+    *,
+    n_classes: int,
+    coef_total: float,
+    label_smoothing: float,
+    z_loss: float,
+):
     """The per-row (mul, sub, at_target) of :func:`shard_grad` for this rank's shard.
 
     ``scale`` is each row's upstream gradient (grad_output, / the divisor for
@@ -167,16 +201,50 @@ def grad_coefficients(stats: ShardStats, rows: GlobalRows, scale: np.ndarray, *,
         at_target = scale * alpha
     if sub is not None:
         sub = np.ascontiguousarray(np.broadcast_to(sub, mul.shape), dtype=np.float64)
-    return (np.ascontiguousarray(mul, dtype=np.float64), sub,
-            np.ascontiguousarray(at_target, dtype=np.float64))
+    return (
+        np.ascontiguousarray(mul, dtype=np.float64),
+        sub,
+        np.ascontiguousarray(at_target, dtype=np.float64),
+    )
 
 
-def shard_grad(logits: np.ndarray, target: np.ndarray, vocab_start: int, stats: ShardStats,
-               rows: GlobalRows, scale: np.ndarray, out: np.ndarray, *, weight, ignore_index: int,
-               n_classes: int, coef_total: float, label_smoothing: float, z_loss: float, softcap) -> None:
+def shard_grad(
+    logits: np.ndarray,
+    target: np.ndarray,
+    vocab_start: int,
+    stats: ShardStats,
+    rows: GlobalRows,
+    scale: np.ndarray,
+    out: np.ndarray,
+    *,
+    weight,
+    ignore_index: int,
+    n_classes: int,
+    coef_total: float,
+    label_smoothing: float,
+    z_loss: float,
+    softcap,
+) -> None:
     """Writes the shard's gradient into ``out`` (the logits' shape and dtype; may be ``logits``)."""
-    mul, sub, at_target = grad_coefficients(stats, rows, scale, n_classes=n_classes,
-                                            coef_total=coef_total, label_smoothing=label_smoothing,
-                                            z_loss=z_loss)
-    _core.shard_grad(logits, target, int(vocab_start), int(ignore_index), weight, stats.shift, mul, sub,
-                     at_target, 0.0 if softcap is None else float(softcap), out)
+    mul, sub, at_target = grad_coefficients(
+        stats,
+        rows,
+        scale,
+        n_classes=n_classes,
+        coef_total=coef_total,
+        label_smoothing=label_smoothing,
+        z_loss=z_loss,
+    )
+    _core.shard_grad(
+        logits,
+        target,
+        int(vocab_start),
+        int(ignore_index),
+        weight,
+        stats.shift,
+        mul,
+        sub,
+        at_target,
+        0.0 if softcap is None else float(softcap),
+        out,
+    )

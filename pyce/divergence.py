@@ -57,7 +57,7 @@ def entropy(logits, axis=-1):
     """
     x, axis, rows = class_rows(logits, "logits", axis)
     h = _core.entropy(rows).astype(compute_dtype(x.dtype), copy=False)
-    h = h.reshape(x.shape[:axis] + x.shape[axis + 1:])
+    h = h.reshape(x.shape[:axis] + x.shape[axis + 1 :])
     return h if h.ndim else h[()]
 
 
@@ -67,7 +67,8 @@ class _KLProblem:
         t = np.asarray(teacher)
         if t.shape != s.shape:
             raise ValueError(
-                f"student_logits and teacher_logits must have the same shape, got {s.shape} and {t.shape}")
+                f"student_logits and teacher_logits must have the same shape, got {s.shape} and {t.shape}"
+            )
         t = as_float_array(t, "teacher_logits")
         if t.dtype != s.dtype:
             t = t.astype(s.dtype)  # the kernel reads both in the student's dtype
@@ -81,18 +82,25 @@ class _KLProblem:
         if not lo <= self.temperature <= hi:  # also rejects nan, inf and values <= 0
             raise ValueError(
                 f"temperature must be a positive number in [{lo:.4g}, {hi:.4g}] for {s.dtype} "
-                f"logits (computed in {compute_dtype(s.dtype)}), got {temperature!r}")
+                f"logits (computed in {compute_dtype(s.dtype)}), got {temperature!r}"
+            )
         if not isinstance(reduction, str) or reduction not in KL_REDUCTIONS:
-            raise ValueError(f"reduction must be one of {', '.join(map(repr, KL_REDUCTIONS))}; got {reduction!r}")
+            raise ValueError(
+                f"reduction must be one of {', '.join(map(repr, KL_REDUCTIONS))}; got {reduction!r}"
+            )
         self.reduction = KL_REDUCTIONS[reduction]
         self.per_row = reduction == "none"
-        self.loss_shape = s.shape[:self.axis] + s.shape[self.axis + 1:]
+        self.loss_shape = s.shape[: self.axis] + s.shape[self.axis + 1 :]
 
     def run(self, grad_rows=None):
-        g_out = None if grad_rows is None else np.ones(
-            self.rows.shape[0] if self.per_row else 1, dtype=np.float64)
-        raw = _core.kl_divergence(self.rows, self.teacher_rows, self.temperature, self.reduction,
-                                  g_out, grad_rows)
+        g_out = (
+            None
+            if grad_rows is None
+            else np.ones(self.rows.shape[0] if self.per_row else 1, dtype=np.float64)
+        )
+        raw = _core.kl_divergence(
+            self.rows, self.teacher_rows, self.temperature, self.reduction, g_out, grad_rows
+        )
         if self.per_row:
             return raw.reshape(self.loss_shape)
         with np.errstate(invalid="ignore"):
@@ -153,8 +161,9 @@ def kl_divergence(student_logits, teacher_logits, *, temperature=1.0, axis=-1, r
     return problem.run()
 
 
-def kl_divergence_with_grad(student_logits, teacher_logits, *, temperature=1.0, axis=-1,
-                            reduction="batchmean", grad_dtype=None):
+def kl_divergence_with_grad(
+    student_logits, teacher_logits, *, temperature=1.0, axis=-1, reduction="batchmean", grad_dtype=None
+):
     """The distillation loss and its gradient w.r.t. the student, from one fused pass.
 
     Parameters

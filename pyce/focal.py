@@ -38,23 +38,36 @@ class _FocalProblem:
         if alpha is not None:
             a = np.asarray(alpha)
             if a.dtype.kind not in "fiu":
-                raise TypeError(f"alpha must be a number or a float array of shape ({c},), got dtype {a.dtype}")
+                raise TypeError(
+                    f"alpha must be a number or a float array of shape ({c},), got dtype {a.dtype}"
+                )
             if a.ndim == 0:
                 self.alpha_scalar = float(a)
             elif a.shape == (c,):
                 self.alpha = np.ascontiguousarray(a, dtype=np.float64)
             else:
-                raise ValueError(f"alpha must be a number or have shape ({c},) (one per class), got shape {a.shape}")
+                raise ValueError(
+                    f"alpha must be a number or have shape ({c},) (one per class), got shape {a.shape}"
+                )
         indices, _ = split_target(target, x, self.axis)
         if indices is None:
             raise TypeError("focal_loss needs integer class-index targets, got a float array")
-        self.target_shape = x.shape[:self.axis] + x.shape[self.axis + 1:]
+        self.target_shape = x.shape[: self.axis] + x.shape[self.axis + 1 :]
         self.indices = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1)
 
     def run(self, grad_rows=None):
         g_out = None if grad_rows is None else check_grad_output(1.0, self.reduction, self.target_shape)
-        raw = _core.focal_loss(self.rows, self.indices, self.ignore_index, self.gamma, self.alpha,
-                               self.alpha_scalar, self.reduction, g_out, grad_rows)
+        raw = _core.focal_loss(
+            self.rows,
+            self.indices,
+            self.ignore_index,
+            self.gamma,
+            self.alpha,
+            self.alpha_scalar,
+            self.reduction,
+            g_out,
+            grad_rows,
+        )
         if self.reduction == REDUCTIONS["none"]:
             return raw.reshape(self.target_shape)
         return compute_dtype(self.logits.dtype).type(raw)
@@ -115,8 +128,9 @@ def focal_loss(logits, target, *, gamma=2.0, alpha=None, axis=-1, ignore_index=-
     return problem.run()
 
 
-def focal_loss_with_grad(logits, target, *, gamma=2.0, alpha=None, axis=-1, ignore_index=-100,
-                         reduction="mean", grad_dtype=None):
+def focal_loss_with_grad(
+    logits, target, *, gamma=2.0, alpha=None, axis=-1, ignore_index=-100, reduction="mean", grad_dtype=None
+):
     """The focal loss and its gradient w.r.t. the logits, from one fused pass.
 
     Parameters

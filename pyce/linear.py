@@ -19,30 +19,72 @@ from .metrics import EvalResult, check_topk, result_from_rows
 __all__ = ["linear_cross_entropy", "linear_cross_entropy_with_grad", "linear_evaluate"]
 
 
-def _call(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
-          label_smoothing, z_loss, softcap, shift, return_lse, filter_eps, chunk_size):
+def _call(
+    hidden,
+    linear_weight,
+    target,
+    linear_bias,
+    weight,
+    ignore_index,
+    reduction,
+    label_smoothing,
+    z_loss,
+    softcap,
+    shift,
+    return_lse,
+    filter_eps,
+    chunk_size,
+):
     hidden = _as_array(hidden, "hidden")
     linear_weight = _as_array(linear_weight, "linear_weight")
     linear_bias = None if linear_bias is None else _as_array(linear_bias, "linear_bias")
-    return LinearCall(hidden, linear_weight, np.asarray(target), linear_bias=linear_bias,
-                      weight=weight, ignore_index=ignore_index, reduction=reduction,
-                      label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
-                      shift=shift, return_lse=return_lse, filter_eps=filter_eps,
-                      chunk_size=chunk_size, dtypes=FLOAT_DTYPES, compute_dtype=hidden.dtype)
+    return LinearCall(
+        hidden,
+        linear_weight,
+        np.asarray(target),
+        linear_bias=linear_bias,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        z_loss=z_loss,
+        softcap=softcap,
+        shift=shift,
+        return_lse=return_lse,
+        filter_eps=filter_eps,
+        chunk_size=chunk_size,
+        dtypes=FLOAT_DTYPES,
+        compute_dtype=hidden.dtype,
+    )
 
 
 def _as_array(x, name):
     a = np.asarray(x)
     if a.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be a float32 or float64 array, got dtype {a.dtype}"
-                        + ("; convert it first, e.g. .astype(np.float32)" if a.dtype.kind in "biuf" else ""))
+        raise TypeError(
+            f"{name} must be a float32 or float64 array, got dtype {a.dtype}"
+            + ("; convert it first, e.g. .astype(np.float32)" if a.dtype.kind in "biuf" else "")
+        )
     return a
 
 
-def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, weight=None,
-                         ignore_index=-100, reduction="mean", label_smoothing=0.0, z_loss=0.0,
-                         softcap=None, shift=0, return_lse=False, filter_eps=None,
-                         chunk_size=None):
+def linear_cross_entropy(
+    hidden,
+    linear_weight,
+    target,
+    *,
+    linear_bias=None,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    z_loss=0.0,
+    softcap=None,
+    shift=0,
+    return_lse=False,
+    filter_eps=None,
+    chunk_size=None,
+):
     """Cross-entropy of the logits ``hidden @ linear_weight.T + linear_bias``, never materialised.
 
     The same loss as ``pyce.cross_entropy(hidden @ linear_weight.T + linear_bias,
@@ -92,16 +134,43 @@ def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, wei
     >>> bool(np.isclose(pyce.linear_cross_entropy(h, W, y), pyce.cross_entropy(h @ W.T, y)))
     True
     """
-    call = _call(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
-                 label_smoothing, z_loss, softcap, shift, return_lse, filter_eps, chunk_size)
+    call = _call(
+        hidden,
+        linear_weight,
+        target,
+        linear_bias,
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        z_loss,
+        softcap,
+        shift,
+        return_lse,
+        filter_eps,
+        chunk_size,
+    )
     call.forward(NumpyOps)
     return (call.loss(), call.lse()) if return_lse else call.loss()
 
 
-def linear_cross_entropy_with_grad(hidden, linear_weight, target, *, linear_bias=None,
-                                   weight=None, ignore_index=-100, reduction="mean",
-                                   label_smoothing=0.0, z_loss=0.0, softcap=None, shift=0,
-                                   return_lse=False, filter_eps=None, chunk_size=None):
+def linear_cross_entropy_with_grad(
+    hidden,
+    linear_weight,
+    target,
+    *,
+    linear_bias=None,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    z_loss=0.0,
+    softcap=None,
+    shift=0,
+    return_lse=False,
+    filter_eps=None,
+    chunk_size=None,
+):
     """The loss of :func:`linear_cross_entropy` and its gradients, from three GEMMs per chunk.
 
     Each chunk's logits are computed by NumPy's BLAS, pyce's fused kernel
@@ -111,7 +180,8 @@ def linear_cross_entropy_with_grad(hidden, linear_weight, target, *, linear_bias
 
     Parameters
     ----------
-    hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, shift, return_lse, chunk_size
+    hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction, label_smoothing, \
+    z_loss, softcap, shift, return_lse, chunk_size
         As for :func:`linear_cross_entropy`.
     filter_eps : None, 'auto' or float in (0, 1), optional
         Gradient filtering (Cut Cross-Entropy's): the vocabulary is cut into
@@ -156,8 +226,22 @@ def linear_cross_entropy_with_grad(hidden, linear_weight, target, *, linear_bias
     >>> bool(np.allclose(g_h, G @ W) and np.allclose(g_W, G.T @ h))
     True
     """
-    call = _call(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
-                 label_smoothing, z_loss, softcap, shift, return_lse, filter_eps, chunk_size)
+    call = _call(
+        hidden,
+        linear_weight,
+        target,
+        linear_bias,
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        z_loss,
+        softcap,
+        shift,
+        return_lse,
+        filter_eps,
+        chunk_size,
+    )
     grad_hidden, grad_weight, grad_bias = call.with_grad(NumpyOps)
     values = (call.loss(), grad_hidden.reshape(call.hidden_shape), grad_weight)
     if grad_bias is not None:
@@ -167,8 +251,17 @@ def linear_cross_entropy_with_grad(hidden, linear_weight, target, *, linear_bias
     return values
 
 
-def linear_evaluate(hidden, linear_weight, target, *, linear_bias=None, ignore_index=-100,
-                    topk=(1, 5), shift=0, chunk_size=None) -> EvalResult:
+def linear_evaluate(
+    hidden,
+    linear_weight,
+    target,
+    *,
+    linear_bias=None,
+    ignore_index=-100,
+    topk=(1, 5),
+    shift=0,
+    chunk_size=None,
+) -> EvalResult:
     """:func:`pyce.evaluate` of the logits ``hidden @ linear_weight.T + linear_bias``, chunk by chunk.
 
     The same metrics (loss, perplexity, top-k accuracies, entropy, ECE, number
@@ -200,6 +293,21 @@ def linear_evaluate(hidden, linear_weight, target, *, linear_bias=None, ignore_i
     """
     ks = check_topk(topk)
     check_ignore_index(ignore_index)
-    call = _call(hidden, linear_weight, target, linear_bias, None, ignore_index, "mean",
-                 0.0, 0.0, None, shift, False, None, chunk_size)
-    return result_from_rows(*call.evaluate_rows(NumpyOps), ks)
+    call = _call(
+        hidden,
+        linear_weight,
+        target,
+        linear_bias,
+        None,
+        ignore_index,
+        "mean",
+        0.0,
+        0.0,
+        None,
+        shift,
+        False,
+        None,
+        chunk_size,
+    )
+    loss, entropy, max_prob, rank = call.evaluate_rows(NumpyOps)
+    return result_from_rows(loss, entropy, max_prob, rank, ks)

@@ -61,8 +61,10 @@ class EvalResult:  # numpydoc ignore=PR01
 
     def __str__(self) -> str:
         acc = ", ".join(f"top-{k} {v:.4f}" for k, v in sorted(self.accuracy.items()))
-        return (f"loss {self.loss:.4f} nats | perplexity {self.perplexity:.3f} | {acc} | "
-                f"entropy {self.entropy:.4f} | ECE {self.ece:.4f} | {self.n_tokens} tokens")
+        return (
+            f"loss {self.loss:.4f} nats | perplexity {self.perplexity:.3f} | {acc} | "
+            f"entropy {self.entropy:.4f} | ECE {self.ece:.4f} | {self.n_tokens} tokens"
+        )
 
 
 def check_topk(topk):
@@ -214,8 +216,9 @@ def evaluation_sums(loss, ent, max_prob, rank, ks) -> np.ndarray:
     the rows together."""
     count, conf_sum, correct_sum = _ece_bins(max_prob, rank == 0)
     hits = [np.count_nonzero(rank < k) for k in ks]
-    return np.concatenate([[loss.size, np.sum(loss), np.sum(ent)], hits, count, conf_sum, correct_sum]
-                          ).astype(np.float64)
+    return np.concatenate(
+        [[loss.size, np.sum(loss), np.sum(ent)], hits, count, conf_sum, correct_sum]
+    ).astype(np.float64)
 
 
 def result_from_sums(sums, ks) -> EvalResult:
@@ -226,8 +229,8 @@ def result_from_sums(sums, ks) -> EvalResult:
     mean_loss = float(sums[1] / n)
     with np.errstate(over="ignore", invalid="ignore"):
         perplexity = float(np.exp(mean_loss))
-    hits = sums[3:3 + len(ks)]
-    bins = sums[3 + len(ks):].reshape(3, ECE_BINS)
+    hits = sums[3 : 3 + len(ks)]
+    bins = sums[3 + len(ks) :].reshape(3, ECE_BINS)
     return EvalResult(
         loss=mean_loss,
         perplexity=perplexity,

@@ -136,9 +136,19 @@ def _check_reduction(reduction):
         raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
 
 
-def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
-                  reduction="mean", label_smoothing=0.0, z_loss=0.0, softcap=None,
-                  return_lse=False):
+def cross_entropy(
+    logits,
+    target,
+    *,
+    axis=-1,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    z_loss=0.0,
+    softcap=None,
+    return_lse=False,
+):
     """Cross-entropy between ``softmax(logits)`` and ``target``, as PyTorch.
 
     ``target`` is an integer array of class indices (the logits' shape without
@@ -148,26 +158,65 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
     ``return_lse`` also returns every row's log-sum-exp.
     """
     out = cross_entropy_with_grad(
-        logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
-        reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
-        softcap=softcap, return_lse=return_lse)
+        logits,
+        target,
+        axis=axis,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        z_loss=z_loss,
+        softcap=softcap,
+        return_lse=return_lse,
+    )
     return (out[0], out[2]) if return_lse else out[0]
 
 
-def cross_entropy_backward(logits, target, grad_output=1.0, *, axis=-1, weight=None,
-                           ignore_index=-100, reduction="mean", label_smoothing=0.0,
-                           z_loss=0.0, softcap=None, return_lse=False):
+def cross_entropy_backward(
+    logits,
+    target,
+    grad_output=1.0,
+    *,
+    axis=-1,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    z_loss=0.0,
+    softcap=None,
+    return_lse=False,
+):
     """Gradient of ``cross_entropy(...)`` w.r.t. the logits, times ``grad_output``."""
     out = cross_entropy_with_grad(
-        logits, target, axis=axis, weight=weight, ignore_index=ignore_index,
-        reduction=reduction, label_smoothing=label_smoothing, grad_output=grad_output,
-        z_loss=z_loss, softcap=softcap, return_lse=return_lse)
+        logits,
+        target,
+        axis=axis,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        grad_output=grad_output,
+        z_loss=z_loss,
+        softcap=softcap,
+        return_lse=return_lse,
+    )
     return (out[1], out[2]) if return_lse else out[1]
 
 
-def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_index=-100,
-                            reduction="mean", label_smoothing=0.0, grad_output=1.0,
-                            z_loss=0.0, softcap=None, return_lse=False):
+def cross_entropy_with_grad(
+    logits,
+    target,
+    *,
+    axis=-1,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    grad_output=1.0,
+    z_loss=0.0,
+    softcap=None,
+    return_lse=False,
+):
     """``(loss, grad)`` (and the rows' lse if asked): the loss and its gradient, in float64."""
     _check_reduction(reduction)
     logits = np.asarray(logits)
@@ -308,8 +357,9 @@ def _entropy_rows(logq):
 _KL_REDUCTIONS = ("batchmean", "sum", "mean", "none")
 
 
-def kl_divergence_with_grad(student_logits, teacher_logits, *, temperature=1.0, axis=-1,
-                            reduction="batchmean", grad_output=1.0):
+def kl_divergence_with_grad(
+    student_logits, teacher_logits, *, temperature=1.0, axis=-1, reduction="batchmean", grad_output=1.0
+):
     """``(loss, grad)`` of the distillation loss, in float64.
 
     Per row: ``T^2 KL(p || q)`` with ``p = softmax(teacher / T)``,
@@ -345,15 +395,16 @@ def kl_divergence_with_grad(student_logits, teacher_logits, *, temperature=1.0, 
     return loss, np.moveaxis(grad.reshape(shape + (C,)), -1, ax)
 
 
-def kl_divergence(student_logits, teacher_logits, *, temperature=1.0, axis=-1,
-                  reduction="batchmean"):
+def kl_divergence(student_logits, teacher_logits, *, temperature=1.0, axis=-1, reduction="batchmean"):
     """``T^2 KL(softmax(teacher / T) || softmax(student / T))``; see kl_divergence_with_grad."""
-    return kl_divergence_with_grad(student_logits, teacher_logits, temperature=temperature,
-                                   axis=axis, reduction=reduction)[0]
+    return kl_divergence_with_grad(
+        student_logits, teacher_logits, temperature=temperature, axis=axis, reduction=reduction
+    )[0]
 
 
-def focal_loss_with_grad(logits, target, *, gamma=2.0, alpha=None, axis=-1, ignore_index=-100,
-                         reduction="mean", grad_output=1.0):
+def focal_loss_with_grad(
+    logits, target, *, gamma=2.0, alpha=None, axis=-1, ignore_index=-100, reduction="mean", grad_output=1.0
+):
     """``(loss, grad)`` of the softmax focal loss (Lin et al., 2017), in float64.
 
     Per row with target t that is not ignored: ``-alpha_t (1 - q_t)^gamma log q_t``,
@@ -407,11 +458,11 @@ def focal_loss_with_grad(logits, target, *, gamma=2.0, alpha=None, axis=-1, igno
     return loss, np.moveaxis(grad.reshape(shape + (C,)), -1, ax)
 
 
-def focal_loss(logits, target, *, gamma=2.0, alpha=None, axis=-1, ignore_index=-100,
-               reduction="mean"):
+def focal_loss(logits, target, *, gamma=2.0, alpha=None, axis=-1, ignore_index=-100, reduction="mean"):
     """The softmax focal loss; see focal_loss_with_grad."""
-    return focal_loss_with_grad(logits, target, gamma=gamma, alpha=alpha, axis=axis,
-                                ignore_index=ignore_index, reduction=reduction)[0]
+    return focal_loss_with_grad(
+        logits, target, gamma=gamma, alpha=alpha, axis=axis, ignore_index=ignore_index, reduction=reduction
+    )[0]
 
 
 # --------------------------------------------------------------------------
@@ -428,10 +479,22 @@ def _shifted(hidden, target, shift):
     return hidden[..., :-shift, :], target[..., shift:]
 
 
-def linear_cross_entropy_with_grad(hidden, linear_weight, target, *, linear_bias=None,
-                                   weight=None, ignore_index=-100, reduction="mean",
-                                   label_smoothing=0.0, z_loss=0.0, softcap=None, shift=0,
-                                   return_lse=False, grad_output=1.0):
+def linear_cross_entropy_with_grad(
+    hidden,
+    linear_weight,
+    target,
+    *,
+    linear_bias=None,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    z_loss=0.0,
+    softcap=None,
+    shift=0,
+    return_lse=False,
+    grad_output=1.0,
+):
     """``(loss, grad_hidden, grad_linear_weight[, grad_linear_bias][, lse])`` in float64.
 
     The logits ``z = hidden @ W.T + b`` are materialised; the loss is
@@ -447,10 +510,18 @@ def linear_cross_entropy_with_grad(hidden, linear_weight, target, *, linear_bias
     z = hs @ W.T
     if linear_bias is not None:
         z = z + np.asarray(linear_bias, dtype=np.float64)
-    out = cross_entropy_with_grad(z, ys, weight=weight, ignore_index=ignore_index,
-                                  reduction=reduction, label_smoothing=label_smoothing,
-                                  grad_output=grad_output, z_loss=z_loss, softcap=softcap,
-                                  return_lse=return_lse)
+    out = cross_entropy_with_grad(
+        z,
+        ys,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        grad_output=grad_output,
+        z_loss=z_loss,
+        softcap=softcap,
+        return_lse=return_lse,
+    )
     loss, G = out[0], out[1]
     G = G.reshape(-1, W.shape[0])
     rows = hs.reshape(-1, W.shape[1])
@@ -473,8 +544,9 @@ def linear_cross_entropy(hidden, linear_weight, target, **options):
     return (out[0], out[-1]) if options.get("return_lse") else out[0]
 
 
-def linear_evaluate(hidden, linear_weight, target, *, linear_bias=None, ignore_index=-100,
-                    topk=(1, 5), shift=0):
+def linear_evaluate(
+    hidden, linear_weight, target, *, linear_bias=None, ignore_index=-100, topk=(1, 5), shift=0
+):
     """:func:`evaluate` of the materialised logits ``hidden @ W.T + b`` (shifted as above)."""
     h = np.asarray(hidden, dtype=np.float64)
     hs, ys = _shifted(h, np.asarray(target), shift)

@@ -46,8 +46,19 @@ def load_reference():
     return reference
 
 
-def make_problem(rng, shape, *, axis=-1, dtype=np.float64, weight=False, ignore=False,
-                 smoothing=0.0, soft=False, scale=2.0, offset=0.0):
+def make_problem(
+    rng,
+    shape,
+    *,
+    axis=-1,
+    dtype=np.float64,
+    weight=False,
+    ignore=False,
+    smoothing=0.0,
+    soft=False,
+    scale=2.0,
+    offset=0.0,
+):
     """Random logits, a target and the keyword options of one cross-entropy call.
 
     ``ignore=True`` marks ~30% of the rows with ignore_index -100 (at least one
@@ -58,7 +69,7 @@ def make_problem(rng, shape, *, axis=-1, dtype=np.float64, weight=False, ignore=
     shape = tuple(shape)
     ax = axis % len(shape)
     n_classes = shape[ax]
-    target_shape = shape[:ax] + shape[ax + 1:]
+    target_shape = shape[:ax] + shape[ax + 1 :]
     logits = (rng.standard_normal(shape) * scale + offset).astype(dtype)
     kwargs = {"axis": axis}
     if smoothing:
@@ -116,11 +127,14 @@ def assert_close(got, expected, *, rtol, atol, err_msg=""):
     got = np.asarray(got, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
     assert got.shape == expected.shape, f"shape {got.shape} != {expected.shape} {err_msg}"
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected),
-                                  err_msg=f"nan positions differ {err_msg}")
-    np.testing.assert_array_equal(np.where(np.isinf(got), np.sign(got), 0.0),
-                                  np.where(np.isinf(expected), np.sign(expected), 0.0),
-                                  err_msg=f"inf positions differ {err_msg}")
+    np.testing.assert_array_equal(
+        np.isnan(got), np.isnan(expected), err_msg=f"nan positions differ {err_msg}"
+    )
+    np.testing.assert_array_equal(
+        np.where(np.isinf(got), np.sign(got), 0.0),
+        np.where(np.isinf(expected), np.sign(expected), 0.0),
+        err_msg=f"inf positions differ {err_msg}",
+    )
     fin = np.isfinite(expected)
     np.testing.assert_allclose(got[fin], expected[fin], rtol=rtol, atol=atol, err_msg=err_msg)
 
@@ -157,8 +171,18 @@ def same_for_every_thread_count(call, counts=(1, 2, 3)):
 # --------------------------------------------------------------------------- torch
 
 
-def torch_cross_entropy(torch, logits, target, grad_output=None, *, axis=-1, weight=None,
-                        ignore_index=-100, reduction="mean", label_smoothing=0.0):
+def torch_cross_entropy(
+    torch,
+    logits,
+    target,
+    grad_output=None,
+    *,
+    axis=-1,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+):
     """``torch.nn.functional.cross_entropy`` forward + autograd backward, as NumPy.
 
     The class axis is moved to position 1 (PyTorch's layout; a 1-D input is
@@ -176,8 +200,8 @@ def torch_cross_entropy(torch, logits, target, grad_output=None, *, axis=-1, wei
         t = torch.tensor(target.astype(np.int64))
     w = None if weight is None else torch.tensor(np.asarray(weight, dtype=logits.dtype))
     loss = torch.nn.functional.cross_entropy(
-        x_moved, t, weight=w, ignore_index=ignore_index, reduction=reduction,
-        label_smoothing=label_smoothing)
+        x_moved, t, weight=w, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing
+    )
     if grad_output is None:
         g = torch.ones_like(loss)
     else:
@@ -211,7 +235,7 @@ def central_difference(f, x, h=1e-5):
 def loss_shape_of(logits, axis):
     logits = np.asarray(logits)
     ax = axis % logits.ndim
-    return logits.shape[:ax] + logits.shape[ax + 1:]
+    return logits.shape[:ax] + logits.shape[ax + 1 :]
 
 
 def check_loss_output(loss, logits, reduction, axis=-1):
@@ -225,8 +249,7 @@ def check_loss_output(loss, logits, reduction, axis=-1):
         assert type(loss) is dtype.type, f"{type(loss)} is not {dtype.type}"
 
 
-def check_cross_entropy(pyce, ref, logits, target, reduction, grad_output=1.0, *,
-                        check_inplace=True, **kw):
+def check_cross_entropy(pyce, ref, logits, target, reduction, grad_output=1.0, *, check_inplace=True, **kw):
     """Every cross-entropy entry point of pyce against the reference (and each other).
 
     Returns the fused ``(loss, grad)`` for further checks.
@@ -260,11 +283,10 @@ def check_cross_entropy(pyce, ref, logits, target, reduction, grad_output=1.0, *
     assert_close(fused_grad, ref_grad1, **gtol, err_msg=f"cross_entropy_with_grad grad {what}")
 
     ax = axis % logits.ndim
-    innermost = all(n == 1 for n in logits.shape[ax + 1:])
+    innermost = all(n == 1 for n in logits.shape[ax + 1 :])
     if check_inplace and innermost:
         buf = np.array(logits, order="C", copy=True)
-        in_loss, in_grad = pyce.cross_entropy_with_grad(buf, target, reduction=reduction,
-                                                        inplace=True, **kw)
+        in_loss, in_grad = pyce.cross_entropy_with_grad(buf, target, reduction=reduction, inplace=True, **kw)
         assert in_grad is buf
         assert bitwise_equal(in_loss, fused_loss), f"inplace loss differs {what}"
         assert bitwise_equal(in_grad, fused_grad), f"inplace grad differs {what}"
@@ -298,8 +320,13 @@ except ImportError:  # pragma: no cover
 
 # Variables that change how pyce starts up; a subprocess starts without them
 # unless a test sets them.
-STARTUP_VARIABLES = ("PYCE_CPU_CAPABILITY", "PYCE_NUM_THREADS", "PYCE_CACHE_MB",
-                     "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+STARTUP_VARIABLES = (
+    "PYCE_CPU_CAPABILITY",
+    "PYCE_NUM_THREADS",
+    "PYCE_CACHE_MB",
+    "OMP_WAIT_POLICY",
+    "GOMP_SPINCOUNT",
+)
 
 
 def run_installed_python(code, **env):
@@ -314,7 +341,13 @@ def run_installed_python(code, **env):
 
     full_env = {k: v for k, v in os.environ.items() if k not in STARTUP_VARIABLES}
     full_env.update(env)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=full_env, cwd=tempfile.gettempdir(), timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=tempfile.gettempdir(),
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()

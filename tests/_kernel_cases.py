@@ -12,6 +12,7 @@ import zlib
 import numpy as np
 
 import pyce
+
 from _helpers import assert_close, loss_shape_of, loss_tol, prob_tol, value_scale
 
 ref = pyce.reference
@@ -92,14 +93,14 @@ def _extreme_rows(n_classes, dtype):
             r = rng.standard_normal(n_classes)
             r[pos] = special
             rows.append(r)
-    rows.append(np.full(n_classes, -np.inf))                  # all -inf
-    rows.append(1e4 + rng.standard_normal(n_classes))          # large, shift is exact
+    rows.append(np.full(n_classes, -np.inf))  # all -inf
+    rows.append(1e4 + rng.standard_normal(n_classes))  # large, shift is exact
     rows.append(-1e4 + rng.standard_normal(n_classes))
-    rows.append(rng.standard_normal(n_classes) * 1e4)          # huge spread: one-hot softmax
-    rows.append(rng.uniform(80, 90, n_classes))                # float32 exp overflows naively
-    rows.append(np.full(n_classes, 88.7))                      # all equal, near exp overflow
+    rows.append(rng.standard_normal(n_classes) * 1e4)  # huge spread: one-hot softmax
+    rows.append(rng.uniform(80, 90, n_classes))  # float32 exp overflows naively
+    rows.append(np.full(n_classes, 88.7))  # all equal, near exp overflow
     r = rng.standard_normal(n_classes)
-    r[:: max(1, n_classes // 3)] = -np.inf                     # some -inf, rest finite
+    r[:: max(1, n_classes // 3)] = -np.inf  # some -inf, rest finite
     r[-1] = 0.5
     rows.append(r)
     return np.array(rows).astype(dtype)
@@ -112,7 +113,7 @@ def _non_contiguous(base, view):
     if view == "col-step":
         return base[:, ::2]
     if view == "transposed":
-        return np.ascontiguousarray(base.T).T          # F-ordered, same values
+        return np.ascontiguousarray(base.T).T  # F-ordered, same values
     if view == "reversed":
         return base[::-1, ::-1]
     if view == "fortran":
@@ -135,15 +136,15 @@ def _far_above_the_shift_rows(dtype):
     """
     rng = np.random.default_rng(70)
     x = rng.standard_normal((10, 5000)) * 2
-    x[:, 0] = 6.0                       # the shift of every row
-    x[0, 3000] = 68.0                   # 62 above: kept from the unchecked sweep
-    x[1, 3000] = 100.0                  # 94 above: swept again
+    x[:, 0] = 6.0  # the shift of every row
+    x[0, 3000] = 68.0  # 62 above: kept from the unchecked sweep
+    x[1, 3000] = 100.0  # 94 above: swept again
     x[2, 4999] = np.inf
     x[3, 2500] = np.nan
     x[4, 2048:4096] = -np.inf
     x[5, 4100], x[5, 4101] = 72.0, 100.0  # 66 above: swept again
     x[6, 2049], x[6, 4500] = 140.0, 68.0  # the middle block raised, the last kept
-    x[7, 3000] = 100.0                  # ... and the target
+    x[7, 3000] = 100.0  # ... and the target
     x[8, 3000], x[8, 4500] = 1e4, 2e4
     x[9, 2100], x[9, 4999] = 1e4, 50.0  # a huge logit, not the target
     target = np.array([3000, 3000, 1, 2, 5, 4101, 4500, 3000, 3000, 4999])

@@ -15,7 +15,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 _checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _sources = os.path.join(_checkout, "pyce")  # absent where the tests were copied out alone
 _built_in_place = os.path.isdir(_sources) and any(
-    name.startswith("_core") and name.endswith((".so", ".pyd")) for name in os.listdir(_sources))
+    name.startswith("_core") and name.endswith((".so", ".pyd")) for name in os.listdir(_sources)
+)
 if not _built_in_place:
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _checkout]
 
@@ -26,9 +27,11 @@ def pytest_report_header(config):
     except ImportError as exc:  # pragma: no cover
         return f"pyce: not importable ({exc})"
     info = pyce.cpu_info()
-    return (f"pyce {pyce.__version__} from {os.path.dirname(pyce.__file__)}: "
-            f"isa={info['isa']} supported={info['supported']} "
-            f"openmp={info['openmp']} threads={info['threads']}")
+    return (
+        f"pyce {pyce.__version__} from {os.path.dirname(pyce.__file__)}: "
+        f"isa={info['isa']} supported={info['supported']} "
+        f"openmp={info['openmp']} threads={info['threads']}"
+    )
 
 
 def pytest_generate_tests(metafunc):

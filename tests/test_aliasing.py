@@ -63,7 +63,7 @@ def test_target_inside_logits_inplace(general):
 def test_weight_inside_out():
     # Was silently wrong: loss 0.139 instead of 2.380.
     out = np.zeros((ROWS, C))
-    w = out.reshape(-1)[ROWS * C - C:]
+    w = out.reshape(-1)[ROWS * C - C :]
     w[:] = np.linspace(0.5, 2.0, C)
     with pytest.raises(ValueError, match="weight overlaps"):
         pyce.cross_entropy_with_grad(_logits(), np.arange(ROWS) % C, weight=w, out=out)

@@ -16,10 +16,10 @@ import pyce
 from pyce import __main__ as cli
 from pyce import bench
 
-
 # --------------------------------------------------------------------------
 # One quick run of the whole bench, shared by the tests that read its report
 # --------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory):
@@ -41,8 +41,16 @@ def _finite_positive(x):
 
 def test_quick_json_top_level(quick_report):
     report, _ = quick_report
-    for key in ("schema", "command", "versions", "cpu_info", "threads", "settings",
-                "bandwidth_gbs", "results"):
+    for key in (
+        "schema",
+        "command",
+        "versions",
+        "cpu_info",
+        "threads",
+        "settings",
+        "bandwidth_gbs",
+        "results",
+    ):
         assert key in report, key
     assert report["cpu_info"]["isa"] == pyce.cpu_info()["isa"]
     assert report["threads"] == pyce.get_num_threads()
@@ -60,8 +68,7 @@ def test_quick_json_rows(quick_report):
     results = report["results"]
     settings = report["settings"]
     # One row per (shape, dtype, op), in that order.
-    expected = [(list(s), d, o) for s in bench.QUICK_SHAPES for d in settings["dtypes"]
-                for o in bench.OPS]
+    expected = [(list(s), d, o) for s in bench.QUICK_SHAPES for d in settings["dtypes"] for o in bench.OPS]
     assert [(r["shape"], r["dtype"], r["op"]) for r in results] == expected
     f32 = [r for r in results if r["dtype"] == "float32"]
     assert f32 and all(r["status"] == "ok" for r in f32)
@@ -112,8 +119,21 @@ def test_quick_printed_table(quick_report):
 
 
 def test_peers_missing_and_disabled(capsys):
-    status = bench.main(["--quick", "--no-peers", "--quiet", "--shapes", "8x100",
-                         "--dtypes", "float32", "--ops", "forward,inplace", "--repeat", "1"])
+    status = bench.main(
+        [
+            "--quick",
+            "--no-peers",
+            "--quiet",
+            "--shapes",
+            "8x100",
+            "--dtypes",
+            "float32",
+            "--ops",
+            "forward,inplace",
+            "--repeat",
+            "1",
+        ]
+    )
     assert status == 0
     out, err = capsys.readouterr()
     assert "numpy ms" not in out and "torch ms" not in out
@@ -123,17 +143,40 @@ def test_peers_missing_and_disabled(capsys):
 
 def test_reference_limit_skips_numpy(tmp_path):
     path = tmp_path / "r.json"
-    bench.main(["--quick", "--shapes", "4x100", "--dtypes", "float32", "--ops", "forward",
-                "--peers", "numpy", "--reference-limit", "10", "--repeat", "1",
-                "--quiet", "--json", str(path)])
+    bench.main(
+        [
+            "--quick",
+            "--shapes",
+            "4x100",
+            "--dtypes",
+            "float32",
+            "--ops",
+            "forward",
+            "--peers",
+            "numpy",
+            "--reference-limit",
+            "10",
+            "--repeat",
+            "1",
+            "--quiet",
+            "--json",
+            str(path),
+        ]
+    )
     row = json.loads(path.read_text())["results"][0]
     assert row["peers"]["numpy"]["status"].startswith("skipped")
     assert row["status"] == "ok"
 
 
 def test_bad_arguments_exit_with_usage(capsys):
-    for argv in (["--shapes", "64by1000"], ["--dtypes", "int8"], ["--ops", "sideways"],
-                 ["--peers", "tensorflow"], ["--repeat", "0"], ["--threads", "0"]):
+    for argv in (
+        ["--shapes", "64by1000"],
+        ["--dtypes", "int8"],
+        ["--ops", "sideways"],
+        ["--peers", "tensorflow"],
+        ["--repeat", "0"],
+        ["--threads", "0"],
+    ):
         with pytest.raises(SystemExit) as exc:
             bench.main(argv)
         assert exc.value.code == 2, argv
@@ -142,8 +185,21 @@ def test_bad_arguments_exit_with_usage(capsys):
 
 def test_plot_written_or_clear_error(tmp_path):
     path = tmp_path / "p.png"
-    argv = ["--quick", "--shapes", "4x100", "--dtypes", "float32", "--ops", "forward,fused",
-            "--no-peers", "--repeat", "1", "--quiet", "--plot", str(path)]
+    argv = [
+        "--quick",
+        "--shapes",
+        "4x100",
+        "--dtypes",
+        "float32",
+        "--ops",
+        "forward,fused",
+        "--no-peers",
+        "--repeat",
+        "1",
+        "--quiet",
+        "--plot",
+        str(path),
+    ]
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -157,6 +213,7 @@ def test_plot_written_or_clear_error(tmp_path):
 # --------------------------------------------------------------------------
 # Memory and scaling measurements (small shapes)
 # --------------------------------------------------------------------------
+
 
 def test_memory_fused_allocates_one_gradient_inplace_none():
     shape = (64, 8192)  # 2 MiB of float32 logits: well above allocator noise
@@ -174,10 +231,15 @@ def test_memory_fused_allocates_one_gradient_inplace_none():
 
 def test_scaling_rows():
     x, t = bench.make_problem((16, 2048), "float32")
-    rows = bench.measure_scaling((16, 2048), "float32", ["forward", "fused"], [1, 2],
-                                 repeat=1, min_time=0.001, problem=(x, t))
+    rows = bench.measure_scaling(
+        (16, 2048), "float32", ["forward", "fused"], [1, 2], repeat=1, min_time=0.001, problem=(x, t)
+    )
     assert [(r["op"], r["threads"]) for r in rows] == [
-        ("forward", 1), ("fused", 1), ("forward", 2), ("fused", 2)]
+        ("forward", 1),
+        ("fused", 1),
+        ("forward", 2),
+        ("fused", 2),
+    ]
     for r in rows:
         assert _finite_positive(r["time"]["best_s"]) and _finite_positive(r["stream_gbs"])
         assert _finite_positive(r["fraction_of_stream"]) and _finite_positive(r["speedup_vs_1"])
@@ -188,8 +250,14 @@ def test_scaling_rows():
 
 def test_time_call_runs_setup_before_every_call():
     calls = []
-    timing = bench.time_call(lambda: calls.append("f"), setup=lambda: calls.append("s"),
-                             repeat=3, warmup=1, min_time=0.0, max_calls=1)
+    timing = bench.time_call(
+        lambda: calls.append("f"),
+        setup=lambda: calls.append("s"),
+        repeat=3,
+        warmup=1,
+        min_time=0.0,
+        max_calls=1,
+    )
     assert calls == ["s", "f"] * 4
     assert len(timing.samples) == 3 and timing.calls == 1
     assert timing.best == min(timing.samples) > 0
@@ -250,6 +318,7 @@ def test_thread_counts():
 # Formatting helpers
 # --------------------------------------------------------------------------
 
+
 def test_parse_shape():
     assert bench.parse_shape("4096x32000") == (4096, 32000)
     assert bench.parse_shape(" 8X256000 ") == (8, 256000)
@@ -284,8 +353,11 @@ def test_fmt_numbers():
 def test_render_table_aligns_and_spans():
     text = bench.render_table(
         ["shape", "dtype", "op", "ms", "x"],
-        [["64x1000", "float32", "forward", "0.0312", "1.07x"],
-         ["4096x32000", "bfloat16", "fused", bench.Span("unsupported by this pyce build")]])
+        [
+            ["64x1000", "float32", "forward", "0.0312", "1.07x"],
+            ["4096x32000", "bfloat16", "fused", bench.Span("unsupported by this pyce build")],
+        ],
+    )
     lines = text.splitlines()
     assert len(lines) == 4
     assert lines[0].split() == ["shape", "dtype", "op", "ms", "x"]
@@ -299,8 +371,7 @@ def test_render_table_aligns_and_spans():
 
 
 def test_progress_line_and_bar():
-    assert bench.progress_line(0, 4, "fused 4x4 float32", width=8) == \
-        "[........] 0/4 fused 4x4 float32"
+    assert bench.progress_line(0, 4, "fused 4x4 float32", width=8) == "[........] 0/4 fused 4x4 float32"
     assert bench.progress_line(2, 4, width=8) == "[####....] 2/4"
     assert bench.progress_line(5, 4, width=8) == "[########] 5/4"
     stream = io.StringIO()
@@ -319,18 +390,47 @@ def test_progress_line_and_bar():
 
 
 def test_results_table_from_rows():
-    row = {"shape": [4, 10], "dtype": "float32", "op": "fused", "op_label": "fused",
-           "status": "ok", "pyce": {"best_s": 0.002}, "gbs": 50.0, "floor_s": 0.001,
-           "x_floor": 2.0, "in_cache_s": 0.0015,
-           "peers": {"torch": {"status": "ok", "best_s": 0.02, "speedup": 10.0},
-                     "numpy": {"status": "skipped: above 50M elements"}}}
-    bad = {"shape": [4, 10], "dtype": "bfloat16", "op": "fused", "op_label": "fused",
-           "status": bench.UNSUPPORTED + " (TypeError: no)", "pyce": None, "peers": {}}
+    row = {
+        "shape": [4, 10],
+        "dtype": "float32",
+        "op": "fused",
+        "op_label": "fused",
+        "status": "ok",
+        "pyce": {"best_s": 0.002},
+        "gbs": 50.0,
+        "floor_s": 0.001,
+        "x_floor": 2.0,
+        "in_cache_s": 0.0015,
+        "peers": {
+            "torch": {"status": "ok", "best_s": 0.02, "speedup": 10.0},
+            "numpy": {"status": "skipped: above 50M elements"},
+        },
+    }
+    bad = {
+        "shape": [4, 10],
+        "dtype": "bfloat16",
+        "op": "fused",
+        "op_label": "fused",
+        "status": bench.UNSUPPORTED + " (TypeError: no)",
+        "pyce": None,
+        "peers": {},
+    }
     text = bench.results_table([row, bad], ["numpy", "torch"])
     lines = text.splitlines()
     assert "vs torch" in lines[0]
-    assert lines[2].split() == ["4x10", "float32", "fused", "2.000", "50.0", "1.000", "2.00x",
-                                "1.500", "skipped", "20.00", "10.0x"]
+    assert lines[2].split() == [
+        "4x10",
+        "float32",
+        "fused",
+        "2.000",
+        "50.0",
+        "1.000",
+        "2.00x",
+        "1.500",
+        "skipped",
+        "20.00",
+        "10.0x",
+    ]
     assert bench.UNSUPPORTED in lines[3]
     notes = bench.table_notes([row], ["numpy", "torch"], {"jax": "not installed"})
     assert any(n.startswith("numpy: skipped") for n in notes)
@@ -338,11 +438,19 @@ def test_results_table_from_rows():
 
 
 def test_memory_table():
-    rows = [{"shape": [4, 10], "dtype": "float32", "kind": "pyce fused", "status": "ok",
-             "extra_rss_bytes": 2_000_000, "extra_rss_x": 1.0,
-             "tracemalloc_peak_bytes": 2_000_000, "tracemalloc_x": 1.0},
-            {"shape": [4, 10], "dtype": "bfloat16", "kind": "pyce fused",
-             "status": bench.UNSUPPORTED}]
+    rows = [
+        {
+            "shape": [4, 10],
+            "dtype": "float32",
+            "kind": "pyce fused",
+            "status": "ok",
+            "extra_rss_bytes": 2_000_000,
+            "extra_rss_x": 1.0,
+            "tracemalloc_peak_bytes": 2_000_000,
+            "tracemalloc_x": 1.0,
+        },
+        {"shape": [4, 10], "dtype": "bfloat16", "kind": "pyce fused", "status": bench.UNSUPPORTED},
+    ]
     lines = bench.memory_table(rows).splitlines()
     assert lines[2].split()[-4:] == ["2.0", "1.00x", "2.0", "1.00x"]
     assert lines[3].endswith(bench.UNSUPPORTED)
@@ -351,6 +459,7 @@ def test_memory_table():
 # --------------------------------------------------------------------------
 # The pyce command
 # --------------------------------------------------------------------------
+
 
 def test_cli_info(capsys):
     assert cli.main(["info"]) == 0
@@ -371,8 +480,7 @@ def test_cli_demo(capsys):
     assert cli.main(["demo", "--rows", "4", "--vocab", "1000"]) == 0
     out = capsys.readouterr().out
     assert "pyce.cross_entropy" in out and "pyce.reference.cross_entropy" in out
-    losses = [float(line.split("loss = ")[1].split()[0]) for line in out.splitlines()
-              if "loss = " in line]
+    losses = [float(line.split("loss = ")[1].split()[0]) for line in out.splitlines() if "loss = " in line]
     assert len(losses) == 2 and math.isclose(losses[0], losses[1], rel_tol=1e-5)
 
 

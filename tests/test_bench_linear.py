@@ -17,14 +17,25 @@ EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "llama_fuse
 def test_suite_linear_tiny(tmp_path, capsys):
     pytest.importorskip("torch")
     out = tmp_path / "linear.json"
-    assert cli.main(["--suite", "linear", "--shapes", "64x16x700", "--rounds", "2",
-                     "--bfloat16", "--json", str(out)]) == 0
+    assert (
+        cli.main(
+            ["--suite", "linear", "--shapes", "64x16x700", "--rounds", "2", "--bfloat16", "--json", str(out)]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "x the numpy GEMMs" in printed and "x faster than torch naive" in printed
     report = json.loads(out.read_text())
     names = set(report["timings"][0]["times"])
-    for name in ("3 GEMMs (numpy)", "pyce (numpy)", "3 GEMMs (torch)", "pyce.torch",
-                 "torch naive", "pyce.torch bfloat16", "3 GEMMs (torch) bfloat16"):
+    for name in (
+        "3 GEMMs (numpy)",
+        "pyce (numpy)",
+        "3 GEMMs (torch)",
+        "pyce.torch",
+        "torch naive",
+        "pyce.torch bfloat16",
+        "3 GEMMs (torch) bfloat16",
+    ):
         assert name in names
     for entry in report["timings"][0]["times"].values():
         assert len(entry["samples_s"]) == 2 and entry["median_s"] > 0
@@ -60,8 +71,9 @@ def test_llama_example_tiny(capsys):
     spec = importlib.util.spec_from_file_location("llama_fused_head", EXAMPLE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    out = module.main(["--steps", "3", "--batch", "2", "--seq", "16", "--vocab", "3000",
-                       "--hidden", "32", "--threads", "1"])
+    out = module.main(
+        ["--steps", "3", "--batch", "2", "--seq", "16", "--vocab", "3000", "--hidden", "32", "--threads", "1"]
+    )
     printed = capsys.readouterr().out
     assert "loss curves" in printed and "peak memory" in printed
     np.testing.assert_allclose(out["fused"]["losses"], out["plain"]["losses"], rtol=1e-5)

@@ -17,30 +17,79 @@ from pyce.bench import console
 def _row(shape, dtype, op, pyce_s, floor_s, peers=None, status="ok"):
     label = bench.OP_LABEL[op]
     if status != "ok":
-        return {"shape": list(shape), "dtype": dtype, "op": op, "op_label": label,
-                "status": status, "pyce": None, "peers": {}}
-    return {"shape": list(shape), "dtype": dtype, "op": op, "op_label": label, "status": "ok",
-            "pyce": {"best_s": pyce_s}, "floor_s": floor_s, "x_floor": pyce_s / floor_s,
-            "gbs": 40.0, "in_cache_s": pyce_s / 2, "peers": peers or {}}
+        return {
+            "shape": list(shape),
+            "dtype": dtype,
+            "op": op,
+            "op_label": label,
+            "status": status,
+            "pyce": None,
+            "peers": {},
+        }
+    return {
+        "shape": list(shape),
+        "dtype": dtype,
+        "op": op,
+        "op_label": label,
+        "status": "ok",
+        "pyce": {"best_s": pyce_s},
+        "floor_s": floor_s,
+        "x_floor": pyce_s / floor_s,
+        "gbs": 40.0,
+        "in_cache_s": pyce_s / 2,
+        "peers": peers or {},
+    }
 
 
 RESULTS = [
-    _row((64, 1000), "float32", "forward", 1e-5, 2e-6,
-         {"torch": {"status": "ok", "best_s": 3e-5, "speedup": 3.0}}),
-    _row((64, 1000), "float32", "fused", 2e-5, 4e-6,
-         {"torch": {"status": "ok", "best_s": 9e-5, "speedup": 4.5}}),
-    _row((64, 1000), "bfloat16", "forward", 1.5e-5, 1e-6,
-         {"torch": {"status": "skipped: not compared"}}),
+    _row(
+        (64, 1000),
+        "float32",
+        "forward",
+        1e-5,
+        2e-6,
+        {"torch": {"status": "ok", "best_s": 3e-5, "speedup": 3.0}},
+    ),
+    _row(
+        (64, 1000),
+        "float32",
+        "fused",
+        2e-5,
+        4e-6,
+        {"torch": {"status": "ok", "best_s": 9e-5, "speedup": 4.5}},
+    ),
+    _row((64, 1000), "bfloat16", "forward", 1.5e-5, 1e-6, {"torch": {"status": "skipped: not compared"}}),
     _row((64, 1000), "bfloat16", "fused", None, None, status=bench.UNSUPPORTED + " (no)"),
-    _row((4096, 32000), "float32", "forward", 0.012, 0.0122,
-         {"torch": {"status": "ok", "best_s": 0.16, "speedup": 13.3}}),
-    _row((4096, 32000), "float32", "fused", 0.026, 0.024,
-         {"torch": {"status": "ok", "best_s": 0.42, "speedup": 16.2}}),
+    _row(
+        (4096, 32000),
+        "float32",
+        "forward",
+        0.012,
+        0.0122,
+        {"torch": {"status": "ok", "best_s": 0.16, "speedup": 13.3}},
+    ),
+    _row(
+        (4096, 32000),
+        "float32",
+        "fused",
+        0.026,
+        0.024,
+        {"torch": {"status": "ok", "best_s": 0.42, "speedup": 16.2}},
+    ),
     _row((4096, 32000), "bfloat16", "forward", 0.0064, 0.0041, {}),
     _row((4096, 32000), "bfloat16", "fused", 0.0099, 0.0077, {}),
 ]
-SCALING = [{"shape": [4096, 32000], "dtype": "float32", "op": "forward", "threads": n,
-            "gbs": 30.0 * n, "stream_gbs": 35.0 * n} for n in (1, 2)]
+SCALING = [
+    {
+        "shape": [4096, 32000],
+        "dtype": "float32",
+        "op": "forward",
+        "threads": n,
+        "gbs": 30.0 * n,
+        "stream_gbs": 35.0 * n,
+    }
+    for n in (1, 2)
+]
 
 
 def _figure(**kwargs):
@@ -53,8 +102,7 @@ def _figure(**kwargs):
 def test_one_panel_per_shape_and_dtype_in_run_order():
     fig = _figure()
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles == ["64x1000 float32", "64x1000 bfloat16",
-                      "4096x32000 float32", "4096x32000 bfloat16"]
+    assert titles == ["64x1000 float32", "64x1000 bfloat16", "4096x32000 float32", "4096x32000 bfloat16"]
     assert all(ax.get_yscale() == "log" for ax in fig.axes)
     assert fig.axes[0].get_ylabel() == "ms (log)"
 
@@ -88,13 +136,29 @@ def test_scaling_adds_a_row_and_the_legend_names_every_series(tmp_path):
 
 
 def _report():
-    return {"settings": {"peers": ["torch"], "missing_peers": {}, "max_threads": 2},
-            "cpu_info": {"isa": "avx2", "openmp": True},
-            "versions": {"pyce": "0.0", "numpy": "2", "torch": "2", "jax": None,
-                         "cpu_model": "a CPU", "machine": "x86_64", "cpu_count": 2},
-            "bandwidth_gbs": {"nbytes": 1e6, "source": "test", "read": 40.0, "copy": 35.0,
-                              "inplace": 60.0, "copy_fresh": 20.0},
-            "threads": 2, "results": RESULTS}
+    return {
+        "settings": {"peers": ["torch"], "missing_peers": {}, "max_threads": 2},
+        "cpu_info": {"isa": "avx2", "openmp": True},
+        "versions": {
+            "pyce": "0.0",
+            "numpy": "2",
+            "torch": "2",
+            "jax": None,
+            "cpu_model": "a CPU",
+            "machine": "x86_64",
+            "cpu_count": 2,
+        },
+        "bandwidth_gbs": {
+            "nbytes": 1e6,
+            "source": "test",
+            "read": 40.0,
+            "copy": 35.0,
+            "inplace": 60.0,
+            "copy_fresh": 20.0,
+        },
+        "threads": 2,
+        "results": RESULTS,
+    }
 
 
 class _Terminal(io.StringIO):

@@ -23,17 +23,24 @@ def _positive(x):
 @pytest.fixture
 def small_suites(monkeypatch):
     Case = suites.Case
-    monkeypatch.setitem(suites.SUITES, "layouts", [
-        Case("(2,5,8,16) axis 1", (2, 5, 8, 16), 1, "fused_out"),
-        Case("(2,5,8,16) axis 1", (2, 5, 8, 16), 1, "fused"),
-        Case("(2,5,8,16) axis 1", (2, 5, 8, 16), 1, "forward"),
-        Case("(2,5,8,16) axis 1", (2, 5, 8, 16), 1, "torch_fused"),
-        Case("(300,64) axis 0", (300, 64), 0, "logsumexp"),
-        Case("(300,64) axis 0", (300, 64), 0, "softmax"),
-        Case("(300,64) axis 0", (300, 64), 0, "log_softmax"),
-    ])
-    monkeypatch.setitem(suites.SUITES, "few-classes", [
-        Case("512x10", (512, 10), -1, "fused"), Case("512x10", (512, 10), -1, "forward")])
+    monkeypatch.setitem(
+        suites.SUITES,
+        "layouts",
+        [
+            Case("(2,5,8,16) axis 1", (2, 5, 8, 16), 1, "fused_out"),
+            Case("(2,5,8,16) axis 1", (2, 5, 8, 16), 1, "fused"),
+            Case("(2,5,8,16) axis 1", (2, 5, 8, 16), 1, "forward"),
+            Case("(2,5,8,16) axis 1", (2, 5, 8, 16), 1, "torch_fused"),
+            Case("(300,64) axis 0", (300, 64), 0, "logsumexp"),
+            Case("(300,64) axis 0", (300, 64), 0, "softmax"),
+            Case("(300,64) axis 0", (300, 64), 0, "log_softmax"),
+        ],
+    )
+    monkeypatch.setitem(
+        suites.SUITES,
+        "few-classes",
+        [Case("512x10", (512, 10), -1, "fused"), Case("512x10", (512, 10), -1, "forward")],
+    )
 
 
 @pytest.mark.parametrize("name", ["layouts", "few-classes"])
@@ -41,8 +48,9 @@ def test_suite_runs_and_reports(small_suites, tmp_path, name):
     path = tmp_path / "suite.json"
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        status = bench.main(["--suite", name, "--repeat", "1", "--min-time", "0.001", "--quiet",
-                             "--json", str(path)])
+        status = bench.main(
+            ["--suite", name, "--repeat", "1", "--min-time", "0.001", "--quiet", "--json", str(path)]
+        )
     assert status == 0
     text = out.getvalue()
     assert f"suite {name}" in text

@@ -17,6 +17,7 @@ import pytest
 
 import pyce
 from pyce._cache import CACHE_MIN_BYTES
+
 from _helpers import bitwise_equal, run_installed_python
 
 # 64 x 8192 float32 = 2 MiB: large enough to go through the cache.
@@ -63,7 +64,7 @@ def test_reused_buffer_gives_the_same_gradient(problem):
 def test_a_viewed_buffer_is_not_handed_out_again(problem):
     x, t = problem
     _, grad = pyce.cross_entropy_with_grad(x, t)
-    view = grad[3:10, ::2]            # a view keeps the whole buffer alive
+    view = grad[3:10, ::2]  # a view keeps the whole buffer alive
     kept = view.copy()
     del grad
     gc.collect()
@@ -79,10 +80,13 @@ def test_outputs_are_ordinary_writeable_arrays(problem):
     x, t = problem
     ml_dtypes = pytest.importorskip("ml_dtypes")
     x16 = x.astype(ml_dtypes.bfloat16)
-    for grad in (pyce.cross_entropy_backward(x, t), pyce.softmax(x),
-                 pyce.cross_entropy_with_grad(x.astype(np.float64), t)[1],
-                 pyce.cross_entropy_with_grad(x16, t)[1],
-                 pyce.cross_entropy_with_grad(x16, t, grad_dtype=np.float32)[1]):
+    for grad in (
+        pyce.cross_entropy_backward(x, t),
+        pyce.softmax(x),
+        pyce.cross_entropy_with_grad(x.astype(np.float64), t)[1],
+        pyce.cross_entropy_with_grad(x16, t)[1],
+        pyce.cross_entropy_with_grad(x16, t, grad_dtype=np.float32)[1],
+    ):
         assert grad.flags.c_contiguous and grad.flags.writeable and grad.flags.aligned
         assert grad.shape == x.shape
         grad[0, 0] = 1.0
@@ -139,9 +143,9 @@ def test_limit_and_empty_cache(problem):
 def test_a_much_larger_buffer_is_not_used_for_a_small_request(problem):
     x, t = problem
     big = np.tile(x, (8, 1))
-    pyce.cross_entropy_backward(big, np.tile(t, 8))      # 16 MiB buffer now cached
+    pyce.cross_entropy_backward(big, np.tile(t, 8))  # 16 MiB buffer now cached
     before = pyce.cache_info()
-    pyce.cross_entropy_backward(x, t)                    # 2 MiB: would waste 14 MiB
+    pyce.cross_entropy_backward(x, t)  # 2 MiB: would waste 14 MiB
     after = pyce.cache_info()
     assert after["misses"] == before["misses"] + 1
     assert after["cached_buffers"] == 2

@@ -7,9 +7,11 @@ magnitude); float32 losses rtol 2e-6 against the reference evaluated on the
 same float32 numbers, gradients and probabilities atol 1e-6 rtol 1e-5.
 """
 
-
 import numpy as np
 import pytest
+
+import pyce
+
 from _helpers import (
     DTYPES,
     OPTIONS,
@@ -23,18 +25,17 @@ from _helpers import (
     prob_tol,
     value_scale,
 )
-from _kernel_cases import (
+from _kernel_cases import (  # noqa: I001
     AXIS_LAYOUTS,
     AXIS_OPTIONS,
     BIG_CASES,
     SHAPES,
+    _check_normalisers,
+    _extreme_rows,
     _grad_output,
+    _non_contiguous,
     _seed,
 )
-
-import pyce
-
-from _kernel_cases import _check_normalisers, _extreme_rows, _non_contiguous  # noqa: I001
 
 # Run once per forced ISA by .ci/run (pytest -m kernels).
 pytestmark = pytest.mark.kernels
@@ -120,11 +121,11 @@ def test_cross_entropy_non_contiguous(view, dtype, option, reduction):
     if "weight" in kw:
         kw["weight"] = (rng.random(2 * c) + 0.5).astype(dtype)[::2]
     g = rng.standard_normal(2 * n)[::2] if reduction == "none" else 1.0
-    loss, grad = check_cross_entropy(pyce, ref, logits, target, reduction, g,
-                                     check_inplace=False, **kw)
+    loss, grad = check_cross_entropy(pyce, ref, logits, target, reduction, g, check_inplace=False, **kw)
     # Identical to the same call on contiguous copies.
-    c_loss, c_grad = pyce.cross_entropy_with_grad(np.ascontiguousarray(logits), np.array(target),
-                                                  reduction=reduction, **kw)
+    c_loss, c_grad = pyce.cross_entropy_with_grad(
+        np.ascontiguousarray(logits), np.array(target), reduction=reduction, **kw
+    )
     assert bitwise_equal(loss, c_loss)
     assert bitwise_equal(grad, c_grad)
 
@@ -147,9 +148,9 @@ def test_cross_entropy_strided_3d(dtype):
     rng = np.random.default_rng(6)
     base = (rng.standard_normal((5, 3, 37)) * 2).astype(dtype)
     views = {
-        "bt-swapped": base.transpose(1, 0, 2),                                 # (3, 5, 37)
+        "bt-swapped": base.transpose(1, 0, 2),  # (3, 5, 37)
         "classes-strided": np.moveaxis((rng.standard_normal((37, 3, 5)) * 2).astype(dtype), 0, -1),
-        "step-in-time": base[:, ::2, :],                                        # (5, 2, 37)
+        "step-in-time": base[:, ::2, :],  # (5, 2, 37)
     }
     for name, logits in views.items():
         assert not logits.flags.c_contiguous
@@ -158,10 +159,12 @@ def test_cross_entropy_strided_3d(dtype):
         kw = {"weight": (rng.random(37) + 0.5).astype(dtype), "label_smoothing": 0.1}
         for reduction in REDUCTIONS:
             g = _grad_output(rng, logits, reduction, -1)
-            loss, grad = check_cross_entropy(pyce, ref, logits, target, reduction, g,
-                                             check_inplace=False, **kw)
-            c_loss, c_grad = pyce.cross_entropy_with_grad(np.ascontiguousarray(logits), target,
-                                                          reduction=reduction, **kw)
+            loss, grad = check_cross_entropy(
+                pyce, ref, logits, target, reduction, g, check_inplace=False, **kw
+            )
+            c_loss, c_grad = pyce.cross_entropy_with_grad(
+                np.ascontiguousarray(logits), target, reduction=reduction, **kw
+            )
             assert bitwise_equal(loss, c_loss) and bitwise_equal(grad, c_grad), name
         _check_normalisers(logits)
         _check_normalisers(logits, axis=1)
@@ -173,21 +176,29 @@ def test_cross_entropy_strided_3d(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_grad_output_forms(dtype):
     rng = np.random.default_rng(4)
-    logits, target, kw = make_problem(rng, (4, 3, 11), dtype=dtype, weight=True, ignore=True,
-                                      smoothing=0.1)
+    logits, target, kw = make_problem(rng, (4, 3, 11), dtype=dtype, weight=True, ignore=True, smoothing=0.1)
     tol = prob_tol(dtype)
     base = pyce.cross_entropy_backward(logits, target, reduction="none", **kw)
     # A scalar for 'none' broadcasts to every row.
-    assert_close(pyce.cross_entropy_backward(logits, target, 2.5, reduction="none", **kw),
-                 ref.cross_entropy_backward(logits, target, 2.5, reduction="none", **kw), **tol)
+    assert_close(
+        pyce.cross_entropy_backward(logits, target, 2.5, reduction="none", **kw),
+        ref.cross_entropy_backward(logits, target, 2.5, reduction="none", **kw),
+        **tol,
+    )
     # An array broadcastable to the target's shape.
     g = rng.standard_normal((1, 3))
-    assert_close(pyce.cross_entropy_backward(logits, target, g, reduction="none", **kw),
-                 ref.cross_entropy_backward(logits, target, g, reduction="none", **kw), **tol)
+    assert_close(
+        pyce.cross_entropy_backward(logits, target, g, reduction="none", **kw),
+        ref.cross_entropy_backward(logits, target, g, reduction="none", **kw),
+        **tol,
+    )
     # float32 arrays, and zero.
     g32 = rng.standard_normal((4, 3)).astype(np.float32)
-    assert_close(pyce.cross_entropy_backward(logits, target, g32, reduction="none", **kw),
-                 ref.cross_entropy_backward(logits, target, g32, reduction="none", **kw), **tol)
+    assert_close(
+        pyce.cross_entropy_backward(logits, target, g32, reduction="none", **kw),
+        ref.cross_entropy_backward(logits, target, g32, reduction="none", **kw),
+        **tol,
+    )
     zero = pyce.cross_entropy_backward(logits, target, np.zeros((4, 3)), reduction="none", **kw)
     assert np.array_equal(zero, np.zeros_like(logits))
     # Reduced losses: scalar forms.
@@ -195,8 +206,7 @@ def test_grad_output_forms(dtype):
         one = pyce.cross_entropy_backward(logits, target, reduction=reduction, **kw)
         for g in (3.0, np.float32(3.0), np.array(3.0), -0.5):
             got = pyce.cross_entropy_backward(logits, target, g, reduction=reduction, **kw)
-            assert_close(got, ref.cross_entropy_backward(logits, target, g, reduction=reduction, **kw),
-                         **tol)
+            assert_close(got, ref.cross_entropy_backward(logits, target, g, reduction=reduction, **kw), **tol)
             assert_close(got, one * float(g), **tol)
     assert base.shape == logits.shape
 
@@ -205,15 +215,17 @@ def test_grad_output_forms(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape,axis", [((6, 17), -1), ((2, 3, 1000), -1), ((4, 9, 1), 1),
-                                        ((1, 1), -1), ((0, 5), -1), ((2, 256000), -1)])
+@pytest.mark.parametrize(
+    "shape,axis",
+    [((6, 17), -1), ((2, 3, 1000), -1), ((4, 9, 1), 1), ((1, 1), -1), ((0, 5), -1), ((2, 256000), -1)],
+)
 def test_inplace_returns_the_same_array(shape, axis, dtype):
     rng = np.random.default_rng(shape[-1])
-    logits, target, kw = make_problem(rng, shape, axis=axis, dtype=dtype, weight=True,
-                                      ignore=True, smoothing=0.05)
+    logits, target, kw = make_problem(
+        rng, shape, axis=axis, dtype=dtype, weight=True, ignore=True, smoothing=0.05
+    )
     for reduction in REDUCTIONS:
-        expected_loss, expected_grad = pyce.cross_entropy_with_grad(logits, target,
-                                                                    reduction=reduction, **kw)
+        expected_loss, expected_grad = pyce.cross_entropy_with_grad(logits, target, reduction=reduction, **kw)
         buf = logits.copy()
         loss, grad = pyce.cross_entropy_with_grad(buf, target, reduction=reduction, inplace=True, **kw)
         assert grad is buf
@@ -261,8 +273,10 @@ def test_output_types(dtype):
     assert pyce.cross_entropy_backward(logits[0, 0], target[0, 0]).shape == (5,)
 
 
-@pytest.mark.parametrize("target_dtype", [np.int8, np.int16, np.int32, np.int64, np.uint8,
-                                          np.uint16, np.uint32, np.uint64, np.intp])
+@pytest.mark.parametrize(
+    "target_dtype",
+    [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64, np.intp],
+)
 def test_any_integer_target_dtype(target_dtype):
     rng = np.random.default_rng(3)
     logits, target, kw = make_problem(rng, (6, 7), weight=True, smoothing=0.1)
@@ -274,18 +288,24 @@ def test_any_integer_target_dtype(target_dtype):
     if signed and np.dtype(target_dtype).itemsize > 1:
         t = target.astype(target_dtype)
         t[2] = -100
-        assert_close(pyce.cross_entropy(logits, t, **kw), ref.cross_entropy(logits, t, **kw),
-                     rtol=1e-12, atol=1e-14)
+        assert_close(
+            pyce.cross_entropy(logits, t, **kw), ref.cross_entropy(logits, t, **kw), rtol=1e-12, atol=1e-14
+        )
 
 
 def test_lists_and_python_scalars():
     loss = pyce.cross_entropy([[2.0, 1.0, 3.0], [0.0, 0.5, -1.0]], [2, 0])
     assert type(loss) is np.float64
-    assert loss == pytest.approx(float(ref.cross_entropy([[2.0, 1.0, 3.0], [0.0, 0.5, -1.0]], [2, 0])),
-                                 rel=1e-12)
+    assert loss == pytest.approx(
+        float(ref.cross_entropy([[2.0, 1.0, 3.0], [0.0, 0.5, -1.0]], [2, 0])), rel=1e-12
+    )
     grad = pyce.cross_entropy_backward([[2.0, 1.0, 3.0]], [1], weight=[1, 2, 3])
-    assert_close(grad, ref.cross_entropy_backward([[2.0, 1.0, 3.0]], [1], weight=[1.0, 2.0, 3.0]),
-                 rtol=1e-12, atol=1e-15)
+    assert_close(
+        grad,
+        ref.cross_entropy_backward([[2.0, 1.0, 3.0]], [1], weight=[1.0, 2.0, 3.0]),
+        rtol=1e-12,
+        atol=1e-15,
+    )
 
 
 def test_docstring_example():
@@ -330,8 +350,9 @@ def test_cross_entropy_large_magnitudes(offset, dtype):
     """Logits far from 0 (float32 exp(89) overflows): the max shift must be exact."""
     rng = np.random.default_rng(int(abs(offset)))
     for shape in [(8, 37), (3, 4097), (2, 3, 1000)]:
-        logits, target, kw = make_problem(rng, shape, dtype=dtype, offset=offset, scale=3.0,
-                                          weight=True, smoothing=0.1)
+        logits, target, kw = make_problem(
+            rng, shape, dtype=dtype, offset=offset, scale=3.0, weight=True, smoothing=0.1
+        )
         for reduction in REDUCTIONS:
             g = _grad_output(rng, logits, reduction, -1)
             check_cross_entropy(pyce, ref, logits, target, reduction, g, **kw)
@@ -350,8 +371,12 @@ def test_cross_entropy_huge_vocabulary_extremes(dtype):
     x[4, 130000:] = -np.inf
     x[5, 70000] = 95.0
     target = np.array([3, 4, 123457, 5, 200000, 70000])
-    for reduction, kw in [("none", {}), ("mean", {}), ("sum", {"label_smoothing": 0.1}),
-                          ("none", {"label_smoothing": 0.1})]:
+    for reduction, kw in [
+        ("none", {}),
+        ("mean", {}),
+        ("sum", {"label_smoothing": 0.1}),
+        ("none", {"label_smoothing": 0.1}),
+    ]:
         g = _grad_output(rng, x, reduction, -1)
         with np.errstate(all="ignore"):
             check_cross_entropy(pyce, ref, x, target, reduction, g, **kw)
@@ -363,8 +388,10 @@ def test_cross_entropy_huge_vocabulary_extremes(dtype):
 def test_all_rows_ignored(dtype):
     logits = np.random.default_rng(0).standard_normal((4, 3, 9)).astype(dtype)
     target = np.full((4, 3), 7)
-    for kw in ({"ignore_index": 7}, {"ignore_index": 7, "weight": np.arange(1.0, 10.0, dtype=dtype),
-                                     "label_smoothing": 0.3}):
+    for kw in (
+        {"ignore_index": 7},
+        {"ignore_index": 7, "weight": np.arange(1.0, 10.0, dtype=dtype), "label_smoothing": 0.3},
+    ):
         loss, grad = pyce.cross_entropy_with_grad(logits, target, **kw)
         assert type(loss) is np.dtype(dtype).type and np.isnan(loss)
         assert np.array_equal(grad, np.zeros_like(logits))

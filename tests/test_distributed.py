@@ -35,8 +35,13 @@ def _free_port():
 def _spawn(world, parts, tmp_path):
     import torch.multiprocessing as mp
 
-    ctx = mp.start_processes(cases.run, args=(world, _free_port(), str(tmp_path), parts), nprocs=world,
-                             join=False, start_method="spawn")
+    ctx = mp.start_processes(
+        cases.run,
+        args=(world, _free_port(), str(tmp_path), parts),
+        nprocs=world,
+        join=False,
+        start_method="spawn",
+    )
     deadline = time.monotonic() + SPAWN_TIMEOUT
     try:
         # join returns False while some ranks still run (after any rank exits).
@@ -99,12 +104,12 @@ def test_bfloat16(ranks):
         m = res[("bf16",)]
         assert m["dtype"] == "torch.bfloat16"
         # Both compute in float32 and round the loss and gradient to bfloat16.
-        assert m["loss"] <= 2 ** -8, (r, m)
-        assert m["grad"] <= 2 ** -7, (r, m)
+        assert m["loss"] <= 2**-8, (r, m)
+        assert m["grad"] <= 2**-7, (r, m)
         m = res[("bf16-linear",)]
         assert m["dtype"] == "torch.bfloat16"
         for what in ("loss", "grad_input", "grad_weight"):
-            assert m[what] <= 2 ** -7, (r, what, m)
+            assert m[what] <= 2**-7, (r, what, m)
 
 
 def test_linear_form_matches_one_process(ranks):

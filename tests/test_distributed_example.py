@@ -23,8 +23,7 @@ def _losses(output):
 
 
 def _run(command):
-    done = subprocess.run(command, capture_output=True, text=True, timeout=180,
-                          cwd=tempfile.gettempdir())
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180, cwd=tempfile.gettempdir())
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -34,8 +33,17 @@ def test_two_processes_print_the_loss_curve_of_one():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     one = _run([sys.executable, str(EXAMPLE)] + ARGS)
-    two = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                f"--master_port={port}", str(EXAMPLE)] + ARGS)
+    two = _run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            f"--master_port={port}",
+            str(EXAMPLE),
+        ]
+        + ARGS
+    )
     assert "split as [502, 501]" in two
     curve_one, curve_two = _losses(one), _losses(two)
     assert len(curve_one) == 4 and len(curve_two) == 4

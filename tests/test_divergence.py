@@ -10,8 +10,16 @@ import numpy as np
 import pytest
 
 import pyce
-from _helpers import (HALF_DTYPES, KERNEL_SHAPES, EPS32, assert_close, central_difference,
-                      load_reference, same_for_every_thread_count)
+
+from _helpers import (
+    EPS32,
+    HALF_DTYPES,
+    KERNEL_SHAPES,
+    assert_close,
+    central_difference,
+    load_reference,
+    same_for_every_thread_count,
+)
 
 # Run once per forced ISA by .ci/run (pytest -m kernels).
 pytestmark = pytest.mark.kernels
@@ -44,7 +52,7 @@ def test_matches_reference(shape, axis, dtype, temperature, reduction):
     s, t = pair(shape, dtype)
     kw = dict(temperature=temperature, axis=axis, reduction=reduction)
     exp_loss, exp_grad = ref.kl_divergence_with_grad(s, t, **kw)
-    ltol, gtol = tols(dtype, (1 + max(np.abs(s).max(), np.abs(t).max())) / temperature * temperature ** 2)
+    ltol, gtol = tols(dtype, (1 + max(np.abs(s).max(), np.abs(t).max())) / temperature * temperature**2)
     loss = pyce.kl_divergence(s, t, **kw)
     if reduction == "none":
         assert loss.dtype == dtype and loss.shape == exp_loss.shape
@@ -62,7 +70,9 @@ def test_matches_reference(shape, axis, dtype, temperature, reduction):
 @pytest.mark.parametrize("shape,axis", [((3, 5), -1), ((2, 4, 3), 1)], ids=str)
 def test_gradient_finite_differences(shape, axis, temperature, reduction):
     s, t = pair(shape, np.float64, seed=1)
-    g_out = np.random.default_rng(5).standard_normal(ref.kl_divergence(s, t, axis=axis, reduction="none").shape)
+    g_out = np.random.default_rng(5).standard_normal(
+        ref.kl_divergence(s, t, axis=axis, reduction="none").shape
+    )
 
     def f(x):
         loss = pyce.kl_divergence(x, t, temperature=temperature, axis=axis, reduction=reduction)
@@ -84,7 +94,7 @@ def test_16bit(name, shape):
     assert type(loss) is np.float32 and grad.dtype == s.dtype
     assert_close(loss, exp_loss, rtol=2e-5, atol=1e-5)
     # One 16-bit rounding of the gradient.
-    ulp = 2.0 ** -7 if name == "bfloat16" else 2.0 ** -10
+    ulp = 2.0**-7 if name == "bfloat16" else 2.0**-10
     err = np.abs(grad.astype(np.float64) - exp_grad)
     assert np.all(err <= ulp * np.abs(exp_grad) + 1e-7)
     loss32, grad32 = pyce.kl_divergence_with_grad(s, t, temperature=2.0, grad_dtype=np.float32)
@@ -100,8 +110,16 @@ def test_matches_torch():
         for T in (1.0, 2.0):
             s, t = pair((16, 300), dtype, seed=3)
             xs = torch.tensor(s, requires_grad=True)
-            loss_t = F.kl_div(F.log_softmax(xs / T, dim=1), F.log_softmax(torch.tensor(t) / T, dim=1),
-                              reduction="batchmean", log_target=True) * T * T
+            loss_t = (
+                F.kl_div(
+                    F.log_softmax(xs / T, dim=1),
+                    F.log_softmax(torch.tensor(t) / T, dim=1),
+                    reduction="batchmean",
+                    log_target=True,
+                )
+                * T
+                * T
+            )
             loss_t.backward()
             loss, grad = pyce.kl_divergence_with_grad(s, t, temperature=T)
             ltol, gtol = tols(dtype, 10)
@@ -109,9 +127,16 @@ def test_matches_torch():
             assert_close(grad, xs.grad.numpy(), **gtol)
             # 'sum' and 'mean' are kl_div's too.
             for red in ("sum", "mean"):
-                expect = F.kl_div(F.log_softmax(torch.tensor(s) / T, dim=1),
-                                  F.log_softmax(torch.tensor(t) / T, dim=1),
-                                  reduction=red, log_target=True).item() * T * T
+                expect = (
+                    F.kl_div(
+                        F.log_softmax(torch.tensor(s) / T, dim=1),
+                        F.log_softmax(torch.tensor(t) / T, dim=1),
+                        reduction=red,
+                        log_target=True,
+                    ).item()
+                    * T
+                    * T
+                )
                 assert_close(pyce.kl_divergence(s, t, temperature=T, reduction=red), expect, **ltol)
 
 
@@ -144,8 +169,10 @@ def test_special_values():
     assert pyce.kl_divergence(np.array([[0.0, -inf]]), np.array([[0.0, 0.0]])) == inf
     # nan or +inf on either side: nan loss and gradient row.
     for bad in (nan, inf):
-        for s, t in ((np.array([[0.0, bad, 1.0]]), np.zeros((1, 3))),
-                     (np.zeros((1, 3)), np.array([[0.0, bad, 1.0]]))):
+        for s, t in (
+            (np.array([[0.0, bad, 1.0]]), np.zeros((1, 3))),
+            (np.zeros((1, 3)), np.array([[0.0, bad, 1.0]])),
+        ):
             loss, grad = pyce.kl_divergence_with_grad(s, t, reduction="none")
             assert np.isnan(loss).all() and np.isnan(grad).all()
             assert np.isnan(ref.kl_divergence(s, t, reduction="none")).all()
@@ -156,9 +183,9 @@ def test_large_logits_raise_the_shift():
     for dtype in (np.float32, np.float64):
         s = rng.standard_normal((3, 5000)).astype(dtype)
         t = rng.standard_normal((3, 5000)).astype(dtype)
-        s[0, 4100], t[0, 4100] = 200, 180      # a later block
-        t[1, 2047] = 150                       # last element of the first block (teacher only)
-        s[2, 17] = 95                          # mid-vector (student only)
+        s[0, 4100], t[0, 4100] = 200, 180  # a later block
+        t[1, 2047] = 150  # last element of the first block (teacher only)
+        s[2, 17] = 95  # mid-vector (student only)
         t[2, 3000] = 90
         for T in (1.0, 0.5):
             exp_loss, exp_grad = ref.kl_divergence_with_grad(s, t, temperature=T, reduction="none")
@@ -179,7 +206,8 @@ def test_bitwise_same_for_every_thread_count(dtype):
     for shape in [(200, 301), (3, 70001)]:
         s, t = pair(shape, dtype, seed=7)
         same_for_every_thread_count(
-            lambda: pyce.kl_divergence_with_grad(s, t, temperature=1.5, reduction="none"))
+            lambda: pyce.kl_divergence_with_grad(s, t, temperature=1.5, reduction="none")
+        )
 
 
 def test_every_isa(each_isa):
@@ -226,8 +254,9 @@ def test_16bit_gradient_recomputed_after_a_shift_raise(name):
     loss32, g32 = pyce.kl_divergence_with_grad(s, t, reduction="none", grad_dtype=np.float32)
     np.testing.assert_array_equal(loss16, loss32)
     np.testing.assert_array_equal(g16, g32.astype(HALF[name]))  # the same values, rounded once
-    exp_loss, exp_grad = ref.kl_divergence_with_grad(s.astype(np.float64), t.astype(np.float64),
-                                                     reduction="none")
+    exp_loss, exp_grad = ref.kl_divergence_with_grad(
+        s.astype(np.float64), t.astype(np.float64), reduction="none"
+    )
     assert_close(loss32, exp_loss, rtol=2e-5, atol=16 * EPS32 * 400)
     assert_close(g32, exp_grad, rtol=1e-5, atol=2e-6)
 
@@ -242,7 +271,8 @@ def test_masked_student_class_with_underflowing_teacher_is_zero(each_isa, dtype)
     loss, grad = pyce.kl_divergence_with_grad(s, t, reduction="none")
     np.testing.assert_array_equal(loss, [0.0, 0.0])
     np.testing.assert_array_equal(grad, np.zeros_like(s))
-    np.testing.assert_array_equal(ref.kl_divergence(s.astype(np.float64), t.astype(np.float64),
-                                                          reduction="none"), [0.0, 0.0])
+    np.testing.assert_array_equal(
+        ref.kl_divergence(s.astype(np.float64), t.astype(np.float64), reduction="none"), [0.0, 0.0]
+    )
     # A teacher probability that does not underflow still makes it +inf.
     assert pyce.kl_divergence(s, np.array([[-1.0, 0.0], [0.0, 0.0]], dtype=dtype), reduction="sum") == np.inf

@@ -37,7 +37,8 @@ def test_docstring_examples(name):
     if name.startswith("pyce.torch"):
         pytest.importorskip("torch")
     module = importlib.import_module(name)
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
-                             verbose=False)
+    result = doctest.testmod(
+        module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False
+    )
     assert result.attempted > 0, f"{name} has '>>>' in its source but doctest found no example"
     assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {name}"

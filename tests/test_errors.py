@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pyce._validation import AxisError
 
 import pyce
+from pyce._validation import AxisError
+
 from _helpers import DTYPES, REDUCTIONS, assert_close, bitwise_equal
 
 ref = pyce.reference
@@ -23,7 +24,8 @@ CE_FUNCS = {
     "cross_entropy_backward": lambda *a, **k: pyce.cross_entropy_backward(*a, **k),
     "cross_entropy_with_grad": lambda *a, **k: pyce.cross_entropy_with_grad(*a, **k),
     "cross_entropy_with_grad_inplace": lambda x, *a, **k: pyce.cross_entropy_with_grad(
-        np.array(x, copy=True) if isinstance(x, np.ndarray) else x, *a, inplace=True, **k),
+        np.array(x, copy=True) if isinstance(x, np.ndarray) else x, *a, inplace=True, **k
+    ),
 }
 NORMALISERS = {"logsumexp": pyce.logsumexp, "softmax": pyce.softmax, "log_softmax": pyce.log_softmax}
 
@@ -100,8 +102,7 @@ def test_inplace_error_leaves_no_partial_result_in_the_loss():
     with pytest.raises(IndexError):
         pyce.cross_entropy_with_grad(logits.copy(), bad, inplace=True)
     good = np.array([0, 1, 2, 3, 3, 4])
-    assert_close(pyce.cross_entropy(logits, good), ref.cross_entropy(logits, good),
-                 rtol=1e-12, atol=1e-14)
+    assert_close(pyce.cross_entropy(logits, good), ref.cross_entropy(logits, good), rtol=1e-12, atol=1e-14)
 
 
 # ------------------------------------------------------------------ ValueError
@@ -166,9 +167,12 @@ def test_label_smoothing_out_of_range(func, eps):
 def test_label_smoothing_bounds_are_allowed():
     logits = _logits((3, 4), np.float64)
     for eps in (0, 0.0, 1, 1.0, np.float32(0.5)):
-        assert_close(pyce.cross_entropy(logits, np.array([0, 1, 2]), label_smoothing=eps),
-                     ref.cross_entropy(logits, np.array([0, 1, 2]), label_smoothing=float(eps)),
-                     rtol=1e-12, atol=1e-14)
+        assert_close(
+            pyce.cross_entropy(logits, np.array([0, 1, 2]), label_smoothing=eps),
+            ref.cross_entropy(logits, np.array([0, 1, 2]), label_smoothing=float(eps)),
+            rtol=1e-12,
+            atol=1e-14,
+        )
 
 
 def test_inplace_read_only():
@@ -184,8 +188,12 @@ def test_inplace_read_only():
 @pytest.mark.parametrize("view", ["col-step", "row-step", "fortran", "reversed"])
 def test_inplace_non_contiguous(view):
     base = _logits((8, 10))
-    logits = {"col-step": base[:, ::2], "row-step": base[::2], "fortran": np.asfortranarray(base),
-              "reversed": base[::-1]}[view]
+    logits = {
+        "col-step": base[:, ::2],
+        "row-step": base[::2],
+        "fortran": np.asfortranarray(base),
+        "reversed": base[::-1],
+    }[view]
     before = logits.copy()
     with pytest.raises(ValueError, match="contiguous"):
         pyce.cross_entropy_with_grad(logits, np.zeros(logits.shape[0], dtype=np.int64), inplace=True)
@@ -195,11 +203,10 @@ def test_inplace_non_contiguous(view):
 @pytest.mark.parametrize("shape,axis", [((4, 5), 0), ((2, 5, 3), 1), ((2, 5, 3), -2)])
 def test_inplace_class_axis_not_innermost(shape, axis):
     logits = _logits(shape)
-    target_shape = shape[:axis % len(shape)] + shape[axis % len(shape) + 1:]
+    target_shape = shape[: axis % len(shape)] + shape[axis % len(shape) + 1 :]
     before = logits.copy()
     with pytest.raises(ValueError, match="innermost"):
-        pyce.cross_entropy_with_grad(logits, np.zeros(target_shape, dtype=np.int64), axis=axis,
-                                     inplace=True)
+        pyce.cross_entropy_with_grad(logits, np.zeros(target_shape, dtype=np.int64), axis=axis, inplace=True)
     assert np.array_equal(logits, before)
 
 
@@ -300,8 +307,7 @@ def test_float16_and_longdouble_are_converted_or_refused_cleanly():
         except TypeError as exc:
             assert str(np.dtype(dtype)) in str(exc)
         else:
-            assert_close(got, ref.cross_entropy(x.astype(np.float64), np.array([0, 2])),
-                         rtol=1e-3, atol=1e-3)
+            assert_close(got, ref.cross_entropy(x.astype(np.float64), np.array([0, 2])), rtol=1e-3, atol=1e-3)
 
 
 def test_non_native_byte_order_is_correct_or_refused():
@@ -309,8 +315,11 @@ def test_non_native_byte_order_is_correct_or_refused():
         x = np.random.default_rng(0).standard_normal((4, 9)).astype(dtype)
         target = np.array([0, 3, 8, 2])
         native = x.astype(np.dtype(dtype).newbyteorder("="))
-        for call in (lambda a: pyce.cross_entropy(a, target), lambda a: pyce.softmax(a),
-                     lambda a: pyce.cross_entropy_backward(a, target)):
+        for call in (
+            lambda a: pyce.cross_entropy(a, target),
+            lambda a: pyce.softmax(a),
+            lambda a: pyce.cross_entropy_backward(a, target),
+        ):
             try:
                 got = call(x)
             except TypeError as exc:
@@ -348,8 +357,12 @@ def test_extreme_ignore_index_and_targets_do_not_crash():
         target = np.array([0, 1, 2, 4])
         target[1] = int(ignore_index) if -(2**63) <= int(ignore_index) < 2**63 else 0
         got = pyce.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
-        assert_close(got, ref.cross_entropy(logits, target, ignore_index=int(ignore_index),
-                                            reduction="none"), rtol=1e-12, atol=1e-14)
+        assert_close(
+            got,
+            ref.cross_entropy(logits, target, ignore_index=int(ignore_index), reduction="none"),
+            rtol=1e-12,
+            atol=1e-14,
+        )
     for bad in (np.iinfo(np.int64).max, np.iinfo(np.int64).min):
         with pytest.raises(IndexError):
             pyce.cross_entropy(logits, np.array([0, bad, 1, 2]))
@@ -371,8 +384,12 @@ def test_nan_and_odd_weights_and_soft_targets_do_not_crash():
     got = pyce.cross_entropy(logits, soft, reduction="none")
     assert np.all(np.isnan(got))
     unnormalised = np.abs(_logits((4, 5), np.float64, seed=3)) * 3
-    assert_close(pyce.cross_entropy_backward(logits, unnormalised),
-                 ref.cross_entropy_backward(logits, unnormalised), rtol=1e-12, atol=1e-14)
+    assert_close(
+        pyce.cross_entropy_backward(logits, unnormalised),
+        ref.cross_entropy_backward(logits, unnormalised),
+        rtol=1e-12,
+        atol=1e-14,
+    )
 
 
 def test_ragged_and_strange_containers_raise_cleanly():
@@ -387,6 +404,10 @@ def test_ragged_and_strange_containers_raise_cleanly():
 def test_many_dimensions():
     x = np.random.default_rng(0).standard_normal((2, 1, 2, 1, 2, 1, 3, 5))
     target = np.zeros(x.shape[:-1], dtype=np.int64)
-    assert_close(pyce.cross_entropy(x, target, reduction="none"),
-                 ref.cross_entropy(x, target, reduction="none"), rtol=1e-12, atol=1e-14)
+    assert_close(
+        pyce.cross_entropy(x, target, reduction="none"),
+        ref.cross_entropy(x, target, reduction="none"),
+        rtol=1e-12,
+        atol=1e-14,
+    )
     assert_close(pyce.softmax(x, axis=3), ref.softmax(x, axis=3), rtol=1e-12, atol=1e-15)

@@ -25,9 +25,26 @@ def char_lm():
 
 
 def test_tiny_training_run(char_lm, capsys):
-    out = char_lm.main(["--steps", "60", "--batch", "64", "--hidden", "48", "--embed", "8",
-                        "--timing-batch", "512", "--token-vocab", "3000", "--token-rows", "16",
-                        "--sample", "30"])
+    out = char_lm.main(
+        [
+            "--steps",
+            "60",
+            "--batch",
+            "64",
+            "--hidden",
+            "48",
+            "--embed",
+            "8",
+            "--timing-batch",
+            "512",
+            "--token-vocab",
+            "3000",
+            "--token-rows",
+            "16",
+            "--sample",
+            "30",
+        ]
+    )
     printed = capsys.readouterr().out
     for phrase in ("loss curves", "speed-up", "final perplexity", "sample:"):
         assert phrase in printed

@@ -36,8 +36,9 @@ MAX_ULP = {"avx512": 1.0, "avx2": 1.0, "baseline": 1.5}
 
 def test_float32_ulp(isa):
     rng = np.random.default_rng(0)
-    x = np.concatenate([rng.uniform(-87.3, 0.0, 400_000), rng.uniform(-1.0, 0.0, 100_000),
-                        rng.uniform(0.0, 64.0, 50_000)]).astype(np.float32)
+    x = np.concatenate(
+        [rng.uniform(-87.3, 0.0, 400_000), rng.uniform(-1.0, 0.0, 100_000), rng.uniform(0.0, 64.0, 50_000)]
+    ).astype(np.float32)
     exact = np.exp(x.astype(np.longdouble))
     err = ulp_error(_core.vector_exp(x), exact, np.float32)
     assert err.max() <= MAX_ULP[isa], f"{isa}: max error {float(err.max()):.3f} ulp"
@@ -77,11 +78,17 @@ def test_float32_subnormal_results(isa):
 
 def test_sweep_exp_float32_ulp(isa):
     rng = np.random.default_rng(2)
-    x = np.concatenate([rng.uniform(-87.3, 0.0, 400_000), rng.uniform(-1.0, 0.0, 100_000),
-                        rng.uniform(0.0, 88.0, 50_000),
-                        # the table's nodes k ln2/16, and the points halfway between (largest |r|)
-                        -np.arange(0, 4030) * np.log(2) / 32, np.arange(0, 4062) * np.log(2) / 32,
-                        np.float32([-87.3, 0.0, 64.0, 88.0])]).astype(np.float32)
+    x = np.concatenate(
+        [
+            rng.uniform(-87.3, 0.0, 400_000),
+            rng.uniform(-1.0, 0.0, 100_000),
+            rng.uniform(0.0, 88.0, 50_000),
+            # the table's nodes k ln2/16, and the points halfway between (largest |r|)
+            -np.arange(0, 4030) * np.log(2) / 32,
+            np.arange(0, 4062) * np.log(2) / 32,
+            np.float32([-87.3, 0.0, 64.0, 88.0]),
+        ]
+    ).astype(np.float32)
     exact = np.exp(x.astype(np.longdouble))
     err = ulp_error(_core.vector_exp(x, sweep=True), exact, np.float32)
     assert err.max() <= MAX_ULP[isa], f"{isa}: max error {float(err.max()):.3f} ulp"

@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 
 import pyce
-from _helpers import (HALF_DTYPES, KERNEL_SHAPES, EPS32, assert_close, central_difference,
-                      load_reference, same_for_every_thread_count)
+
+from _helpers import (
+    EPS32,
+    HALF_DTYPES,
+    KERNEL_SHAPES,
+    assert_close,
+    central_difference,
+    load_reference,
+    same_for_every_thread_count,
+)
 
 # Run once per forced ISA by .ci/run (pytest -m kernels).
 pytestmark = pytest.mark.kernels
@@ -26,7 +34,7 @@ def problem(shape, axis, dtype, *, ignore=True, seed=0, scale=2.5):
     rng = np.random.default_rng(zlib.crc32(repr((shape, axis, np.dtype(dtype).name, seed)).encode()))
     x = (rng.standard_normal(shape) * scale).astype(dtype)
     ax = axis % len(shape)
-    tshape = shape[:ax] + shape[ax + 1:]
+    tshape = shape[:ax] + shape[ax + 1 :]
     t = rng.integers(0, shape[ax], size=tshape)
     if ignore and t.size > 1:
         mask = rng.random(tshape) < 0.3
@@ -108,7 +116,7 @@ def test_16bit(name):
     loss, grad = pyce.focal_loss_with_grad(x, t, gamma=2.0)
     assert type(loss) is np.float32 and grad.dtype == x.dtype
     assert_close(loss, exp_loss, rtol=1e-5, atol=1e-5)
-    ulp = 2.0 ** -7 if name == "bfloat16" else 2.0 ** -10
+    ulp = 2.0**-7 if name == "bfloat16" else 2.0**-10
     assert np.all(np.abs(grad.astype(np.float64) - exp_grad) <= ulp * np.abs(exp_grad) + 1e-7)
     _, grad32 = pyce.focal_loss_with_grad(x, t, gamma=2.0, grad_dtype=np.float32)
     assert grad32.dtype == np.float32
@@ -150,8 +158,7 @@ def test_ignored_rows():
 def test_bitwise_same_for_every_thread_count(dtype):
     for shape in [(200, 301), (3, 70001)]:
         x, t, alpha = problem(shape, -1, dtype, seed=7)
-        same_for_every_thread_count(
-            lambda: pyce.focal_loss_with_grad(x, t, alpha=alpha, reduction="none"))
+        same_for_every_thread_count(lambda: pyce.focal_loss_with_grad(x, t, alpha=alpha, reduction="none"))
 
 
 def test_every_isa(each_isa):
@@ -192,7 +199,8 @@ def test_errors():
 
 def test_properties_hypothesis():
     pytest.importorskip("hypothesis")
-    from hypothesis import given, settings, strategies as st
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
     from hypothesis.extra import numpy as hnp
 
     rows = st.integers(1, 6)

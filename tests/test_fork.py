@@ -82,9 +82,14 @@ _MULTIPROCESSING = _PARENT + textwrap.dedent("""
 def test_forked_child_computes(script):
     # Its own session, so that a deadlocked child (and its children) can be
     # ended as a group when the timeout fails the test.
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            cwd=tempfile.gettempdir())
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        cwd=tempfile.gettempdir(),
+    )
     try:
         output, _ = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:

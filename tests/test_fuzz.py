@@ -25,8 +25,14 @@ ALLOWED = (TypeError, ValueError, IndexError)
 DTYPES = [np.float32, np.float64, np.float16, ml_dtypes.bfloat16, np.int32]
 TOLERANCE = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 2e-4}  # 16-bit: 2e-2
 
-TARGET_FUNCS = ["cross_entropy", "cross_entropy_backward", "cross_entropy_with_grad",
-                "focal_loss", "focal_loss_with_grad", "evaluate"]
+TARGET_FUNCS = [
+    "cross_entropy",
+    "cross_entropy_backward",
+    "cross_entropy_with_grad",
+    "focal_loss",
+    "focal_loss_with_grad",
+    "evaluate",
+]
 PLAIN_FUNCS = ["logsumexp", "softmax", "log_softmax", "entropy"]
 PAIR_FUNCS = ["kl_divergence", "kl_divergence_with_grad"]
 
@@ -39,7 +45,9 @@ def logits_arrays(draw):
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     base = rng.standard_normal(shape) * draw(st.sampled_from([1.0, 30.0]))
     if draw(st.booleans()) and base.size:
-        base.flat[draw(st.integers(0, base.size - 1))] = draw(st.sampled_from([np.inf, -np.inf, np.nan, 80.0]))
+        base.flat[draw(st.integers(0, base.size - 1))] = draw(
+            st.sampled_from([np.inf, -np.inf, np.nan, 80.0])
+        )
     x = base.astype(dtype)
     layout = draw(st.sampled_from(["contiguous", "transposed", "strided"]))
     if layout == "transposed" and ndim > 1:
@@ -102,29 +110,41 @@ def _agree(got, want, dtype):
         np.testing.assert_allclose(g, w, rtol=tol, atol=tol, equal_nan=True)
 
 
-CALLS = ([(name, None) for name in TARGET_FUNCS + PLAIN_FUNCS + PAIR_FUNCS]
-         + [("cross_entropy_backward", "out"), ("cross_entropy_backward", "out_holding_target"),
-            ("cross_entropy_with_grad", "out"), ("cross_entropy_with_grad", "out_holding_target"),
-            ("cross_entropy_with_grad", "inplace")])
+CALLS = [(name, None) for name in TARGET_FUNCS + PLAIN_FUNCS + PAIR_FUNCS] + [
+    ("cross_entropy_backward", "out"),
+    ("cross_entropy_backward", "out_holding_target"),
+    ("cross_entropy_with_grad", "out"),
+    ("cross_entropy_with_grad", "out_holding_target"),
+    ("cross_entropy_with_grad", "inplace"),
+]
 
 
 @pytest.mark.parametrize("name,alias", CALLS)
-@settings(max_examples=20, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=20,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(data=st.data())
 def test_every_public_function(name, alias, data):
     draw = data.draw
     x = draw(logits_arrays())
-    axis = draw(st.sampled_from([-1, -1, 0, 1, 3, 1.5] + ([None, (0, -1)] if name in PLAIN_FUNCS[:3] else [])))
+    axis = draw(
+        st.sampled_from([-1, -1, 0, 1, 3, 1.5] + ([None, (0, -1)] if name in PLAIN_FUNCS[:3] else []))
+    )
     kwargs = {"axis": axis}
     n_classes = x.shape[axis] if isinstance(axis, int) and -x.ndim <= axis < x.ndim else 1
     kwargs.update(_options(draw, name, n_classes))
     args = [x]
     if name in TARGET_FUNCS:
-        kind = "indices" if alias == "out_holding_target" else draw(
-            st.sampled_from(["indices", "indices", "probabilities", "wrong_shape"]))
+        kind = (
+            "indices"
+            if alias == "out_holding_target"
+            else draw(st.sampled_from(["indices", "indices", "probabilities", "wrong_shape"]))
+        )
         a = axis if isinstance(axis, int) and -x.ndim <= axis < x.ndim else -1
-        t_shape = x.shape[:a % x.ndim] + x.shape[a % x.ndim + 1:]
+        t_shape = x.shape[: a % x.ndim] + x.shape[a % x.ndim + 1 :]
         rng = np.random.default_rng(draw(st.integers(0, 2**16)))
         if kind == "indices":
             # Mostly in range (so that the kernel runs), sometimes not.
@@ -143,11 +163,16 @@ def test_every_public_function(name, alias, data):
         if alias is not None:
             if alias == "out":
                 kwargs["out"] = np.zeros(x.shape, x.dtype)
-            elif (alias == "out_holding_target" and kind == "indices" and t.size
-                  and x.nbytes % 8 == 0 and x.nbytes >= 8 * t.size):
+            elif (
+                alias == "out_holding_target"
+                and kind == "indices"
+                and t.size
+                and x.nbytes % 8 == 0
+                and x.nbytes >= 8 * t.size
+            ):
                 # The int64 target stored inside the gradient buffer: refused.
                 out = np.zeros(x.shape, x.dtype)
-                view = out.reshape(-1).view(np.int64)[:t.size]
+                view = out.reshape(-1).view(np.int64)[: t.size]
                 view[:] = t.reshape(-1)
                 t = view.reshape(t.shape)
                 args[1] = t
@@ -164,8 +189,9 @@ def test_every_public_function(name, alias, data):
         args.append(x[::-1].copy() if draw(st.booleans()) else np.zeros((2,) + x.shape))
     hypothesis.event(f"alias={alias}")
     x_before = x.copy()
-    snap = _snapshot([a for a in args if a is not x or alias != "inplace"]
-                     + [v for k, v in kwargs.items() if k != "out"])
+    snap = _snapshot(
+        [a for a in args if a is not x or alias != "inplace"] + [v for k, v in kwargs.items() if k != "out"]
+    )
     if alias != "inplace":
         snap += _snapshot([x])
     out_before = _snapshot([kwargs.get("out")])

@@ -5,18 +5,17 @@ magnitude); float32 losses rtol 2e-6 against the reference evaluated on the
 same float32 numbers, gradients and probabilities atol 1e-6 rtol 1e-5.
 """
 
-
-
 import numpy as np
 import pytest
+
+import pyce
+
 from _helpers import (
     REDUCTIONS,
     central_difference,
     make_problem,
 )
 from _kernel_cases import _grad_output, _seed
-
-import pyce
 
 # Run once per forced ISA by .ci/run (pytest -m kernels).
 pytestmark = pytest.mark.kernels
@@ -57,8 +56,9 @@ def test_kernel_gradient_vs_finite_differences(case, reduction):
     grad = pyce.cross_entropy_backward(logits, target, g, reduction=reduction, **kw)
     np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-8)
     _, fused = pyce.cross_entropy_with_grad(logits, target, reduction=reduction, **kw)
-    np.testing.assert_allclose(fused * g if reduction != "none" else fused * np.expand_dims(g, kw["axis"]),
-                               fd, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        fused * g if reduction != "none" else fused * np.expand_dims(g, kw["axis"]), fd, rtol=1e-6, atol=1e-8
+    )
 
 
 def test_logsumexp_gradient_vs_finite_differences():

@@ -251,7 +251,11 @@ def run_under_x11(display: str, script: str):
     env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "WAYLAND_DISPLAY")}
     env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb", PYTHONPATH=os.pathsep.join(paths))
     proc = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=240,
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
         cwd=tempfile.gettempdir(),
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]

@@ -19,11 +19,11 @@ ml_dtypes = pytest.importorskip("ml_dtypes")
 
 HALF = {"bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
 # One unit in the last place, relative: bfloat16 has 8 significant bits, float16 11.
-ULP = {"bfloat16": 2.0 ** -7, "float16": 2.0 ** -10}
+ULP = {"bfloat16": 2.0**-7, "float16": 2.0**-10}
 # Absolute slack for values that come out of a float32 cancellation (a gradient
 # q - y near 0, a log-probability near 0): float32 rounding of O(1) terms, plus
 # float16's subnormal step.
-SLACK = {"bfloat16": 2.0 ** -21, "float16": 2.0 ** -21 + 2.0 ** -24}
+SLACK = {"bfloat16": 2.0**-21, "float16": 2.0**-21 + 2.0**-24}
 
 SHAPES = [(1, 1), (3, 5), (7, 17), (4, 1000), (3, 4097), (2, 70000)]
 
@@ -62,9 +62,17 @@ def test_normalisers(name, shape):
     close_to_16bit(lsm, ref.log_softmax(x64), name)
 
 
-@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1}, {"weight": True},
-                                     {"weight": True, "label_smoothing": 0.2}, {"soft": True}],
-                         ids=["plain", "smooth", "weight", "weight-smooth", "soft"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"label_smoothing": 0.1},
+        {"weight": True},
+        {"weight": True, "label_smoothing": 0.2},
+        {"soft": True},
+    ],
+    ids=["plain", "smooth", "weight", "weight-smooth", "soft"],
+)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("name", list(HALF))
@@ -134,8 +142,15 @@ def test_every_isa_and_thread_count(name):
 @pytest.mark.parametrize("name", list(HALF))
 def test_extremes(name):
     inf = np.inf
-    x64 = np.array([[0.0, -inf, 1.0, 2.0], [inf, 0.0, 0.0, 0.0], [np.nan, 0.0, 1.0, 0.0],
-                    [-inf, -inf, -inf, -inf], [-inf, 3.0, 0.0, 1.0]])
+    x64 = np.array(
+        [
+            [0.0, -inf, 1.0, 2.0],
+            [inf, 0.0, 0.0, 0.0],
+            [np.nan, 0.0, 1.0, 0.0],
+            [-inf, -inf, -inf, -inf],
+            [-inf, 3.0, 0.0, 1.0],
+        ]
+    )
     x = x64.astype(HALF[name])
     t = np.array([2, 1, 1, 0, 0])
     loss, grad = pyce.cross_entropy_with_grad(x, t, reduction="none")
@@ -199,8 +214,11 @@ def test_bad_grad_dtype():
         pyce.cross_entropy_with_grad(x, t, inplace=True, grad_dtype=np.float32)
 
 
-@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1}, {"label_smoothing": 0.1, "weight": True}],
-                         ids=["plain", "smooth", "weight-smooth"])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"label_smoothing": 0.1}, {"label_smoothing": 0.1, "weight": True}],
+    ids=["plain", "smooth", "weight-smooth"],
+)
 @pytest.mark.parametrize("name", list(HALF))
 def test_large_gradient_streamed(name, options):
     """A 16-bit gradient of 16 MiB or more is written with non-temporal stores.
@@ -217,10 +235,11 @@ def test_large_gradient_streamed(name, options):
         options["weight"] = np.linspace(0.5, 2.0, cols).astype(np.float32)
     loss, grad = pyce.cross_entropy_with_grad(x, t, reduction="none", **options)
     for r0 in range(0, rows, 250):
-        part_loss, part_grad = pyce.cross_entropy_with_grad(x[r0:r0 + 250], t[r0:r0 + 250],
-                                                            reduction="none", **options)
-        np.testing.assert_array_equal(loss[r0:r0 + 250], part_loss)
-        np.testing.assert_array_equal(grad[r0:r0 + 250].view(np.uint16), part_grad.view(np.uint16))
+        part_loss, part_grad = pyce.cross_entropy_with_grad(
+            x[r0 : r0 + 250], t[r0 : r0 + 250], reduction="none", **options
+        )
+        np.testing.assert_array_equal(loss[r0 : r0 + 250], part_loss)
+        np.testing.assert_array_equal(grad[r0 : r0 + 250].view(np.uint16), part_grad.view(np.uint16))
     buffer = np.empty(rows * cols + 1, dtype=x.dtype)
     out = buffer[1:].reshape(rows, cols)  # 2 bytes past the allocation's alignment
     _, out_grad = pyce.cross_entropy_with_grad(x, t, reduction="none", out=out, **options)

@@ -100,8 +100,9 @@ def test_a_model_output_and_no_vocab_size_are_accepted():
     logits = torch.randn(3, 13, VOCAB, generator=torch.Generator().manual_seed(7))
     output = transformers.modeling_outputs.CausalLMOutputWithPast(logits=logits)
     got = pyce.torch.causal_lm_loss(output, labels, num_items_in_batch=20)
-    torch.testing.assert_close(got, ForCausalLMLoss(logits, labels, VOCAB, num_items_in_batch=20),
-                               **LOSS_TOLERANCE)
+    torch.testing.assert_close(
+        got, ForCausalLMLoss(logits, labels, VOCAB, num_items_in_batch=20), **LOSS_TOLERANCE
+    )
 
 
 def test_no_scored_token_gives_nan_as_transformers():
@@ -117,17 +118,32 @@ def test_something_without_logits_is_a_type_error():
 
 
 def _llama():
-    config = transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
-                                      num_hidden_layers=2, num_attention_heads=4,
-                                      num_key_value_heads=2, max_position_embeddings=64)
+    config = transformers.LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
     return transformers.LlamaForCausalLM(config)
 
 
 def _gpt2():
     # No dropout: both copies of the model must see the same function.
-    config = transformers.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4,
-                                     n_positions=64, resid_pdrop=0.0, embd_pdrop=0.0,
-                                     attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
+    config = transformers.GPT2Config(
+        vocab_size=VOCAB,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        n_positions=64,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     return transformers.GPT2LMHeadModel(config)
 
 
@@ -172,19 +188,28 @@ def test_trainer_compute_loss_func_trains_as_the_models_own_loss(tmp_path, pyce_
         mask = torch.ones_like(ids)
         if i % 3 == 1:
             mask[15:] = 0
-        rows.append({"input_ids": ids, "attention_mask": mask,
-                     "labels": ids.masked_fill(mask == 0, -100)})
+        rows.append({"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)})
 
     def train(**trainer_kwargs):
         args = transformers.TrainingArguments(
-            output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=2,
-            gradient_accumulation_steps=2, learning_rate=1.0, optim="sgd",
-            lr_scheduler_type="constant", weight_decay=0.0, logging_steps=1, report_to=[],
-            use_cpu=True, save_strategy="no", disable_tqdm=True, seed=0,
-            dataloader_num_workers=0)
+            output_dir=str(tmp_path),
+            max_steps=4,
+            per_device_train_batch_size=2,
+            gradient_accumulation_steps=2,
+            learning_rate=1.0,
+            optim="sgd",
+            lr_scheduler_type="constant",
+            weight_decay=0.0,
+            logging_steps=1,
+            report_to=[],
+            use_cpu=True,
+            save_strategy="no",
+            disable_tqdm=True,
+            seed=0,
+            dataloader_num_workers=0,
+        )
         model = copy.deepcopy(base)
-        trainer = transformers.Trainer(model=model, args=args, train_dataset=rows,
-                                       **trainer_kwargs)
+        trainer = transformers.Trainer(model=model, args=args, train_dataset=rows, **trainer_kwargs)
         trainer.train()
         return model, [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
 
@@ -193,6 +218,5 @@ def test_trainer_compute_loss_func_trains_as_the_models_own_loss(tmp_path, pyce_
     ours, our_curve = train(compute_loss_func=pyce.torch.causal_lm_loss)  # the one line
     assert len(pyce_calls) == 4 * 2  # 4 steps of 2 accumulated micro-batches
     assert len(their_curve) == 4 and their_curve[3] < their_curve[0] - 0.2
-    torch.testing.assert_close(torch.tensor(our_curve), torch.tensor(their_curve),
-                               **LOSS_TOLERANCE)
+    torch.testing.assert_close(torch.tensor(our_curve), torch.tensor(their_curve), **LOSS_TOLERANCE)
     _assert_same_weights(ours, theirs)

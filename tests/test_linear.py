@@ -17,6 +17,7 @@ import pytest
 import pyce
 from pyce import _linear_filter
 from pyce._linear_call import LinearCall
+
 from _helpers import EPS32, load_reference
 
 ref = load_reference()
@@ -24,8 +25,7 @@ ref = load_reference()
 REDUCTIONS = ["mean", "sum", "none"]
 
 
-def make(rng, lead=(3, 7), D=5, V=13, dtype=np.float64, ignore=True, bias=False, weight=False,
-         scale=1.0):
+def make(rng, lead=(3, 7), D=5, V=13, dtype=np.float64, ignore=True, bias=False, weight=False, scale=1.0):
     h = (rng.standard_normal(lead + (D,)) * scale).astype(dtype)
     W = rng.standard_normal((V, D)).astype(dtype)
     y = rng.integers(0, V, size=lead)
@@ -46,26 +46,36 @@ def unpack(out, bias, return_lse):
 
 # -- every option combination, float64, several chunks ------------------------------
 
-COMBOS = list(itertools.product(
-    [False, True],          # bias
-    [False, True],          # class weights
-    [False, True],          # ignored rows
-    [0.0, 0.1],             # label smoothing
-    [0.0, 1e-3],            # z-loss
-    [None, 4.0],            # softcap
-))
+COMBOS = list(
+    itertools.product(
+        [False, True],  # bias
+        [False, True],  # class weights
+        [False, True],  # ignored rows
+        [0.0, 0.1],  # label smoothing
+        [0.0, 1e-3],  # z-loss
+        [None, 4.0],  # softcap
+    )
+)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("lead,shift", [((11,), 0), ((3, 7), 0), ((3, 7), 1), ((2, 6), 3)])
 @pytest.mark.parametrize("bias,weight,ignore,smoothing,z_loss,softcap", COMBOS)
-def test_matches_reference_float64(bias, weight, ignore, smoothing, z_loss, softcap, lead, shift,
-                                   reduction):
-    rng = np.random.default_rng(zlib.crc32(repr((bias, weight, ignore, smoothing, z_loss, softcap,
-                                                 lead, shift, reduction)).encode()))
+def test_matches_reference_float64(bias, weight, ignore, smoothing, z_loss, softcap, lead, shift, reduction):
+    rng = np.random.default_rng(
+        zlib.crc32(repr((bias, weight, ignore, smoothing, z_loss, softcap, lead, shift, reduction)).encode())
+    )
     h, W, y, b, w = make(rng, lead=lead, ignore=ignore, bias=bias, weight=weight, scale=2.0)
-    opts = dict(linear_bias=b, weight=w, reduction=reduction, label_smoothing=smoothing,
-                z_loss=z_loss, softcap=softcap, shift=shift, return_lse=True)
+    opts = dict(
+        linear_bias=b,
+        weight=w,
+        reduction=reduction,
+        label_smoothing=smoothing,
+        z_loss=z_loss,
+        softcap=softcap,
+        shift=shift,
+        return_lse=True,
+    )
     want = unpack(ref.linear_cross_entropy_with_grad(h, W, y, **opts), bias, True)
     got = unpack(pyce.linear_cross_entropy_with_grad(h, W, y, chunk_size=4, **opts), bias, True)
     for g, r in zip(got, want):
@@ -84,8 +94,7 @@ def test_matches_reference_float64(bias, weight, ignore, smoothing, z_loss, soft
 def test_float32_close_to_reference(reduction, shift):
     rng = np.random.default_rng(7)
     h, W, y, b, w = make(rng, lead=(4, 33), D=24, V=1003, dtype=np.float32, bias=True, weight=True)
-    opts = dict(linear_bias=b, weight=w, reduction=reduction, label_smoothing=0.05, z_loss=1e-4,
-                shift=shift)
+    opts = dict(linear_bias=b, weight=w, reduction=reduction, label_smoothing=0.05, z_loss=1e-4, shift=shift)
     got = pyce.linear_cross_entropy_with_grad(h, W, y, chunk_size=50, **opts)
     want = ref.linear_cross_entropy_with_grad(h, W, y, **opts)
     assert got[0].dtype == np.float32 and got[1].dtype == np.float32 and got[2].dtype == np.float32
@@ -105,12 +114,21 @@ def test_forward_loss_equals_with_grad_loss():
 
 # -- finite differences ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_finite_differences(reduction):
     rng = np.random.default_rng(11)
     h, W, y, b, w = make(rng, lead=(2, 5), D=4, V=9, bias=True, weight=True)
-    opts = dict(linear_bias=b, weight=w, reduction=reduction, label_smoothing=0.2, z_loss=0.01,
-                softcap=3.0, shift=1, chunk_size=3)
+    opts = dict(
+        linear_bias=b,
+        weight=w,
+        reduction=reduction,
+        label_smoothing=0.2,
+        z_loss=0.01,
+        softcap=3.0,
+        shift=1,
+        chunk_size=3,
+    )
 
     def total(h_, W_, b_):
         loss = pyce.linear_cross_entropy(h_, W_, y, **{**opts, "linear_bias": b_})
@@ -132,6 +150,7 @@ def test_finite_differences(reduction):
 
 # -- chunk boundaries ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("chunk_size", [1, 2, 6, 7, 20, 21, 22, 1000])
 def test_chunk_sizes_agree(chunk_size):
     rng = np.random.default_rng(5)
@@ -143,24 +162,50 @@ def test_chunk_sizes_agree(chunk_size):
 
 
 def test_default_chunk_is_bounded_and_used():
-    call = LinearCall(np.zeros((10, 4)), np.zeros((128256, 4)), np.zeros(10, np.int64),
-                      linear_bias=None, weight=None, ignore_index=-100, reduction="mean",
-                      label_smoothing=0.0, z_loss=0.0, softcap=None, shift=0, return_lse=False,
-                      filter_eps=None, chunk_size=None, dtypes=(np.dtype(np.float64),),
-                      compute_dtype=np.float64)
+    call = LinearCall(
+        np.zeros((10, 4)),
+        np.zeros((128256, 4)),
+        np.zeros(10, np.int64),
+        linear_bias=None,
+        weight=None,
+        ignore_index=-100,
+        reduction="mean",
+        label_smoothing=0.0,
+        z_loss=0.0,
+        softcap=None,
+        shift=0,
+        return_lse=False,
+        filter_eps=None,
+        chunk_size=None,
+        dtypes=(np.dtype(np.float64),),
+        compute_dtype=np.float64,
+    )
     assert call.chunk_rows == 64  # 48 MiB of float64 logits hold 49 rows; at least 64
-    call = LinearCall(np.zeros((10, 4), np.float32), np.zeros((32000, 4), np.float32),
-                      np.zeros(10, np.int64), linear_bias=None, weight=None, ignore_index=-100,
-                      reduction="mean", label_smoothing=0.0, z_loss=0.0, softcap=None, shift=0,
-                      return_lse=False, filter_eps=None, chunk_size=None,
-                      dtypes=(np.dtype(np.float32),), compute_dtype=np.float32)
+    call = LinearCall(
+        np.zeros((10, 4), np.float32),
+        np.zeros((32000, 4), np.float32),
+        np.zeros(10, np.int64),
+        linear_bias=None,
+        weight=None,
+        ignore_index=-100,
+        reduction="mean",
+        label_smoothing=0.0,
+        z_loss=0.0,
+        softcap=None,
+        shift=0,
+        return_lse=False,
+        filter_eps=None,
+        chunk_size=None,
+        dtypes=(np.dtype(np.float32),),
+        compute_dtype=np.float32,
+    )
     assert call.chunk_rows == (48 << 20) // (32000 * 4)
 
 
 def test_non_contiguous_inputs():
     rng = np.random.default_rng(8)
-    h = rng.standard_normal((4, 6, 10))[:, :, ::2]           # strided features
-    W = np.asfortranarray(rng.standard_normal((17, 5)))      # column-major weight
+    h = rng.standard_normal((4, 6, 10))[:, :, ::2]  # strided features
+    W = np.asfortranarray(rng.standard_normal((17, 5)))  # column-major weight
     y = rng.integers(0, 17, (4, 6))
     want = ref.linear_cross_entropy_with_grad(h, W, y, shift=2)
     got = pyce.linear_cross_entropy_with_grad(h, W, y, shift=2, chunk_size=5)
@@ -170,13 +215,13 @@ def test_non_contiguous_inputs():
 
 # -- ignored rows ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_all_rows_ignored(reduction):
     rng = np.random.default_rng(2)
     h, W, _, b, _ = make(rng, lead=(2, 5), bias=True)
     y = np.full((2, 5), -100)
-    loss, gh, gW, gb = pyce.linear_cross_entropy_with_grad(h, W, y, linear_bias=b,
-                                                           reduction=reduction)
+    loss, gh, gW, gb = pyce.linear_cross_entropy_with_grad(h, W, y, linear_bias=b, reduction=reduction)
     want = ref.linear_cross_entropy_with_grad(h, W, y, linear_bias=b, reduction=reduction)
     if reduction == "mean":
         assert np.isnan(loss) and np.isnan(want[0])
@@ -196,6 +241,7 @@ def test_ignored_rows_with_lse_still_get_their_lse():
 
 
 # -- gradient filtering --------------------------------------------------------------------
+
 
 def peaked(rng, N=96, D=32, V=2500, confidence=60.0):
     """Hidden states aligned with their target's row of W: a confident model."""
@@ -241,10 +287,21 @@ def test_filter_keeps_the_loss_and_the_bound(eps):
 
 def test_filter_skips_on_peaked_and_nothing_on_flat():
     rng = np.random.default_rng(1)
-    h, W, y = peaked(rng, V=3000)   # 3000 = 5 full blocks of 512 and a tail of 440
-    args = dict(linear_bias=None, weight=None, ignore_index=-100, reduction="mean",
-                label_smoothing=0.0, z_loss=0.0, softcap=None, shift=0, return_lse=False,
-                chunk_size=32, dtypes=(np.dtype(np.float64),), compute_dtype=np.float64)
+    h, W, y = peaked(rng, V=3000)  # 3000 = 5 full blocks of 512 and a tail of 440
+    args = dict(
+        linear_bias=None,
+        weight=None,
+        ignore_index=-100,
+        reduction="mean",
+        label_smoothing=0.0,
+        z_loss=0.0,
+        softcap=None,
+        shift=0,
+        return_lse=False,
+        chunk_size=32,
+        dtypes=(np.dtype(np.float64),),
+        compute_dtype=np.float64,
+    )
     from pyce._blas import NumpyOps
 
     call = LinearCall(h, W, y, filter_eps=2.0**-12, **args)
@@ -285,10 +342,10 @@ def test_filter_computes_whole_chunks_when_little_can_go():
     runs = _linear_filter.kept_vocab_runs
     big = NumpyOps.column_max_abs
     G = np.zeros((2, 512 * 8))
-    G[0, 512 * np.arange(7)] = 1.0      # 7 of 8 blocks hold a large entry: whole
+    G[0, 512 * np.arange(7)] = 1.0  # 7 of 8 blocks hold a large entry: whole
     assert runs(G, np.full(2, -100), 1e-3, big, 512) is None
     G[0, 512 * np.arange(7)] = 0.0
-    G[0, [0, 1024, 3 * 512]] = 1.0      # blocks 0, 2, 3 kept; block 1 alone between kept ones
+    G[0, [0, 1024, 3 * 512]] = 1.0  # blocks 0, 2, 3 kept; block 1 alone between kept ones
     assert runs(G, np.full(2, -100), 1e-3, big, 512) == [(0, 4 * 512)]
     assert np.array_equal(big(np.array([[1.0, -3.0, np.nan], [-2.0, 1.0, 0.0]]))[:2], [2.0, 3.0])
     assert np.isnan(big(np.array([[1.0, -3.0, np.nan], [-2.0, 1.0, 0.0]]))[2])
@@ -296,17 +353,33 @@ def test_filter_computes_whole_chunks_when_little_can_go():
 
 
 def test_filter_auto_is_cce_rule():
-    call_args = dict(linear_bias=None, weight=None, ignore_index=-100, reduction="mean",
-                     label_smoothing=0.0, z_loss=0.0, softcap=None, shift=0, return_lse=False,
-                     chunk_size=None)
+    call_args = dict(
+        linear_bias=None,
+        weight=None,
+        ignore_index=-100,
+        reduction="mean",
+        label_smoothing=0.0,
+        z_loss=0.0,
+        softcap=None,
+        shift=0,
+        return_lse=False,
+        chunk_size=None,
+    )
     for dtype in (np.float32, np.float64):
-        call = LinearCall(np.zeros((2, 3), dtype), np.zeros((4, 3), dtype), np.zeros(2, np.int64),
-                          filter_eps="auto", dtypes=(np.dtype(dtype),), compute_dtype=dtype,
-                          **call_args)
+        call = LinearCall(
+            np.zeros((2, 3), dtype),
+            np.zeros((4, 3), dtype),
+            np.zeros(2, np.int64),
+            filter_eps="auto",
+            dtypes=(np.dtype(dtype),),
+            compute_dtype=dtype,
+            **call_args,
+        )
         assert call.filter_eps == np.finfo(dtype).eps / 32
 
 
 # -- evaluation ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("shift", [0, 1])
 def test_linear_evaluate_matches_evaluate(shift):
@@ -336,6 +409,7 @@ def test_linear_evaluate_all_ignored():
 
 # -- memory: nothing of the logits' size (RSS in a fresh process) ---------------------------
 
+
 def test_peak_memory_stays_below_the_logits():
     code = textwrap.dedent("""
         import resource, numpy as np, pyce
@@ -350,8 +424,15 @@ def test_peak_memory_stays_below_the_logits():
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print((after - before) / 1024)
     """)
-    grown = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                 check=True, cwd=tempfile.gettempdir()).stdout)
+    grown = float(
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=tempfile.gettempdir(),
+        ).stdout
+    )
     # The issue's bound: at most 64 MiB beyond the inputs and the returned
     # gradients (3 MiB here), where the logits alone are 128 MiB: one 48 MiB
     # chunk of logits and the BLAS's work buffers.
@@ -359,6 +440,7 @@ def test_peak_memory_stays_below_the_logits():
 
 
 # -- errors ----------------------------------------------------------------------------------
+
 
 def test_shape_errors_name_the_shapes():
     h, W, y = np.zeros((4, 5)), np.zeros((10, 5)), np.zeros(4, np.int64)

@@ -19,8 +19,20 @@ def seeded(*key):
     return torch.Generator().manual_seed(zlib.crc32(repr(key).encode()))
 
 
-def composed(input, W, target, *, linear_bias=None, weight=None, reduction="mean",
-             ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None, shift=0):
+def composed(
+    input,
+    W,
+    target,
+    *,
+    linear_bias=None,
+    weight=None,
+    reduction="mean",
+    ignore_index=-100,
+    label_smoothing=0.0,
+    z_loss=0.0,
+    softcap=None,
+    shift=0,
+):
     """F.cross_entropy(F.linear(...)) with z-loss and softcap written out in torch ops."""
     if shift:
         input, target = input[..., :-shift, :], target[..., shift:]
@@ -28,8 +40,9 @@ def composed(input, W, target, *, linear_bias=None, weight=None, reduction="mean
     if softcap is not None:
         z = softcap * torch.tanh(z / softcap)
     z2, t = z.reshape(-1, z.shape[-1]), target.reshape(-1)
-    rows = F.cross_entropy(z2, t, weight=weight, ignore_index=ignore_index, reduction="none",
-                           label_smoothing=label_smoothing)
+    rows = F.cross_entropy(
+        z2, t, weight=weight, ignore_index=ignore_index, reduction="none", label_smoothing=label_smoothing
+    )
     scored = t != ignore_index
     if z_loss:
         rows = rows + torch.where(scored, z_loss * torch.logsumexp(z2, -1) ** 2, 0.0)
@@ -41,8 +54,7 @@ def composed(input, W, target, *, linear_bias=None, weight=None, reduction="mean
     return rows.sum() / (w_t * scored).sum()
 
 
-def problem(key, lead=(3, 7), D=5, V=13, dtype=torch.float64, bias=False, weight=False,
-            ignore=True):
+def problem(key, lead=(3, 7), D=5, V=13, dtype=torch.float64, bias=False, weight=False, ignore=True):
     g = seeded(*key)
     h = (2 * torch.randn(lead + (D,), generator=g, dtype=torch.float64)).to(dtype).requires_grad_()
     W = torch.randn(V, D, generator=g, dtype=torch.float64).to(dtype).requires_grad_()
@@ -55,19 +67,26 @@ def problem(key, lead=(3, 7), D=5, V=13, dtype=torch.float64, bias=False, weight
     return h, W, b, y, w
 
 
-COMBOS = list(itertools.product([False, True], [False, True], [False, True], [0.0, 0.1],
-                                [0.0, 1e-3], [None, 4.0]))
+COMBOS = list(
+    itertools.product([False, True], [False, True], [False, True], [0.0, 0.1], [0.0, 1e-3], [None, 4.0])
+)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("lead,shift", [((11,), 0), ((3, 7), 0), ((3, 7), 1), ((2, 6), 2)])
 @pytest.mark.parametrize("bias,weight,ignore,smoothing,z_loss,softcap", COMBOS)
-def test_matches_composed_float64(bias, weight, ignore, smoothing, z_loss, softcap, lead, shift,
-                                  reduction):
+def test_matches_composed_float64(bias, weight, ignore, smoothing, z_loss, softcap, lead, shift, reduction):
     key = (bias, weight, ignore, smoothing, z_loss, softcap, lead, shift, reduction)
     h, W, b, y, w = problem(key, lead=lead, bias=bias, weight=weight, ignore=ignore)
-    opts = dict(linear_bias=b, weight=w, reduction=reduction, label_smoothing=smoothing,
-                z_loss=z_loss, softcap=softcap, shift=shift)
+    opts = dict(
+        linear_bias=b,
+        weight=w,
+        reduction=reduction,
+        label_smoothing=smoothing,
+        z_loss=z_loss,
+        softcap=softcap,
+        shift=shift,
+    )
     got = pt.linear_cross_entropy(h, W, y, chunk_size=4, **opts)
     want = composed(h, W, y, **opts)
     assert got.shape == want.shape and got.dtype == torch.float64
@@ -83,9 +102,19 @@ def test_gradcheck(reduction):
     h, W, b, y, w = problem(("gradcheck", reduction), lead=(2, 5), D=4, V=9, bias=True, weight=True)
 
     def f(h_, W_, b_):
-        return pt.linear_cross_entropy(h_, W_, y, linear_bias=b_, weight=w, reduction=reduction,
-                                       label_smoothing=0.1, z_loss=0.01, softcap=3.0, shift=1,
-                                       chunk_size=3)
+        return pt.linear_cross_entropy(
+            h_,
+            W_,
+            y,
+            linear_bias=b_,
+            weight=w,
+            reduction=reduction,
+            label_smoothing=0.1,
+            z_loss=0.01,
+            softcap=3.0,
+            shift=1,
+            chunk_size=3,
+        )
 
     assert torch.autograd.gradcheck(f, (h, W, b))
 
@@ -129,8 +158,9 @@ def test_reduced_precision_tensors(dtype):
 def test_other_devices_fall_back_to_pytorch():
     h, W, b, y, w = problem(("fallback",), bias=True, weight=True)
     meta = [t.detach().to("meta") for t in (h, W, b, y, w)]
-    loss = pt.linear_cross_entropy(meta[0], meta[1], meta[3], linear_bias=meta[2], weight=meta[4],
-                                   shift=1, reduction="none")
+    loss = pt.linear_cross_entropy(
+        meta[0], meta[1], meta[3], linear_bias=meta[2], weight=meta[4], shift=1, reduction="none"
+    )
     assert loss.device.type == "meta" and loss.shape == (3, 6)
 
 
@@ -145,8 +175,9 @@ def test_all_rows_ignored():
 
 def test_loss_module():
     torch.manual_seed(0)
-    head = pt.LinearCrossEntropyLoss(6, 50, bias=True, dtype=torch.float64, label_smoothing=0.1,
-                                     shift=1, chunk_size=4)
+    head = pt.LinearCrossEntropyLoss(
+        6, 50, bias=True, dtype=torch.float64, label_smoothing=0.1, shift=1, chunk_size=4
+    )
     assert head.weight.shape == (50, 6) and head.bias.shape == (50,)
     assert "num_classes=50" in repr(head) and "shift=1" in repr(head)
     h = torch.randn(2, 9, 6, dtype=torch.float64, requires_grad=True)
@@ -168,7 +199,9 @@ def test_shape_errors_name_the_shapes():
     h, W, _, y, _ = problem(("errors",))
     with pytest.raises(ValueError, match=r"input's last dimension 5 .*\(3, 7, 5\).* D = 4"):
         pt.linear_cross_entropy(h, W[:, :4], y)
-    with pytest.raises(ValueError, match=r"target must have input's shape .* expected \(3, 7\), got \(3, 6\)"):
+    with pytest.raises(
+        ValueError, match=r"target must have input's shape .* expected \(3, 7\), got \(3, 6\)"
+    ):
         pt.linear_cross_entropy(h, W, y[:, :6])
     with pytest.raises(ValueError, match=r"linear_bias must have shape \(13,\)"):
         pt.linear_cross_entropy(h, W, y, linear_bias=torch.zeros(12, dtype=torch.float64))
@@ -180,11 +213,18 @@ def test_shape_errors_name_the_shapes():
 
 # -- Hugging Face: a tiny random-init Llama trained with and without the patch -----------------
 
+
 def tiny_llama(seed=0, vocab=500):
     transformers = pytest.importorskip("transformers")
-    config = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                      num_attention_heads=4, num_key_value_heads=2,
-                                      vocab_size=vocab, max_position_embeddings=64)
+    config = transformers.LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=vocab,
+        max_position_embeddings=64,
+    )
     torch.manual_seed(seed)
     return transformers.LlamaForCausalLM(config)
 

@@ -6,19 +6,17 @@ magnitude); float32 losses rtol 2e-6 against the reference evaluated on the
 same float32 numbers, gradients and probabilities atol 1e-6 rtol 1e-5.
 """
 
-
 import numpy as np
 import pytest
+
+import pyce
+
 from _helpers import (
     DTYPES,
     assert_close,
     bitwise_equal,
 )
-from _kernel_cases import SHAPES
-
-import pyce
-
-from _kernel_cases import _check_normalisers, _extreme_rows, _non_contiguous  # noqa: I001
+from _kernel_cases import SHAPES, _check_normalisers, _extreme_rows, _non_contiguous  # noqa: I001
 
 # Run once per forced ISA by .ci/run (pytest -m kernels).
 pytestmark = pytest.mark.kernels
@@ -38,8 +36,9 @@ def test_normalisers_match_reference(shape, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape,axis", [((5, 7), 0), ((3, 17, 4), 1), ((2, 3, 1000), -2),
-                                        ((4, 5, 6), 0), ((33,), 0)])
+@pytest.mark.parametrize(
+    "shape,axis", [((5, 7), 0), ((3, 17, 4), 1), ((2, 3, 1000), -2), ((4, 5, 6), 0), ((33,), 0)]
+)
 def test_normalisers_other_axes(shape, axis, dtype):
     rng = np.random.default_rng(11)
     x = (rng.standard_normal(shape) * 2).astype(dtype)

@@ -24,6 +24,7 @@ def _problem(dtype=np.float32, rows=6, c=5):
 
 # --- item 3: grad_output=None ------------------------------------------------
 
+
 @pytest.mark.parametrize("big", [False, True])
 def test_backward_refuses_none_grad_output(big):
     # Was uninitialised memory (for >= 1 MiB outputs a previous call's softmax).
@@ -37,6 +38,7 @@ def test_backward_refuses_none_grad_output(big):
 
 
 # --- item 5: thread counts ------------------------------------------------------
+
 
 @pytest.mark.parametrize("n", [10**6, 2**31, 2**64])
 def test_set_num_threads_refuses_absurd_counts(n):
@@ -58,6 +60,7 @@ def test_set_num_threads_accepts_up_to_the_cap():
 
 
 # --- item 6: options a float32 kernel narrows --------------------------------------
+
 
 @pytest.mark.parametrize("softcap", [1e39, 1e-39, 1e-300])
 def test_softcap_out_of_float32_range(softcap):
@@ -87,7 +90,9 @@ def test_weight_beyond_float32():
 
 def test_z_loss_beyond_float32():
     x, t = _problem(np.float32)
-    with pytest.raises(ValueError, match=r"z_loss must be a finite number >= 0, got 1e\+39 \(at most 3.403e\+38 for float32"):
+    with pytest.raises(
+        ValueError, match=r"z_loss must be a finite number >= 0, got 1e\+39 \(at most 3.403e\+38 for float32"
+    ):
         pyce.cross_entropy_with_grad(x, t, z_loss=1e39)
 
 
@@ -108,6 +113,7 @@ def test_kl_temperature_near_the_limits_is_finite():
 
 # --- item 9 (NumPy side): bfloat16 class weights ---------------------------------------
 
+
 def test_bfloat16_weight_is_accepted():
     x, t = _problem(np.float32)
     xb = x.astype(ml_dtypes.bfloat16)
@@ -125,6 +131,7 @@ def test_weight_of_strings_is_a_type_error():
 
 # --- item 11 (NumPy side): ignore_index with probability targets -----------------------
 
+
 def test_ignore_index_with_probability_target_raises():
     x, _ = _problem(np.float64)
     p = np.full(x.shape, 0.2)
@@ -137,6 +144,7 @@ def test_ignore_index_with_probability_target_raises():
 
 
 # --- item 15: messages that name the problem -------------------------------------
+
 
 def test_ignore_index_beyond_int64():
     x, t = _problem()
@@ -162,8 +170,9 @@ def test_float32_overflow_gives_inf_without_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         got = pyce.cross_entropy(x, np.array([1]), reduction="sum")
-        general = pyce.cross_entropy(x, np.array([1]), reduction="sum", label_smoothing=0.0, z_loss=0.0,
-                                     weight=np.ones(2))
+        general = pyce.cross_entropy(
+            x, np.array([1]), reduction="sum", label_smoothing=0.0, z_loss=0.0, weight=np.ones(2)
+        )
     assert got == np.inf and got.dtype == np.float32
     assert general == np.inf
 
@@ -172,9 +181,13 @@ def test_unsupported_forced_isa_has_no_checkout_hint():
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-c", "import pyce"], capture_output=True, text=True,
-                          env={**__import__("os").environ, "PYCE_CPU_CAPABILITY": "sse9"},
-                          cwd=tempfile.gettempdir())
+    proc = subprocess.run(
+        [sys.executable, "-c", "import pyce"],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "PYCE_CPU_CAPABILITY": "sse9"},
+        cwd=tempfile.gettempdir(),
+    )
     assert proc.returncode != 0
     assert "PYCE_CPU_CAPABILITY=sse9 is not supported here" in proc.stderr
     assert "source checkout" not in proc.stderr

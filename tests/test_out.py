@@ -48,14 +48,17 @@ def test_out_float32_gradient_for_16bit_logits():
     np.testing.assert_allclose(out, ref.cross_entropy_backward(x.astype(np.float64), t), rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("make_out, message", [
-    (lambda x: np.empty((3, 4)), "shape"),
-    (lambda x: np.empty((3, 5), dtype=np.float64), "dtype"),
-    (lambda x: np.empty((5, 3), dtype=np.float32).T, "C-contiguous"),
-    (lambda x: x, "overlap"),
-    (lambda x: x[:, :], "overlap"),
-    (lambda x: np.broadcast_to(np.empty(5, np.float32), (3, 5)), "read-only|C-contiguous"),
-])
+@pytest.mark.parametrize(
+    "make_out, message",
+    [
+        (lambda x: np.empty((3, 4)), "shape"),
+        (lambda x: np.empty((3, 5), dtype=np.float64), "dtype"),
+        (lambda x: np.empty((5, 3), dtype=np.float32).T, "C-contiguous"),
+        (lambda x: x, "overlap"),
+        (lambda x: x[:, :], "overlap"),
+        (lambda x: np.broadcast_to(np.empty(5, np.float32), (3, 5)), "read-only|C-contiguous"),
+    ],
+)
 def test_bad_out(make_out, message):
     x = np.zeros((3, 5), dtype=np.float32)
     t = np.array([0, 1, 2])

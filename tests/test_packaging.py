@@ -42,8 +42,7 @@ def test_every_package_reports_the_one_version():
 
 def test_no_other_file_writes_a_version():
     written = re.compile(r'^\s*(__version__|version)\s*=\s*["\']\d', flags=re.M)
-    sources = [CHECKOUT / "pyproject.toml", *CHECKOUT.glob("pyce/**/*.py"),
-               *CHECKOUT.glob("gui/**/*.py")]
+    sources = [CHECKOUT / "pyproject.toml", *CHECKOUT.glob("pyce/**/*.py"), *CHECKOUT.glob("gui/**/*.py")]
     writers = [p.relative_to(CHECKOUT).as_posix() for p in sources if written.search(p.read_text())]
     assert writers == ["pyce/_version.py"]
 

@@ -6,15 +6,14 @@ magnitude); float32 losses rtol 2e-6 against the reference evaluated on the
 same float32 numbers, gradients and probabilities atol 1e-6 rtol 1e-5.
 """
 
-
-
 import numpy as np
 import pytest
+
+import pyce
+
 from _helpers import (
     HALF_DTYPES,
 )
-
-import pyce
 
 # Run once per forced ISA by .ci/run (pytest -m kernels).
 pytestmark = pytest.mark.kernels
@@ -52,8 +51,10 @@ def test_plain_call_shortcut_matches_general_path(dtype, reduction):
         assert fast.shape == general.shape
         np.testing.assert_array_equal(fast, general)
 
-    same(pyce.cross_entropy(x, t, reduction=reduction),
-         pyce.cross_entropy(x, t, **_general(reduction=reduction)))
+    same(
+        pyce.cross_entropy(x, t, reduction=reduction),
+        pyce.cross_entropy(x, t, **_general(reduction=reduction)),
+    )
     loss, grad = pyce.cross_entropy_with_grad(x, t, **_general(reduction=reduction))
     assert grad.dtype == dtype
     fast_loss, fast_grad = pyce.cross_entropy_with_grad(x, t, reduction=reduction)
@@ -79,8 +80,9 @@ def test_plain_call_shortcut_matches_general_path(dtype, reduction):
     ref_loss, ref_grad = ref.cross_entropy_with_grad(x.astype(np.float64), t, reduction=reduction)
     half = dtype not in (np.float32, np.float64)
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-3 if half else 2e-6)
-    np.testing.assert_allclose(grad.astype(np.float64), ref_grad, rtol=1e-2 if half else 1e-5,
-                               atol=1e-4 if half else 1e-7)
+    np.testing.assert_allclose(
+        grad.astype(np.float64), ref_grad, rtol=1e-2 if half else 1e-5, atol=1e-4 if half else 1e-7
+    )
 
 
 def test_plain_call_shortcut_declines_other_calls():

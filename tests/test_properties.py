@@ -103,10 +103,10 @@ def test_log_softmax_is_log_of_softmax(x):
     with np.errstate(divide="ignore"):
         logp = np.log(p.astype(np.float64))
     scale = 1 + np.abs(lp[ok]).max() if ok.any() else 1
-    np.testing.assert_allclose(lp[ok], logp[ok], rtol=8 * _eps(x.dtype),
-                               atol=8 * _eps(x.dtype) * scale)
-    np.testing.assert_allclose(np.exp(lp.astype(np.float64)), p, rtol=64 * _eps(x.dtype) * scale,
-                               atol=4 * _eps(x.dtype))
+    np.testing.assert_allclose(lp[ok], logp[ok], rtol=8 * _eps(x.dtype), atol=8 * _eps(x.dtype) * scale)
+    np.testing.assert_allclose(
+        np.exp(lp.astype(np.float64)), p, rtol=64 * _eps(x.dtype) * scale, atol=4 * _eps(x.dtype)
+    )
 
 
 @SETTINGS
@@ -197,8 +197,12 @@ def test_reductions_are_consistent(problem, reduction):
     tol = 4 * _eps(x.dtype)
     np.testing.assert_allclose(total, rows.sum() / divisor, rtol=tol * x.shape[0] + tol, atol=tol)
     g = pyce.cross_entropy_backward(x, target, 1.0 / divisor, reduction="sum", **kw)
-    np.testing.assert_allclose(pyce.cross_entropy_backward(x, target, reduction=reduction, **kw), g,
-                               rtol=tol * 4, atol=4 * tol * np.abs(g).max())
+    np.testing.assert_allclose(
+        pyce.cross_entropy_backward(x, target, reduction=reduction, **kw),
+        g,
+        rtol=tol * 4,
+        atol=4 * tol * np.abs(g).max(),
+    )
 
 
 @SETTINGS
@@ -216,8 +220,7 @@ def test_one_hot_soft_target_equals_class_target(problem):
 
 
 @SETTINGS
-@given(problems(soft=False, ignore=False, weight=False, smoothing=0.0),
-       st.floats(0.0, 1.0))
+@given(problems(soft=False, ignore=False, weight=False, smoothing=0.0), st.floats(0.0, 1.0))
 def test_label_smoothing_is_a_mixture(problem, eps):
     """loss_eps = (1 - eps) * CE(onehot) + eps * CE(uniform)."""
     x, target, _ = problem

@@ -25,7 +25,7 @@ ref = load_reference()
 
 LAYOUTS = {
     "nc": (8, 11),
-    "ncd": (2, 5, 3, 4),      # (N, C, d1, d2): class dim 1, not innermost
+    "ncd": (2, 5, 3, 4),  # (N, C, d1, d2): class dim 1, not innermost
     "unbatched": (17,),
     "big-vocab": (3, 4099),
 }
@@ -34,11 +34,13 @@ TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 def make(layout, dtype, *, weight, ignore, smoothing, soft, seed=0):
     shape = LAYOUTS[layout]
-    g = torch.Generator().manual_seed(zlib.crc32(repr((layout, weight, ignore, smoothing, soft, seed)).encode()))
+    g = torch.Generator().manual_seed(
+        zlib.crc32(repr((layout, weight, ignore, smoothing, soft, seed)).encode())
+    )
     x = (torch.randn(shape, generator=g, dtype=torch.float64) * 2).to(dtype)
     cdim = 0 if len(shape) == 1 else 1
     C = shape[cdim]
-    tshape = shape[:cdim] + shape[cdim + 1:]
+    tshape = shape[:cdim] + shape[cdim + 1 :]
     if soft:
         p = torch.rand(shape, generator=g, dtype=torch.float64) ** 3 + 1e-3
         t = (p / p.sum(dim=cdim, keepdim=True)).to(dtype)
@@ -63,18 +65,30 @@ def run(fn, x, t, w, reduction, **kw):
     """Loss and gradient (with a random upstream gradient for 'none') through autograd."""
     x = x.detach().clone().requires_grad_(True)
     loss = fn(x, t, weight=w, reduction=reduction, **kw)
-    g = torch.linspace(-1, 2, loss.numel(), dtype=loss.dtype).reshape(loss.shape) if reduction == "none" else None
+    g = (
+        torch.linspace(-1, 2, loss.numel(), dtype=loss.dtype).reshape(loss.shape)
+        if reduction == "none"
+        else None
+    )
     loss.backward(g)
     return loss.detach(), x.grad
 
 
 def _cases():
     for layout, weight, ignore, smoothing, soft, dname in itertools.product(
-            LAYOUTS, [False, True], [False, True], [0.0, 0.2], [False, True], TORCH_DTYPES):
+        LAYOUTS, [False, True], [False, True], [0.0, 0.2], [False, True], TORCH_DTYPES
+    ):
         if soft and ignore:
             continue
-        yield pytest.param(layout, weight, ignore, smoothing, soft, dname,
-                           id=f"{layout}-w{int(weight)}-i{int(ignore)}-s{smoothing}-soft{int(soft)}-{dname}")
+        yield pytest.param(
+            layout,
+            weight,
+            ignore,
+            smoothing,
+            soft,
+            dname,
+            id=f"{layout}-w{int(weight)}-i{int(ignore)}-s{smoothing}-soft{int(soft)}-{dname}",
+        )
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -105,18 +119,30 @@ def test_z_loss_and_softcap(layout, reduction, z_loss, softcap):
         torch.testing.assert_close(loss, loss_t, rtol=1e-12, atol=1e-13)
         torch.testing.assert_close(grad, grad_t, rtol=1e-12, atol=1e-13)
         axis = 0 if x.dim() == 1 else 1
-        expected = ref.cross_entropy(x.numpy(), t.numpy(), axis=axis, weight=None if w is None else w.numpy(),
-                                     reduction=reduction, label_smoothing=0.1, z_loss=z_loss, softcap=softcap)
+        expected = ref.cross_entropy(
+            x.numpy(),
+            t.numpy(),
+            axis=axis,
+            weight=None if w is None else w.numpy(),
+            reduction=reduction,
+            label_smoothing=0.1,
+            z_loss=z_loss,
+            softcap=softcap,
+        )
         np.testing.assert_allclose(loss.numpy(), expected, rtol=1e-12, atol=1e-13)
 
 
-@pytest.mark.parametrize("kw", [
-    {},
-    {"label_smoothing": 0.3},
-    {"z_loss": 0.05},
-    {"softcap": 1.5},
-    {"z_loss": 0.02, "softcap": 2.0, "label_smoothing": 0.1},
-], ids=str)
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"label_smoothing": 0.3},
+        {"z_loss": 0.05},
+        {"softcap": 1.5},
+        {"z_loss": 0.02, "softcap": 2.0, "label_smoothing": 0.1},
+    ],
+    ids=str,
+)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_gradcheck(kw, reduction):
     g = torch.Generator().manual_seed(3)
@@ -125,11 +151,13 @@ def test_gradcheck(kw, reduction):
     t[0, 1] = -100
     w = torch.rand(6, generator=g, dtype=torch.float64) + 0.5
     assert torch.autograd.gradcheck(
-        lambda z: pt.cross_entropy(z, t, weight=w, reduction=reduction, **kw), (x,), eps=1e-6, atol=1e-7)
+        lambda z: pt.cross_entropy(z, t, weight=w, reduction=reduction, **kw), (x,), eps=1e-6, atol=1e-7
+    )
     p = torch.softmax(torch.randn(5, 7, generator=g, dtype=torch.float64), dim=1)
     y = torch.randn(5, 7, generator=g, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda z: pt.cross_entropy(z, p, reduction=reduction, **kw), (y,),
-                                    eps=1e-6, atol=1e-7)
+    assert torch.autograd.gradcheck(
+        lambda z: pt.cross_entropy(z, p, reduction=reduction, **kw), (y,), eps=1e-6, atol=1e-7
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
@@ -142,8 +170,8 @@ def test_16bit_tensors(dtype, layout):
     # PyTorch in float32 on the same 16-bit values: pyce computes 16-bit logits in float32.
     loss32, grad32 = run(F.cross_entropy, x.float(), t, None, "mean")
     torch.testing.assert_close(loss.float(), loss32.to(dtype).float(), rtol=0, atol=0)
-    ulp = 2.0 ** -7 if dtype == torch.bfloat16 else 2.0 ** -10
-    assert torch.all((grad.float() - grad32).abs() <= ulp * grad32.abs() + 2.0 ** -20)
+    ulp = 2.0**-7 if dtype == torch.bfloat16 else 2.0**-10
+    assert torch.all((grad.float() - grad32).abs() <= ulp * grad32.abs() + 2.0**-20)
 
 
 def test_zero_copy_views():
@@ -213,8 +241,9 @@ def test_module():
     t = torch.randint(0, 10, (7,))
     loss = crit(x, t)
     loss.backward()
-    expected = torch_cross_entropy(x.detach(), t, weight=w, label_smoothing=0.1, z_loss=1e-3,
-                                          softcap=30.0, reduction="mean")
+    expected = torch_cross_entropy(
+        x.detach(), t, weight=w, label_smoothing=0.1, z_loss=1e-3, softcap=30.0, reduction="mean"
+    )
     torch.testing.assert_close(loss.detach(), expected, rtol=1e-12, atol=0)
     plain = pt.CrossEntropyLoss()
     torch.testing.assert_close(plain(x, t), F.cross_entropy(x, t), rtol=1e-12, atol=0)
@@ -320,7 +349,8 @@ def test_bfloat16_class_weights():
         for xx, ww in [(x, w), (x.float(), w.float())]:
             z = xx.clone().requires_grad_(True)
             loss = (pt.cross_entropy if xx.dtype == torch.bfloat16 else F.cross_entropy)(
-                z, t, weight=ww, reduction=reduction, label_smoothing=0.1)
+                z, t, weight=ww, reduction=reduction, label_smoothing=0.1
+            )
             loss.backward(upstream.to(loss.dtype) if reduction == "none" else None)
             results.append((loss.detach(), z.grad))
         (loss, grad), (loss32, grad32) = results
@@ -344,11 +374,15 @@ def test_z_loss_and_softcap_errors_name_them():
 
 
 # Issue 14 item 12: second derivatives and forward-mode AD.
-@pytest.mark.parametrize("kw", [
-    {},
-    {"label_smoothing": 0.2},
-    {"z_loss": 0.05, "softcap": 2.0, "label_smoothing": 0.1},
-], ids=str)
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"label_smoothing": 0.2},
+        {"z_loss": 0.05, "softcap": 2.0, "label_smoothing": 0.1},
+    ],
+    ids=str,
+)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_gradgradcheck(kw, reduction):
     g = torch.Generator().manual_seed(4)
@@ -357,11 +391,11 @@ def test_gradgradcheck(kw, reduction):
     t[1, 0] = -100
     w = torch.rand(5, generator=g, dtype=torch.float64) + 0.5
     assert torch.autograd.gradgradcheck(
-        lambda z: pt.cross_entropy(z, t, weight=w, reduction=reduction, **kw), (x,))
+        lambda z: pt.cross_entropy(z, t, weight=w, reduction=reduction, **kw), (x,)
+    )
     p = torch.softmax(torch.randn(4, 6, generator=g, dtype=torch.float64), dim=1)
     y = torch.randn(4, 6, generator=g, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradgradcheck(
-        lambda z: pt.cross_entropy(z, p, reduction=reduction, **kw), (y,))
+    assert torch.autograd.gradgradcheck(lambda z: pt.cross_entropy(z, p, reduction=reduction, **kw), (y,))
 
 
 def test_create_graph_gives_a_differentiable_gradient():
@@ -391,6 +425,7 @@ def test_forward_mode_ad(layout, reduction):
     (p, d), (p_t, d_t) = results
     torch.testing.assert_close(p, p_t, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(d, d_t, rtol=1e-12, atol=1e-14)
+
     # torch.func's transforms too (jvp, and grad composed with them).
     def loss(z):
         return pt.cross_entropy(z, t, weight=w, reduction=reduction)
@@ -400,8 +435,9 @@ def test_forward_mode_ad(layout, reduction):
 
     for a, b in zip(torch.func.jvp(loss, (x,), (v,)), torch.func.jvp(loss_t, (x,), (v,))):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
-    assert torch.autograd.gradcheck(loss, (x.clone().requires_grad_(True),), check_forward_ad=True,
-                                    check_batched_grad=False)
+    assert torch.autograd.gradcheck(
+        loss, (x.clone().requires_grad_(True),), check_forward_ad=True, check_batched_grad=False
+    )
 
 
 @pytest.mark.parametrize("reduction", ["mean", "none"])

@@ -46,11 +46,18 @@ LAYOUTS = {
 
 def _ref_case_ids():
     for layout, weight, ignore, smoothing, soft in itertools.product(
-            LAYOUTS, [False, True], [False, True], [0.0, 0.2], [False, True]):
+        LAYOUTS, [False, True], [False, True], [0.0, 0.2], [False, True]
+    ):
         if soft and ignore:
             continue  # ignore_index does not apply to probability targets
-        yield pytest.param(layout, weight, ignore, smoothing, soft,
-                           id=f"{layout}-w{int(weight)}-i{int(ignore)}-s{smoothing}-soft{int(soft)}")
+        yield pytest.param(
+            layout,
+            weight,
+            ignore,
+            smoothing,
+            soft,
+            id=f"{layout}-w{int(weight)}-i{int(ignore)}-s{smoothing}-soft{int(soft)}",
+        )
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -58,20 +65,19 @@ def _ref_case_ids():
 def test_reference_matches_torch(torch, layout, weight, ignore, smoothing, soft, reduction):
     shape, axis = LAYOUTS[layout]
     rng = np.random.default_rng(zlib.crc32(repr((layout, weight, ignore, smoothing, soft)).encode()))
-    logits, target, kw = make_problem(rng, shape, axis=axis, weight=weight, ignore=ignore,
-                                      smoothing=smoothing, soft=soft)
+    logits, target, kw = make_problem(
+        rng, shape, axis=axis, weight=weight, ignore=ignore, smoothing=smoothing, soft=soft
+    )
     ax = axis % logits.ndim
-    loss_shape = logits.shape[:ax] + logits.shape[ax + 1:]
+    loss_shape = logits.shape[:ax] + logits.shape[ax + 1 :]
     g = rng.standard_normal(loss_shape) if reduction == "none" else 1.7
     loss_t, grad_t = torch_cross_entropy(torch, logits, target, g, reduction=reduction, **kw)
-    loss_r, grad_r = ref.cross_entropy_with_grad(logits, target, reduction=reduction,
-                                                 grad_output=g, **kw)
+    loss_r, grad_r = ref.cross_entropy_with_grad(logits, target, reduction=reduction, grad_output=g, **kw)
     assert_close(loss_r, loss_t, **TIGHT)
     assert_close(grad_r, grad_t, **TIGHT)
     # The three entry points of the reference agree with each other.
     assert_close(ref.cross_entropy(logits, target, reduction=reduction, **kw), loss_t, **TIGHT)
-    assert_close(ref.cross_entropy_backward(logits, target, g, reduction=reduction, **kw),
-                 grad_t, **TIGHT)
+    assert_close(ref.cross_entropy_backward(logits, target, g, reduction=reduction, **kw), grad_t, **TIGHT)
     assert np.shape(loss_r) == np.shape(loss_t)
 
 
@@ -89,36 +95,39 @@ def test_reference_weighted_mean_divisor(torch):
 
 def test_reference_extremes_match_torch(torch):
     """+-inf and nan rows (none of them ignored) as PyTorch."""
-    logits = np.array([
-        [0.0, 1.0, 2.0, 3.0],
-        [np.nan, 1.0, 2.0, 3.0],       # nan -> nan loss, nan gradient
-        [np.inf, 1.0, 2.0, 3.0],       # +inf -> nan
-        [-np.inf, 1.0, 2.0, 3.0],      # -inf non-target contributes 0
-        [1.0, -np.inf, 2.0, 3.0],      # -inf target -> +inf loss
-        [1e4, -1e4, 3e3, 1e4 - 1],     # large magnitudes
-        [85.0, 88.0, 89.5, 80.0],      # float32 exp would overflow naively
-    ])
+    logits = np.array(
+        [
+            [0.0, 1.0, 2.0, 3.0],
+            [np.nan, 1.0, 2.0, 3.0],  # nan -> nan loss, nan gradient
+            [np.inf, 1.0, 2.0, 3.0],  # +inf -> nan
+            [-np.inf, 1.0, 2.0, 3.0],  # -inf non-target contributes 0
+            [1.0, -np.inf, 2.0, 3.0],  # -inf target -> +inf loss
+            [1e4, -1e4, 3e3, 1e4 - 1],  # large magnitudes
+            [85.0, 88.0, 89.5, 80.0],  # float32 exp would overflow naively
+        ]
+    )
     target = np.array([1, 2, 0, 2, 1, 3, 2])
     for reduction, smoothing, weight in itertools.product(
-            ["none", "sum", "mean"], [0.0, 0.1], [None, np.array([1.0, 0.5, 2.0, 1.5])]):
+        ["none", "sum", "mean"], [0.0, 0.1], [None, np.array([1.0, 0.5, 2.0, 1.5])]
+    ):
         g = np.linspace(0.5, 2.0, len(target)) if reduction == "none" else 1.0
-        loss_t, grad_t = torch_cross_entropy(torch, logits, target, g, reduction=reduction,
-                                             weight=weight, label_smoothing=smoothing)
+        loss_t, grad_t = torch_cross_entropy(
+            torch, logits, target, g, reduction=reduction, weight=weight, label_smoothing=smoothing
+        )
         loss_r, grad_r = ref.cross_entropy_with_grad(
-            logits, target, reduction=reduction, weight=weight, label_smoothing=smoothing,
-            grad_output=g)
+            logits, target, reduction=reduction, weight=weight, label_smoothing=smoothing, grad_output=g
+        )
         assert_close(loss_r, loss_t, **TIGHT, err_msg=f"{reduction} {smoothing} {weight}")
         assert_close(grad_r, grad_t, **TIGHT, err_msg=f"{reduction} {smoothing} {weight}")
 
 
 def test_reference_extreme_rows_semantics():
-    logits = np.array([[np.nan, 1.0, 2.0], [np.inf, 1.0, 2.0], [-np.inf, 1.0, 2.0],
-                       [1.0, -np.inf, 2.0]])
+    logits = np.array([[np.nan, 1.0, 2.0], [np.inf, 1.0, 2.0], [-np.inf, 1.0, 2.0], [1.0, -np.inf, 2.0]])
     target = np.array([1, 1, 1, 1])
     loss, grad = ref.cross_entropy_with_grad(logits, target, reduction="none")
     assert np.isnan(loss[0]) and np.isnan(loss[1])
     assert np.all(np.isnan(grad[:2]))
-    assert np.isfinite(loss[2]) and loss[2] == pytest.approx(np.log1p(np.e) , rel=1e-14)
+    assert np.isfinite(loss[2]) and loss[2] == pytest.approx(np.log1p(np.e), rel=1e-14)
     assert grad[2, 0] == 0.0 and np.all(np.isfinite(grad[2]))
     assert loss[3] == np.inf and np.all(np.isfinite(grad[3]))
 
@@ -136,8 +145,10 @@ def test_reference_ignored_rows_have_zero_gradient():
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_reference_all_ignored_and_empty(torch, reduction):
-    for logits, target in [(np.ones((3, 4)), np.full(3, -100)),
-                           (np.zeros((0, 4)), np.zeros(0, dtype=np.int64))]:
+    for logits, target in [
+        (np.ones((3, 4)), np.full(3, -100)),
+        (np.zeros((0, 4)), np.zeros(0, dtype=np.int64)),
+    ]:
         loss_t, grad_t = torch_cross_entropy(torch, logits, target, reduction=reduction)
         loss_r, grad_r = ref.cross_entropy_with_grad(logits, target, reduction=reduction)
         assert_close(loss_r, loss_t, **TIGHT)
@@ -162,8 +173,11 @@ def test_reference_normalisers_match_torch(torch, axis):
     x[3, :, :] = -np.inf if axis != 0 else x[3, :, :]
     xt = torch.tensor(x)
     assert_close(ref.logsumexp(x, axis=axis), torch.logsumexp(xt, dim=axis).numpy(), **TIGHT)
-    assert_close(ref.logsumexp(x, axis=axis, keepdims=True),
-                 torch.logsumexp(xt, dim=axis, keepdim=True).numpy(), **TIGHT)
+    assert_close(
+        ref.logsumexp(x, axis=axis, keepdims=True),
+        torch.logsumexp(xt, dim=axis, keepdim=True).numpy(),
+        **TIGHT,
+    )
     assert_close(ref.softmax(x, axis=axis), torch.softmax(xt, dim=axis).numpy(), **TIGHT)
     assert_close(ref.log_softmax(x, axis=axis), torch.log_softmax(xt, dim=axis).numpy(), **TIGHT)
 
@@ -205,7 +219,7 @@ def test_reference_gradient_vs_finite_differences(case, reduction):
     logits, target, kw = make_problem(rng, shape, **make_kw)
     if reduction == "none":
         ax = kw["axis"] % logits.ndim
-        g = rng.standard_normal(logits.shape[:ax] + logits.shape[ax + 1:])
+        g = rng.standard_normal(logits.shape[:ax] + logits.shape[ax + 1 :])
     else:
         g = 0.7
 

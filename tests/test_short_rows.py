@@ -96,8 +96,12 @@ def test_short_rows_16bit(each_isa, n_classes):
         np.testing.assert_array_equal(grad.astype(np.float32), grad32.astype(dtype).astype(np.float32))
         lse = pyce.logsumexp(x)
         assert_close(lse, ref.logsumexp(wide), **loss_tol(np.float32, value_scale(wide)))
-        np.testing.assert_allclose(pyce.softmax(x).astype(np.float64),
-                                   ref.softmax(wide).astype(dtype).astype(np.float64), rtol=1e-2, atol=1e-3)
+        np.testing.assert_allclose(
+            pyce.softmax(x).astype(np.float64),
+            ref.softmax(wide).astype(dtype).astype(np.float64),
+            rtol=1e-2,
+            atol=1e-3,
+        )
 
 
 def test_short_rows_inplace_out_and_views():
@@ -124,7 +128,13 @@ def test_short_rows_bitwise_for_every_thread_count():
 
     def call():
         loss, grad = pyce.cross_entropy_with_grad(x, target, label_smoothing=0.1)
-        return (np.asarray(loss), grad, pyce.cross_entropy(x, target, reduction="none"),
-                pyce.logsumexp(x), pyce.softmax(x), pyce.log_softmax(x))
+        return (
+            np.asarray(loss),
+            grad,
+            pyce.cross_entropy(x, target, reduction="none"),
+            pyce.logsumexp(x),
+            pyce.softmax(x),
+            pyce.log_softmax(x),
+        )
 
     same_for_every_thread_count(call)

@@ -6,9 +6,11 @@ magnitude); float32 losses rtol 2e-6 against the reference evaluated on the
 same float32 numbers, gradients and probabilities atol 1e-6 rtol 1e-5.
 """
 
-
 import numpy as np
 import pytest
+
+import pyce
+
 from _helpers import (
     DTYPES,
     assert_close,
@@ -19,9 +21,6 @@ from _helpers import (
     prob_tol,
     value_scale,
 )
-
-import pyce
-
 from _kernel_cases import _check_normalisers, _far_above_the_shift_rows  # noqa: I001
 
 # Run once per forced ISA by .ci/run (pytest -m kernels).
@@ -37,10 +36,10 @@ def _sliced_calls_match(x, t, kw, step, grad_output=None):
     rows = x.shape[0]
     loss, grad = pyce.cross_entropy_with_grad(x, t, reduction="none", **kw)
     for r0 in range(0, rows, step):
-        tr = t[r0:r0 + step]
-        part_loss, part_grad = pyce.cross_entropy_with_grad(x[r0:r0 + step], tr, reduction="none", **kw)
-        np.testing.assert_array_equal(loss[r0:r0 + step], part_loss)
-        assert bitwise_equal(grad[r0:r0 + step], part_grad)
+        tr = t[r0 : r0 + step]
+        part_loss, part_grad = pyce.cross_entropy_with_grad(x[r0 : r0 + step], tr, reduction="none", **kw)
+        np.testing.assert_array_equal(loss[r0 : r0 + step], part_loss)
+        assert bitwise_equal(grad[r0 : r0 + step], part_grad)
     buffer = np.empty(x.size + 1, dtype=x.dtype)
     out = buffer[1:].reshape(x.shape)
     _, out_grad = pyce.cross_entropy_with_grad(x, t, reduction="none", out=out, **kw)
@@ -48,9 +47,10 @@ def _sliced_calls_match(x, t, kw, step, grad_output=None):
     if grad_output is not None:
         back = pyce.cross_entropy_backward(x, t, grad_output, reduction="none", **kw)
         for r0 in range(0, rows, step):
-            part = pyce.cross_entropy_backward(x[r0:r0 + step], t[r0:r0 + step], grad_output[r0:r0 + step],
-                                               reduction="none", **kw)
-            assert bitwise_equal(back[r0:r0 + step], part)
+            part = pyce.cross_entropy_backward(
+                x[r0 : r0 + step], t[r0 : r0 + step], grad_output[r0 : r0 + step], reduction="none", **kw
+            )
+            assert bitwise_equal(back[r0 : r0 + step], part)
     return loss, grad
 
 
@@ -70,7 +70,9 @@ def test_wide_gradient_streamed(dtype, option):
     inplace = x.copy()
     _, in_grad = pyce.cross_entropy_with_grad(inplace, t, reduction="none", inplace=True, **kw)
     assert bitwise_equal(in_grad, grad)
-    ref_loss, ref_grad = ref.cross_entropy_with_grad(x[:40].astype(np.float64), t[:40], reduction="none", **kw)
+    ref_loss, ref_grad = ref.cross_entropy_with_grad(
+        x[:40].astype(np.float64), t[:40], reduction="none", **kw
+    )
     assert_close(loss[:40], ref_loss, **loss_tol(dtype, value_scale(x)))
     assert_close(grad[:40], ref_grad, **prob_tol(dtype, 2.0))
 

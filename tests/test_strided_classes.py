@@ -47,7 +47,7 @@ ISA_SUBSET = ["nchw-21", "blocks-700", "axis0-partial"]
 def _assert_strided_path(x, axis):
     """The shape really takes the strided kernels (not the transposing path)."""
     axis %= x.ndim
-    assert int(np.prod(x.shape[axis + 1:])) >= STRIDED_MIN_INNER
+    assert int(np.prod(x.shape[axis + 1 :])) >= STRIDED_MIN_INNER
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -134,8 +134,12 @@ def test_cross_entropy_strided_match_reference(name, option, dtype):
     scale = value_scale(logits)
     for reduction in ("mean", "sum", "none"):
         loss = pyce.cross_entropy(logits, target, reduction=reduction, **kw)
-        assert_close(loss, ref.cross_entropy(logits, target, reduction=reduction, **kw),
-                     **loss_tol(dtype, scale), err_msg=f"loss {reduction}")
+        assert_close(
+            loss,
+            ref.cross_entropy(logits, target, reduction=reduction, **kw),
+            **loss_tol(dtype, scale),
+            err_msg=f"loss {reduction}",
+        )
         got_loss, grad = pyce.cross_entropy_with_grad(logits, target, reduction=reduction, **kw)
         exp_loss, exp_grad = ref.cross_entropy_with_grad(logits, target, reduction=reduction, **kw)
         assert grad.shape == logits.shape and grad.dtype == logits.dtype
@@ -198,8 +202,9 @@ def test_cross_entropy_strided_16bit(each_isa, name):
         loss, grad = pyce.cross_entropy_with_grad(x, target, **kw)
         assert loss.dtype == np.float32 and grad.dtype == x.dtype
         assert_close(loss, exp_loss, **loss_tol(np.float32, value_scale(wide)))
-        np.testing.assert_allclose(grad.astype(np.float64), exp_grad.astype(dtype).astype(np.float64),
-                                   rtol=1e-2, atol=1e-4)
+        np.testing.assert_allclose(
+            grad.astype(np.float64), exp_grad.astype(dtype).astype(np.float64), rtol=1e-2, atol=1e-4
+        )
         loss32, grad32 = pyce.cross_entropy_with_grad(x, target, grad_dtype=np.float32, **kw)
         assert grad32.dtype == np.float32
         assert loss32 == loss
@@ -218,8 +223,14 @@ def test_strided_bitwise_for_every_thread_count():
     def call():
         loss, grad = pyce.cross_entropy_with_grad(x, target, axis=1, label_smoothing=0.1, reduction="sum")
         losses = pyce.cross_entropy(x, target, axis=1, reduction="none")
-        return (np.asarray(loss), grad, losses, pyce.logsumexp(y, axis=0), pyce.softmax(y, axis=0),
-                pyce.log_softmax(x, axis=1))
+        return (
+            np.asarray(loss),
+            grad,
+            losses,
+            pyce.logsumexp(y, axis=0),
+            pyce.softmax(y, axis=0),
+            pyce.log_softmax(x, axis=1),
+        )
 
     same_for_every_thread_count(call)
 
@@ -272,8 +283,9 @@ def test_inplace_strided_refuses_what_it_cannot_write():
     with pytest.raises(ValueError, match="class-index targets"):
         pyce.cross_entropy_with_grad(logits, soft, axis=1, inplace=True)
     with pytest.raises(ValueError, match="innermost"):
-        pyce.cross_entropy_with_grad(rng.standard_normal((2, 5, 3)), np.zeros((2, 3), int), axis=1,
-                                     inplace=True)
+        pyce.cross_entropy_with_grad(
+            rng.standard_normal((2, 5, 3)), np.zeros((2, 3), int), axis=1, inplace=True
+        )
     # Probability targets and soft caps still work with the class axis in the middle (a copy).
     loss, grad = pyce.cross_entropy_with_grad(logits, soft, axis=1)
     exp_loss, exp_grad = ref.cross_entropy_with_grad(logits, soft, axis=1)
@@ -291,7 +303,7 @@ def test_strided_streamed_outputs_any_alignment():
     loss, grad = pyce.cross_entropy_with_grad(x, target, axis=1)
     for shift in (1, 3, 8):
         buf = np.empty(x.size + 16, dtype=np.float32)
-        out = buf[shift:shift + x.size].reshape(x.shape)
+        out = buf[shift : shift + x.size].reshape(x.shape)
         loss2, grad2 = pyce.cross_entropy_with_grad(x, target, axis=1, out=out)
         assert grad2 is out and loss2 == loss
         np.testing.assert_array_equal(out, grad)

@@ -24,7 +24,7 @@ def _defined_dynamic_symbols(path):
     with open(path, "rb") as f:
         data = f.read()
     assert data[:4] == b"\x7fELF" and data[4] == 2 and data[5] == 1, "expected ELF64 little-endian"
-    shoff, = struct.unpack_from("<Q", data, 0x28)
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
     shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
     sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
     names = []
@@ -37,7 +37,7 @@ def _defined_dynamic_symbols(path):
             if st_shndx == _SHN_UNDEF:
                 continue
             end = data.index(b"\0", strtab_offset + st_name)
-            names.append(data[strtab_offset + st_name:end].decode())
+            names.append(data[strtab_offset + st_name : end].decode())
     return names
 
 

@@ -15,6 +15,7 @@ import pytest
 
 import pyce
 from pyce import _core
+
 from _helpers import (
     DTYPES,
     REDUCTIONS,
@@ -141,12 +142,15 @@ def test_each_isa_matches_reference(restore_dispatch, isa, dtype):
         ax = kw["axis"]
         scale = value_scale(logits)
         with np.errstate(all="ignore"):
-            assert_close(pyce.logsumexp(logits, axis=ax), ref.logsumexp(logits, axis=ax),
-                         **loss_tol(dtype, scale))
-            assert_close(pyce.softmax(logits, axis=ax), ref.softmax(logits, axis=ax),
-                         **prob_tol(dtype, scale))
-            assert_close(pyce.log_softmax(logits, axis=ax), ref.log_softmax(logits, axis=ax),
-                         **loss_tol(dtype, scale))
+            assert_close(
+                pyce.logsumexp(logits, axis=ax), ref.logsumexp(logits, axis=ax), **loss_tol(dtype, scale)
+            )
+            assert_close(
+                pyce.softmax(logits, axis=ax), ref.softmax(logits, axis=ax), **prob_tol(dtype, scale)
+            )
+            assert_close(
+                pyce.log_softmax(logits, axis=ax), ref.log_softmax(logits, axis=ax), **loss_tol(dtype, scale)
+            )
 
 
 def _all_outputs(problems, grad_outputs, with_kinds=False):
@@ -165,8 +169,7 @@ def _all_outputs(problems, grad_outputs, with_kinds=False):
                 items.append((pyce.cross_entropy(logits, target, reduction=reduction, **kw), "loss"))
                 loss, grad = pyce.cross_entropy_with_grad(logits, target, reduction=reduction, **kw)
                 items += [(loss, "loss"), (grad, "prob")]
-            items.append((pyce.cross_entropy_backward(logits, target, g, reduction="none", **kw),
-                          "prob"))
+            items.append((pyce.cross_entropy_backward(logits, target, g, reduction="none", **kw), "prob"))
             items.append((pyce.logsumexp(logits, axis=ax), "loss"))
             items.append((pyce.softmax(logits, axis=ax), "prob"))
             items.append((pyce.log_softmax(logits, axis=ax), "loss"))
@@ -193,8 +196,9 @@ def test_isas_agree_with_each_other(restore_dispatch, dtype):
         for i, ((a, kind, dt, scale), (b, *_)) in enumerate(zip(results[first], results[isa])):
             tol = (loss_tol if kind == "loss" else prob_tol)(dt, scale)
             assert np.asarray(a).dtype == np.asarray(b).dtype
-            assert_close(b, a, rtol=2 * tol["rtol"], atol=2 * tol["atol"],
-                         err_msg=f"{isa} vs {first}, output {i}")
+            assert_close(
+                b, a, rtol=2 * tol["rtol"], atol=2 * tol["atol"], err_msg=f"{isa} vs {first}, output {i}"
+            )
 
 
 # ------------------------------------------------------------------ threads
@@ -204,10 +208,10 @@ def test_isas_agree_with_each_other(restore_dispatch, dtype):
 # runs this file once per forced ISA. In-process, the other ISAs run the few-rows
 # (split-vocabulary) shapes in float32 too.
 THREAD_SHAPES = {
-    "2x256000": (2, 256000),      # few rows, huge vocabulary: rows split across threads
+    "2x256000": (2, 256000),  # few rows, huge vocabulary: rows split across threads
     "8x100003": (8, 100003),
-    "2048x1000": (2048, 1000),    # many rows
-    "5x33": (5, 33),              # too small to thread
+    "2048x1000": (2048, 1000),  # many rows
+    "5x33": (5, 33),  # too small to thread
 }
 
 
@@ -224,9 +228,8 @@ def _thread_params():
 
 def _thread_problems(shape, dtype):
     rng = np.random.default_rng(zlib.crc32(repr(shape).encode()))
-    hard, target, kw = make_problem(rng, shape, dtype=dtype, weight=True, ignore=True,
-                                    smoothing=0.1)
-    hard[0, shape[1] // 2] = np.nan          # a nan row, to compare nan positions
+    hard, target, kw = make_problem(rng, shape, dtype=dtype, weight=True, ignore=True, smoothing=0.1)
+    hard[0, shape[1] // 2] = np.nan  # a nan row, to compare nan positions
     if shape[0] > 2:
         hard[1, -1] = -np.inf
     soft, soft_target, soft_kw = make_problem(rng, shape, dtype=dtype, soft=True)
@@ -253,14 +256,16 @@ def test_thread_count_gives_bitwise_identical_results(restore_dispatch, shape, i
     # And the (shared) result is right.
     logits, target, kw = problems[0]
     with np.errstate(all="ignore"):
-        assert_close(results[1][0], ref.cross_entropy(logits, target, **kw),
-                     **loss_tol(dtype, value_scale(logits)))
+        assert_close(
+            results[1][0], ref.cross_entropy(logits, target, **kw), **loss_tol(dtype, value_scale(logits))
+        )
 
 
 def test_thread_count_inplace_bitwise(restore_dispatch):
     rng = np.random.default_rng(5)
-    logits, target, kw = make_problem(rng, (8, 100003), dtype=np.float32, weight=True,
-                                      smoothing=0.1, ignore=True)
+    logits, target, kw = make_problem(
+        rng, (8, 100003), dtype=np.float32, weight=True, smoothing=0.1, ignore=True
+    )
     out = {}
     for n in THREAD_COUNTS:
         pyce.set_num_threads(n)
@@ -307,8 +312,7 @@ def test_many_threads_on_tiny_problems(restore_dispatch):
 def _concurrent_tasks():
     rng = np.random.default_rng(99)
     tasks = []
-    shapes = [(64, 1000), (2, 256000), (7, 3), (3, 4097), (128, 33), (4, 5, 17), (1, 1),
-              (16, 32000)]
+    shapes = [(64, 1000), (2, 256000), (7, 3), (3, 4097), (128, 33), (4, 5, 17), (1, 1), (16, 32000)]
     for i in range(32):
         shape = shapes[i % len(shapes)]
         dtype = DTYPES[i % 2]
@@ -321,8 +325,13 @@ def _concurrent_tasks():
 def _run_task(task):
     logits, target, kw, reduction = task
     loss, grad = pyce.cross_entropy_with_grad(logits, target, reduction=reduction, **kw)
-    return (loss, grad, pyce.cross_entropy(logits, target, reduction=reduction, **kw),
-            pyce.softmax(logits), pyce.logsumexp(logits))
+    return (
+        loss,
+        grad,
+        pyce.cross_entropy(logits, target, reduction=reduction, **kw),
+        pyce.softmax(logits),
+        pyce.logsumexp(logits),
+    )
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -397,7 +406,8 @@ def test_kernels_release_the_gil(restore_dispatch):
             inside += 1
     assert inside >= len(windows) // 2, (
         f"the main thread ran during only {inside} of {len(windows)} kernel calls: "
-        "is the GIL held inside the kernel?")
+        "is the GIL held inside the kernel?"
+    )
 
 
 # ------------------------------------------------------------------ environment
@@ -405,14 +415,16 @@ def test_kernels_release_the_gil(restore_dispatch):
 
 @pytest.mark.parametrize("isa", SUPPORTED)
 def test_environment_forces_the_isa(isa):
-    got = run_installed_python("import pyce; i = pyce.cpu_info(); print(i['isa'], i['forced'])",
-                      PYCE_CPU_CAPABILITY=isa)
+    got = run_installed_python(
+        "import pyce; i = pyce.cpu_info(); print(i['isa'], i['forced'])", PYCE_CPU_CAPABILITY=isa
+    )
     assert got == f"{isa} {isa}"
 
 
 def test_environment_sets_the_thread_count():
-    got = run_installed_python("import pyce; print(pyce.get_num_threads(), pyce.cpu_info()['openmp'])",
-                      PYCE_NUM_THREADS="3")
+    got = run_installed_python(
+        "import pyce; print(pyce.get_num_threads(), pyce.cpu_info()['openmp'])", PYCE_NUM_THREADS="3"
+    )
     threads, openmp = got.split()
     if openmp == "True":
         assert threads == "3"
@@ -421,9 +433,11 @@ def test_environment_sets_the_thread_count():
 
 
 def test_no_environment_picks_the_best_supported_isa():
-    got = run_installed_python("import pyce; i = pyce.cpu_info(); "
-                      "print(i['isa'], i['forced'], "
-                      "max(i['supported'], key=['baseline', 'avx2', 'avx512'].index))")
+    got = run_installed_python(
+        "import pyce; i = pyce.cpu_info(); "
+        "print(i['isa'], i['forced'], "
+        "max(i['supported'], key=['baseline', 'avx2', 'avx512'].index))"
+    )
     isa, forced, best = got.split()
     assert forced == "None"
     assert isa == best
@@ -433,8 +447,7 @@ def test_import_leaves_the_openmp_environment_as_it_found_it():
     # pyce sets a short spin count for its own runtime while it loads, and
     # nothing afterwards: a runtime loaded later (PyTorch's) sees the user's
     # environment. A policy the user chose is left alone.
-    code = ("import os, pyce; print(os.environ.get('GOMP_SPINCOUNT'), "
-            "os.environ.get('OMP_WAIT_POLICY'))")
+    code = "import os, pyce; print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))"
     assert run_installed_python(code).split() == ["None", "None"]
     assert run_installed_python(code, OMP_WAIT_POLICY="passive").split()[1] == "passive"
     assert run_installed_python(code, GOMP_SPINCOUNT="5").split()[0] == "5"

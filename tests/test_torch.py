@@ -16,6 +16,7 @@ torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
 import pyce  # noqa: E402
+
 from _helpers import EPS32, assert_close, loss_shape_of, make_problem, torch_cross_entropy  # noqa: E402
 
 # Run once per forced ISA by .ci/run (pytest -m kernels).
@@ -40,13 +41,19 @@ def _tol(dtype, scale):
 
 def _cases():
     for layout, weight, ignore, smoothing, soft, dtype in itertools.product(
-            LAYOUTS, [False, True], [False, True], [0.0, 0.15], [False, True],
-            [np.float32, np.float64]):
+        LAYOUTS, [False, True], [False, True], [0.0, 0.15], [False, True], [np.float32, np.float64]
+    ):
         if soft and ignore:
             continue  # ignore_index does not apply to probability targets
-        yield pytest.param(layout, weight, ignore, smoothing, soft, dtype,
-                           id=f"{layout}-w{int(weight)}-i{int(ignore)}-s{smoothing}-"
-                              f"soft{int(soft)}-{np.dtype(dtype).name}")
+        yield pytest.param(
+            layout,
+            weight,
+            ignore,
+            smoothing,
+            soft,
+            dtype,
+            id=f"{layout}-w{int(weight)}-i{int(ignore)}-s{smoothing}-soft{int(soft)}-{np.dtype(dtype).name}",
+        )
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -54,8 +61,9 @@ def _cases():
 def test_matches_torch(layout, weight, ignore, smoothing, soft, dtype, reduction):
     shape, axis = LAYOUTS[layout]
     rng = np.random.default_rng(zlib.crc32(repr((layout, weight, ignore, smoothing, soft)).encode()))
-    logits, target, kw = make_problem(rng, shape, axis=axis, dtype=dtype, weight=weight,
-                                      ignore=ignore, smoothing=smoothing, soft=soft)
+    logits, target, kw = make_problem(
+        rng, shape, axis=axis, dtype=dtype, weight=weight, ignore=ignore, smoothing=smoothing, soft=soft
+    )
     g = rng.standard_normal(loss_shape_of(logits, axis)) if reduction == "none" else 1.0
     loss_t, grad_t = torch_cross_entropy(torch, logits, target, g, reduction=reduction, **kw)
     ltol, gtol = _tol(dtype, 1 + np.abs(logits).max())
@@ -80,37 +88,42 @@ def test_matches_torch(layout, weight, ignore, smoothing, soft, dtype, reduction
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_extremes_match_torch(reduction, smoothing, dtype):
     """+-inf, nan (in rows that are not ignored), huge magnitudes, as PyTorch."""
-    x = np.array([
-        [0.0, 1.0, 2.0, 3.0, -1.0],
-        [np.nan, 1.0, 2.0, 3.0, 0.0],
-        [1.0, 2.0, np.inf, 3.0, 0.0],
-        [-np.inf, 1.0, 2.0, 3.0, 0.0],
-        [1.0, -np.inf, 2.0, 3.0, 0.0],
-        [1e4, 1e4 - 2, 1e4 + 1, 1e4, 1e4 - 5],
-        [85.0, 88.0, 89.5, 80.0, 86.0],
-        [-np.inf, -np.inf, 0.0, -np.inf, -np.inf],
-    ]).astype(dtype)
+    x = np.array(
+        [
+            [0.0, 1.0, 2.0, 3.0, -1.0],
+            [np.nan, 1.0, 2.0, 3.0, 0.0],
+            [1.0, 2.0, np.inf, 3.0, 0.0],
+            [-np.inf, 1.0, 2.0, 3.0, 0.0],
+            [1.0, -np.inf, 2.0, 3.0, 0.0],
+            [1e4, 1e4 - 2, 1e4 + 1, 1e4, 1e4 - 5],
+            [85.0, 88.0, 89.5, 80.0, 86.0],
+            [-np.inf, -np.inf, 0.0, -np.inf, -np.inf],
+        ]
+    ).astype(dtype)
     target = np.array([1, 2, 0, 2, 1, 3, 2, 2])
     weight = np.array([1.0, 0.5, 2.0, 1.5, 1.0], dtype=dtype)
     g = np.linspace(0.5, 2.0, len(target)) if reduction == "none" else 1.0
     for w in (None, weight):
-        loss_t, grad_t = torch_cross_entropy(torch, x, target, g, reduction=reduction, weight=w,
-                                             label_smoothing=smoothing)
+        loss_t, grad_t = torch_cross_entropy(
+            torch, x, target, g, reduction=reduction, weight=w, label_smoothing=smoothing
+        )
         ltol, gtol = _tol(dtype, 1e4)
         with np.errstate(all="ignore"):
-            loss = pyce.cross_entropy(x, target, reduction=reduction, weight=w,
-                                      label_smoothing=smoothing)
-            grad = pyce.cross_entropy_backward(x, target, g, reduction=reduction, weight=w,
-                                               label_smoothing=smoothing)
+            loss = pyce.cross_entropy(x, target, reduction=reduction, weight=w, label_smoothing=smoothing)
+            grad = pyce.cross_entropy_backward(
+                x, target, g, reduction=reduction, weight=w, label_smoothing=smoothing
+            )
         assert_close(loss, loss_t, **ltol)
         assert_close(grad, grad_t, **gtol)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_all_ignored_and_empty_match_torch(reduction):
-    for logits, target in [(np.ones((3, 4), np.float32), np.full(3, -100)),
-                           (np.zeros((0, 4), np.float32), np.zeros(0, dtype=np.int64)),
-                           (np.zeros((0, 4), np.float64), np.zeros((0, 4), np.float64))]:
+    for logits, target in [
+        (np.ones((3, 4), np.float32), np.full(3, -100)),
+        (np.zeros((0, 4), np.float32), np.zeros(0, dtype=np.int64)),
+        (np.zeros((0, 4), np.float64), np.zeros((0, 4), np.float64)),
+    ]:
         loss_t, grad_t = torch_cross_entropy(torch, logits, target, reduction=reduction)
         loss, grad = pyce.cross_entropy_with_grad(logits, target, reduction=reduction)
         assert_close(loss, loss_t, rtol=0, atol=0)

@@ -40,8 +40,9 @@ def _opinfo_samples(dtype):
 
 
 def _module_inputs(dtype):
-    return MODULEINFO.module_inputs_func(MODULEINFO, device="cpu", dtype=dtype,
-                                         requires_grad=True, training=True)
+    return MODULEINFO.module_inputs_func(
+        MODULEINFO, device="cpu", dtype=dtype, requires_grad=True, training=True
+    )
 
 
 def _upstream(loss, rounded_to):
@@ -65,8 +66,10 @@ def _loss_and_grads(fn, input, target, **kwargs):
 
 def _exact(input, target, kwargs):
     """PyTorch in float64 on the same values (for 16-bit samples)."""
-    kw = {k: (v.double() if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
-          for k, v in kwargs.items()}
+    kw = {
+        k: (v.double() if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
+        for k, v in kwargs.items()
+    }
     t = target.double() if target.is_floating_point() else target
     x = input.detach().double().requires_grad_(True)
     loss = F.cross_entropy(x, t, **kw)
@@ -81,9 +84,9 @@ def _assert_16bit_close(ours, exact, dtype):
     logits in float32 and rounds once; PyTorch's own 16-bit path rounds its
     intermediates, and its probability-target gradients can be tens of roundings off,
     so for 16-bit calls on pyce's kernel the float64 answer is the oracle."""
-    ulp = 2.0 ** -8 if dtype == torch.bfloat16 else 2.0 ** -11
+    ulp = 2.0**-8 if dtype == torch.bfloat16 else 2.0**-11
     ours, exact = ours.double(), exact.double()
-    float32_error = 2.0 ** -22 * exact.abs().max()
+    float32_error = 2.0**-22 * exact.abs().max()
     subnormal_spacing = torch.finfo(dtype).smallest_normal * torch.finfo(dtype).eps
     bad = (ours - exact).abs() > 2 * ulp * exact.abs() + float32_error + subnormal_spacing
     assert not bad.any(), (ours[bad], exact[bad])
@@ -116,9 +119,19 @@ def _variants(target):
 
 def _on_kernel(input, target, kwargs):
     """Whether pyce's kernel takes the call (else PyTorch's implementation does)."""
-    return kernel_call(input, target, kwargs.get("weight"), kwargs.get("ignore_index", -100),
-                       kwargs.get("reduction", "mean"), kwargs.get("label_smoothing", 0.0),
-                       0.0, None) is not None
+    return (
+        kernel_call(
+            input,
+            target,
+            kwargs.get("weight"),
+            kwargs.get("ignore_index", -100),
+            kwargs.get("reduction", "mean"),
+            kwargs.get("label_smoothing", 0.0),
+            0.0,
+            None,
+        )
+        is not None
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=_ids(DTYPES))
@@ -151,8 +164,7 @@ def test_opinfo_samples_second_order_and_forward_ad(dtype):
         def loss(z, t=t, kw=sample.kwargs):
             return pt.cross_entropy(z, t, **kw)
 
-        assert torch.autograd.gradcheck(loss, (x,), check_forward_ad=True,
-                                        check_batched_grad=False)
+        assert torch.autograd.gradcheck(loss, (x,), check_forward_ad=True, check_batched_grad=False)
         assert torch.autograd.gradgradcheck(loss, (x,), check_fwd_over_rev=False)
 
 
@@ -174,14 +186,18 @@ def test_moduleinfo_inputs(dtype):
         # ModuleInfo's own reference implementation agrees as well (float32/float64).
         if dtype not in HALF and module_input.reference_fn is not None:
             expected = module_input.reference_fn(torch_module, input.detach(), target.detach())
-            torch.testing.assert_close(ours_module(input.detach(), target.detach()), expected,
-                                       check_dtype=False)
+            torch.testing.assert_close(
+                ours_module(input.detach(), target.detach()), expected, check_dtype=False
+            )
 
 
 @pytest.mark.parametrize("dtype", MODULEINFO.dtypes, ids=_ids(MODULEINFO.dtypes))
 def test_moduleinfo_error_inputs(dtype):
-    errors = list(MODULEINFO.module_error_inputs_func(
-        MODULEINFO, device="cpu", dtype=dtype, requires_grad=False, training=True))
+    errors = list(
+        MODULEINFO.module_error_inputs_func(
+            MODULEINFO, device="cpu", dtype=dtype, requires_grad=False, training=True
+        )
+    )
     assert errors
     for error in errors:
         module_input = error.module_error_input

@@ -5,6 +5,7 @@ import pytest
 
 import pyce
 from pyce import reference as ref
+
 from _helpers import central_difference, same_for_every_thread_count
 
 # Run once per forced ISA by .ci/run (pytest -m kernels).
@@ -31,8 +32,7 @@ def _problem(shape, dtype, soft=False, seed=0):
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_z_loss_matches_reference(shape, dtype, reduction, soft):
     x, t = _problem(shape, dtype, soft)
-    kw = dict(reduction=reduction, z_loss=1e-3, label_smoothing=0.05,
-              weight=np.linspace(0.5, 1.5, shape[-1]))
+    kw = dict(reduction=reduction, z_loss=1e-3, label_smoothing=0.05, weight=np.linspace(0.5, 1.5, shape[-1]))
     loss, grad, lse = pyce.cross_entropy_with_grad(x, t, return_lse=True, **kw)
     r_loss, r_grad, r_lse = ref.cross_entropy_with_grad(x, t, return_lse=True, **kw)
     rtol, atol = (1e-12, 1e-13) if dtype == np.float64 else (2e-6, 2e-6)
@@ -144,10 +144,11 @@ def test_softcap_inplace_16bit_and_threads():
     x = (rng.standard_normal((3, 50001)) * 20).astype(ml_dtypes.bfloat16)
     t = rng.integers(0, 50001, 3)
     loss, grad = same_for_every_thread_count(
-        lambda: pyce.cross_entropy_with_grad(x, t, softcap=15.0, reduction="none"))
+        lambda: pyce.cross_entropy_with_grad(x, t, softcap=15.0, reduction="none")
+    )
     r_loss, r_grad = ref.cross_entropy_with_grad(x.astype(np.float64), t, softcap=15.0, reduction="none")
     np.testing.assert_allclose(loss, r_loss, rtol=2e-6)
-    np.testing.assert_allclose(grad.astype(np.float64), r_grad, rtol=2.0 ** -7, atol=2.0 ** -21)
+    np.testing.assert_allclose(grad.astype(np.float64), r_grad, rtol=2.0**-7, atol=2.0**-21)
     buf = x.copy()
     in_loss, in_grad = pyce.cross_entropy_with_grad(buf, t, softcap=15.0, reduction="none", inplace=True)
     assert in_grad is buf
@@ -155,8 +156,16 @@ def test_softcap_inplace_16bit_and_threads():
     np.testing.assert_array_equal(in_grad.view(np.uint16), grad.view(np.uint16))
 
 
-@pytest.mark.parametrize("bad, error", [(0.0, ValueError), (-1.0, ValueError), (float("inf"), ValueError),
-                                        (float("nan"), ValueError), ("x", TypeError)])
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        (0.0, ValueError),
+        (-1.0, ValueError),
+        (float("inf"), ValueError),
+        (float("nan"), ValueError),
+        ("x", TypeError),
+    ],
+)
 def test_bad_softcap(bad, error):
     with pytest.raises(error, match="softcap"):
         pyce.cross_entropy(np.zeros((2, 3)), np.array([0, 1]), softcap=bad)

@@ -39,21 +39,39 @@ OPTIONS = {
 }
 
 
-def split_cross_entropy(x, t, bounds, *, weight=None, ignore_index=-100, reduction="mean",
-                        label_smoothing=0.0, z_loss=0.0, softcap=None, grad_output=1.0, out_dtype=None):
+def split_cross_entropy(
+    x,
+    t,
+    bounds,
+    *,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    z_loss=0.0,
+    softcap=None,
+    grad_output=1.0,
+    out_dtype=None,
+):
     """What the ranks compute together, each shard x[:, a:b] on its own: (loss, full gradient)."""
     N, V = x.shape
     smoothing, weighted = label_smoothing > 0, weight is not None
-    shards = [(a, np.ascontiguousarray(x[:, a:b]),
-               None if weight is None else np.ascontiguousarray(weight[a:b]))
-              for a, b in zip(bounds[:-1], bounds[1:])]
-    stats = [vs.shard_stats(xs, t, a, weight=w, ignore_index=ignore_index,
-                            label_smoothing=label_smoothing, softcap=softcap) for a, xs, w in shards]
+    shards = [
+        (a, np.ascontiguousarray(x[:, a:b]), None if weight is None else np.ascontiguousarray(weight[a:b]))
+        for a, b in zip(bounds[:-1], bounds[1:])
+    ]
+    stats = [
+        vs.shard_stats(
+            xs, t, a, weight=w, ignore_index=ignore_index, label_smoothing=label_smoothing, softcap=softcap
+        )
+        for a, xs, w in shards
+    ]
     rows = vs.combine(np.stack([s.packed(weighted, smoothing) for s in stats]), weighted, smoothing)
     scored = t != ignore_index
     K = float(V) if weight is None else float(np.sum(weight, dtype=np.float64))
-    losses = vs.row_losses(rows, scored, n_classes=V, coef_total=K, label_smoothing=label_smoothing,
-                           z_loss=z_loss)
+    losses = vs.row_losses(
+        rows, scored, n_classes=V, coef_total=K, label_smoothing=label_smoothing, z_loss=z_loss
+    )
     divisor = vs.divisor(rows, scored)
     loss = vs.reduce_losses(losses, reduction, divisor)
     g = np.broadcast_to(np.asarray(grad_output, dtype=np.float64), (N,)).copy()
@@ -61,8 +79,22 @@ def split_cross_entropy(x, t, bounds, *, weight=None, ignore_index=-100, reducti
     grads = []
     for (a, xs, w), s in zip(shards, stats):
         out = np.empty_like(xs)
-        vs.shard_grad(xs, t, a, s, rows, scale, out, weight=w, ignore_index=ignore_index, n_classes=V,
-                      coef_total=K, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap)
+        vs.shard_grad(
+            xs,
+            t,
+            a,
+            s,
+            rows,
+            scale,
+            out,
+            weight=w,
+            ignore_index=ignore_index,
+            n_classes=V,
+            coef_total=K,
+            label_smoothing=label_smoothing,
+            z_loss=z_loss,
+            softcap=softcap,
+        )
         grads.append(out)
     return loss, np.concatenate(grads, axis=1)
 
@@ -84,8 +116,9 @@ def _reference(x, t, kw, reduction, grad_output=1.0):
     kw64 = dict(kw)
     if "weight" in kw64:
         kw64["weight"] = kw64["weight"].astype(np.float64)
-    return ref.cross_entropy_with_grad(x.astype(np.float64), t, reduction=reduction,
-                                       grad_output=grad_output, **kw64)
+    return ref.cross_entropy_with_grad(
+        x.astype(np.float64), t, reduction=reduction, grad_output=grad_output, **kw64
+    )
 
 
 def _rel(a, b):
@@ -126,7 +159,7 @@ def test_16bit_shards(dtype):
     assert grad.dtype == x.dtype
     assert _rel(loss, ref_loss) <= 1e-6  # computed in float32 throughout
     # The gradient is rounded to 16 bits: half an ulp of its largest entry.
-    assert _rel(grad.astype(np.float64), ref_grad) <= (2 ** -8 if dtype == "bfloat16" else 2 ** -11)
+    assert _rel(grad.astype(np.float64), ref_grad) <= (2**-8 if dtype == "bfloat16" else 2**-11)
 
 
 def test_every_isa(each_isa):
@@ -146,9 +179,22 @@ def test_bitwise_the_same_for_every_thread_count(shape):
         s = vs.shard_stats(x, t, 0, weight=w, ignore_index=-100, label_smoothing=0.2, softcap=5.0)
         rows = vs.combine(s.packed(True, True)[None], True, True)
         out = np.empty_like(x)
-        vs.shard_grad(x, t, 0, s, rows, np.full(shape[0], 0.3), out, weight=w, ignore_index=-100,
-                      n_classes=shape[1], coef_total=float(w.sum()), label_smoothing=0.2, z_loss=2e-3,
-                      softcap=5.0)
+        vs.shard_grad(
+            x,
+            t,
+            0,
+            s,
+            rows,
+            np.full(shape[0], 0.3),
+            out,
+            weight=w,
+            ignore_index=-100,
+            n_classes=shape[1],
+            coef_total=float(w.sum()),
+            label_smoothing=0.2,
+            z_loss=2e-3,
+            softcap=5.0,
+        )
         return s.lse, s.shift, s.dot, s.target_logit, out
 
     same_for_every_thread_count(run)
@@ -167,8 +213,15 @@ def test_gradient_in_place():
     w = kw.pop("weight")
     s = vs.shard_stats(x, t, 0, weight=w, ignore_index=-100, label_smoothing=0.25, softcap=None)
     rows = vs.combine(s.packed(True, True)[None], True, True)
-    args = dict(weight=w, ignore_index=-100, n_classes=300, coef_total=float(w.sum()),
-                label_smoothing=0.25, z_loss=0.0, softcap=None)
+    args = dict(
+        weight=w,
+        ignore_index=-100,
+        n_classes=300,
+        coef_total=float(w.sum()),
+        label_smoothing=0.25,
+        z_loss=0.0,
+        softcap=None,
+    )
     out = np.empty_like(x)
     vs.shard_grad(x, t, 0, s, rows, np.ones(5), out, **args)
     vs.shard_grad(x, t, 0, s, rows, np.ones(5), x, **args)
@@ -178,10 +231,10 @@ def test_gradient_in_place():
 def test_non_finite_logits_as_pytorch():
     x = np.zeros((4, 8))
     t = np.array([1, 6, 2, 7])
-    x[0, 5] = np.inf             # +inf in the second shard: the row has no distribution (nan)
-    x[1, :4] = -np.inf           # the first shard's row is all -inf: it holds no probability
-    x[2, 2] = -np.inf            # the target's logit is -inf: infinite loss
-    x[3, 0] = np.nan             # nan: nan loss and gradient
+    x[0, 5] = np.inf  # +inf in the second shard: the row has no distribution (nan)
+    x[1, :4] = -np.inf  # the first shard's row is all -inf: it holds no probability
+    x[2, 2] = -np.inf  # the target's logit is -inf: infinite loss
+    x[3, 0] = np.nan  # nan: nan loss and gradient
     loss, grad = split_cross_entropy(x, t, [0, 4, 8], reduction="none")
     ref_loss, ref_grad = _reference(x, t, {}, "none")
     np.testing.assert_array_equal(np.isnan(loss), np.isnan(ref_loss))

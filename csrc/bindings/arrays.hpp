@@ -37,7 +37,8 @@ inline DType dtype_of(const py::array& a, const char* name) {
         bf16_num.store(d.num(), std::memory_order_relaxed);
         return DType::bf16;
     }
-    throw py::type_error(std::string(name) + " must be float32, float64, float16 or bfloat16, got " + dtype_name);
+    throw py::type_error(std::string(name) + " must be float32, float64, float16 or bfloat16, got " +
+                         dtype_name);
 }
 
 inline bool is_16bit(DType d) { return d == DType::bf16 || d == DType::f16; }
@@ -53,8 +54,7 @@ inline void require_rows(const py::array& a, const char* name, DType dtype, py::
                          py::ssize_t cols = -1) {
     if (a.ndim() != 2) throw py::value_error(std::string(name) + " must be 2-D, got shape " + shape_str(a));
     if (dtype_of(a, name) != dtype) throw py::type_error(std::string(name) + " has the wrong dtype");
-    if (!(a.flags() & py::array::c_style))
-        throw py::value_error(std::string(name) + " must be C-contiguous");
+    if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + " must be C-contiguous");
     if ((rows >= 0 && a.shape(0) != rows) || (cols >= 0 && a.shape(1) != cols))
         throw py::value_error(std::string(name) + " has shape " + shape_str(a) + ", expected (" +
                               std::to_string(rows) + ", " + std::to_string(cols) + ")");
@@ -66,19 +66,18 @@ inline void require_strided(const py::array& a, const char* name, DType dtype, p
                             py::ssize_t classes = -1, py::ssize_t inner = -1) {
     if (a.ndim() != 3) throw py::value_error(std::string(name) + " must be 3-D, got shape " + shape_str(a));
     if (dtype_of(a, name) != dtype) throw py::type_error(std::string(name) + " has the wrong dtype");
-    if (!(a.flags() & py::array::c_style))
-        throw py::value_error(std::string(name) + " must be C-contiguous");
+    if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + " must be C-contiguous");
     if ((outer >= 0 && a.shape(0) != outer) || (classes >= 0 && a.shape(1) != classes) ||
         (inner >= 0 && a.shape(2) != inner))
         throw py::value_error(std::string(name) + " has shape " + shape_str(a) + ", expected (" +
-                              std::to_string(outer) + ", " + std::to_string(classes) + ", " + std::to_string(inner) +
-                              ")");
+                              std::to_string(outer) + ", " + std::to_string(classes) + ", " +
+                              std::to_string(inner) + ")");
 }
 
 inline void require_vector(const py::array& a, const char* name, py::ssize_t n) {
     if (a.ndim() != 1 || a.shape(0) != n || !(a.flags() & py::array::c_style))
-        throw py::value_error(std::string(name) + " must be a contiguous vector of length " + std::to_string(n) +
-                              ", got shape " + shape_str(a));
+        throw py::value_error(std::string(name) + " must be a contiguous vector of length " +
+                              std::to_string(n) + ", got shape " + shape_str(a));
 }
 
 inline void require_writeable(const py::array& a, const char* name) {
@@ -88,10 +87,10 @@ inline void require_writeable(const py::array& a, const char* name) {
 // The IndexError for a target find_bad_target found (call with the GIL held).
 inline void raise_if_bad_target(const BadTarget& bad, int64_t cols, int64_t ignore_index) {
     if (bad.position < 0) return;
-    throw py::index_error("target " + std::to_string(bad.value) + " at position " + std::to_string(bad.position) +
-                          " (flattened) is out of range for " + std::to_string(cols) +
-                          " classes: expected 0 <= target < " + std::to_string(cols) + " or ignore_index (" +
-                          std::to_string(ignore_index) + ")");
+    throw py::index_error("target " + std::to_string(bad.value) + " at position " +
+                          std::to_string(bad.position) + " (flattened) is out of range for " +
+                          std::to_string(cols) + " classes: expected 0 <= target < " + std::to_string(cols) +
+                          " or ignore_index (" + std::to_string(ignore_index) + ")");
 }
 
 // Per-row values (losses, log-sum-exps) as a NumPy vector of the compute dtype.

@@ -4,11 +4,11 @@
 // a new binding file adds its topic here.
 #pragma once
 
-#define PYCE_BINDING_TOPICS(X) \
-    X(runtime)                 \
-    X(softmax)                 \
-    X(cross_entropy)           \
-    X(stream)                  \
+#define PYCE_BINDING_TOPICS(X)             \
+    X(runtime)                             \
+    X(softmax)                             \
+    X(cross_entropy)                       \
+    X(stream)                              \
     X(metrics)     /* evaluate, entropy */ \
     X(divergence)  /* kl_divergence */     \
     X(focal)       /* focal_loss */        \

@@ -55,8 +55,9 @@ py::array cached_empty(const std::vector<py::ssize_t>& shape, const py::dtype& d
 }  // namespace
 
 void register_cache(py::module_& m) {
-    m.def("empty", &cached_empty, py::arg("shape"), py::arg("dtype"),
-          "An uninitialised C-contiguous array whose memory comes from, and returns to, pyce's buffer cache.");
+    m.def(
+        "empty", &cached_empty, py::arg("shape"), py::arg("dtype"),
+        "An uninitialised C-contiguous array whose memory comes from, and returns to, pyce's buffer cache.");
     m.def(
         "cache_info",
         [] {

@@ -13,10 +13,11 @@ namespace pyce {
 
 namespace {
 
-py::object cross_entropy_binding(const py::array& logits, const py::object& target, const py::object& soft_target,
-                                 const py::object& weight, int64_t ignore_index, double label_smoothing,
-                                 int reduction, const py::object& grad_output, const py::object& grad,
-                                 double z_loss, bool return_lse, double softcap) {
+py::object cross_entropy_binding(const py::array& logits, const py::object& target,
+                                 const py::object& soft_target, const py::object& weight,
+                                 int64_t ignore_index, double label_smoothing, int reduction,
+                                 const py::object& grad_output, const py::object& grad, double z_loss,
+                                 bool return_lse, double softcap) {
     // The options were validated in Python (pyce/_validation.py); what is
     // checked here protects memory: dtypes, shapes, the target bounds.
     CrossEntropyArgs args;
@@ -109,12 +110,14 @@ py::object cross_entropy_binding(const py::array& logits, const py::object& targ
 }  // namespace
 
 void register_cross_entropy(py::module_& m) {
-    m.def("cross_entropy", &cross_entropy_binding, py::arg("logits"), py::arg("target"), py::arg("soft_target"),
-          py::arg("weight"), py::arg("ignore_index"), py::arg("label_smoothing"), py::arg("reduction"),
-          py::arg("grad_output"), py::arg("grad"), py::arg("z_loss") = 0.0, py::arg("return_lse") = false, py::arg("softcap") = 0.0,
-          "Fused cross-entropy over C-contiguous (rows, C) logits, or (outer, C, inner) ones with the classes "
-          "along the middle axis. Returns the reduced loss (float) or the "
-          "per-row losses (reduction 0); writes the gradient into `grad` when `grad_output` is given.");
+    m.def(
+        "cross_entropy", &cross_entropy_binding, py::arg("logits"), py::arg("target"), py::arg("soft_target"),
+        py::arg("weight"), py::arg("ignore_index"), py::arg("label_smoothing"), py::arg("reduction"),
+        py::arg("grad_output"), py::arg("grad"), py::arg("z_loss") = 0.0, py::arg("return_lse") = false,
+        py::arg("softcap") = 0.0,
+        "Fused cross-entropy over C-contiguous (rows, C) logits, or (outer, C, inner) ones with the classes "
+        "along the middle axis. Returns the reduced loss (float) or the "
+        "per-row losses (reduction 0); writes the gradient into `grad` when `grad_output` is given.");
 }
 
 }  // namespace pyce

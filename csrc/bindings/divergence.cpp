@@ -16,8 +16,8 @@ namespace {
 
 // reduction: 0 none (per row), 1 mean (over rows x C), 2 sum, 3 batchmean
 // (over rows). The temperature was validated in Python.
-py::object kl_binding(const py::array& student, const py::array& teacher, double temperature, int reduction_code,
-                      const py::object& grad_output, const py::object& grad) {
+py::object kl_binding(const py::array& student, const py::array& teacher, double temperature,
+                      int reduction_code, const py::object& grad_output, const py::object& grad) {
     const DType dtype = dtype_of(student, "student_logits");
     require_rows(student, "student_logits", dtype);
     const int64_t rows = student.shape(0), cols = student.shape(1);

@@ -74,8 +74,8 @@ py::object focal_binding(const py::array& logits, const py::array& target, int64
 
 void register_focal(py::module_& m) {
     m.def("focal_loss", &focal_binding, py::arg("logits"), py::arg("target"), py::arg("ignore_index"),
-          py::arg("gamma"), py::arg("alpha"), py::arg("alpha_scalar"), py::arg("reduction"), py::arg("grad_output"),
-          py::arg("grad"),
+          py::arg("gamma"), py::arg("alpha"), py::arg("alpha_scalar"), py::arg("reduction"),
+          py::arg("grad_output"), py::arg("grad"),
           "Focal loss -alpha_t (1 - p_t)^gamma log p_t of C-contiguous (rows, C) logits; writes the gradient "
           "(times grad_output) into `grad` when grad_output is given.");
 }

@@ -21,8 +21,8 @@ struct GradTarget {
 // grad_output: None (no gradient), or a float64 vector (one per row for
 // reduction none, else one value); grad: the (rows, cols) buffer to write.
 // `divisor` (runtime/reduce.hpp's divisor_of) divides a reduced gradient.
-inline GradTarget check_grad_target(const py::object& grad_output, const py::object& grad, DType dtype, int64_t rows,
-                                    int64_t cols, Reduction reduction, double divisor) {
+inline GradTarget check_grad_target(const py::object& grad_output, const py::object& grad, DType dtype,
+                                    int64_t rows, int64_t cols, Reduction reduction, double divisor) {
     GradTarget out;
     if (grad_output.is_none()) return out;
     const bool per_row = reduction == Reduction::none;
@@ -49,7 +49,8 @@ inline GradTarget check_grad_target(const py::object& grad_output, const py::obj
 inline py::object reduced_result(const std::vector<double>& row_loss, DType dtype, Reduction reduction,
                                  double divisor) {
     if (reduction == Reduction::none) return per_row_array(row_loss, dtype);
-    return py::float_(reduce_rows(row_loss.data(), static_cast<int64_t>(row_loss.size()), reduction, divisor));
+    return py::float_(
+        reduce_rows(row_loss.data(), static_cast<int64_t>(row_loss.size()), reduction, divisor));
 }
 
 }  // namespace pyce

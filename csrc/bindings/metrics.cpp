@@ -32,7 +32,8 @@ py::tuple evaluate_binding(const py::array& logits, const py::array& target, int
     if (cols < 1) throw py::value_error("logits must have at least one class");
     if (!target.dtype().is(py::dtype::of<int64_t>())) throw py::type_error("target must be an int64 array");
     require_vector(target, "target", rows);
-    auto loss = nan_vector(rows), entropy = nan_vector(rows), max_prob = nan_vector(rows), rank = nan_vector(rows);
+    auto loss = nan_vector(rows), entropy = nan_vector(rows), max_prob = nan_vector(rows),
+         rank = nan_vector(rows);
     EvaluateArgs args;
     args.logits = logits.data();
     args.rows = rows;

@@ -39,7 +39,8 @@ void register_runtime(py::module_& m) {
     m.def("get_num_threads", &num_threads, "Threads the kernels use.");
     m.def("set_num_threads", &set_num_threads, py::arg("n"),
           "Set the threads the kernels use (capped to [1, max_threads()]).");
-    m.def("max_threads", &max_threads, "The most threads set_num_threads takes: 4 per processor, at least 64.");
+    m.def("max_threads", &max_threads,
+          "The most threads set_num_threads takes: 4 per processor, at least 64.");
     m.def("set_spin_window_us", &set_spin_window_us, py::arg("us"),
           "How long OpenMP's workers spin after a parallel region (0: assume they sleep at once).");
     m.def(

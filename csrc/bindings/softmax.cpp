@@ -78,7 +78,8 @@ void rows_to_rows(RowsToRowsTable KernelTable::*member, const py::array& x, py::
 py::array vector_exp(const py::array& x, bool sweep) {
     const DType dtype = dtype_of(x, "x");
     if (dtype != DType::f32 && dtype != DType::f64) throw py::type_error("x must be float32 or float64");
-    if (x.ndim() != 1 || !(x.flags() & py::array::c_style)) throw py::value_error("x must be a contiguous vector");
+    if (x.ndim() != 1 || !(x.flags() & py::array::c_style))
+        throw py::value_error("x must be a contiguous vector");
     py::array out(x.dtype(), std::vector<py::ssize_t>{x.shape(0)});
     const auto fn = sweep ? kernels().exp_sweep : kernels().exp;
     fn[static_cast<int>(dtype)](x.data(), x.shape(0), out.mutable_data());
@@ -114,7 +115,8 @@ void register_softmax(py::module_& m) {
                 rows_to_rows(&KernelTable::log_softmax, x, out);
         },
         py::arg("x"), py::arg("out"),
-        "Log-softmax of x into out (both C-contiguous): over the rows of (rows, C), or along the middle axis of "
+        "Log-softmax of x into out (both C-contiguous): over the rows of (rows, C), or along the middle axis "
+        "of "
         "(outer, C, inner).");
 }
 

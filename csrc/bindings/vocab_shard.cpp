@@ -39,7 +39,8 @@ ShardInputs check_shard_inputs(const py::array& logits, const py::object& target
         require_vector(in.weight, "weight", in.cols);
     }
     if (!(softcap >= 0.0 && std::isfinite(softcap)))
-        throw py::value_error("softcap must be a finite number > 0 (or 0 for none), got " + std::to_string(softcap));
+        throw py::value_error("softcap must be a finite number > 0 (or 0 for none), got " +
+                              std::to_string(softcap));
     return in;
 }
 
@@ -88,9 +89,10 @@ py::tuple shard_stats_binding(const py::array& logits, const py::object& target,
     return py::make_tuple(lse, shift, dot, target_logit);
 }
 
-void shard_grad_binding(const py::array& logits, const py::object& target, int64_t vocab_start, int64_t ignore_index,
-                        const py::object& weight, const py::array& shift, const py::array& mul, const py::object& sub,
-                        const py::array& at_target, double softcap, py::array grad) {
+void shard_grad_binding(const py::array& logits, const py::object& target, int64_t vocab_start,
+                        int64_t ignore_index, const py::object& weight, const py::array& shift,
+                        const py::array& mul, const py::object& sub, const py::array& at_target,
+                        double softcap, py::array grad) {
     const ShardInputs in = check_shard_inputs(logits, target, weight, softcap);
     require_rows(grad, "grad", in.dtype, in.rows, in.cols);
     require_writeable(grad, "grad");

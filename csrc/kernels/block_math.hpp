@@ -41,19 +41,19 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 // What one block of a row contributes.
 struct BlockStats {
     double shift = 0;  // what the block's exps were shifted by: the row's shift, or more
-    double sum = 0;    // sum of exp(x - shift); 0: all -inf (or underflowed); +inf: holds +inf; nan: holds nan
-    double dot = 0;    // sum of coef * x (label smoothing, probability targets)
-    double coef = 0;   // sum of coef (probability targets)
-    double top = 0;    // unchecked sweeps: the block's largest logit (nan-blind; nan shows in sum)
+    double sum = 0;   // sum of exp(x - shift); 0: all -inf (or underflowed); +inf: holds +inf; nan: holds nan
+    double dot = 0;   // sum of coef * x (label smoothing, probability targets)
+    double coef = 0;  // sum of coef (probability targets)
+    double top = 0;   // unchecked sweeps: the block's largest logit (nan-blind; nan shows in sum)
 };
 
 // Extra sums a block gathers in the same sweep as its exps.
 enum class Extra {
-    none,      // just the log-sum-exp
-    sum_x,     // sum x                    (label smoothing)
-    sum_wx,    // sum w * x                (label smoothing with class weights)
-    soft,      // coef = (1 - eps) y + eps / C; sum coef * x, sum coef   (probability targets)
-    soft_w,    // coef = ((1 - eps) y + eps / C) * w                    (... with weights)
+    none,    // just the log-sum-exp
+    sum_x,   // sum x                    (label smoothing)
+    sum_wx,  // sum w * x                (label smoothing with class weights)
+    soft,    // coef = (1 - eps) y + eps / C; sum coef * x, sum coef   (probability targets)
+    soft_w,  // coef = ((1 - eps) y + eps / C) * w                    (... with weights)
 };
 
 // Where the coefficients of the Extra sums come from, for one row.
@@ -291,7 +291,8 @@ template <class T, Extra E, bool kStore, class Y = T, bool kStoreAnyOrder = fals
 inline BlockStats block_stats(const T* x, int64_t n, Acc<T>* e_out, const Coefs<Y>& c, int64_t offset,
                               Acc<T> shift) {
     if constexpr (!kStore || !std::is_same_v<T, Acc<T>>) {
-        const BlockStats s = sweep_block<T, E, kStore, false, Y, kStoreAnyOrder>(x, n, e_out, c, offset, shift);
+        const BlockStats s =
+            sweep_block<T, E, kStore, false, Y, kStoreAnyOrder>(x, n, e_out, c, offset, shift);
         if (s.sum <= kMaxUncheckedSum && s.top <= s.shift + kShiftMargin) return s;
     }
     return sweep_block<T, E, kStore, true, Y, kStoreAnyOrder>(x, n, e_out, c, offset, shift);
@@ -299,12 +300,12 @@ inline BlockStats block_stats(const T* x, int64_t n, Acc<T>* e_out, const Coefs<
 
 // A row's merged statistics.
 struct RowSums {
-    double lse = 0;   // log-sum-exp: -inf (all -inf), +inf (a +inf, no nan), nan (a nan)
-    double max = 0;   // for a finite lse: the row's max m and log(sum exp(x - m)),
+    double lse = 0;      // log-sum-exp: -inf (all -inf), +inf (a +inf, no nan), nan (a nan)
+    double max = 0;      // for a finite lse: the row's max m and log(sum exp(x - m)),
     double log_sum = 0;  // so that lse = max + log_sum
     double inv_sum = 0;  // 1 / sum exp(x - m): the factor of every block shifted by m
-    double dot = 0;   // sum of the blocks' dot
-    double coef = 0;  // sum of the blocks' coef
+    double dot = 0;      // sum of the blocks' dot
+    double coef = 0;     // sum of the blocks' coef
 };
 
 // Merges a row's blocks in block order (the order is what makes the result

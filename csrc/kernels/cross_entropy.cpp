@@ -41,7 +41,8 @@ constexpr int64_t kStreamMinBytes = int64_t{16} << 20;
 // logits (in place, its lines were just read and are in cache), and aligned
 // to its element size.
 inline bool streamable_gradient(const CrossEntropyArgs& args, size_t grad_size) {
-    return args.grad != args.logits && args.rows * args.cols * static_cast<int64_t>(grad_size) >= kStreamMinBytes &&
+    return args.grad != args.logits &&
+           args.rows * args.cols * static_cast<int64_t>(grad_size) >= kStreamMinBytes &&
            reinterpret_cast<uintptr_t>(args.grad) % grad_size == 0;
 }
 
@@ -183,10 +184,12 @@ struct CrossEntropyKernel {
             const int64_t full = n - n % W;
             const V c = V::broadcast(static_cast<A>(cap)), inv = V::broadcast(static_cast<A>(1.0 / cap));
             for (int64_t i = 0; i < full; i += W) softcap(vload(xb + i), c, inv).store(zb + i);
-            if (n > full) softcap(vload_partial(xb + full, n - full, A(0)), c, inv).store_partial(zb + full, n - full);
+            if (n > full)
+                softcap(vload_partial(xb + full, n - full, A(0)), c, inv).store_partial(zb + full, n - full);
             return block_stats<A, E, kGrad, T>(zb, n, e_out, coefs(row.index), start, row.shift);
         } else {
-            return block_stats<T, E, kGrad, T, kInterleaved>(xb, n, e_out, coefs(row.index), start, row.shift);
+            return block_stats<T, E, kGrad, T, kInterleaved>(xb, n, e_out, coefs(row.index), start,
+                                                             row.shift);
         }
     }
 
@@ -262,9 +265,9 @@ struct CrossEntropyKernel {
     // q * (scale * (alpha + beta K)) [- scale * beta * coef] [- scale * alpha
     // at the target] [times the cap's derivative].
     struct BlockGradient {
-        int64_t start;     // the block's offset in the row
-        const A* eb;       // its exps (may be the gradient itself when G == A: read before written)
-        const A* zb;       // its capped logits (kCap)
+        int64_t start;  // the block's offset in the row
+        const A* eb;    // its exps (may be the gradient itself when G == A: read before written)
+        const A* zb;    // its capped logits (kCap)
         Coefs<T> c;
         V mul, sub, one, inv;
         int64_t t;         // the target's offset in the block (outside it if not there)
@@ -353,7 +356,8 @@ struct CrossEntropyKernel {
             else
                 vstore_partial(gb + i, n - i, grad.lanes(i, n - i));
         }
-        if (stream_grad && start + n == C) stream_fence();  // once per row: a fence waits for the lines to drain
+        if (stream_grad && start + n == C)
+            stream_fence();  // once per row: a fence waits for the lines to drain
     }
 
     // The whole pairs of a kInterleaved block, stored in order (streamed if

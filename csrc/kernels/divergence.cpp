@@ -117,7 +117,8 @@ struct KLKernel {
         const V mt = V::broadcast(static_cast<A>(-row.grad_mul * block_factor(st.teacher, row.teacher)));
         if constexpr (kStoreStudent) {
             A* es = reinterpret_cast<A*>(g + off);
-            for (int64_t i = 0; i < full; i += W) fmadd(V::load(et + i), mt, V::load(es + i) * ms).store(es + i);
+            for (int64_t i = 0; i < full; i += W)
+                fmadd(V::load(et + i), mt, V::load(es + i) * ms).store(es + i);
             if (tail)
                 fmadd(V::load_partial(et + full, tail, A(0)), mt, V::load_partial(es + full, tail, A(0)) * ms)
                     .store_partial(es + full, tail);
@@ -150,9 +151,7 @@ void run(const KLDivArgs& args) {
 
 }  // namespace
 
-void register_divergence_kernels(KernelTable& table) {
-    PYCE_REGISTER_EVERY_DTYPE(table.kl_divergence, run);
-}
+void register_divergence_kernels(KernelTable& table) { PYCE_REGISTER_EVERY_DTYPE(table.kl_divergence, run); }
 
 }  // namespace CPU_CAPABILITY
 }  // namespace pyce

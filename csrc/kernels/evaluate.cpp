@@ -112,9 +112,7 @@ void run(const EvaluateArgs& args) {
 
 }  // namespace
 
-void register_evaluate_kernels(KernelTable& table) {
-    PYCE_REGISTER_EVERY_DTYPE(table.evaluate, run);
-}
+void register_evaluate_kernels(KernelTable& table) { PYCE_REGISTER_EVERY_DTYPE(table.evaluate, run); }
 
 }  // namespace CPU_CAPABILITY
 }  // namespace pyce

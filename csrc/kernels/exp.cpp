@@ -19,8 +19,10 @@ void exp_array(const void* in, int64_t n, void* out) {
     const T* x = static_cast<const T*>(in);
     T* y = static_cast<T*>(out);
     auto f = [](V v) PYCE_ALWAYS_INLINE {
-        if constexpr (kSweep) return exp_bounded(v);
-        else return exp(v);
+        if constexpr (kSweep)
+            return exp_bounded(v);
+        else
+            return exp(v);
     };
     const int64_t full = n - n % W;
     for (int64_t i = 0; i < full; i += W) f(V::load(x + i)).store(y + i);

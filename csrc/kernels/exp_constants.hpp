@@ -51,8 +51,8 @@ struct ExpF32 {
 // Results below 2^-126 (x < lo, and -inf) are 0: the sweeps sum them with
 // at least exp(0) = 1, or scale them by at most 1 into a probability.
 struct ExpF32Table {
-    static constexpr float lo = -87.3365f;  // exp(lo) is just above 2^-126 (1.17549e-38)
-    static constexpr float hi = 88.0f;    // the caller keeps x <= hi (else the 2^n overflows)
+    static constexpr float lo = -87.3365f;          // exp(lo) is just above 2^-126 (1.17549e-38)
+    static constexpr float hi = 88.0f;              // the caller keeps x <= hi (else the 2^n overflows)
     static constexpr float inv_step = 23.0831203f;  // 16 / ln 2
     // ln2/16 split in two (Cephes' ln 2 split, over 16): k * step_hi is exact.
     static constexpr float step_hi = 0.693359375f / 16;
@@ -73,7 +73,8 @@ struct ExpF32Table {
     // added to its exponent.
     static constexpr std::array<int32_t, 16> table() {
         std::array<int32_t, 16> t{};
-        for (int j = 0; j < 16; ++j) t[j] = static_cast<int32_t>(pow2_bits[j] - (static_cast<uint32_t>(j) << 19));
+        for (int j = 0; j < 16; ++j)
+            t[j] = static_cast<int32_t>(pow2_bits[j] - (static_cast<uint32_t>(j) << 19));
         return t;
     }
 };
@@ -87,7 +88,7 @@ struct ExpF32Table {
 struct ExpF32Table8 {
     static constexpr float lo = ExpF32Table::lo;
     static constexpr float hi = ExpF32Table::hi;
-    static constexpr float inv_step = 11.5415602f;  // 8 / ln 2
+    static constexpr float inv_step = 11.5415602f;      // 8 / ln 2
     static constexpr float step_hi = 0.693359375f / 8;  // k * step_hi is exact
     static constexpr float step_lo = -2.12194440e-4f / 8;
     static constexpr float magic = ExpF32Table::magic;
@@ -100,7 +101,8 @@ struct ExpF32Table8 {
     // bits(2^(j/8)) - (j << 20): adding s << 20 gives bits(2^(j/8)) + (floor(k/8) << 23).
     static constexpr std::array<int32_t, 8> table() {
         std::array<int32_t, 8> t{};
-        for (int j = 0; j < 8; ++j) t[j] = static_cast<int32_t>(pow2_bits[j] - (static_cast<uint32_t>(j) << 20));
+        for (int j = 0; j < 8; ++j)
+            t[j] = static_cast<int32_t>(pow2_bits[j] - (static_cast<uint32_t>(j) << 20));
         return t;
     }
 };
@@ -116,11 +118,20 @@ struct ExpF64 {
     // Taylor coefficients 1/13!, 1/12!, ..., 1/1!, 1/0! (Horner order).
     // Measured on [-708, 0]: at most 0.84 ulp (AVX2/AVX-512), 1.14 ulp (portable).
     static constexpr int taylor_terms = 14;
-    static constexpr double taylor[taylor_terms] = {
-        1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
-        1.0 / 362880.0,     1.0 / 40320.0,     1.0 / 5040.0,     1.0 / 720.0,
-        1.0 / 120.0,        1.0 / 24.0,        1.0 / 6.0,        1.0 / 2.0,
-        1.0,                1.0};
+    static constexpr double taylor[taylor_terms] = {1.0 / 6227020800.0,
+                                                    1.0 / 479001600.0,
+                                                    1.0 / 39916800.0,
+                                                    1.0 / 3628800.0,
+                                                    1.0 / 362880.0,
+                                                    1.0 / 40320.0,
+                                                    1.0 / 5040.0,
+                                                    1.0 / 720.0,
+                                                    1.0 / 120.0,
+                                                    1.0 / 24.0,
+                                                    1.0 / 6.0,
+                                                    1.0 / 2.0,
+                                                    1.0,
+                                                    1.0};
 };
 
 }  // namespace CPU_CAPABILITY

@@ -56,7 +56,8 @@ struct FocalKernel {
         A shift = 0;
         bool ignored = false;
         int64_t target = -1;
-        double x_target = 0;  // read in finish, when the row is in cache (the gradient never overwrites the logits)
+        double x_target =
+            0;  // read in finish, when the row is in cache (the gradient never overwrites the logits)
         double alpha = 1;
         RowSums sums;
         double grad_mul = 0;  // grad_output * G
@@ -144,9 +145,7 @@ void run(const FocalArgs& args) {
 
 }  // namespace
 
-void register_focal_kernels(KernelTable& table) {
-    PYCE_REGISTER_EVERY_DTYPE(table.focal_loss, run);
-}
+void register_focal_kernels(KernelTable& table) { PYCE_REGISTER_EVERY_DTYPE(table.focal_loss, run); }
 
 }  // namespace CPU_CAPABILITY
 }  // namespace pyce

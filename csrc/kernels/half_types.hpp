@@ -42,8 +42,9 @@ inline float to_float(bf16 h) { return bits_to_float(static_cast<uint32_t>(h.bit
 
 inline bf16 to_bf16(float f) {
     const uint32_t b = float_to_bits(f);
-    if ((b & 0x7fffffffu) > 0x7f800000u) return bf16{static_cast<uint16_t>((b >> 16) | 0x40u)};  // nan stays nan
-    const uint32_t rounded = b + 0x7fffu + ((b >> 16) & 1u);  // round to nearest, ties to even
+    if ((b & 0x7fffffffu) > 0x7f800000u)
+        return bf16{static_cast<uint16_t>((b >> 16) | 0x40u)};  // nan stays nan
+    const uint32_t rounded = b + 0x7fffu + ((b >> 16) & 1u);    // round to nearest, ties to even
     return bf16{static_cast<uint16_t>(rounded >> 16)};
 }
 
@@ -62,7 +63,7 @@ inline f16 to_f16(float f) {
     const uint32_t b = float_to_bits(f);
     const uint16_t sign = static_cast<uint16_t>((b >> 16) & 0x8000u);
     const uint32_t a = b & 0x7fffffffu;
-    if (a > 0x7f800000u) return f16{static_cast<uint16_t>(sign | 0x7e00u)};  // nan
+    if (a > 0x7f800000u) return f16{static_cast<uint16_t>(sign | 0x7e00u)};   // nan
     if (a >= 0x477ff000u) return f16{static_cast<uint16_t>(sign | 0x7c00u)};  // rounds to inf
     if (a < 0x38800000u) {
         // Subnormal in float16 (|f| < 2^-14): round |f| * 2^24 to an integer,

@@ -205,7 +205,8 @@ inline KLBlockStats kl_block(const T* t, const T* s, int64_t n, Acc<T> inv_t, Ac
         step(tv, sv, i, W);
     }
     if (tail) {
-        const V tv = vload_partial(t + full, tail, ninf) * vinv, sv = vload_partial(s + full, tail, ninf) * vinv;
+        const V tv = vload_partial(t + full, tail, ninf) * vinv,
+                sv = vload_partial(s + full, tail, ninf) * vinv;
         if (any_greater(tv, lim_t)) raise_teacher(full);
         if (any_greater(sv, lim_s)) raise_student(full);
         step(tv, sv, full, tail);

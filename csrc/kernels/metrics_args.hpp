@@ -14,15 +14,15 @@ namespace pyce {
 // probability) is computed. Rows whose target is ignore_index are not read:
 // their outputs are left untouched.
 struct EvaluateArgs {
-    const void* logits = nullptr;     // rows x cols, dtype
+    const void* logits = nullptr;  // rows x cols, dtype
     int64_t rows = 0;
     int64_t cols = 0;
     const int64_t* target = nullptr;  // rows class indices, or null (entropy only)
     int64_t ignore_index = -100;
-    double* loss = nullptr;           // rows, out (target only)
-    double* entropy = nullptr;        // rows, out
-    double* max_prob = nullptr;       // rows, out (may be null)
-    double* rank = nullptr;           // rows, out (target only): an exact integer
+    double* loss = nullptr;      // rows, out (target only)
+    double* entropy = nullptr;   // rows, out
+    double* max_prob = nullptr;  // rows, out (may be null)
+    double* rank = nullptr;      // rows, out (target only): an exact integer
     int threads = 1;
 };
 
@@ -35,8 +35,8 @@ struct KLDivArgs {
     int64_t rows = 0;
     int64_t cols = 0;
     double temperature = 1.0;
-    double* row_loss = nullptr;     // rows, out
-    void* grad = nullptr;           // rows x cols of dtype (or float32 when grad_f32), may be null
+    double* row_loss = nullptr;  // rows, out
+    void* grad = nullptr;        // rows x cols of dtype (or float32 when grad_f32), may be null
     bool grad_f32 = false;
     double grad_scale = 1.0;
     const double* grad_scale_rows = nullptr;
@@ -46,16 +46,16 @@ struct KLDivArgs {
 // Focal loss -alpha_t (1 - p_t)^gamma log p_t per row (0 for ignored rows)
 // and, when `grad` is set, its gradient w.r.t. the logits.
 struct FocalArgs {
-    const void* logits = nullptr;     // rows x cols, dtype
+    const void* logits = nullptr;  // rows x cols, dtype
     int64_t rows = 0;
     int64_t cols = 0;
     const int64_t* target = nullptr;  // rows class indices (bounds-checked)
     int64_t ignore_index = -100;
     double gamma = 2.0;
-    const double* alpha = nullptr;    // cols per-class factors, or null: alpha_scalar for all
+    const double* alpha = nullptr;  // cols per-class factors, or null: alpha_scalar for all
     double alpha_scalar = 1.0;
-    double* row_loss = nullptr;       // rows, out
-    void* grad = nullptr;             // rows x cols, may be null
+    double* row_loss = nullptr;  // rows, out
+    void* grad = nullptr;        // rows x cols, may be null
     bool grad_f32 = false;
     double grad_scale = 1.0;
     const double* grad_scale_rows = nullptr;

@@ -50,7 +50,7 @@ void parallel_ranges(int64_t n, int threads, const Fn& fn) {
 #ifdef _OPENMP
     if (threads > 1 && n > 1) {
         const int64_t parts = n < threads ? n : threads;
-#pragma omp parallel for num_threads(static_cast<int>(parts)) schedule(static, 1)
+#pragma omp parallel for num_threads(static_cast <int>(parts)) schedule(static, 1)
         for (int64_t p = 0; p < parts; ++p) fn(n * p / parts, n * (p + 1) / parts);
         return;
     }
@@ -86,7 +86,8 @@ void run_rows(Kernel& kernel, int64_t rows, int64_t cols, int threads) {
                 for (int k = 0; k < g; ++k) stats[k] = kernel.stats(row[k], 0, scratch + k * scratch_cols);
                 for (int k = 0; k < g; ++k) kernel.finish(row[k], &stats[k], 1);
                 if (Kernel::kRescale)
-                    for (int k = 0; k < g; ++k) kernel.rescale(row[k], 0, stats[k], scratch + k * scratch_cols);
+                    for (int k = 0; k < g; ++k)
+                        kernel.rescale(row[k], 0, stats[k], scratch + k * scratch_cols);
             }
         });
         return;

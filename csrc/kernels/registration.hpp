@@ -14,8 +14,8 @@
 // table_slot[d] = entry<T> for the four logit dtypes (float32, float64,
 // bfloat16, float16). `entry` is a function template (or a variable template
 // holding a function pointer) of the element type.
-#define PYCE_REGISTER_EVERY_DTYPE(table_slot, entry)                  \
-    do {                                                              \
+#define PYCE_REGISTER_EVERY_DTYPE(table_slot, entry)                        \
+    do {                                                                    \
         (table_slot)[static_cast<int>(::pyce::DType::f32)] = entry<float>;  \
         (table_slot)[static_cast<int>(::pyce::DType::f64)] = entry<double>; \
         (table_slot)[static_cast<int>(::pyce::DType::bf16)] = entry<bf16>;  \

@@ -20,7 +20,8 @@ constexpr int64_t kShortRowMaxCols = 1024;
 enum class ShortRowOutput { lse, softmax, log_softmax };
 
 template <class T>
-bool short_rows_normaliser(ShortRowOutput what, const void* x, int64_t rows, int64_t cols, void* out, int threads);
+bool short_rows_normaliser(ShortRowOutput what, const void* x, int64_t rows, int64_t cols, void* out,
+                           int threads);
 
 // Class-index targets without a soft cap.
 template <class T>

@@ -45,9 +45,9 @@ namespace pyce {
 namespace CPU_CAPABILITY {
 namespace {
 
-constexpr int kVecs = 4;                // vectors per group of positions
-constexpr int64_t kClassBlock = 512;    // classes per block (see the top of the file)
-constexpr int64_t kChunkGroups = 16;    // groups per unit of work shared out to threads
+constexpr int kVecs = 4;              // vectors per group of positions
+constexpr int64_t kClassBlock = 512;  // classes per block (see the top of the file)
+constexpr int64_t kChunkGroups = 16;  // groups per unit of work shared out to threads
 // Outputs at least this large, not over the logits, are written with
 // non-temporal stores when every group starts on a line boundary.
 constexpr int64_t kStreamBytes = int64_t{16} << 20;
@@ -69,7 +69,8 @@ inline VecF32 log_positive(VecF32 x) {
     const VecF32 two_u = u + u;
     const VecF32 atanh2 = fmadd(two_u * u2, p, two_u);  // 2u + 2u^3 p
     // ln 2 split so that e * ln2_hi is exact for |e| < 2^8.
-    const VecF32 ln2_hi = VecF32::broadcast(0.693145751953125f), ln2_lo = VecF32::broadcast(1.428606765330187e-06f);
+    const VecF32 ln2_hi = VecF32::broadcast(0.693145751953125f),
+                 ln2_lo = VecF32::broadcast(1.428606765330187e-06f);
     return fmadd(e, ln2_hi, fmadd(e, ln2_lo, atanh2));
 }
 // float64: lane by lane (not a speed target; exact to libm).
@@ -105,8 +106,8 @@ struct StridedKernel {
     static constexpr bool kNeedExps = M == Mode::softmax || M == Mode::loss_grad;
 
     const T* x;
-    G* out;     // softmax / log_softmax / gradient: outer x C x inner of G
-    A* lse;     // Mode::lse: outer x inner of A
+    G* out;  // softmax / log_softmax / gradient: outer x C x inner of G
+    A* lse;  // Mode::lse: outer x inner of A
     int64_t outer, C, inner;
     const CrossEntropyArgs* a = nullptr;
     const A* weight = nullptr;
@@ -116,7 +117,9 @@ struct StridedKernel {
     int64_t nblocks() const { return (C + kClassBlock - 1) / kClassBlock; }
     // Element (o, c, j): class c of position j of outer index o (strided), or
     // class c of row j (rows: o is 0 and `inner` counts the rows).
-    int64_t offset(int64_t o, int64_t c, int64_t j) const { return kRows ? j * C + c : (o * C + c) * inner + j; }
+    int64_t offset(int64_t o, int64_t c, int64_t j) const {
+        return kRows ? j * C + c : (o * C + c) * inner + j;
+    }
     const T* col(int64_t o, int64_t c, int64_t j) const { return x + offset(o, c, j); }
     G* out_col(int64_t o, int64_t c, int64_t j) const { return out + offset(o, c, j); }
 
@@ -147,12 +150,12 @@ struct StridedKernel {
 
     // Per-lane inputs of a cross-entropy group, in the compute type.
     struct LaneInputs {
-        alignas(64) A target[L];   // class index as A; -1 for ignored lanes and padding
-        alignas(64) A alpha[L];    // (1 - eps) w_t; 0 when ignored
-        alignas(64) A scale[L];    // grad_output (/ divisor); 0 when ignored
-        alignas(64) A at_hi[L];    // scale * alpha, split in two so that it is subtracted
-        alignas(64) A at_lo[L];    //   exactly where q is near 1
-        alignas(64) A xt[L];       // the target's logit
+        alignas(64) A target[L];        // class index as A; -1 for ignored lanes and padding
+        alignas(64) A alpha[L];         // (1 - eps) w_t; 0 when ignored
+        alignas(64) A scale[L];         // grad_output (/ divisor); 0 when ignored
+        alignas(64) A at_hi[L];         // scale * alpha, split in two so that it is subtracted
+        alignas(64) A at_lo[L];         //   exactly where q is near 1
+        alignas(64) A xt[L];            // the target's logit
         double alpha_d[L], scale_d[L];  // alpha and scale in float64, for the loss and the factors
         bool ignored[L];
     };
@@ -210,7 +213,8 @@ struct StridedKernel {
     // A strided group's per-lane max (ms: finite or 0; mtrue: as it is), sum
     // of exps against ms, and dot product of the label-smoothing coefficients.
     template <bool kFull>
-    void strided_stats(int64_t o, int64_t j0, int64_t n, A* scratch, V* ms, V* s, V* dot, V* mtrue, V* rest, V* ones) const {
+    void strided_stats(int64_t o, int64_t j0, int64_t n, A* scratch, V* ms, V* s, V* dot, V* mtrue, V* rest,
+                       V* ones) const {
         const A ninf = -std::numeric_limits<A>::infinity();
         const int64_t nb = nblocks();
         const bool one_block = nb == 1;
@@ -283,7 +287,6 @@ struct StridedKernel {
                 }
             }
         }
-
     }
 
     // The same for a group of n <= L short rows (Layout::rows), row by row:
@@ -293,7 +296,8 @@ struct StridedKernel {
         constexpr int W2 = 2 * W;
         const int64_t full = C - C % W, tail = C - full;
         alignas(64) A m_l[L], sh_l[L], s_l[L], d_l[L], r_l[L], n_l[L];
-        for (int64_t l = 0; l < L; ++l) m_l[l] = 0, sh_l[l] = 0, s_l[l] = 1, d_l[l] = 0, r_l[l] = 0, n_l[l] = 1;
+        for (int64_t l = 0; l < L; ++l)
+            m_l[l] = 0, sh_l[l] = 0, s_l[l] = 1, d_l[l] = 0, r_l[l] = 0, n_l[l] = 1;
         const V one = V::broadcast(A(1)), zero = V::broadcast(A(0));
         for (int64_t l = 0; l < n; ++l) {
             const T* row = x + (r0 + l) * C;
@@ -316,7 +320,8 @@ struct StridedKernel {
                 c1 = c1 + select_equal(e, one, one, zero);
                 if constexpr (E != Extra::none) d0 = fmadd(row_coef(at, 0), xv, d0);
             };
-            for (i = 0; i + W2 <= full; i += W2) sweep(vload(row + i), i, a0), sweep(vload(row + i + W), i + W, a1);
+            for (i = 0; i + W2 <= full; i += W2)
+                sweep(vload(row + i), i, a0), sweep(vload(row + i + W), i + W, a1);
             if (i < full) sweep(vload(row + i), i, a0);
             if (tail) {
                 const V e = exp_bounded(vload_partial(row + full, tail, ninf) - sh);
@@ -341,7 +346,8 @@ struct StridedKernel {
     // The label-smoothing coefficients of classes [i, i + W) of a short row
     // (the first `tail` only, if tail > 0).
     PYCE_ALWAYS_INLINE V row_coef(int64_t i, int64_t tail) const {
-        if constexpr (E == Extra::sum_wx) return tail ? vload_partial(weight + i, tail, A(0)) : vload(weight + i);
+        if constexpr (E == Extra::sum_wx)
+            return tail ? vload_partial(weight + i, tail, A(0)) : vload(weight + i);
         return V::broadcast(A(1));
     }
 
@@ -401,7 +407,9 @@ struct StridedKernel {
             write_pass<kFull>(o, j0, n, scratch, one_block, ms, f, ls, nullptr, nullptr, nullptr);
             if (any_bad)
                 for (int64_t l = 0; l < n; ++l)
-                    if (bad[l]) fill_lane(o, j0 + l, static_cast<G>(from_acc<G>(std::numeric_limits<A>::quiet_NaN())));
+                    if (bad[l])
+                        fill_lane(o, j0 + l,
+                                  static_cast<G>(from_acc<G>(std::numeric_limits<A>::quiet_NaN())));
             return;
         } else {
             LaneInputs in;
@@ -449,7 +457,8 @@ struct StridedKernel {
                 write_pass<kFull>(o, j0, n, scratch, one_block, ms, mul, ls, &in, sub, nullptr);
                 if (any_bad)
                     for (int64_t l = 0; l < n; ++l)
-                        if (bad[l]) fill_lane(o, j0 + l, from_acc<G>(static_cast<A>(in.ignored[l] ? 0.0 : kNaN)));
+                        if (bad[l])
+                            fill_lane(o, j0 + l, from_acc<G>(static_cast<A>(in.ignored[l] ? 0.0 : kNaN)));
             }
         }
     }
@@ -458,8 +467,8 @@ struct StridedKernel {
     // or the gradient e * mul [+ sub * coef] [- scale alpha at the target].
     // e: the stored exps (one block), else recomputed from the logits.
     template <bool kFull>
-    void write_pass(int64_t o, int64_t j0, int64_t n, const A* scratch, bool one_block, const V* ms, const V* f,
-                    const V* ls, const LaneInputs* in, const V* sub, void*) const {
+    void write_pass(int64_t o, int64_t j0, int64_t n, const A* scratch, bool one_block, const V* ms,
+                    const V* f, const V* ls, const LaneInputs* in, const V* sub, void*) const {
         if constexpr (kWrite && kRows) {
             write_rows(j0, n, scratch, ms, f, ls, in, sub);
         } else if constexpr (kWrite) {
@@ -471,8 +480,8 @@ struct StridedKernel {
     }
 
     template <bool kFull, bool kStream>
-    void write_classes(int64_t o, int64_t j0, int64_t n, const A* scratch, bool one_block, const V* ms, const V* f,
-                       const V* ls, const LaneInputs* in, const V* sub) const {
+    void write_classes(int64_t o, int64_t j0, int64_t n, const A* scratch, bool one_block, const V* ms,
+                       const V* f, const V* ls, const LaneInputs* in, const V* sub) const {
         const A ninf = -std::numeric_limits<A>::infinity();
         V tgt[kVecs], hi[kVecs], lo[kVecs];
         if constexpr (M == Mode::loss_grad)
@@ -492,7 +501,8 @@ struct StridedKernel {
                 if constexpr (M == Mode::log_softmax) {
                     v = ((one_block ? V::load(x_in + k * W) : load<kFull>(p, k, n, A(0))) - ms[k]) - ls[k];
                 } else {
-                    const V e = one_block ? V::load(e_in + k * W) : exp_bounded(load<kFull>(p, k, n, ninf) - ms[k]);
+                    const V e =
+                        one_block ? V::load(e_in + k * W) : exp_bounded(load<kFull>(p, k, n, ninf) - ms[k]);
                     v = e * f[k];
                     if constexpr (M == Mode::loss_grad) {
                         if constexpr (E != Extra::none) v = fmadd(coef, sub[k], v);
@@ -519,11 +529,12 @@ struct StridedKernel {
             const A* e_row = scratch + l * C;
             const V fv = V::broadcast(f_l[l]), mv = V::broadcast(ms_l[l]), lv = V::broadcast(ls_l[l]);
             V subv = V::broadcast(0);
-            int64_t t = -1;   // the target's class (-1: ignored)
-            double at = 0;    // scale * alpha, subtracted at the target in float64
+            int64_t t = -1;  // the target's class (-1: ignored)
+            double at = 0;   // scale * alpha, subtracted at the target in float64
             if constexpr (M == Mode::loss_grad) {
                 subv = V::broadcast(sub_l[l]);
-                if (!in->ignored[l]) t = static_cast<int64_t>(in->target[l]), at = in->scale_d[l] * in->alpha_d[l];
+                if (!in->ignored[l])
+                    t = static_cast<int64_t>(in->target[l]), at = in->scale_d[l] * in->alpha_d[l];
             }
             auto lanes = [&](int64_t i, int64_t part) PYCE_ALWAYS_INLINE {
                 if constexpr (M == Mode::log_softmax) {
@@ -597,7 +608,8 @@ struct StridedKernel {
         const int64_t chunks_per_outer = (inner + chunk_lanes - 1) / chunk_lanes;
         const int64_t units = outer * chunks_per_outer;
         const int64_t elements = outer * C * inner;
-        if (elements < kMinParallelElements && !(elements >= kMinAwakeParallelElements && in_burst())) threads = 1;
+        if (elements < kMinParallelElements && !(elements >= kMinAwakeParallelElements && in_burst()))
+            threads = 1;
         parallel_ranges(units, threads, [&](int64_t u0, int64_t u1) {
             const ScratchLease lease(scratch_elems() * sizeof(A));
             A* scratch = lease.as<A>();
@@ -614,7 +626,8 @@ struct StridedKernel {
 // Whether an output of `bytes` per element may be streamed: large, not over
 // the logits, and every class row off a line boundary by the same amount
 // (chunk then starts the groups on one).
-inline bool can_stream(const void* out, const void* in, int64_t outer, int64_t C, int64_t inner, size_t bytes) {
+inline bool can_stream(const void* out, const void* in, int64_t outer, int64_t C, int64_t inner,
+                       size_t bytes) {
     return out != in && outer * C * inner * static_cast<int64_t>(bytes) >= kStreamBytes &&
            reinterpret_cast<uintptr_t>(out) % bytes == 0 && (inner * static_cast<int64_t>(bytes)) % 64 == 0;
 }
@@ -649,7 +662,8 @@ void run_ce(const CrossEntropyArgs& args) {
         k.coef_total = 0;
         for (int64_t c = 0; c < args.cols; ++c) k.coef_total += static_cast<double>(k.weight[c]);
     }
-    if constexpr (M == Mode::loss_grad) k.stream = can_stream(args.grad, args.logits, k.outer, k.C, k.inner, sizeof(G));
+    if constexpr (M == Mode::loss_grad)
+        k.stream = can_stream(args.grad, args.logits, k.outer, k.C, k.inner, sizeof(G));
     k.run(args.threads);
 }
 
@@ -738,7 +752,8 @@ void log_softmax_entry(const void* x, int64_t outer, int64_t C, int64_t inner, v
 }  // namespace
 
 template <class T>
-bool short_rows_normaliser(ShortRowOutput what, const void* x, int64_t rows, int64_t cols, void* out, int threads) {
+bool short_rows_normaliser(ShortRowOutput what, const void* x, int64_t rows, int64_t cols, void* out,
+                           int threads) {
     // Below a vector's width of classes the row kernels keep the last bits of
     // losses near float32's smallest normals (test_precision_near_zero, C = 9).
     if (cols > kShortRowMaxCols || cols < 16 || rows < 1) return false;
@@ -753,8 +768,8 @@ bool short_rows_normaliser(ShortRowOutput what, const void* x, int64_t rows, int
 
 template <class T>
 bool short_rows_cross_entropy(const CrossEntropyArgs& args) {
-    if (args.cols > kShortRowMaxCols || args.cols < 16 || args.rows < 1 || args.inner != 1 || args.soft_target ||
-        args.softcap > 0)
+    if (args.cols > kShortRowMaxCols || args.cols < 16 || args.rows < 1 || args.inner != 1 ||
+        args.soft_target || args.softcap > 0)
         return false;
     if (args.label_smoothing <= 0.0)
         run_short_ce_extra<T, Extra::none>(args);

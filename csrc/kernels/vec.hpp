@@ -55,7 +55,8 @@ struct VecFor<f16> {
 // as an integer, so no out-of-range pointer is ever formed).
 inline void prefetch_ahead(const void* p, int64_t bytes) {
 #if defined(__GNUC__) || defined(__clang__)
-    __builtin_prefetch(reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(bytes)));
+    __builtin_prefetch(
+        reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(bytes)));
 #else
     (void)p, (void)bytes;
 #endif
@@ -87,7 +88,7 @@ inline void vload_pair_any_order(const T* p, V& a, V& b) {
 // (vstore_interleaved_pair, bf16_interleaved_bits). The value at offset j of
 // such a pair is lane j / 2 of the even (j even) or the odd vector.
 template <class T>
-inline constexpr bool kInterleavedPairs = kInterleavedPairStores && std::is_same_v<T, bf16>;
+inline constexpr bool kInterleavedPairs = kInterleavedPairStores&& std::is_same_v<T, bf16>;
 
 // The 2 * width values a then b, stored at p. vec_avx512.hpp rounds a
 // bfloat16 pair to 16 bits and packs it with one shuffle.
@@ -104,17 +105,29 @@ inline float to_acc(f16 v) { return to_float(v); }
 template <class T>
 T from_acc(Acc<T> v);
 template <>
-inline float from_acc<float>(float v) { return v; }
+inline float from_acc<float>(float v) {
+    return v;
+}
 template <>
-inline double from_acc<double>(double v) { return v; }
+inline double from_acc<double>(double v) {
+    return v;
+}
 template <>
-inline bf16 from_acc<bf16>(float v) { return to_bf16(v); }
+inline bf16 from_acc<bf16>(float v) {
+    return to_bf16(v);
+}
 template <>
-inline f16 from_acc<f16>(float v) { return to_f16(v); }
+inline f16 from_acc<f16>(float v) {
+    return to_f16(v);
+}
 
 // The first n < width lanes; the others read as `fill` / are not written.
-inline VecF32 vload_partial(const float* p, int64_t n, float fill) { return VecF32::load_partial(p, n, fill); }
-inline VecF64 vload_partial(const double* p, int64_t n, double fill) { return VecF64::load_partial(p, n, fill); }
+inline VecF32 vload_partial(const float* p, int64_t n, float fill) {
+    return VecF32::load_partial(p, n, fill);
+}
+inline VecF64 vload_partial(const double* p, int64_t n, double fill) {
+    return VecF64::load_partial(p, n, fill);
+}
 template <class H>
 inline VecF32 vload_partial(const H* p, int64_t n, float fill) {
     float tmp[VecF32::width];

@@ -57,14 +57,18 @@ inline float reduce_add(VecF32 a) {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
-inline bool any_greater(VecF32 a, VecF32 b) { return _mm256_movemask_ps(_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ)) != 0; }
+inline bool any_greater(VecF32 a, VecF32 b) {
+    return _mm256_movemask_ps(_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ)) != 0;
+}
 // v where a > b, else +0 (a bitwise select: an inf or nan in a lane not kept does not leak through).
 inline VecF32 keep_where_greater(VecF32 a, VecF32 b, VecF32 v) {
     return {_mm256_and_ps(_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ), v.v)};
 }
 // Lane k of a vector, and a copy with lane k replaced, without going through
 // memory (a wide load of a just-written scalar stalls store forwarding).
-inline float lane(VecF32 a, int k) { return _mm256_cvtss_f32(_mm256_permutevar8x32_ps(a.v, _mm256_set1_epi32(k))); }
+inline float lane(VecF32 a, int k) {
+    return _mm256_cvtss_f32(_mm256_permutevar8x32_ps(a.v, _mm256_set1_epi32(k)));
+}
 inline VecF32 with_lane(VecF32 a, int k, float x) {
     const __m256i is_k = _mm256_cmpeq_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(k));
     return {_mm256_blendv_ps(a.v, _mm256_set1_ps(x), _mm256_castsi256_ps(is_k))};
@@ -139,8 +143,8 @@ inline VecF32 select_equal(VecF32 a, VecF32 b, VecF32 yes, VecF32 no) {
 inline void split_exponent(VecF32 x, VecF32& m, VecF32& e) {
     const __m256i bits = _mm256_castps_si256(x.v);
     __m256 ev = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(127)));
-    __m256 mv = _mm256_castsi256_ps(
-        _mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x3f800000)));
+    __m256 mv = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(0x007fffff)),
+                                                    _mm256_set1_epi32(0x3f800000)));
     const __m256 big = _mm256_cmp_ps(mv, _mm256_set1_ps(1.41421356f), _CMP_GT_OQ);
     mv = _mm256_blendv_ps(mv, _mm256_mul_ps(mv, _mm256_set1_ps(0.5f)), big);
     ev = _mm256_add_ps(ev, _mm256_and_ps(big, _mm256_set1_ps(1.0f)));
@@ -178,7 +182,9 @@ inline double reduce_add(VecF64 a) {
     s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));
     return _mm_cvtsd_f64(s);
 }
-inline bool any_greater(VecF64 a, VecF64 b) { return _mm256_movemask_pd(_mm256_cmp_pd(a.v, b.v, _CMP_GT_OQ)) != 0; }
+inline bool any_greater(VecF64 a, VecF64 b) {
+    return _mm256_movemask_pd(_mm256_cmp_pd(a.v, b.v, _CMP_GT_OQ)) != 0;
+}
 inline VecF64 keep_where_greater(VecF64 a, VecF64 b, VecF64 v) {
     return {_mm256_and_pd(_mm256_cmp_pd(a.v, b.v, _CMP_GT_OQ), v.v)};
 }
@@ -200,8 +206,8 @@ inline double reduce_max(VecF64 a) {
 // "add 1.5 * 2^52" trick (AVX2 has no double -> int64 conversion).
 inline __m256d avx2_exp2_int(__m256d k) {
     const __m256d magic = _mm256_set1_pd(6755399441055744.0);  // 1.5 * 2^52
-    const __m256i bits = _mm256_sub_epi64(_mm256_castpd_si256(_mm256_add_pd(k, magic)),
-                                          _mm256_castpd_si256(magic));
+    const __m256i bits =
+        _mm256_sub_epi64(_mm256_castpd_si256(_mm256_add_pd(k, magic)), _mm256_castpd_si256(magic));
     return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(bits, _mm256_set1_epi64x(1023)), 52));
 }
 
@@ -229,7 +235,9 @@ inline VecF32 vload(const bf16* p) {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
     return {_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))};
 }
-inline VecF32 vload(const f16* p) { return {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))}; }
+inline VecF32 vload(const f16* p) {
+    return {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))};
+}
 // The 16 values at p as two vectors, even-indexed then odd-indexed elements
 // (see vload_pair_any_order in vec.hpp and vec_avx512.hpp).
 inline void vload_pair_any_order(const bf16* p, VecF32& a, VecF32& b) {
@@ -278,7 +286,8 @@ constexpr bool kInterleavedPairStores = true;
 template <bool kNoNan>
 inline __m256i bf16_interleaved_bits(VecF32 even, VecF32 odd) {
     const __m256i low = _mm256_srli_epi32(bf16_rounded<kNoNan>(even), 16);
-    const __m256i high = _mm256_and_si256(bf16_rounded<kNoNan>(odd), _mm256_set1_epi32(static_cast<int>(0xffff0000u)));
+    const __m256i high =
+        _mm256_and_si256(bf16_rounded<kNoNan>(odd), _mm256_set1_epi32(static_cast<int>(0xffff0000u)));
     return _mm256_or_si256(high, low);
 }
 template <bool kNoNan>

@@ -57,7 +57,9 @@ inline VecF32 keep_where_greater(VecF32 a, VecF32 b, VecF32 v) {
 }
 // Lane k of a vector, and a copy with lane k replaced, without going through
 // memory (a wide load of a just-written scalar stalls store forwarding).
-inline float lane(VecF32 a, int k) { return _mm512_cvtss_f32(_mm512_permutexvar_ps(_mm512_set1_epi32(k), a.v)); }
+inline float lane(VecF32 a, int k) {
+    return _mm512_cvtss_f32(_mm512_permutexvar_ps(_mm512_set1_epi32(k), a.v));
+}
 inline VecF32 with_lane(VecF32 a, int k, float x) {
     return {_mm512_mask_mov_ps(a.v, static_cast<__mmask16>(1u << k), _mm512_set1_ps(x))};
 }
@@ -156,7 +158,9 @@ inline bool any_greater(VecF64 a, VecF64 b) { return _mm512_cmp_pd_mask(a.v, b.v
 inline VecF64 keep_where_greater(VecF64 a, VecF64 b, VecF64 v) {
     return {_mm512_maskz_mov_pd(_mm512_cmp_pd_mask(a.v, b.v, _CMP_GT_OQ), v.v)};
 }
-inline double lane(VecF64 a, int k) { return _mm512_cvtsd_f64(_mm512_permutexvar_pd(_mm512_set1_epi64(k), a.v)); }
+inline double lane(VecF64 a, int k) {
+    return _mm512_cvtsd_f64(_mm512_permutexvar_pd(_mm512_set1_epi64(k), a.v));
+}
 inline VecF64 with_lane(VecF64 a, int k, double x) {
     return {_mm512_mask_mov_pd(a.v, static_cast<__mmask8>(1u << k), _mm512_set1_pd(x))};
 }
@@ -215,11 +219,14 @@ inline __m256i bf16_bits(VecF32 v) { return _mm512_cvtepi32_epi16(_mm512_srli_ep
 // 32 values, a's then b's: one two-source shuffle gathers the top halves
 // (measured 0.035 against 0.047 ns per value for two bf16_bits).
 inline __m512i bf16_pair_bits(VecF32 a, VecF32 b) {
-    const __m512i odd_halves = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33,
-                                                31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    const __m512i odd_halves =
+        _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25, 23,
+                         21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
     return _mm512_permutex2var_epi16(bf16_rounded(a), odd_halves, bf16_rounded(b));
 }
-inline __m256i f16_bits(VecF32 v) { return _mm512_cvtps_ph(v.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+inline __m256i f16_bits(VecF32 v) {
+    return _mm512_cvtps_ph(v.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
 inline void vstore(bf16* p, VecF32 v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), bf16_bits(v)); }
 inline void vstore(f16* p, VecF32 v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), f16_bits(v)); }
 
@@ -272,8 +279,8 @@ template <bool kNoNan>
 inline __m512i bf16_interleaved_bits(VecF32 even, VecF32 odd) {
     const __m512i low = _mm512_srli_epi32(bf16_rounded<kNoNan>(even), 16);
     // (odd & 0xffff0000) | low
-    return _mm512_ternarylogic_epi32(bf16_rounded<kNoNan>(odd), _mm512_set1_epi32(static_cast<int>(0xffff0000u)),
-                                     low, 0xea);
+    return _mm512_ternarylogic_epi32(bf16_rounded<kNoNan>(odd),
+                                     _mm512_set1_epi32(static_cast<int>(0xffff0000u)), low, 0xea);
 }
 template <bool kNoNan>
 inline void vstore_interleaved_pair(bf16* p, VecF32 even, VecF32 odd) {
@@ -344,7 +351,8 @@ inline void stream_lines(H* p, int64_t count, const Pack& pack) {
     // Values from p to the first line boundary.
     const int head = static_cast<int>((64 - reinterpret_cast<uintptr_t>(p) % 64) % 64 / 2);
     if (head == 0) {
-        for (int64_t k = 0; k < count; ++k) _mm512_stream_si512(reinterpret_cast<__m512i*>(p + 32 * k), pack(k));
+        for (int64_t k = 0; k < count; ++k)
+            _mm512_stream_si512(reinterpret_cast<__m512i*>(p + 32 * k), pack(k));
         return;
     }
     if (count == 0) return;
@@ -352,10 +360,10 @@ inline void stream_lines(H* p, int64_t count, const Pack& pack) {
     // which waits for the line to come from memory: ask for it now.
     prefetch_for_write(p + 32 * count - 1);
     // Line j holds the last 32 - head values of pack j and the first head of pack j + 1.
-    const __m512i cut = _mm512_add_epi16(
-        _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8,
-                         7, 6, 5, 4, 3, 2, 1, 0),
-        _mm512_set1_epi16(static_cast<short>(head)));
+    const __m512i cut =
+        _mm512_add_epi16(_mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15,
+                                          14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                         _mm512_set1_epi16(static_cast<short>(head)));
     __m512i previous = pack(0);
     store_lanes(p, previous, 0, head);
     for (int64_t k = 1; k < count; ++k) {

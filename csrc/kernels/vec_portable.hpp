@@ -40,12 +40,12 @@ struct VecPortable {
     }
 };
 
-#define PYCE_PORTABLE_BINOP(op)                                                   \
-    template <class T, int W>                                                     \
+#define PYCE_PORTABLE_BINOP(op)                                                      \
+    template <class T, int W>                                                        \
     inline VecPortable<T, W> operator op(VecPortable<T, W> a, VecPortable<T, W> b) { \
-        VecPortable<T, W> r;                                                      \
-        for (int i = 0; i < W; ++i) r.v[i] = a.v[i] op b.v[i];                    \
-        return r;                                                                 \
+        VecPortable<T, W> r;                                                         \
+        for (int i = 0; i < W; ++i) r.v[i] = a.v[i] op b.v[i];                       \
+        return r;                                                                    \
     }
 PYCE_PORTABLE_BINOP(+)
 PYCE_PORTABLE_BINOP(-)
@@ -151,7 +151,7 @@ inline float exp_lane(float x) {
     using C = ExpF32;
     float xc = C::lo > x ? C::lo : x;
     xc = C::hi < xc ? C::hi : xc;
-    xc = x != x ? 0.0f : xc;  // nan: compute on 0, return nan at the end
+    xc = x != x ? 0.0f : xc;          // nan: compute on 0, return nan at the end
     const float magic = 12582912.0f;  // 1.5 * 2^23
     const float n = (xc * C::log2e + magic) - magic;
     float r = xc - n * C::ln2_hi;

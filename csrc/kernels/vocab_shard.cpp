@@ -85,7 +85,8 @@ struct ShardStatsKernel {
             const int64_t full = n - n % W;
             const V c = V::broadcast(static_cast<A>(cap)), inv = V::broadcast(static_cast<A>(1.0 / cap));
             for (int64_t i = 0; i < full; i += W) softcap(vload(xb + i), c, inv).store(zb + i);
-            if (n > full) softcap(vload_partial(xb + full, n - full, A(0)), c, inv).store_partial(zb + full, n - full);
+            if (n > full)
+                softcap(vload_partial(xb + full, n - full, A(0)), c, inv).store_partial(zb + full, n - full);
             return block_stats<A, E, false>(zb, n, nullptr, coefs(), start, row.shift);
         } else {
             return block_stats<T, E, false>(xb, n, nullptr, coefs(), start, row.shift);
@@ -195,7 +196,8 @@ void run_grad_kind(const ShardGradArgs& args) {
     const int64_t nblocks = num_blocks(args.cols), pairs = args.rows * nblocks;
     int threads = args.threads;
     const int64_t elements = args.rows * args.cols;
-    if (elements < kMinParallelElements && !(elements >= kMinAwakeParallelElements && in_burst())) threads = 1;
+    if (elements < kMinParallelElements && !(elements >= kMinAwakeParallelElements && in_burst()))
+        threads = 1;
     parallel_ranges(pairs, threads, [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) shard_grad_block<T, kCoef, kCap>(args, i / nblocks, i % nblocks);
     });

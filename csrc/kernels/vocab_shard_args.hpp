@@ -18,19 +18,19 @@ namespace pyce {
 // soft-capped first (z = c tanh(x / c)). Ignored rows are not read; their
 // outputs are 0.
 struct ShardStatsArgs {
-    const void* logits = nullptr;     // rows x cols, dtype
+    const void* logits = nullptr;  // rows x cols, dtype
     int64_t rows = 0;
     int64_t cols = 0;
     const int64_t* target = nullptr;  // rows global class ids, or ignore_index
     int64_t vocab_start = 0;
     int64_t ignore_index = -100;
-    const void* weight = nullptr;     // cols, compute type (float32 for 16-bit), or null
-    bool want_dot = false;            // gather sum coef * z
-    double softcap = 0.0;             // > 0: soft-cap first
-    double* lse = nullptr;            // rows, out
-    double* shift = nullptr;          // rows, out
-    double* dot = nullptr;            // rows, out (want_dot)
-    double* target_logit = nullptr;   // rows, out
+    const void* weight = nullptr;    // cols, compute type (float32 for 16-bit), or null
+    bool want_dot = false;           // gather sum coef * z
+    double softcap = 0.0;            // > 0: soft-cap first
+    double* lse = nullptr;           // rows, out
+    double* shift = nullptr;         // rows, out
+    double* dot = nullptr;           // rows, out (want_dot)
+    double* target_logit = nullptr;  // rows, out
     int threads = 1;
 };
 
@@ -42,19 +42,19 @@ struct ShardStatsArgs {
 // gradient into the per-row mul, sub and at_target (float64). Ignored rows
 // are zero. `grad` has the logits' dtype and may be the logits themselves.
 struct ShardGradArgs {
-    const void* logits = nullptr;     // rows x cols, dtype
+    const void* logits = nullptr;  // rows x cols, dtype
     int64_t rows = 0;
     int64_t cols = 0;
     const int64_t* target = nullptr;  // rows global class ids, or ignore_index
     int64_t vocab_start = 0;
     int64_t ignore_index = -100;
-    const void* weight = nullptr;     // cols, compute type, or null (coef = 1)
-    const double* shift = nullptr;    // rows (from ShardStatsArgs)
-    const double* mul = nullptr;      // rows
-    const double* sub = nullptr;      // rows
+    const void* weight = nullptr;       // cols, compute type, or null (coef = 1)
+    const double* shift = nullptr;      // rows (from ShardStatsArgs)
+    const double* mul = nullptr;        // rows
+    const double* sub = nullptr;        // rows
     const double* at_target = nullptr;  // rows
     double softcap = 0.0;
-    void* grad = nullptr;             // rows x cols, dtype
+    void* grad = nullptr;  // rows x cols, dtype
     int threads = 1;
 };
 

@@ -19,18 +19,18 @@
 namespace pyce {
 
 struct Block {
-    void* data = nullptr;   // aligned to 64 bytes (2 MiB for large blocks)
+    void* data = nullptr;      // aligned to 64 bytes (2 MiB for large blocks)
     std::size_t capacity = 0;  // usable bytes
     void* mapping = nullptr;   // what to hand back to the OS
     std::size_t mapped = 0;
 };
 
 struct CacheStats {
-    std::size_t limit;          // most bytes the cache may hold
-    std::size_t cached_bytes;   // bytes held now, in freed blocks
+    std::size_t limit;         // most bytes the cache may hold
+    std::size_t cached_bytes;  // bytes held now, in freed blocks
     std::size_t cached_blocks;
-    std::uint64_t hits;         // requests served from the cache
-    std::uint64_t misses;       // requests that allocated from the OS
+    std::uint64_t hits;    // requests served from the cache
+    std::uint64_t misses;  // requests that allocated from the OS
 };
 
 constexpr std::size_t kMaxCachedBlocks = 4;

@@ -113,8 +113,8 @@ std::vector<std::string> supported_capabilities() {
 void set_capability(const std::string& name) {
     const KernelTable* t = tables().find(name);
     if (!t)
-        throw std::invalid_argument("CPU capability '" + name + "' is not supported here; choose one of: " +
-                                    supported_list());
+        throw std::invalid_argument("CPU capability '" + name +
+                                    "' is not supported here; choose one of: " + supported_list());
     current().store(t, std::memory_order_release);
 }
 

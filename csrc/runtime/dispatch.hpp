@@ -25,24 +25,24 @@ constexpr int kNumDTypes = 4;
 // driver (runtime/cross_entropy_driver.cpp) the outputs, the gradient's
 // scales and the thread count, then calls the kernel.
 struct CrossEntropyArgs {
-    const void* logits = nullptr;      // rows x cols, dtype
+    const void* logits = nullptr;  // rows x cols, dtype
     int64_t rows = 0;
     int64_t cols = 0;
-    const int64_t* target = nullptr;   // rows class indices (already bounds-checked)
-    const void* soft_target = nullptr; // rows x cols probabilities, dtype
-    const void* weight = nullptr;      // cols class weights in the compute type (float32 for 16-bit), or null
+    const int64_t* target = nullptr;    // rows class indices (already bounds-checked)
+    const void* soft_target = nullptr;  // rows x cols probabilities, dtype
+    const void* weight = nullptr;  // cols class weights in the compute type (float32 for 16-bit), or null
     int64_t ignore_index = -100;
     double label_smoothing = 0.0;
-    double z_loss = 0.0;               // adds z_loss * lse^2 to every row that is not ignored
-    double softcap = 0.0;              // > 0: logits pass through softcap * tanh(z / softcap) first
+    double z_loss = 0.0;   // adds z_loss * lse^2 to every row that is not ignored
+    double softcap = 0.0;  // > 0: logits pass through softcap * tanh(z / softcap) first
     // The gradient is written when `grad` is set (it may alias `logits`):
     // row i is scaled by grad_scale_rows[i] if given, else by grad_scale.
     void* grad = nullptr;
-    bool grad_f32 = false;             // 16-bit logits: the gradient is float32, not 16-bit
+    bool grad_f32 = false;  // 16-bit logits: the gradient is float32, not 16-bit
     double grad_scale = 1.0;
     const double* grad_scale_rows = nullptr;
-    double* row_loss = nullptr;        // rows, out: each row's (unreduced) loss
-    double* row_lse = nullptr;         // rows, out if set: each row's log-sum-exp (ignored rows too)
+    double* row_loss = nullptr;  // rows, out: each row's (unreduced) loss
+    double* row_lse = nullptr;   // rows, out if set: each row's log-sum-exp (ignored rows too)
     int threads = 1;
     // For the driver, not read by the kernels:
     DType dtype = DType::f32;
@@ -86,17 +86,17 @@ struct KernelTable {
     RowsToRowsFn softmax[kNumDTypes] = {};
     RowsToRowsFn log_softmax[kNumDTypes] = {};
     CrossEntropyFn cross_entropy[kNumDTypes] = {};
-    StridedFn logsumexp_strided[kNumDTypes] = {};    // kernels/strided_classes.cpp
+    StridedFn logsumexp_strided[kNumDTypes] = {};  // kernels/strided_classes.cpp
     StridedFn softmax_strided[kNumDTypes] = {};
     StridedFn log_softmax_strided[kNumDTypes] = {};
     CrossEntropyFn cross_entropy_strided[kNumDTypes] = {};
-    ElementwiseFn exp[kNumDTypes] = {};  // the kernels' exp (float32/float64), for accuracy tests
-    ElementwiseFn exp_sweep[kNumDTypes] = {};  // the sweeps' exp (exp_bounded), for accuracy tests
-    EvaluateFn evaluate[kNumDTypes] = {};         // kernels/evaluate.cpp (also entropy)
-    KLDivFn kl_divergence[kNumDTypes] = {};       // kernels/divergence.cpp
-    FocalFn focal_loss[kNumDTypes] = {};          // kernels/focal.cpp
-    ShardStatsFn shard_stats[kNumDTypes] = {};    // kernels/vocab_shard.cpp
-    ShardGradFn shard_grad[kNumDTypes] = {};      // kernels/vocab_shard.cpp
+    ElementwiseFn exp[kNumDTypes] = {};         // the kernels' exp (float32/float64), for accuracy tests
+    ElementwiseFn exp_sweep[kNumDTypes] = {};   // the sweeps' exp (exp_bounded), for accuracy tests
+    EvaluateFn evaluate[kNumDTypes] = {};       // kernels/evaluate.cpp (also entropy)
+    KLDivFn kl_divergence[kNumDTypes] = {};     // kernels/divergence.cpp
+    FocalFn focal_loss[kNumDTypes] = {};        // kernels/focal.cpp
+    ShardStatsFn shard_stats[kNumDTypes] = {};  // kernels/vocab_shard.cpp
+    ShardGradFn shard_grad[kNumDTypes] = {};    // kernels/vocab_shard.cpp
 };
 
 // The table in use.

@@ -22,8 +22,8 @@ struct MeanOver {
     int64_t per_row = 1;
     const int64_t* target = nullptr;  // rows class indices (checked), or null
     int64_t ignore_index = -100;
-    const void* weight = nullptr;     // C class weights, or null
-    bool weight_f64 = false;          // weight is double (float64 logits), else float
+    const void* weight = nullptr;  // C class weights, or null
+    bool weight_f64 = false;       // weight is double (float64 logits), else float
 };
 
 // The divisor of the reduction: 1 for none and sum, the row count for

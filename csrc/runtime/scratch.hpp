@@ -23,7 +23,7 @@ constexpr std::size_t kKeepScratchBytes = std::size_t{32} << 20;
 // lives. Comes from the calling thread's buffer (grown when too small) unless
 // the request is larger than kKeepScratchBytes or the buffer is already leased.
 class ScratchLease {
-public:
+  public:
     explicit ScratchLease(std::size_t bytes);
     ~ScratchLease();
     ScratchLease(const ScratchLease&) = delete;
@@ -34,7 +34,7 @@ public:
         return static_cast<T*>(data_);
     }
 
-private:
+  private:
     void* data_ = nullptr;
     bool owned_ = false;  // memory of its own (freed here), not the thread's buffer
 };

@@ -34,17 +34,70 @@ formatting are kept apart: ``time_call``, ``measure_floors``, ``measure_memory``
 
 from __future__ import annotations
 
-from .ops import (DEFAULT_DTYPES, DEFAULT_SHAPES, FLOOR_KIND, IN_CACHE_BYTES, KNOWN_DTYPES, OPS, OP_LABEL, PEERS, PEER_OP, QUICK_SHAPES, REFERENCE_LIMIT, TRAFFIC, UNSUPPORTED, check_pyce_support, make_problem, numpy_dtype, pyce_op)  # noqa: F401
-from .format import (Progress, Span, fmt_gbs, fmt_mb, fmt_ms, fmt_ratio, parse_list, parse_shape, progress_line, render_table, shape_str)  # noqa: F401
-from .environment import (_optional, cpu_model, package_version, set_threads, thread_counts, versions)  # noqa: F401
-from .timing import (Timing, time_against_floor, time_call)  # noqa: F401
-from .floors import (_probe_array, bandwidths, in_cache_rows, measure_exp_throughput, measure_floors, measure_in_cache, stream_probes)  # noqa: F401
-from .peers import (PeerUnavailable, _torch_tensor, available_peers, peer_op)  # noqa: F401
-from .memory import (MEMORY_KINDS, _memory_child, _proc_status_kb, _reset_peak_rss, measure_memory, memory_kinds)  # noqa: F401
-from .runner import (_row, _time_peer, _time_peers, _time_pyce, measure_scaling, run_benchmark)  # noqa: F401
-from .report import (format_report, header_lines, memory_table, report_blocks, results_table, scaling_table, table_notes)  # noqa: F401
-from .plot import plot_results  # noqa: F401
+from .cli import _json_default, build_parser, main  # noqa: F401
 from .console import make_progress, print_report  # noqa: F401
-from .cli import (_json_default, build_parser, main)  # noqa: F401
+from .environment import _optional, cpu_model, package_version, set_threads, thread_counts, versions  # noqa: F401
+from .floors import (  # noqa: F401
+    _probe_array,
+    bandwidths,
+    in_cache_rows,
+    measure_exp_throughput,
+    measure_floors,
+    measure_in_cache,
+    stream_probes,
+)
+from .format import (  # noqa: F401
+    Progress,
+    Span,
+    fmt_gbs,
+    fmt_mb,
+    fmt_ms,
+    fmt_ratio,
+    parse_list,
+    parse_shape,
+    progress_line,
+    render_table,
+    shape_str,
+)
+from .memory import (  # noqa: F401
+    MEMORY_KINDS,
+    _memory_child,
+    _proc_status_kb,
+    _reset_peak_rss,
+    measure_memory,
+    memory_kinds,
+)
+from .ops import (  # noqa: F401
+    DEFAULT_DTYPES,
+    DEFAULT_SHAPES,
+    FLOOR_KIND,
+    IN_CACHE_BYTES,
+    KNOWN_DTYPES,
+    OP_LABEL,
+    OPS,
+    PEER_OP,
+    PEERS,
+    QUICK_SHAPES,
+    REFERENCE_LIMIT,
+    TRAFFIC,
+    UNSUPPORTED,
+    check_pyce_support,
+    make_problem,
+    numpy_dtype,
+    pyce_op,
+)
+from .peers import PeerUnavailable, _torch_tensor, available_peers, peer_op  # noqa: F401
+from .plot import plot_results  # noqa: F401
+from .report import (  # noqa: F401
+    format_report,
+    header_lines,
+    memory_table,
+    report_blocks,
+    results_table,
+    scaling_table,
+    table_notes,
+)
+from .runner import _row, _time_peer, _time_peers, _time_pyce, measure_scaling, run_benchmark  # noqa: F401
+from .timing import Timing, time_against_floor, time_call  # noqa: F401
 
 __all__ = ["main"]

@@ -30,12 +30,17 @@ class RichProgress:
 
     def __init__(self, total: int, stream):
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress as _Progress,
-                                   TextColumn, TimeElapsedColumn)
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as _Progress
 
-        self._bar = _Progress(TextColumn("{task.description}"), BarColumn(),
-                              MofNCompleteColumn(), TimeElapsedColumn(),
-                              console=Console(file=stream), transient=True)
+        self._bar = _Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(file=stream),
+            transient=True,
+        )
         self._task = self._bar.add_task("", total=total)
         self._bar.start()
 
@@ -69,10 +74,10 @@ def _rich_table(block: TableBlock):
             spans.append(f"{' '.join(row[:-1])}: {row[-1]}")
     for i, header in enumerate(block.headers):
         # As wide as the widest cell: a narrow terminal wraps lines, never truncates numbers.
-        width = max([len(header)] + [len(r[i]) for r in block.rows
-                                     if i < len(r) and not isinstance(r[i], Span)])
-        table.add_column(header, justify="left" if i < 3 else "right", no_wrap=True,
-                         min_width=width)
+        width = max(
+            [len(header)] + [len(r[i]) for r in block.rows if i < len(r) and not isinstance(r[i], Span)]
+        )
+        table.add_column(header, justify="left" if i < 3 else "right", no_wrap=True, min_width=width)
     for row in block.rows:
         cells = list(row)
         if cells and isinstance(cells[-1], Span):

@@ -10,7 +10,6 @@ from typing import Optional
 import numpy as np
 
 
-
 def cpu_model() -> Optional[str]:
     """The CPU's model name from /proc/cpuinfo (Linux), else ``platform.processor()``."""
     try:
@@ -34,9 +33,15 @@ def versions() -> dict:
     """Versions of Python, NumPy, pyce and the peers (None when not installed)."""
     import pyce
 
-    out = {"python": platform.python_version(), "numpy": np.__version__,
-           "pyce": getattr(pyce, "__version__", None), "platform": platform.platform(),
-           "machine": platform.machine(), "cpu_model": cpu_model(), "cpu_count": os.cpu_count()}
+    out = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pyce": getattr(pyce, "__version__", None),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+    }
     for name in ("torch", "jax", "ml_dtypes", "matplotlib"):
         out[name] = package_version(name)
     return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from .ops import IN_CACHE_BYTES, TRAFFIC, pyce_op
@@ -33,8 +32,14 @@ def stream_probes():
     return read, scale, "numpy (this pyce build has no stream probes)"
 
 
-def measure_floors(nbytes: int, *, repeat: int = 5, min_time: float = 0.02,
-                   min_runs: int = 10) -> dict:
+def _copy_time(scale, src, repeat, min_time):
+    """Best time of copying ``src`` into an already-touched buffer of its size."""
+    dst = np.empty_like(src)
+    dst.fill(0.0)
+    return time_call(lambda: scale(src, dst, 1.0), repeat=repeat, min_time=min_time).best
+
+
+def measure_floors(nbytes: int, *, repeat: int = 5, min_time: float = 0.02, min_runs: int = 10) -> dict:
     """Floor times (seconds) for moving ``nbytes`` of logits, at pyce's current thread count.
 
     ``read``: read ``nbytes`` once; ``copy``: read them and write ``nbytes``
@@ -47,16 +52,13 @@ def measure_floors(nbytes: int, *, repeat: int = 5, min_time: float = 0.02,
     src = _probe_array(nbytes)
     out = {"nbytes": int(nbytes), "source": source}
     out["read"] = time_call(lambda: read(src), repeat=repeat, min_time=min_time).best
-    dst = np.empty_like(src)
-    dst.fill(0.0)
-    out["copy"] = time_call(lambda: scale(src, dst, 1.0), repeat=repeat, min_time=min_time).best
-    del dst  # free it before the in-place probe
+    out["copy"] = _copy_time(scale, src, repeat, min_time)  # its destination freed before the next probe
     # Into a new array each call, as a function returning a gradient must: the
     # page faults of first touch included (reported, not used as the floor).
-    out["copy_fresh"] = time_call(lambda: scale(src, np.empty_like(src), 1.0), repeat=repeat,
-                                  min_time=min_time).best
-    out["inplace"] = time_call(lambda: scale(src, src, 1.0), repeat=repeat,
-                               min_time=min_time).best
+    out["copy_fresh"] = time_call(
+        lambda: scale(src, np.empty_like(src), 1.0), repeat=repeat, min_time=min_time
+    ).best
+    out["inplace"] = time_call(lambda: scale(src, src, 1.0), repeat=repeat, min_time=min_time).best
     return out
 
 
@@ -100,8 +102,9 @@ def in_cache_rows(shape, itemsize: int, threads: int) -> int:
     return int(min(rows, k))
 
 
-def measure_in_cache(op: str, x: np.ndarray, t: np.ndarray, *, threads: int, repeat: int = 5,
-                     min_time: float = 0.02) -> tuple:
+def measure_in_cache(
+    op: str, x: np.ndarray, t: np.ndarray, *, threads: int, repeat: int = 5, min_time: float = 0.02
+) -> tuple:
     """``(seconds, rows)``: the time pyce's ``op`` takes on all of x's rows when
     its data is in cache, and the slice size it was measured on.
 

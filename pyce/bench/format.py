@@ -93,8 +93,7 @@ class TableBlock(NamedTuple):
     rows: Sequence[Sequence[str]]
 
 
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]],
-                 align: Optional[str] = None) -> str:
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: Optional[str] = None) -> str:
     """Plain-text table. ``align`` has one ``l``/``r`` per column (default:
     first three left, rest right). A row may end with a :class:`Span`, which
     is printed as-is after the cells before it and takes no column width."""

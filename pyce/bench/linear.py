@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 import time
@@ -49,7 +48,7 @@ import numpy as np
 DEFAULT_SHAPES = [(2048, 512, 32000), (4096, 1024, 32000), (2048, 512, 128256)]
 MEMORY_SHAPE = (8192, 256, 32000)
 FILTER_SHAPE = (2048, 512, 32000)
-FILTER_EPS = 2.0 ** -12
+FILTER_EPS = 2.0**-12
 
 
 def parse_shape3(text: str) -> tuple:
@@ -60,6 +59,7 @@ def parse_shape3(text: str) -> tuple:
 
 
 # -- workloads ------------------------------------------------------------------------
+
 
 def flat_problem(N, D, V, seed=0):
     """A random-init head: unit-variance hidden states, W ~ N(0, 0.02^2), uniform targets."""
@@ -90,6 +90,7 @@ def peaked_problem(N, D, V, seed=0, confident=0.9):
 
 # -- the methods, each a forward + backward closure -------------------------------------
 
+
 def numpy_methods(h, W, y):
     import pyce
 
@@ -102,8 +103,7 @@ def numpy_methods(h, W, y):
         np.matmul(L, W, out=gh)
         np.matmul(L.T, h, out=gW)
 
-    return {"3 GEMMs (numpy)": floor,
-            "pyce (numpy)": lambda: pyce.linear_cross_entropy_with_grad(h, W, y)}
+    return {"3 GEMMs (numpy)": floor, "pyce (numpy)": lambda: pyce.linear_cross_entropy_with_grad(h, W, y)}
 
 
 def torch_methods(h, W, y, dtype_name="float32", peers=True):
@@ -130,16 +130,20 @@ def torch_methods(h, W, y, dtype_name="float32", peers=True):
         def step():
             hh.grad = WW.grad = None
             loss_fn().backward()
+
         return step
 
-    methods = {f"3 GEMMs (torch){suffix}": floor,
-               f"pyce.torch{suffix}": run(lambda: pt.linear_cross_entropy(hh, WW, ty))}
+    methods = {
+        f"3 GEMMs (torch){suffix}": floor,
+        f"pyce.torch{suffix}": run(lambda: pt.linear_cross_entropy(hh, WW, ty)),
+    }
     if peers:
         methods[f"torch naive{suffix}"] = run(lambda: F.cross_entropy(F.linear(hh, WW), ty))
         if hasattr(F, "linear_cross_entropy") and hasattr(torch.nn, "LinearCrossEntropyOptions"):
             options = torch.nn.LinearCrossEntropyOptions()
             methods[f"torch chunked{suffix}"] = run(
-                lambda: F.linear_cross_entropy(hh, WW, ty, options=options))
+                lambda: F.linear_cross_entropy(hh, WW, ty, options=options)
+            )
         cce = cce_loss()
         if cce is not None:
             methods[f"cut-cross-entropy{suffix}"] = run(lambda: cce(hh, WW, ty))
@@ -159,7 +163,7 @@ def time_rounds(methods: dict, rounds: int) -> dict:
     """Median seconds of each method over ``rounds`` interleaved rounds (after a warm-up)."""
     for fn in methods.values():
         fn()
-    samples = {name: [] for name in methods}
+    samples: dict = {name: [] for name in methods}
     for _ in range(rounds):
         for name, fn in methods.items():
             t0 = time.perf_counter()
@@ -169,6 +173,7 @@ def time_rounds(methods: dict, rounds: int) -> dict:
 
 
 # -- filtering -----------------------------------------------------------------------------
+
 
 def filter_study(shape, rounds):
     import pyce
@@ -187,16 +192,31 @@ def filter_study(shape, rounds):
             np.matmul(L, W, out=gh)
             np.matmul(L.T, h, out=gW)
 
-        methods = {"3 GEMMs": floor,
-                   "pyce": lambda: pyce.linear_cross_entropy_with_grad(h, W, y),
-                   "pyce filtered": lambda: pyce.linear_cross_entropy_with_grad(
-                       h, W, y, filter_eps=FILTER_EPS)}
+        methods = {
+            "3 GEMMs": floor,
+            "pyce": lambda: pyce.linear_cross_entropy_with_grad(h, W, y),
+            "pyce filtered": lambda: pyce.linear_cross_entropy_with_grad(h, W, y, filter_eps=FILTER_EPS),
+        }
         times = time_rounds(methods, rounds)
         exact = pyce.linear_cross_entropy_with_grad(h, W, y)
-        call = LinearCall(h, W, y, linear_bias=None, weight=None, ignore_index=-100,
-                          reduction="mean", label_smoothing=0.0, z_loss=0.0, softcap=None,
-                          shift=0, return_lse=False, filter_eps=FILTER_EPS, chunk_size=None,
-                          dtypes=(np.dtype(np.float32),), compute_dtype=np.float32)
+        call = LinearCall(
+            h,
+            W,
+            y,
+            linear_bias=None,
+            weight=None,
+            ignore_index=-100,
+            reduction="mean",
+            label_smoothing=0.0,
+            z_loss=0.0,
+            softcap=None,
+            shift=0,
+            return_lse=False,
+            filter_eps=FILTER_EPS,
+            chunk_size=None,
+            dtypes=(np.dtype(np.float32),),
+            compute_dtype=np.float32,
+        )
         gh_f, gW_f, _ = call.with_grad(NumpyOps)
         loss_f = call.loss()
         # The documented bound, at its largest: eps / N times sum_v |W[v]| (grad_hidden)
@@ -204,16 +224,20 @@ def filter_study(shape, rounds):
         s = FILTER_EPS / N
         bound_h = s * float(np.max(np.sum(np.abs(W), axis=0, dtype=np.float64)))
         bound_W = s * float(np.max(np.sum(np.abs(h), axis=0, dtype=np.float64)))
-        rows.append({
-            "workload": workload, "shape": list(shape), "filter_eps": FILTER_EPS,
-            "times": times,
-            "kept_block_fraction": call.kept_blocks / max(1, call.total_blocks),
-            "loss_difference": float(abs(float(loss_f) - float(exact[0]))),
-            "grad_hidden_max_error": float(np.max(np.abs(gh_f - exact[1]))),
-            "grad_hidden_bound": bound_h,
-            "grad_weight_max_error": float(np.max(np.abs(gW_f - exact[2]))),
-            "grad_weight_bound": bound_W,
-        })
+        rows.append(
+            {
+                "workload": workload,
+                "shape": list(shape),
+                "filter_eps": FILTER_EPS,
+                "times": times,
+                "kept_block_fraction": call.kept_blocks / max(1, call.total_blocks),
+                "loss_difference": float(abs(float(loss_f) - float(exact[0]))),
+                "grad_hidden_max_error": float(np.max(np.abs(gh_f - exact[1]))),
+                "grad_hidden_bound": bound_h,
+                "grad_weight_max_error": float(np.max(np.abs(gW_f - exact[2]))),
+                "grad_weight_bound": bound_W,
+            }
+        )
     return rows
 
 
@@ -246,7 +270,7 @@ def memory_child(method, N, D, V):
         warm = fns[method] if method == "cut-cross-entropy" else torch_methods(*small)[method]
     warm()
     fn = fns[method]
-    grads = (h.nbytes + W.nbytes)
+    grads = h.nbytes + W.nbytes
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # peak RSS := current RSS
     base = _status_kb("VmRSS") * 1024
@@ -257,9 +281,11 @@ def memory_child(method, N, D, V):
 
 def measure_memory(method, shape, threads):
     N, D, V = shape
-    code = ("import json, sys, pyce; from pyce.bench import linear as b; "
-            f"pyce.set_num_threads({threads}); import torch; torch.set_num_threads({threads}); "
-            f"print(json.dumps(b.memory_child({method!r}, {N}, {D}, {V})))")
+    code = (
+        "import json, sys, pyce; from pyce.bench import linear as b; "
+        f"pyce.set_num_threads({threads}); import torch; torch.set_num_threads({threads}); "
+        f"print(json.dumps(b.memory_child({method!r}, {N}, {D}, {V})))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if proc.returncode != 0:
         return {"method": method, "shape": list(shape), "error": proc.stderr.strip()[-300:]}
@@ -269,14 +295,18 @@ def measure_memory(method, shape, threads):
 
 # -- report ------------------------------------------------------------------------------------
 
+
 def _ms(s):
     return f"{s * 1e3:,.0f}"
 
 
 def format_report(report) -> str:
-    lines = [f"pyce bench --suite linear: {report['threads']} threads, float32 unless named, "
-             f"medians of {report['rounds']} interleaved rounds; forward + backward",
-             f"BLAS: NumPy {report['blas']}; PyTorch {report['torch_blas']}", ""]
+    lines = [
+        f"pyce bench --suite linear: {report['threads']} threads, float32 unless named, "
+        f"medians of {report['rounds']} interleaved rounds; forward + backward",
+        f"BLAS: NumPy {report['blas']}; PyTorch {report['torch_blas']}",
+        "",
+    ]
     for entry in report["timings"]:
         N, D, V = entry["shape"]
         t = {k: v["median_s"] for k, v in entry["times"].items()}
@@ -288,7 +318,7 @@ def format_report(report) -> str:
             if name == "pyce (numpy)" and floor_np:
                 notes.append(f"{sec / floor_np:.3f} x the numpy GEMMs")
             if name.startswith("pyce.torch"):
-                suffix = name[len("pyce.torch"):]
+                suffix = name[len("pyce.torch") :]
                 floor = t.get("3 GEMMs (torch)" + suffix)
                 if floor:
                     notes.append(f"{sec / floor:.3f} x the torch GEMMs{suffix}")
@@ -300,7 +330,7 @@ def format_report(report) -> str:
         del floor_t
         lines.append("")
     if report.get("filter"):
-        lines.append(f"gradient filtering, filter_eps = 2**-12, NumPy float32:")
+        lines.append("gradient filtering, filter_eps = 2**-12, NumPy float32:")
         for row in report["filter"]:
             t = {k: v["median_s"] for k, v in row["times"].items()}
             lines.append(
@@ -309,39 +339,58 @@ def format_report(report) -> str:
                 f"faster than the GEMMs, {t['pyce filtered'] / t['pyce']:.3f} x unfiltered); "
                 f"blocks kept {row['kept_block_fraction']:.1%}; loss diff {row['loss_difference']:.1e}; "
                 f"grad_hidden err {row['grad_hidden_max_error']:.1e} (bound {row['grad_hidden_bound']:.1e}), "
-                f"grad_weight err {row['grad_weight_max_error']:.1e} (bound {row['grad_weight_bound']:.1e})")
+                f"grad_weight err {row['grad_weight_max_error']:.1e} (bound {row['grad_weight_bound']:.1e})"
+            )
         lines.append("")
     if report.get("memory"):
         N, D, V = report["memory"][0]["shape"]
-        lines.append(f"peak memory beyond inputs and gradients, (N, D, V) = ({N}, {D}, {V}) "
-                     f"(logits {N * V * 4 / 2**20:,.0f} MiB), fresh process each:")
+        lines.append(
+            f"peak memory beyond inputs and gradients, (N, D, V) = ({N}, {D}, {V}) "
+            f"(logits {N * V * 4 / 2**20:,.0f} MiB), fresh process each:"
+        )
         for row in report["memory"]:
             value = row.get("extra_bytes")
-            text = (f"{value / 2**20:,.0f} MiB" if isinstance(value, (int, float))
-                    else "not available" if value is None and "error" not in row
-                    else "failed: " + row.get("error", "")[-120:])
+            text = (
+                f"{value / 2**20:,.0f} MiB"
+                if isinstance(value, (int, float))
+                else "not available"
+                if value is None and "error" not in row
+                else "failed: " + row.get("error", "")[-120:]
+            )
             lines.append(f"  {row['method']:<20} {text}")
     return "\n".join(lines)
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: str = "pyce bench --suite linear") -> int:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    p.add_argument("--shapes", help="comma-separated NxDxV (default: "
-                   + ",".join("x".join(map(str, s)) for s in DEFAULT_SHAPES) + ")")
+    p.add_argument(
+        "--shapes",
+        help="comma-separated NxDxV (default: "
+        + ",".join("x".join(map(str, s)) for s in DEFAULT_SHAPES)
+        + ")",
+    )
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     p.add_argument("--threads", type=int, help="threads for pyce, NumPy's BLAS and torch")
-    p.add_argument("--bfloat16", action="store_true", help="also time pyce.torch, the torch "
-                   "GEMMs and PyTorch naive in bfloat16")
+    p.add_argument(
+        "--bfloat16",
+        action="store_true",
+        help="also time pyce.torch, the torch GEMMs and PyTorch naive in bfloat16",
+    )
     p.add_argument("--no-peers", action="store_true", help="skip PyTorch naive/chunked and CCE")
-    p.add_argument("--filter", action="store_true", help="time gradient filtering (flat and "
-                   "peaked workloads, " + "x".join(map(str, FILTER_SHAPE)) + ")")
-    p.add_argument("--memory", action="store_true", help="peak memory at "
-                   + "x".join(map(str, MEMORY_SHAPE)) + " (a fresh process per method)")
+    p.add_argument(
+        "--filter",
+        action="store_true",
+        help="time gradient filtering (flat and peaked workloads, " + "x".join(map(str, FILTER_SHAPE)) + ")",
+    )
+    p.add_argument(
+        "--memory",
+        action="store_true",
+        help="peak memory at " + "x".join(map(str, MEMORY_SHAPE)) + " (a fresh process per method)",
+    )
     p.add_argument("--json", metavar="FILE", help="write every number to FILE")
     args = p.parse_args(argv)
     try:
-        shapes = ([parse_shape3(s) for s in args.shapes.split(",")] if args.shapes
-                  else DEFAULT_SHAPES)
+        shapes = [parse_shape3(s) for s in args.shapes.split(",")] if args.shapes else DEFAULT_SHAPES
     except ValueError as exc:
         p.error(str(exc))
     if args.rounds < 1:
@@ -359,12 +408,18 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "pyce bench --suite l
         torch.set_num_threads(threads)
         torch_blas = "MKL" if torch.backends.mkl.is_available() else "its own"
     except ImportError:
-        torch = None
+        torch = None  # type: ignore[assignment]
         torch_blas = "not installed"
-    report = {"command": [prog] + list(argv if argv is not None else sys.argv[1:]),
-              "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "threads": threads,
-              "rounds": args.rounds, "blas": blas_info()["library"] or "matmul fallback",
-              "torch_blas": torch_blas, "cce_available": cce_loss() is not None, "timings": []}
+    report = {
+        "command": [prog] + list(argv if argv is not None else sys.argv[1:]),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "threads": threads,
+        "rounds": args.rounds,
+        "blas": blas_info()["library"] or "matmul fallback",
+        "torch_blas": torch_blas,
+        "cce_available": cce_loss() is not None,
+        "timings": [],
+    }
     for shape in shapes:
         h, W, y = flat_problem(*shape)
         methods = numpy_methods(h, W, y)

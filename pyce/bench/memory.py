@@ -10,15 +10,20 @@ import sys
 import tracemalloc
 from typing import Optional, Sequence
 
-
-from .ops import make_problem, pyce_op
 from .environment import _optional
+from .ops import make_problem, pyce_op
 from .peers import peer_op
 
-
-MEMORY_KINDS = ("pyce forward", "pyce fused", "pyce fused inplace", "pyce backward",
-                "torch forward", "torch forward+backward", "jax forward+backward",
-                "numpy forward+backward")
+MEMORY_KINDS = (
+    "pyce forward",
+    "pyce fused",
+    "pyce fused inplace",
+    "pyce backward",
+    "torch forward",
+    "torch forward+backward",
+    "jax forward+backward",
+    "numpy forward+backward",
+)
 
 
 def _proc_status_kb(field: str) -> Optional[int]:
@@ -50,8 +55,12 @@ def _memory_child(argv: Sequence[str]) -> None:
     pyce.set_num_threads(threads)
     x, t = make_problem((n, v), dtype_name)
     if kind.startswith("pyce"):
-        op = {"pyce forward": "forward", "pyce fused": "fused",
-              "pyce fused inplace": "inplace", "pyce backward": "backward"}[kind]
+        op = {
+            "pyce forward": "forward",
+            "pyce fused": "fused",
+            "pyce fused inplace": "inplace",
+            "pyce backward": "backward",
+        }[kind]
         if op == "inplace":
             fn = lambda: pyce.cross_entropy_with_grad(x, t, inplace=True)  # noqa: E731
         else:
@@ -84,9 +93,15 @@ def _memory_child(argv: Sequence[str]) -> None:
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     del result
-    out = {"kind": kind, "rss_before_kb": rss0, "hwm_before_kb": hwm0, "hwm_after_kb": hwm1,
-           "peak_reset": reset_ok, "tracemalloc_peak_bytes": traced_peak,
-           "logits_bytes": int(x.nbytes)}
+    out = {
+        "kind": kind,
+        "rss_before_kb": rss0,
+        "hwm_before_kb": hwm0,
+        "hwm_after_kb": hwm1,
+        "peak_reset": reset_ok,
+        "tracemalloc_peak_bytes": traced_peak,
+        "logits_bytes": int(x.nbytes),
+    }
     print("PYCE-MEMORY " + json.dumps(out))
 
 
@@ -104,10 +119,11 @@ def measure_memory(kind: str, shape, dtype_name: str, threads: int, timeout: flo
     # The child imports the very pyce this process runs (not, say, a source
     # checkout in the working directory): its parent directory goes first.
     root = os.path.dirname(os.path.dirname(os.path.abspath(pyce.__file__)))
-    code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); import pyce.bench as b; "
-            "b._memory_child(sys.argv[1:])")
-    cmd = [sys.executable, "-c", code, root, kind, str(shape[0]), str(shape[1]), dtype_name,
-           str(threads)]
+    code = (
+        "import sys; sys.path.insert(0, sys.argv.pop(1)); import pyce.bench as b; "
+        "b._memory_child(sys.argv[1:])"
+    )
+    cmd = [sys.executable, "-c", code, root, kind, str(shape[0]), str(shape[1]), dtype_name, str(threads)]
     res: dict = {"kind": kind, "shape": list(shape), "dtype": dtype_name}
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -119,12 +135,13 @@ def measure_memory(kind: str, shape, dtype_name: str, threads: int, timeout: flo
         err = (proc.stderr.strip().splitlines() or ["exit status %d" % proc.returncode])[-1]
         res["status"] = "error: " + err
         return res
-    data = json.loads(line[len("PYCE-MEMORY "):])
+    data = json.loads(line[len("PYCE-MEMORY ") :])
     res.update(data)
     nbytes = data["logits_bytes"]
     if data["hwm_after_kb"] is not None and data["rss_before_kb"] is not None:
-        base = data["rss_before_kb"] if data["peak_reset"] else max(data["rss_before_kb"],
-                                                                    data["hwm_before_kb"])
+        base = (
+            data["rss_before_kb"] if data["peak_reset"] else max(data["rss_before_kb"], data["hwm_before_kb"])
+        )
         res["extra_rss_bytes"] = max(0, data["hwm_after_kb"] - base) * 1024
         res["extra_rss_x"] = res["extra_rss_bytes"] / nbytes
     else:

@@ -8,7 +8,6 @@ import numpy as np
 
 from .peers import PeerUnavailable
 
-
 #: The reference shapes of DESIGN.md section 7: (rows, classes).
 DEFAULT_SHAPES = ((64, 1000), (4096, 32000), (2048, 128256), (8, 256000))
 
@@ -39,8 +38,14 @@ REFERENCE_LIMIT = 50_000_000
 
 
 #: What each op's floor is: the probe that moves the same bytes the op must move.
-FLOOR_KIND = {"forward": "read", "logsumexp": "read", "fused": "copy", "fused_out": "copy",
-              "backward": "copy", "inplace": "inplace"}
+FLOOR_KIND = {
+    "forward": "read",
+    "logsumexp": "read",
+    "fused": "copy",
+    "fused_out": "copy",
+    "backward": "copy",
+    "inplace": "inplace",
+}
 
 
 #: Bytes an op must move, as a multiple of the logits' bytes.
@@ -49,12 +54,24 @@ TRAFFIC = {"read": 1, "copy": 2, "inplace": 2, "copy_fresh": 2}
 
 #: Which peer computation each pyce op is compared with (a peer has no in-place
 #: variant: fused inplace is compared with the peer's forward+backward).
-PEER_OP = {"forward": "forward", "fused": "fused", "fused_out": "fused", "inplace": "fused",
-           "backward": "backward", "logsumexp": "logsumexp"}
+PEER_OP = {
+    "forward": "forward",
+    "fused": "fused",
+    "fused_out": "fused",
+    "inplace": "fused",
+    "backward": "backward",
+    "logsumexp": "logsumexp",
+}
 
 
-OP_LABEL = {"forward": "forward", "fused": "fused", "fused_out": "fused out=", "inplace": "fused inplace",
-            "backward": "backward", "logsumexp": "logsumexp"}
+OP_LABEL = {
+    "forward": "forward",
+    "fused": "fused",
+    "fused_out": "fused out=",
+    "inplace": "fused inplace",
+    "backward": "backward",
+    "logsumexp": "logsumexp",
+}
 
 
 UNSUPPORTED = "unsupported by this pyce build"
@@ -111,8 +128,11 @@ def pyce_op(op: str, x: np.ndarray, t: np.ndarray):
         return (lambda: pyce.cross_entropy_with_grad(x, t, out=out)), None, out
     if op == "inplace":
         buf = x.copy()
-        return ((lambda: pyce.cross_entropy_with_grad(buf, t, inplace=True)),
-                (lambda: np.copyto(buf, x)), buf)
+        return (
+            (lambda: pyce.cross_entropy_with_grad(buf, t, inplace=True)),
+            (lambda: np.copyto(buf, x)),
+            buf,
+        )
     raise ValueError(f"unknown op {op!r}")
 
 

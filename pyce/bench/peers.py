@@ -33,10 +33,12 @@ def peer_op(peer: str, op: str, x: np.ndarray, t: np.ndarray):
     if peer == "numpy":
         import pyce.reference as ref
 
-        fns = {"forward": lambda: ref.cross_entropy(x, t),
-               "fused": lambda: ref.cross_entropy_with_grad(x, t),
-               "backward": lambda: ref.cross_entropy_backward(x, t),
-               "logsumexp": lambda: ref.logsumexp(x, axis=-1)}
+        fns = {
+            "forward": lambda: ref.cross_entropy(x, t),
+            "fused": lambda: ref.cross_entropy_with_grad(x, t),
+            "backward": lambda: ref.cross_entropy_backward(x, t),
+            "logsumexp": lambda: ref.logsumexp(x, axis=-1),
+        }
         return fns[op], None
 
     if peer == "torch":
@@ -47,14 +49,18 @@ def peer_op(peer: str, op: str, x: np.ndarray, t: np.ndarray):
 
         xt, tt = _torch_tensor(torch, x), torch.from_numpy(t)
         if op == "forward":
+
             def fwd():
                 with torch.no_grad():
                     return F.cross_entropy(xt, tt)
+
             return fwd, None
         if op == "logsumexp":
+
             def lse():
                 with torch.no_grad():
                     return torch.logsumexp(xt, dim=-1)
+
             return lse, None
         xg = xt.detach().requires_grad_(True)
 
@@ -62,9 +68,11 @@ def peer_op(peer: str, op: str, x: np.ndarray, t: np.ndarray):
             xg.grad = None  # as optimizer.zero_grad(set_to_none=True)
 
         if op == "fused":
+
             def fused():
                 F.cross_entropy(xg, tt).backward()
                 return xg.grad
+
             return fused, clear
         if op == "backward":
             state = {}
@@ -76,6 +84,7 @@ def peer_op(peer: str, op: str, x: np.ndarray, t: np.ndarray):
             def backward():
                 state.pop("loss").backward()
                 return xg.grad
+
             return backward, forward_untimed
         raise PeerUnavailable(f"no torch op for {op}")
 
@@ -99,8 +108,10 @@ def peer_op(peer: str, op: str, x: np.ndarray, t: np.ndarray):
         elif op == "backward":
             f = jax.jit(jax.grad(loss))
         elif op == "logsumexp":
+
             def f_raw(z, tgt):
                 return jax.nn.logsumexp(z, axis=-1)
+
             f = jax.jit(f_raw)
         else:
             raise PeerUnavailable(f"no jax op for {op}")

@@ -44,8 +44,17 @@ def _draw_panel(ax, rows: Sequence[dict], peers: Sequence[str]) -> None:
     for i, r in enumerate(rows):
         labels.append(r["op_label"].replace(" ", "\n", 1))
         if r["status"] != "ok":
-            ax.text(i, 0.5, r["status"].split(":")[0], transform=ax.get_xaxis_transform(),
-                    ha="center", va="center", rotation=90, fontsize=7, color="0.4")
+            ax.text(
+                i,
+                0.5,
+                r["status"].split(":")[0],
+                transform=ax.get_xaxis_transform(),
+                ha="center",
+                va="center",
+                rotation=90,
+                fontsize=7,
+                color="0.4",
+            )
             continue
         left = i - 0.4 + width / 2
         pyce_ms = _ms(r["pyce"]["best_s"])
@@ -54,9 +63,16 @@ def _draw_panel(ax, rows: Sequence[dict], peers: Sequence[str]) -> None:
         if floor_ms is not None:
             ax.hlines(floor_ms, left - width / 2, left + width / 2, colors=FLOOR_COLOUR, lw=2)
         top = max(pyce_ms, floor_ms or 0.0)  # the label clears both the bar and the floor
-        ax.annotate(fmt_ratio(r.get("x_floor")), (left, top), xytext=(0, 3),
-                    textcoords="offset points", ha="center", va="bottom", fontsize=6.5,
-                    rotation=90)
+        ax.annotate(
+            fmt_ratio(r.get("x_floor")),
+            (left, top),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=6.5,
+            rotation=90,
+        )
         for j, peer in enumerate(peers, start=1):
             entry = r["peers"].get(peer, {})
             peer_ms = _ms(entry.get("best_s")) if entry.get("status") == "ok" else None
@@ -85,8 +101,9 @@ def _draw_scaling(ax, scaling: Sequence[dict]) -> None:
     for key in keys:
         pts = [r for r in scaling if (shape_str(r["shape"]), r["dtype"], r["op"]) == key]
         threads = [r["threads"] for r in pts]
-        (line,) = ax.plot(threads, [r["gbs"] for r in pts], marker="o",
-                          label=f"{key[0]} {key[1]} {OP_LABEL[key[2]]}")
+        (line,) = ax.plot(
+            threads, [r["gbs"] for r in pts], marker="o", label=f"{key[0]} {key[1]} {OP_LABEL[key[2]]}"
+        )
         ax.plot(threads, [r["stream_gbs"] for r in pts], ls=":", color=line.get_color())
     ax.set_xticks(sorted({r["threads"] for r in scaling}))
     ax.set_xlabel("threads")
@@ -95,27 +112,38 @@ def _draw_scaling(ax, scaling: Sequence[dict]) -> None:
     ax.legend(fontsize=6.5, ncol=2)
 
 
-def plot_results(path: str, results: Sequence[dict], peers: Sequence[str],
-                 scaling: Sequence[dict] = (), title: str = "") -> None:
+def plot_results(
+    path: str, results: Sequence[dict], peers: Sequence[str], scaling: Sequence[dict] = (), title: str = ""
+) -> None:
     """Write the benchmark figure to ``path`` (PNG, or any format matplotlib infers)."""
     benchmark_figure(results, peers, scaling, title).savefig(path, dpi=120)
 
 
-def benchmark_figure(results: Sequence[dict], peers: Sequence[str], scaling: Sequence[dict] = (),
-                     title: str = ""):
+def benchmark_figure(
+    results: Sequence[dict], peers: Sequence[str], scaling: Sequence[dict] = (), title: str = ""
+):
     """The figure as a matplotlib ``Figure`` (no pyplot: no global state, nothing to close)."""
     try:
         from matplotlib.figure import Figure
         from matplotlib.lines import Line2D
         from matplotlib.patches import Patch
     except ImportError:
-        raise RuntimeError("--plot needs matplotlib: pip install matplotlib "
-                           "(or pip install 'pyce[bench]')") from None
+        raise RuntimeError(
+            "--plot needs matplotlib: pip install matplotlib (or pip install 'pyce[bench]')"
+        ) from None
     shapes, dtypes = _panel_keys(results)
     nrows = len(shapes) + (1 if scaling else 0)
     ncols = max(1, len(dtypes))
-    n_ops = max(1, max(sum(1 for r in results if r["dtype"] == d and shape_str(r["shape"]) == s)
-                       for s in shapes for d in dtypes) if results else 1)
+    n_ops = max(
+        1,
+        max(
+            sum(1 for r in results if r["dtype"] == d and shape_str(r["shape"]) == s)
+            for s in shapes
+            for d in dtypes
+        )
+        if results
+        else 1,
+    )
     fig_w = max(6.0, ncols * (1.0 + 0.55 * n_ops * (1 + len(peers)) ** 0.5))
     fig = Figure(figsize=(fig_w, 2.9 * nrows + 0.9))
     grid = fig.add_gridspec(nrows, ncols)
@@ -129,13 +157,22 @@ def benchmark_figure(results: Sequence[dict], peers: Sequence[str], scaling: Seq
                 ax.set_ylabel("ms (log)")
     if scaling:
         _draw_scaling(fig.add_subplot(grid[nrows - 1, :]), scaling)
-    handles = [Patch(color=PYCE_COLOUR, label="pyce (number: x floor)"),
-               Line2D([], [], color=FLOOR_COLOUR, lw=2, label="memory-bandwidth floor")]
+    handles = [
+        Patch(color=PYCE_COLOUR, label="pyce (number: x floor)"),
+        Line2D([], [], color=FLOOR_COLOUR, lw=2, label="memory-bandwidth floor"),
+    ]
     handles += [Patch(color=PEER_COLOURS.get(p, "0.6"), label=p) for p in peers]
     height = fig.get_figheight()
-    fig.suptitle(title or "pyce bench: time per call (lower is better)", y=1 - 0.08 / height,
-                 va="top", fontsize=10)
-    fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8,
-               frameon=False, bbox_to_anchor=(0.5, 1 - 0.3 / height))
+    fig.suptitle(
+        title or "pyce bench: time per call (lower is better)", y=1 - 0.08 / height, va="top", fontsize=10
+    )
+    fig.legend(
+        handles=handles,
+        loc="upper center",
+        ncol=len(handles),
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(0.5, 1 - 0.3 / height),
+    )
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.55 / height))
     return fig

@@ -5,18 +5,34 @@ from __future__ import annotations
 import gc
 from typing import Optional, Sequence
 
-
-from .ops import FLOOR_KIND, OP_LABEL, PEER_OP, REFERENCE_LIMIT, TRAFFIC, check_pyce_support, make_problem, pyce_op
-from .format import Progress, shape_str
 from .environment import set_threads
-from .timing import time_against_floor, time_call
 from .floors import _probe_array, bandwidths, measure_floors, measure_in_cache, stream_probes
+from .format import Progress, shape_str
+from .ops import (
+    FLOOR_KIND,
+    OP_LABEL,
+    PEER_OP,
+    REFERENCE_LIMIT,
+    TRAFFIC,
+    check_pyce_support,
+    make_problem,
+    pyce_op,
+)
 from .peers import PeerUnavailable, peer_op
+from .timing import time_against_floor, time_call
 
 
-def measure_scaling(shape, dtype_name: str, ops: Sequence[str], counts: Sequence[int], *,
-                    repeat: int = 5, min_time: float = 0.02, progress: Optional[Progress] = None,
-                    problem=None) -> list:
+def measure_scaling(
+    shape,
+    dtype_name: str,
+    ops: Sequence[str],
+    counts: Sequence[int],
+    *,
+    repeat: int = 5,
+    min_time: float = 0.02,
+    progress: Optional[Progress] = None,
+    problem=None,
+) -> list:
     """Time pyce's ``ops`` at each thread count in ``counts`` with the floor re-measured at
     that count; restores the thread count it found. One dict per (op, threads)."""
     import pyce
@@ -37,10 +53,20 @@ def measure_scaling(shape, dtype_name: str, ops: Sequence[str], counts: Sequence
                 del keep
                 kind = FLOOR_KIND[op]
                 traffic = TRAFFIC[kind] * x.nbytes
-                rows.append({"shape": list(shape), "dtype": dtype_name, "op": op, "threads": n,
-                             "time": tm.to_json(), "floor_kind": kind, "floor_s": floors[kind],
-                             "stream_gbs": bw[kind], "gbs": traffic / tm.best / 1e9,
-                             "fraction_of_stream": floors[kind] / tm.best})
+                rows.append(
+                    {
+                        "shape": list(shape),
+                        "dtype": dtype_name,
+                        "op": op,
+                        "threads": n,
+                        "time": tm.to_json(),
+                        "floor_kind": kind,
+                        "floor_s": floors[kind],
+                        "stream_gbs": bw[kind],
+                        "gbs": traffic / tm.best / 1e9,
+                        "fraction_of_stream": floors[kind] / tm.best,
+                    }
+                )
                 if progress:
                     progress.advance()
     finally:
@@ -56,9 +82,19 @@ def measure_scaling(shape, dtype_name: str, ops: Sequence[str], counts: Sequence
 # --------------------------------------------------------------------------
 
 
-def run_benchmark(shapes, dtypes, ops, peers, *, repeat=5, min_time=0.02,
-                  reference_limit=REFERENCE_LIMIT, progress: Optional[Progress] = None,
-                  floor_runs: int = 10, peer_ops: Optional[Sequence[str]] = None) -> list:
+def run_benchmark(
+    shapes,
+    dtypes,
+    ops,
+    peers,
+    *,
+    repeat=5,
+    min_time=0.02,
+    reference_limit=REFERENCE_LIMIT,
+    progress: Optional[Progress] = None,
+    floor_runs: int = 10,
+    peer_ops: Optional[Sequence[str]] = None,
+) -> list:
     """Time every (shape, dtype, op) for pyce and its peers; one dict per row.
 
     Two passes: pyce on every shape first, then the peers. PyTorch's OpenMP
@@ -73,13 +109,35 @@ def run_benchmark(shapes, dtypes, ops, peers, *, repeat=5, min_time=0.02,
     cases = []  # (shape, dtype_name, rows)
     for shape in shapes:
         for dtype_name in dtypes:
-            cases.append((shape, dtype_name, _time_pyce(shape, dtype_name, ops, repeat=repeat,
-                                                        min_time=min_time, floor_runs=floor_runs,
-                                                        progress=progress)))
+            cases.append(
+                (
+                    shape,
+                    dtype_name,
+                    _time_pyce(
+                        shape,
+                        dtype_name,
+                        ops,
+                        repeat=repeat,
+                        min_time=min_time,
+                        floor_runs=floor_runs,
+                        progress=progress,
+                    ),
+                )
+            )
     for shape, dtype_name, rows in cases:
         if any(row.get("pyce") for row in rows):
-            _time_peers(shape, dtype_name, ops, rows, peers, compared_ops, repeat=repeat,
-                        min_time=min_time, reference_limit=reference_limit, progress=progress)
+            _time_peers(
+                shape,
+                dtype_name,
+                ops,
+                rows,
+                peers,
+                compared_ops,
+                repeat=repeat,
+                min_time=min_time,
+                reference_limit=reference_limit,
+                progress=progress,
+            )
         elif progress:
             compared = {PEER_OP[o] for o in ops} & compared_ops
             for _ in range(len(peers) * len(compared)):
@@ -105,9 +163,11 @@ def _time_pyce(shape, dtype_name, ops, *, repeat, min_time, floor_runs, progress
     # The probes each op is timed against, on buffers of the logits' size.
     read, scale, _ = stream_probes()
     probe_src, probe_dst = _probe_array(x.nbytes), _probe_array(x.nbytes)
-    floor_fns = {"read": lambda: read(probe_src),
-                 "copy": lambda: scale(probe_src, probe_dst, 1.0),
-                 "inplace": lambda: scale(probe_src, probe_src, 1.0)}
+    floor_fns = {
+        "read": lambda: read(probe_src),
+        "copy": lambda: scale(probe_src, probe_dst, 1.0),
+        "inplace": lambda: scale(probe_src, probe_src, 1.0),
+    }
     rows = []
     for op in ops:
         row = _row(shape, dtype_name, op, status=support[op])
@@ -122,8 +182,9 @@ def _time_pyce(shape, dtype_name, ops, *, repeat, min_time, floor_runs, progress
         if support[op] is None:
             try:
                 fn, setup, keep = pyce_op(op, x, t)
-                tm, floor_tm = time_against_floor(fn, floor_fns[FLOOR_KIND[op]], setup=setup,
-                                                  rounds=repeat, min_time=min_time)
+                tm, floor_tm = time_against_floor(
+                    fn, floor_fns[FLOOR_KIND[op]], setup=setup, rounds=repeat, min_time=min_time
+                )
                 del keep
                 row["floor_s"] = floor_tm.best
                 row["floor_samples_s"] = floor_tm.samples
@@ -131,7 +192,8 @@ def _time_pyce(shape, dtype_name, ops, *, repeat, min_time, floor_runs, progress
                 row["gbs"] = row["bytes"] / tm.best / 1e9
                 row["x_floor"] = tm.best / row["floor_s"]
                 row["in_cache_s"], row["in_cache_rows"] = measure_in_cache(
-                    op, x, t, threads=threads, repeat=repeat, min_time=min_time)
+                    op, x, t, threads=threads, repeat=repeat, min_time=min_time
+                )
             except Exception as exc:
                 row["status"] = f"error: {type(exc).__name__}: {exc}"
         if progress:
@@ -140,8 +202,9 @@ def _time_pyce(shape, dtype_name, ops, *, repeat, min_time, floor_runs, progress
     return rows
 
 
-def _time_peers(shape, dtype_name, ops, rows, peers, peer_ops, *, repeat, min_time,
-                reference_limit, progress) -> None:
+def _time_peers(
+    shape, dtype_name, ops, rows, peers, peer_ops, *, repeat, min_time, reference_limit, progress
+) -> None:
     """Time the peers on the same problem and add them (and pyce's speed-up) to ``rows``."""
     x, t = make_problem(shape, dtype_name)
     peer_cache = {}
@@ -149,13 +212,13 @@ def _time_peers(shape, dtype_name, ops, rows, peers, peer_ops, *, repeat, min_ti
         for peer in peers:
             key = (peer, PEER_OP[op])
             if PEER_OP[op] not in peer_ops:
-                peer_cache[key] = {"status": "skipped: --quick compares peers on "
-                                             "forward and fused only"}
+                peer_cache[key] = {"status": "skipped: --quick compares peers on forward and fused only"}
             if key not in peer_cache:
                 if progress:
                     progress.start(f"{OP_LABEL[PEER_OP[op]]} {shape_str(shape)} {dtype_name} ({peer})")
-                peer_cache[key] = _time_peer(peer, PEER_OP[op], x, t, repeat=repeat,
-                                             min_time=min_time, reference_limit=reference_limit)
+                peer_cache[key] = _time_peer(
+                    peer, PEER_OP[op], x, t, repeat=repeat, min_time=min_time, reference_limit=reference_limit
+                )
                 if progress:
                     progress.advance()
             entry = dict(peer_cache[key])
@@ -168,15 +231,21 @@ def _time_peers(shape, dtype_name, ops, rows, peers, peer_ops, *, repeat, min_ti
 
 
 def _row(shape, dtype_name, op, status=None) -> dict:
-    return {"shape": list(shape), "dtype": dtype_name, "op": op, "op_label": OP_LABEL[op],
-            "status": status or "ok", "pyce": None, "peers": {}}
+    return {
+        "shape": list(shape),
+        "dtype": dtype_name,
+        "op": op,
+        "op_label": OP_LABEL[op],
+        "status": status or "ok",
+        "pyce": None,
+        "peers": {},
+    }
 
 
 def _time_peer(peer, op, x, t, *, repeat, min_time, reference_limit) -> dict:
     """Time one peer computation; a dict with ``status`` 'ok', 'skipped: ...' or 'n/a: ...'."""
     if peer == "numpy" and reference_limit > 0 and x.size > reference_limit:
-        return {"status": f"skipped: above {reference_limit / 1e6:g}M elements "
-                          "(--reference-limit 0 runs it)"}
+        return {"status": f"skipped: above {reference_limit / 1e6:g}M elements (--reference-limit 0 runs it)"}
     try:
         fn, setup = peer_op(peer, op, x, t)
         tm = time_call(fn, setup=setup, repeat=repeat, min_time=min_time)

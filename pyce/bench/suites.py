@@ -30,7 +30,7 @@ class Case(NamedTuple):
     label: str
     shape: tuple
     axis: int
-    op: str          # forward, fused, fused_out, logsumexp, softmax, log_softmax, torch_fused
+    op: str  # forward, fused, fused_out, logsumexp, softmax, log_softmax, torch_fused
     dtype: str = "float32"
 
 
@@ -63,12 +63,25 @@ SUITES = {
 #: Bytes each op must move, in units of the logits' bytes, and the probe that moves them:
 #: outputs are written with non-temporal stores (as the kernels write a large output),
 #: so that the floor of a fused pass is one read and one write, no read-for-ownership.
-_TRAFFIC = {"forward": ("read", 1), "logsumexp": ("read", 1), "fused": ("copy_nt", 2),
-            "fused_out": ("copy_nt", 2), "softmax": ("copy_nt", 2), "log_softmax": ("copy_nt", 2),
-            "torch_fused": ("copy_nt", 2)}
+_TRAFFIC = {
+    "forward": ("read", 1),
+    "logsumexp": ("read", 1),
+    "fused": ("copy_nt", 2),
+    "fused_out": ("copy_nt", 2),
+    "softmax": ("copy_nt", 2),
+    "log_softmax": ("copy_nt", 2),
+    "torch_fused": ("copy_nt", 2),
+}
 
-_LABEL = {"forward": "forward", "fused": "fused", "fused_out": "fused out=", "logsumexp": "logsumexp",
-          "softmax": "softmax", "log_softmax": "log_softmax", "torch_fused": "fused via pyce.torch"}
+_LABEL = {
+    "forward": "forward",
+    "fused": "fused",
+    "fused_out": "fused out=",
+    "logsumexp": "logsumexp",
+    "softmax": "softmax",
+    "log_softmax": "log_softmax",
+    "torch_fused": "fused via pyce.torch",
+}
 
 
 def _problem(case: Case):
@@ -78,7 +91,7 @@ def _problem(case: Case):
     if x.dtype != dt:
         x = x.astype(dt)
     axis = case.axis % len(case.shape)
-    t_shape = case.shape[:axis] + case.shape[axis + 1:]
+    t_shape = case.shape[:axis] + case.shape[axis + 1 :]
     t = rng.integers(0, case.shape[axis], size=t_shape, dtype=np.int64)
     return x, t, axis
 
@@ -112,6 +125,7 @@ def _pyce_fn(case: Case, x, t, axis):
             xg.grad = None
             ptorch.cross_entropy(xg, tt).backward()
             return xg.grad
+
         return step, xg
     raise ValueError(f"unknown suite op {case.op!r}")
 
@@ -123,16 +137,21 @@ def _torch_fn(case: Case, x, t, axis):
         return None
     import torch.nn.functional as F
 
-    xt = torch.from_numpy(x) if case.dtype != "bfloat16" else torch.from_numpy(
-        x.view(np.int16)).view(torch.bfloat16)
+    xt = (
+        torch.from_numpy(x)
+        if case.dtype != "bfloat16"
+        else torch.from_numpy(x.view(np.int16)).view(torch.bfloat16)
+    )
     tt = torch.from_numpy(t)
     if case.op in ("forward", "fused", "fused_out", "torch_fused"):
         if not (xt.ndim == 2 or axis == 1):
             return None  # F.cross_entropy takes the classes last (2-D) or at dim 1 only
         if case.op == "forward":
+
             def fwd():
                 with torch.no_grad():
                     return F.cross_entropy(xt, tt)
+
             return fwd
         xg = xt.detach().requires_grad_(True)
 
@@ -140,17 +159,20 @@ def _torch_fn(case: Case, x, t, axis):
             xg.grad = None
             F.cross_entropy(xg, tt).backward()
             return xg.grad
+
         return fused
     dim_ops = {"logsumexp": torch.logsumexp, "softmax": torch.softmax, "log_softmax": torch.log_softmax}
 
     def reduce():
         with torch.no_grad():
             return dim_ops[case.op](xt, dim=axis)
+
     return reduce
 
 
-def run_suite(name: str, *, repeat: int = 5, min_time: float = 0.02, peers: bool = True,
-              progress=None) -> dict:
+def run_suite(
+    name: str, *, repeat: int = 5, min_time: float = 0.02, peers: bool = True, progress=None
+) -> dict:
     """Time every case of suite ``name``; one dict per case plus the exp throughput."""
     read, scale, source = stream_probes()
     from pyce import _core
@@ -164,8 +186,14 @@ def run_suite(name: str, *, repeat: int = 5, min_time: float = 0.02, peers: bool
             progress.start(f"{name} {case.label} {_LABEL[case.op]}")
         x, t, axis = _problem(case)
         kind, mult = _TRAFFIC[case.op]
-        row = {"label": case.label, "op": case.op, "shape": list(case.shape), "axis": axis,
-               "dtype": case.dtype, "bytes": mult * x.nbytes}
+        row = {
+            "label": case.label,
+            "op": case.op,
+            "shape": list(case.shape),
+            "axis": axis,
+            "dtype": case.dtype,
+            "bytes": mult * x.nbytes,
+        }
         fn, keep = _pyce_fn(case, x, t, axis)
         if fn is None:
             row["status"] = "torch not installed"
@@ -174,11 +202,17 @@ def run_suite(name: str, *, repeat: int = 5, min_time: float = 0.02, peers: bool
                 probes.clear()
                 src = _probe_array(x.nbytes)
                 dst = _probe_array(x.nbytes)
-                probes[x.nbytes] = {"read": lambda s=src: read(s),
-                                    "copy_nt": lambda s=src, d=dst: scale_nt(s, d, 1.0)}
+                probes[x.nbytes] = {
+                    "read": lambda s=src: read(s),
+                    "copy_nt": lambda s=src, d=dst: scale_nt(s, d, 1.0),
+                }
             tm, floor_tm = time_against_floor(fn, probes[x.nbytes][kind], rounds=repeat, min_time=min_time)
-            row.update(pyce_s=tm.best, pyce_samples_s=tm.samples, floor_s=floor_tm.best,
-                       x_floor=tm.best / floor_tm.best)
+            row.update(
+                pyce_s=tm.best,
+                pyce_samples_s=tm.samples,
+                floor_s=floor_tm.best,
+                x_floor=tm.best / floor_tm.best,
+            )
             n_rows = x.size // x.shape[axis]
             row["ns_per_row"] = tm.best / n_rows * 1e9
             row["exp_floor_s"] = exp_ns * 1e-9 * x.size
@@ -204,22 +238,33 @@ def format_suite(result: dict) -> str:
         if "pyce_s" not in r:
             table.append(cells + [r.get("status", "")] + [""] * (len(headers) - 4))
             continue
-        cells += [fmt_ms(r["pyce_s"]), fmt_ms(r["floor_s"]), fmt_ratio(r["x_floor"]),
-                  fmt_ms(r.get("torch_s")), fmt_ratio(r.get("vs_torch"))]
+        cells += [
+            fmt_ms(r["pyce_s"]),
+            fmt_ms(r["floor_s"]),
+            fmt_ratio(r["x_floor"]),
+            fmt_ms(r.get("torch_s")),
+            fmt_ratio(r.get("vs_torch")),
+        ]
         if name == "few-classes":
-            cells += [f"{r['ns_per_row']:.1f}", fmt_ms(r["exp_floor_s"]),
-                      fmt_ratio(r["pyce_s"] / r["exp_floor_s"])]
+            cells += [
+                f"{r['ns_per_row']:.1f}",
+                fmt_ms(r["exp_floor_s"]),
+                fmt_ratio(r["pyce_s"] / r["exp_floor_s"]),
+            ]
         table.append(cells)
-    notes = (f"floor: the bytes the op must move (forward/logsumexp: the logits once; with an output: "
-             f"read + write, non-temporal stores) at the streaming bandwidth probed alternately with it "
-             f"({result['probe_source']}); "
-             f"vs torch: PyTorch's time / pyce's (its forward+backward for fused ops, on its own layout). ")
+    notes = (
+        f"floor: the bytes the op must move (forward/logsumexp: the logits once; with an output: "
+        f"read + write, non-temporal stores) at the streaming bandwidth probed alternately with it "
+        f"({result['probe_source']}); "
+        f"vs torch: PyTorch's time / pyce's (its forward+backward for fused ops, on its own layout). "
+    )
     if name == "few-classes":
-        notes += (f"C exps: the logits' element count x {result['exp_ns_per_element']:.3f} ns "
-                  f"(the kernels' exp throughput per element at this thread count).")
+        notes += (
+            f"C exps: the logits' element count x {result['exp_ns_per_element']:.3f} ns "
+            f"(the kernels' exp throughput per element at this thread count)."
+        )
     return f"suite {name}\n" + render_table(headers, table) + "\n" + notes
 
 
 def suite_names() -> tuple:
     return tuple(SUITES)
-

@@ -8,23 +8,33 @@ import time
 from typing import Callable, Optional
 
 
-
-
 @dataclasses.dataclass
 class Timing:
     """Best per-call time of ``runs`` runs, each the mean of ``calls`` calls."""
+
     best: float
     samples: list
     calls: int
 
     def to_json(self) -> dict:
-        return {"best_s": self.best, "samples_s": self.samples, "calls_per_run": self.calls,
-                "runs": len(self.samples)}
+        return {
+            "best_s": self.best,
+            "samples_s": self.samples,
+            "calls_per_run": self.calls,
+            "runs": len(self.samples),
+        }
 
 
-def time_call(fn: Callable[[], object], *, repeat: int = 5, setup: Optional[Callable] = None,
-              warmup: int = 1, min_time: float = 0.02, max_calls: int = 2000,
-              budget: float = 30.0) -> Timing:
+def time_call(
+    fn: Callable[[], object],
+    *,
+    repeat: int = 5,
+    setup: Optional[Callable] = None,
+    warmup: int = 1,
+    min_time: float = 0.02,
+    max_calls: int = 2000,
+    budget: float = 30.0,
+) -> Timing:
     """Best-of-``repeat`` per-call time of ``fn()`` in seconds, after ``warmup`` calls.
 
     ``setup()`` (untimed) runs before every call, e.g. to restore an input an
@@ -57,9 +67,14 @@ def time_call(fn: Callable[[], object], *, repeat: int = 5, setup: Optional[Call
     return Timing(min(samples), samples, calls)
 
 
-def time_against_floor(fn: Callable[[], object], floor_fn: Callable[[], object], *,
-                       setup: Optional[Callable] = None, rounds: int = 5,
-                       min_time: float = 0.02) -> tuple:
+def time_against_floor(
+    fn: Callable[[], object],
+    floor_fn: Callable[[], object],
+    *,
+    setup: Optional[Callable] = None,
+    rounds: int = 5,
+    min_time: float = 0.02,
+) -> tuple:
     """``(op Timing, floor Timing)``: ``fn`` and its floor probe timed alternately.
 
     On a shared machine the memory bandwidth drifts as other tenants come and
@@ -77,5 +92,7 @@ def time_against_floor(fn: Callable[[], object], floor_fn: Callable[[], object],
         floor_samples += floor.samples
         op_samples += op.samples
     assert op is not None and floor is not None  # rounds >= 1
-    return (Timing(min(op_samples), op_samples, op.calls),
-            Timing(min(floor_samples), floor_samples, floor.calls))
+    return (
+        Timing(min(op_samples), op_samples, op.calls),
+        Timing(min(floor_samples), floor_samples, floor.calls),
+    )

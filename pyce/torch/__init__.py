@@ -22,5 +22,11 @@ from ._cross_entropy import CrossEntropyLoss, cross_entropy
 from .hf import causal_lm_loss  # transformers' loss signature
 from .linear import LinearCrossEntropyLoss, linear_cross_entropy, patch_causal_lm  # the fused LM head
 
-__all__ = ["CrossEntropyLoss", "LinearCrossEntropyLoss", "causal_lm_loss", "cross_entropy",
-           "linear_cross_entropy", "patch_causal_lm"]
+__all__ = [
+    "CrossEntropyLoss",
+    "LinearCrossEntropyLoss",
+    "causal_lm_loss",
+    "cross_entropy",
+    "linear_cross_entropy",
+    "patch_causal_lm",
+]

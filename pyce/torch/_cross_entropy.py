@@ -46,11 +46,35 @@ class KernelCall:
     the options.
     """
 
-    __slots__ = ("arrays", "axis", "dtype", "ignore_index", "label_smoothing", "plain_rows",
-                 "reduced", "reduction", "softcap", "target", "weight", "z_loss")
+    __slots__ = (
+        "arrays",
+        "axis",
+        "dtype",
+        "ignore_index",
+        "label_smoothing",
+        "plain_rows",
+        "reduced",
+        "reduction",
+        "softcap",
+        "target",
+        "weight",
+        "z_loss",
+    )
 
-    def __init__(self, arrays, target, weight, dtype, axis, ignore_index, reduction,
-                 label_smoothing, z_loss, softcap, plain_rows):
+    def __init__(
+        self,
+        arrays,
+        target,
+        weight,
+        dtype,
+        axis,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        z_loss,
+        softcap,
+        plain_rows,
+    ):
         self.arrays = arrays
         self.target = target
         self.weight = weight
@@ -77,9 +101,15 @@ class KernelCall:
 
     def options(self):
         """The options as the NumPy API's keyword arguments."""
-        return {"axis": self.axis, "ignore_index": self.ignore_index, "reduction": self.reduction,
-                "label_smoothing": self.label_smoothing, "z_loss": self.z_loss,
-                "softcap": self.softcap, "weight": self.arrays[2]}
+        return {
+            "axis": self.axis,
+            "ignore_index": self.ignore_index,
+            "reduction": self.reduction,
+            "label_smoothing": self.label_smoothing,
+            "z_loss": self.z_loss,
+            "softcap": self.softcap,
+            "weight": self.arrays[2],
+        }
 
     def loss_tensor(self, loss):
         """The kernel's loss (a number or an array, float32 for 16-bit input) as PyTorch
@@ -92,18 +122,42 @@ class KernelCall:
     def loss(self):
         x, t, _ = self.arrays
         if self.plain_rows:
-            return self.loss_tensor(_core.cross_entropy(
-                x, t, None, None, self.ignore_index, 0.0, REDUCTIONS[self.reduction], None, None,
-                0.0, False, 0.0))
+            return self.loss_tensor(
+                _core.cross_entropy(
+                    x,
+                    t,
+                    None,
+                    None,
+                    self.ignore_index,
+                    0.0,
+                    REDUCTIONS[self.reduction],
+                    None,
+                    None,
+                    0.0,
+                    False,
+                    0.0,
+                )
+            )
         return self.loss_tensor(numpy_api.cross_entropy(x, t, **self.options()))
 
     def loss_and_grad(self):
         x, t, _ = self.arrays
         if self.plain_rows and self.reduced:
             grad = empty_output(x.shape, x.dtype)
-            loss = _core.cross_entropy(x, t, None, None, self.ignore_index, 0.0,
-                                       REDUCTIONS[self.reduction], _GRAD_OUTPUT_ONE, grad, 0.0,
-                                       False, 0.0)
+            loss = _core.cross_entropy(
+                x,
+                t,
+                None,
+                None,
+                self.ignore_index,
+                0.0,
+                REDUCTIONS[self.reduction],
+                _GRAD_OUTPUT_ONE,
+                grad,
+                0.0,
+                False,
+                0.0,
+            )
         else:
             loss, grad = numpy_api.cross_entropy_with_grad(x, t, **self.options())
         return self.loss_tensor(loss), from_numpy(grad, self.dtype)
@@ -129,8 +183,16 @@ class KernelCall:
         """The gradient as a function of input and grad_output that autograd can differentiate
         again: PyTorch's own formula, differentiated at the saved input."""
         with torch.enable_grad():
-            loss = torch_cross_entropy(input, target, weight, self.ignore_index, self.reduction,
-                                       self.label_smoothing, self.z_loss, self.softcap)
+            loss = torch_cross_entropy(
+                input,
+                target,
+                weight,
+                self.ignore_index,
+                self.reduction,
+                self.label_smoothing,
+                self.z_loss,
+                self.softcap,
+            )
             (grad,) = torch.autograd.grad(loss, input, grad_output, create_graph=True)
         return grad
 
@@ -168,9 +230,14 @@ def kernel_call(input, target, weight, ignore_index, reduction, label_smoothing,
     dtype = input.dtype
     if not (input.is_cpu and target.is_cpu and dtype in KERNEL_DTYPES):
         return None
-    if (type(ignore_index) is not int or not _INT64[0] <= ignore_index <= _INT64[1]
-            or type(reduction) is not str or reduction not in _REDUCTIONS
-            or type(label_smoothing) not in (float, int) or not 0.0 <= label_smoothing <= 1.0):
+    if (
+        type(ignore_index) is not int
+        or not _INT64[0] <= ignore_index <= _INT64[1]
+        or type(reduction) is not str
+        or reduction not in _REDUCTIONS
+        or type(label_smoothing) not in (float, int)
+        or not 0.0 <= label_smoothing <= 1.0
+    ):
         return None  # PyTorch raises, or (label_smoothing < 0) computes without smoothing
     shape = input.shape
     ndim = len(shape)
@@ -185,7 +252,7 @@ def kernel_call(input, target, weight, ignore_index, reduction, label_smoothing,
         if ndim == 2:  # (N, C) and (N,): integers compared, no shapes built
             if target.dim() != 1 or target.shape[0] != shape[0]:
                 return None
-        elif target.shape != shape[:axis] + shape[axis + 1:]:
+        elif target.shape != shape[:axis] + shape[axis + 1 :]:
             return None
     elif target_dtype is dtype:  # class probabilities
         if target.shape != shape or ignore_index != -100 or target.requires_grad:
@@ -193,13 +260,34 @@ def kernel_call(input, target, weight, ignore_index, reduction, label_smoothing,
     else:
         return None  # int32 targets, probabilities of another dtype (PyTorch promotes), ...
     if weight is not None and (
-            type(weight) not in _TENSOR_TYPES or not weight.is_cpu or weight.dtype is not dtype
-            or weight.shape != (n_classes,) or weight.requires_grad):
+        type(weight) not in _TENSOR_TYPES
+        or not weight.is_cpu
+        or weight.dtype is not dtype
+        or weight.shape != (n_classes,)
+        or weight.requires_grad
+    ):
         return None
-    plain_rows = (ndim == 2 and target_dtype is torch.int64 and weight is None and softcap is None
-                  and not label_smoothing and not z_loss)
-    return KernelCall(_arrays_of(input, target, weight, dtype), target, weight, dtype, axis,
-                      ignore_index, reduction, label_smoothing, z_loss, softcap, plain_rows)
+    plain_rows = (
+        ndim == 2
+        and target_dtype is torch.int64
+        and weight is None
+        and softcap is None
+        and not label_smoothing
+        and not z_loss
+    )
+    return KernelCall(
+        _arrays_of(input, target, weight, dtype),
+        target,
+        weight,
+        dtype,
+        axis,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        z_loss,
+        softcap,
+        plain_rows,
+    )
 
 
 class _FusedCrossEntropy(torch.autograd.Function):
@@ -246,8 +334,17 @@ class _FusedCrossEntropy(torch.autograd.Function):
 _apply_fused = torch._C._FunctionBase.__dict__["apply"].__get__(None, _FusedCrossEntropy)
 
 
-def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0, *, z_loss=0.0, softcap=None):
+def cross_entropy(
+    input,
+    target,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    *,
+    z_loss=0.0,
+    softcap=None,
+):
     """``torch.nn.functional.cross_entropy`` computed by pyce's fused CPU kernel.
 
     Parameters
@@ -317,11 +414,11 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         softcap = check_softcap(softcap)
     call = None
     if not torch._C._are_functorch_transforms_active():  # torch.func wraps tensors: PyTorch's ops
-        call = kernel_call(input, target, weight, ignore_index, reduction, label_smoothing,
-                           z_loss, softcap)
+        call = kernel_call(input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap)
     if call is None:
-        return torch_cross_entropy(input, target, weight, ignore_index, reduction,
-                                   label_smoothing, z_loss, softcap)
+        return torch_cross_entropy(
+            input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap
+        )
     if (input.requires_grad and torch.is_grad_enabled()) or forward_ad._current_level >= 0:
         return _apply_fused(input, call)
     loss = call.loss()
@@ -346,8 +443,16 @@ class CrossEntropyLoss(torch.nn.Module):
     >>> loss = criterion(torch.randn(8, 100, requires_grad=True), torch.randint(0, 100, (8,)))
     """
 
-    def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0, *,
-                 z_loss=0.0, softcap=None):
+    def __init__(
+        self,
+        weight=None,
+        ignore_index=-100,
+        reduction="mean",
+        label_smoothing=0.0,
+        *,
+        z_loss=0.0,
+        softcap=None,
+    ):
         super().__init__()
         if reduction not in _REDUCTIONS:  # PyTorch's ValueError, at construction already
             raise ValueError(f"{reduction} is not a valid value for reduction")
@@ -362,9 +467,16 @@ class CrossEntropyLoss(torch.nn.Module):
         self.softcap = softcap
 
     def forward(self, input, target):
-        return cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
-                             reduction=self.reduction, label_smoothing=self.label_smoothing,
-                             z_loss=self.z_loss, softcap=self.softcap)
+        return cross_entropy(
+            input,
+            target,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            label_smoothing=self.label_smoothing,
+            z_loss=self.z_loss,
+            softcap=self.softcap,
+        )
 
     def extra_repr(self) -> str:
         parts = [f"ignore_index={self.ignore_index}", f"reduction={self.reduction!r}"]

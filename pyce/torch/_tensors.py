@@ -17,8 +17,8 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 # The tensor dtypes pyce's kernels compute with (16-bit ones in float32).
 KERNEL_DTYPES = frozenset(
-    {torch.float32, torch.float64, torch.float16}
-    | ({torch.bfloat16} if _ml_dtypes is not None else set()))
+    {torch.float32, torch.float64, torch.float16} | ({torch.bfloat16} if _ml_dtypes is not None else set())
+)
 HALF_DTYPES = frozenset({torch.float16, torch.bfloat16})
 
 

@@ -65,17 +65,41 @@ from ..metrics import (
 from ._tensors import as_numpy as _as_numpy
 from .linear import _numpy_dtypes, _TorchOps
 
-__all__ = ["vocab_parallel_cross_entropy", "vocab_parallel_linear_cross_entropy",
-           "vocab_parallel_evaluate", "evaluate_across_ranks", "HEADER_VALUES"]
+__all__ = [
+    "vocab_parallel_cross_entropy",
+    "vocab_parallel_linear_cross_entropy",
+    "vocab_parallel_evaluate",
+    "evaluate_across_ranks",
+    "HEADER_VALUES",
+]
 
 _DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2, torch.float16: 3}
 _REDUCTION_NAMES = {code: name for name, code in REDUCTIONS.items()}
 
 # What every rank tells the others about its call, in this order (float64).
-_FIELDS = ("form", "rows", "width", "vocab_start", "dtype", "reduction", "ignore_index",
-           "label_smoothing", "z_loss", "softcap", "weighted", "target_hash", "failed",
-           "weight_sum", "owned_weight", "hidden", "shift", "filter_eps", "chunk_rows", "wants_grad",
-           "topk_hash")
+_FIELDS = (
+    "form",
+    "rows",
+    "width",
+    "vocab_start",
+    "dtype",
+    "reduction",
+    "ignore_index",
+    "label_smoothing",
+    "z_loss",
+    "softcap",
+    "weighted",
+    "target_hash",
+    "failed",
+    "weight_sum",
+    "owned_weight",
+    "hidden",
+    "shift",
+    "filter_eps",
+    "chunk_rows",
+    "wants_grad",
+    "topk_hash",
+)
 HEADER_VALUES = len(_FIELDS)
 _AT = {name: i for i, name in enumerate(_FIELDS)}
 # The fields that must be the same on every rank, and how an error names them.
@@ -105,8 +129,10 @@ class _Failed(Exception):
 
 def _group_size_rank(group):
     if not dist.is_available() or not dist.is_initialized():
-        raise RuntimeError("pyce.torch.distributed needs an initialised process group: call "
-                           "torch.distributed.init_process_group(...) first (e.g. under torchrun)")
+        raise RuntimeError(
+            "pyce.torch.distributed needs an initialised process group: call "
+            "torch.distributed.init_process_group(...) first (e.g. under torchrun)"
+        )
     return dist.get_world_size(group), dist.get_rank(group)
 
 
@@ -153,7 +179,8 @@ def _agree(group, fields: dict, failure: BaseException | None, same=tuple(_SAME)
             r = int(differ[0])
             raise ValueError(
                 f"the ranks disagree on {what}: rank {r} has {_show(name, column[r])}, rank 0 has "
-                f"{_show(name, column[0])} (every rank of the group must make the same call)")
+                f"{_show(name, column[0])} (every rank of the group must make the same call)"
+            )
     if tiling:
         _check_tiling(headers)
     return headers
@@ -183,7 +210,8 @@ def _check_tiling(headers):
             held = ", ".join(f"rank {i}: [{starts[i]}, {starts[i] + widths[i]})" for i in range(len(starts)))
             raise ValueError(
                 "the ranks' vocabulary shards must tile [0, V) without gaps or overlaps (rank r's "
-                f"vocab_start = the widths of the shards before it); they hold {held}")
+                f"vocab_start = the widths of the shards before it); they hold {held}"
+            )
         expected += widths[r]
     if expected == 0:
         raise ValueError("the vocabulary is empty: every rank's shard has 0 columns")
@@ -214,8 +242,10 @@ def _check_class_weight(weight, width, dtype):
     if not isinstance(weight, torch.Tensor):
         raise TypeError(f"weight must be a torch.Tensor or None, got {type(weight).__name__}")
     if tuple(weight.shape) != (width,):
-        raise ValueError(f"weight must be this rank's slice of the class weights, shape ({width},) "
-                         f"(one per column of the shard), got {tuple(weight.shape)}")
+        raise ValueError(
+            f"weight must be this rank's slice of the class weights, shape ({width},) "
+            f"(one per column of the shard), got {tuple(weight.shape)}"
+        )
     if weight.requires_grad:
         raise ValueError("pyce.torch.distributed does not differentiate w.r.t. weight")
     return np.ascontiguousarray(weight.detach().cpu().to(torch.float64).numpy(), dtype=dtype)
@@ -225,9 +255,11 @@ def _check_global_targets(target, n_classes, ignore_index):
     bad = (target != ignore_index) & ((target < 0) | (target >= n_classes))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise IndexError(f"target {int(target[i])} at position {i} (flattened) is out of range for the "
-                         f"global vocabulary of {n_classes} classes: expected 0 <= target < {n_classes} "
-                         f"or ignore_index ({ignore_index})")
+        raise IndexError(
+            f"target {int(target[i])} at position {i} (flattened) is out of range for the "
+            f"global vocabulary of {n_classes} classes: expected 0 <= target < {n_classes} "
+            f"or ignore_index ({ignore_index})"
+        )
 
 
 def _exchange_rows(group, packed: np.ndarray) -> np.ndarray:
@@ -253,9 +285,13 @@ class _Options:
         self.softcap = check_softcap(softcap)
 
     def header(self):
-        return {"reduction": self.reduction_code, "ignore_index": self.ignore_index,
-                "label_smoothing": self.label_smoothing, "z_loss": self.z_loss,
-                "softcap": self.softcap or 0.0}
+        return {
+            "reduction": self.reduction_code,
+            "ignore_index": self.ignore_index,
+            "label_smoothing": self.label_smoothing,
+            "z_loss": self.z_loss,
+            "softcap": self.softcap or 0.0,
+        }
 
 
 class _ShardCall:
@@ -271,28 +307,53 @@ class _ShardCall:
         self.weighted = weight is not None
         self.smoothing = options.label_smoothing > 0.0
         self.n_classes = int(headers[:, _AT["width"]].sum())
-        self.coef_total = (float(np.sum(headers[:, _AT["weight_sum"]])) if self.weighted
-                           else float(self.n_classes))
+        self.coef_total = (
+            float(np.sum(headers[:, _AT["weight_sum"]])) if self.weighted else float(self.n_classes)
+        )
         _check_global_targets(target, self.n_classes, options.ignore_index)
         self.scored = target != options.ignore_index
 
     def rows_of(self, logits_rows, target):
         """Shard statistics of some rows, exchanged and merged: (stats, global rows)."""
-        stats = vs.shard_stats(logits_rows, target, self.vocab_start, weight=self.weight,
-                               ignore_index=self.o.ignore_index,
-                               label_smoothing=self.o.label_smoothing, softcap=self.o.softcap)
+        stats = vs.shard_stats(
+            logits_rows,
+            target,
+            self.vocab_start,
+            weight=self.weight,
+            ignore_index=self.o.ignore_index,
+            label_smoothing=self.o.label_smoothing,
+            softcap=self.o.softcap,
+        )
         gathered = _exchange_rows(self.group, stats.packed(self.weighted, self.smoothing))
         return stats, vs.combine(gathered, self.weighted, self.smoothing)
 
     def losses(self, rows, scored):
-        return vs.row_losses(rows, scored, n_classes=self.n_classes, coef_total=self.coef_total,
-                             label_smoothing=self.o.label_smoothing, z_loss=self.o.z_loss)
+        return vs.row_losses(
+            rows,
+            scored,
+            n_classes=self.n_classes,
+            coef_total=self.coef_total,
+            label_smoothing=self.o.label_smoothing,
+            z_loss=self.o.z_loss,
+        )
 
     def grad(self, logits_rows, target, stats, rows, scale, out):
-        vs.shard_grad(logits_rows, target, self.vocab_start, stats, rows, scale, out,
-                      weight=self.weight, ignore_index=self.o.ignore_index, n_classes=self.n_classes,
-                      coef_total=self.coef_total, label_smoothing=self.o.label_smoothing,
-                      z_loss=self.o.z_loss, softcap=self.o.softcap)
+        vs.shard_grad(
+            logits_rows,
+            target,
+            self.vocab_start,
+            stats,
+            rows,
+            scale,
+            out,
+            weight=self.weight,
+            ignore_index=self.o.ignore_index,
+            n_classes=self.n_classes,
+            coef_total=self.coef_total,
+            label_smoothing=self.o.label_smoothing,
+            z_loss=self.o.z_loss,
+            softcap=self.o.softcap,
+        )
 
 
 def _logits_call(logits_shard, target, vocab_start, group, weight, options, form="logits"):
@@ -304,11 +365,13 @@ def _logits_call(logits_shard, target, vocab_start, group, weight, options, form
         if not isinstance(logits_shard, torch.Tensor):
             raise TypeError(f"logits_shard must be a torch.Tensor, got {type(logits_shard).__name__}")
         if logits_shard.dtype not in _DTYPE_CODES:
-            raise TypeError("logits_shard must be float32, float64, bfloat16 or float16, "
-                            f"got {logits_shard.dtype}")
+            raise TypeError(
+                f"logits_shard must be float32, float64, bfloat16 or float16, got {logits_shard.dtype}"
+            )
         if logits_shard.device.type != "cpu":
-            raise ValueError("pyce.torch.distributed computes on CPU tensors, "
-                             f"got one on {logits_shard.device}")
+            raise ValueError(
+                f"pyce.torch.distributed computes on CPU tensors, got one on {logits_shard.device}"
+            )
         if logits_shard.dim() < 1:
             raise ValueError("logits_shard must have at least one dimension (its columns of the vocabulary)")
         width = logits_shard.shape[-1]
@@ -316,10 +379,15 @@ def _logits_call(logits_shard, target, vocab_start, group, weight, options, form
         t = _check_target(target, logits_shard.shape[:-1])
         x = _as_numpy(logits_shard).reshape(t.size, width)
         w = _check_class_weight(weight, width, compute_dtype(x.dtype))
-        fields.update(rows=t.size, width=width, vocab_start=vocab_start,
-                      dtype=_DTYPE_CODES[logits_shard.dtype], weighted=w is not None,
-                      target_hash=_target_hash(t),
-                      weight_sum=0.0 if w is None else float(np.sum(w, dtype=np.float64)))
+        fields.update(
+            rows=t.size,
+            width=width,
+            vocab_start=vocab_start,
+            dtype=_DTYPE_CODES[logits_shard.dtype],
+            weighted=w is not None,
+            target_hash=_target_hash(t),
+            weight_sum=0.0 if w is None else float(np.sum(w, dtype=np.float64)),
+        )
     except (TypeError, ValueError, IndexError, RuntimeError) as exc:
         failure = exc
     headers = _agree(group, fields, failure)
@@ -363,13 +431,26 @@ class _VocabParallelCrossEntropy(torch.autograd.Function):
 def _torch_dtype(a: np.ndarray):
     if a.dtype.itemsize == 2 and a.dtype.kind != "f":
         return torch.bfloat16
-    return {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64,
-            np.dtype(np.float16): torch.float16}.get(a.dtype, torch.bfloat16)
+    return {
+        np.dtype(np.float32): torch.float32,
+        np.dtype(np.float64): torch.float64,
+        np.dtype(np.float16): torch.float16,
+    }.get(a.dtype, torch.bfloat16)
 
 
-def vocab_parallel_cross_entropy(logits_shard, target, *, vocab_start, group=None, weight=None,
-                                 ignore_index=-100, reduction="mean", label_smoothing=0.0,
-                                 z_loss=0.0, softcap=None):
+def vocab_parallel_cross_entropy(
+    logits_shard,
+    target,
+    *,
+    vocab_start,
+    group=None,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    z_loss=0.0,
+    softcap=None,
+):
     """Cross-entropy over logits whose vocabulary is split across the ranks of ``group``.
 
     Every rank of the group calls this together (a collective). The result is
@@ -433,6 +514,7 @@ def vocab_parallel_cross_entropy(logits_shard, target, *, vocab_start, group=Non
 # The fused linear form: logits = input @ W_r.T (+ b_r), never materialised
 # ---------------------------------------------------------------------------
 
+
 class _ShardLinearCall(LinearCall):
     """pyce's chunked linear cross-entropy engine (pyce._linear_call) over one
     rank's rows of the head: the per-chunk kernel call becomes the shard
@@ -465,8 +547,11 @@ class _ShardLinearCall(LinearCall):
         losses = shard.losses(rows, scored)
         if grad is not None:
             n = L.shape[0]
-            scale = (np.ascontiguousarray(g_out, dtype=np.float64) if g_out.size == n and
-                     self.reduction == REDUCTIONS["none"] else np.full(n, float(g_out[0])))
+            scale = (
+                np.ascontiguousarray(g_out, dtype=np.float64)
+                if g_out.size == n and self.reduction == REDUCTIONS["none"]
+                else np.full(n, float(g_out[0]))
+            )
             shard.grad(L, t_c, stats, rows, scale, grad)
         if self.reduction == REDUCTIONS["none"]:
             return losses.astype(self.compute_dtype)
@@ -520,8 +605,10 @@ class _VocabParallelLinear(torch.autograd.Function):
             return grads + (None, None)
         grads, ctx.grads = ctx.grads, None
         if grads is None:
-            raise RuntimeError("vocab_parallel_linear_cross_entropy: no gradient was prepared in forward "
-                               "(nothing required grad then)")
+            raise RuntimeError(
+                "vocab_parallel_linear_cross_entropy: no gradient was prepared in forward "
+                "(nothing required grad then)"
+            )
         g = grad_output.reshape(())
         if float(g) != 1.0:
             grads = tuple(None if t is None else t * g.to(t.dtype) for t in grads)
@@ -532,22 +619,39 @@ def _linear_grads(call, ctx, grad_output_rows=None):
     """(grad_input, grad_weight_shard, grad_bias_shard) of the chunked engine,
     the input gradient all-reduced over the group (CCE's reduce_e_grad)."""
     # A frozen head (its shard without requires_grad) skips the grad_weight product.
-    grad_hidden, grad_weight, grad_bias = call.with_grad(_TorchOps, grad_output_rows=grad_output_rows,
-                                                         want_weight=ctx.want_weight)
+    grad_hidden, grad_weight, grad_bias = call.with_grad(
+        _TorchOps, grad_output_rows=grad_output_rows, want_weight=ctx.want_weight
+    )
     # Summed in the compute dtype (float32 for 16-bit inputs, so no rank's
     # share is rounded to 16 bits before the sum).
     gh = torch.from_numpy(np.ascontiguousarray(grad_hidden, dtype=call.compute_dtype))
     dist.all_reduce(gh, op=dist.ReduceOp.SUM, group=call.shard.group)
     input_dtype, weight_dtype = ctx.dtypes
-    return (gh.reshape(ctx.input_shape).to(input_dtype),
-            None if grad_weight is None else torch.from_numpy(grad_weight).to(weight_dtype),
-            None if grad_bias is None else torch.from_numpy(grad_bias).to(weight_dtype))
+    return (
+        gh.reshape(ctx.input_shape).to(input_dtype),
+        None if grad_weight is None else torch.from_numpy(grad_weight).to(weight_dtype),
+        None if grad_bias is None else torch.from_numpy(grad_bias).to(weight_dtype),
+    )
 
 
-def vocab_parallel_linear_cross_entropy(input, linear_weight_shard, target, *, vocab_start, group=None,
-                                        linear_bias_shard=None, weight=None, ignore_index=-100,
-                                        reduction="mean", label_smoothing=0.0, z_loss=0.0,
-                                        softcap=None, shift=0, filter_eps=None, chunk_size=None):
+def vocab_parallel_linear_cross_entropy(
+    input,
+    linear_weight_shard,
+    target,
+    *,
+    vocab_start,
+    group=None,
+    linear_bias_shard=None,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    z_loss=0.0,
+    softcap=None,
+    shift=0,
+    filter_eps=None,
+    chunk_size=None,
+):
     """Cross-entropy of ``input @ W.T + b`` where the head ``W`` (V x D) is split by rows across ranks.
 
     Rank r holds ``linear_weight_shard = W[vocab_start : vocab_start + V_r]``
@@ -619,8 +723,10 @@ def vocab_parallel_linear_cross_entropy(input, linear_weight_shard, target, *, v
     """
     options = _Options(ignore_index, reduction, label_smoothing, z_loss, softcap)
     failure = None
-    wants_grad = any(isinstance(t, torch.Tensor) and t.requires_grad
-                     for t in (input, linear_weight_shard, linear_bias_shard))
+    wants_grad = any(
+        isinstance(t, torch.Tensor) and t.requires_grad
+        for t in (input, linear_weight_shard, linear_bias_shard)
+    )
     fields = {"form": _FORMS["linear"], "wants_grad": wants_grad, **options.header()}
     call = w = t = None
     try:
@@ -629,7 +735,8 @@ def vocab_parallel_linear_cross_entropy(input, linear_weight_shard, target, *, v
                 raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
             if value.device.type != "cpu":
                 raise ValueError(
-                    f"pyce.torch.distributed computes on CPU tensors; {name} is on {value.device}")
+                    f"pyce.torch.distributed computes on CPU tensors; {name} is on {value.device}"
+                )
         if input.dtype not in _DTYPE_CODES:
             raise TypeError(f"input must be float32, float64, bfloat16 or float16, got {input.dtype}")
         vocab_start = _check_vocab_start(vocab_start)
@@ -639,20 +746,41 @@ def vocab_parallel_linear_cross_entropy(input, linear_weight_shard, target, *, v
         b = None if linear_bias_shard is None else _as_numpy(linear_bias_shard)
         width = W.shape[0] if W.ndim == 2 else 0
         w = _check_class_weight(weight, width, compute_dtype(h.dtype))
-        call = _ShardLinearCall(h, W, t.reshape(tuple(target.shape)), linear_bias=b, weight=w,
-                                ignore_index=options.ignore_index, reduction=options.reduction,
-                                label_smoothing=options.label_smoothing, z_loss=options.z_loss,
-                                softcap=options.softcap or None, shift=shift, return_lse=False,
-                                filter_eps=filter_eps, chunk_size=chunk_size, dtypes=_numpy_dtypes(),
-                                compute_dtype=compute_dtype(h.dtype),
-                                names=("input", "linear_weight_shard", "target", "linear_bias_shard"))
-        fields.update(rows=call.row_target.size, width=width, vocab_start=vocab_start,
-                      dtype=_DTYPE_CODES[input.dtype], weighted=w is not None,
-                      target_hash=_target_hash(call.row_target), hidden=call.D, shift=call.shift,
-                      filter_eps=call.filter_eps, chunk_rows=call.chunk_rows,
-                      weight_sum=0.0 if w is None else float(np.sum(w, dtype=np.float64)),
-                      owned_weight=0.0 if w is None else _owned_weight_sum(
-                          call.row_target, vocab_start, w, options.ignore_index))
+        call = _ShardLinearCall(
+            h,
+            W,
+            t.reshape(tuple(target.shape)),
+            linear_bias=b,
+            weight=w,
+            ignore_index=options.ignore_index,
+            reduction=options.reduction,
+            label_smoothing=options.label_smoothing,
+            z_loss=options.z_loss,
+            softcap=options.softcap or None,
+            shift=shift,
+            return_lse=False,
+            filter_eps=filter_eps,
+            chunk_size=chunk_size,
+            dtypes=_numpy_dtypes(),
+            compute_dtype=compute_dtype(h.dtype),
+            names=("input", "linear_weight_shard", "target", "linear_bias_shard"),
+        )
+        fields.update(
+            rows=call.row_target.size,
+            width=width,
+            vocab_start=vocab_start,
+            dtype=_DTYPE_CODES[input.dtype],
+            weighted=w is not None,
+            target_hash=_target_hash(call.row_target),
+            hidden=call.D,
+            shift=call.shift,
+            filter_eps=call.filter_eps,
+            chunk_rows=call.chunk_rows,
+            weight_sum=0.0 if w is None else float(np.sum(w, dtype=np.float64)),
+            owned_weight=0.0
+            if w is None
+            else _owned_weight_sum(call.row_target, vocab_start, w, options.ignore_index),
+        )
     except (TypeError, ValueError, IndexError, RuntimeError) as exc:
         failure = exc
     headers = _agree(group, fields, failure)
@@ -666,8 +794,10 @@ def vocab_parallel_linear_cross_entropy(input, linear_weight_shard, target, *, v
 # Evaluation across ranks
 # ---------------------------------------------------------------------------
 
-def vocab_parallel_evaluate(logits_shard, target, *, vocab_start, group=None, ignore_index=-100,
-                            topk=(1, 5)) -> EvalResult:
+
+def vocab_parallel_evaluate(
+    logits_shard, target, *, vocab_start, group=None, ignore_index=-100, topk=(1, 5)
+) -> EvalResult:
     """``pyce.evaluate`` of logits whose vocabulary is split across the ranks of ``group``.
 
     Every rank calls it with its shard (as :func:`vocab_parallel_cross_entropy`)
@@ -731,7 +861,7 @@ def vocab_parallel_evaluate(logits_shard, target, *, vocab_start, group=None, ig
         loss = ent = max_prob = z_col = np.zeros(x.shape[0])
     with np.errstate(invalid="ignore", over="ignore"):
         lse_r = np.where(n_local > 0, loss + z_col, -np.inf)
-        mass = lse_r - ent                      # sum_j q_j z_j, q the shard's own softmax
+        mass = lse_r - ent  # sum_j q_j z_j, q the shard's own softmax
         packed = np.stack([lse_r, np.where(owned, z_col, 0.0), mass, max_prob], axis=1)
     packed[~call.scored] = 0.0
     gathered = _exchange_rows(group, packed)
@@ -740,7 +870,7 @@ def vocab_parallel_evaluate(logits_shard, target, *, vocab_start, group=None, ig
         top = every_lse.max(axis=0)
         shift = np.where(top == -np.inf, 0.0, top)
         lse = shift + np.log(np.exp(every_lse - shift).sum(axis=0))
-        share = np.exp(every_lse - lse)         # each shard's share of the probability mass
+        share = np.exp(every_lse - lse)  # each shard's share of the probability mass
         z_t = gathered[:, :, 1].sum(axis=0)
         row_loss = lse - z_t
         row_entropy = lse - np.sum(share * gathered[:, :, 2], axis=0)
@@ -750,8 +880,9 @@ def vocab_parallel_evaluate(logits_shard, target, *, vocab_start, group=None, ig
     counts = torch.from_numpy(above)
     dist.all_reduce(counts, op=dist.ReduceOp.SUM, group=group)
     s = call.scored
-    return result_from_rows(row_loss[s], row_entropy[s], row_max_prob[s],
-                            counts.numpy()[s].astype(np.float64), ks)
+    return result_from_rows(
+        row_loss[s], row_entropy[s], row_max_prob[s], counts.numpy()[s].astype(np.float64), ks
+    )
 
 
 def _as_float64(a: np.ndarray) -> np.ndarray:
@@ -783,24 +914,31 @@ def _eval_call(logits_shard, target, vocab_start, group, options, topk_hash, top
         if not isinstance(logits_shard, torch.Tensor):
             raise TypeError(f"logits_shard must be a torch.Tensor, got {type(logits_shard).__name__}")
         if logits_shard.dtype not in _DTYPE_CODES:
-            raise TypeError("logits_shard must be float32, float64, bfloat16 or float16, "
-                            f"got {logits_shard.dtype}")
+            raise TypeError(
+                f"logits_shard must be float32, float64, bfloat16 or float16, got {logits_shard.dtype}"
+            )
         if logits_shard.dim() < 1:
             raise ValueError("logits_shard must have at least one dimension (its columns of the vocabulary)")
         width = logits_shard.shape[-1]
         vocab_start = _check_vocab_start(vocab_start)
         t = _check_target(target, logits_shard.shape[:-1])
         x = _as_numpy(logits_shard).reshape(t.size, width)
-        fields.update(rows=t.size, width=width, vocab_start=vocab_start,
-                      dtype=_DTYPE_CODES[logits_shard.dtype], target_hash=_target_hash(t))
+        fields.update(
+            rows=t.size,
+            width=width,
+            vocab_start=vocab_start,
+            dtype=_DTYPE_CODES[logits_shard.dtype],
+            target_hash=_target_hash(t),
+        )
     except (TypeError, ValueError, IndexError, RuntimeError) as exc:
         failure = exc
     headers = _agree(group, fields, failure)
     return _ShardCall(group, options, vocab_start, None, t, headers), x
 
 
-def evaluate_across_ranks(logits, target, *, group=None, axis=-1, ignore_index=-100,
-                          topk=(1, 5)) -> EvalResult:
+def evaluate_across_ranks(
+    logits, target, *, group=None, axis=-1, ignore_index=-100, topk=(1, 5)
+) -> EvalResult:
     """``pyce.evaluate`` over the union of every rank's batch (data-parallel evaluation).
 
     Each rank evaluates its own rows (full vocabulary) with pyce's one-pass
@@ -847,8 +985,13 @@ def evaluate_across_ranks(logits, target, *, group=None, axis=-1, ignore_index=-
     except (TypeError, ValueError, IndexError) as exc:
         failure = exc
     # Each rank has its own rows: only the call and topk must agree.
-    _agree(group, {"form": _FORMS["evaluate_rows"], "topk_hash": _topk_hash(ks)}, failure,
-           same=("form", "topk_hash"), tiling=False)
+    _agree(
+        group,
+        {"form": _FORMS["evaluate_rows"], "topk_hash": _topk_hash(ks)},
+        failure,
+        same=("form", "topk_hash"),
+        tiling=False,
+    )
     total = torch.from_numpy(sums)
     dist.all_reduce(total, op=dist.ReduceOp.SUM, group=group)
     return result_from_sums(total.numpy(), ks)

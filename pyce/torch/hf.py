@@ -27,13 +27,16 @@ def _logits_of(output) -> torch.Tensor:
     if logits is None and isinstance(output, dict):
         logits = output.get("logits")
     if not isinstance(logits, torch.Tensor):
-        raise TypeError("causal_lm_loss expects logits as a tensor or a model output with a "
-                        f"'logits' tensor, got {type(output).__name__}")
+        raise TypeError(
+            "causal_lm_loss expects logits as a tensor or a model output with a "
+            f"'logits' tensor, got {type(output).__name__}"
+        )
     return logits
 
 
-def causal_lm_loss(logits, labels, vocab_size=None, num_items_in_batch=None, ignore_index=-100,
-                   shift_labels=None, **kwargs):
+def causal_lm_loss(
+    logits, labels, vocab_size=None, num_items_in_batch=None, ignore_index=-100, shift_labels=None, **kwargs
+):
     """The next-token cross-entropy of a causal LM, as transformers computes it, by pyce.
 
     A drop-in for transformers' ``ForCausalLMLoss``: assign it to a model's

@@ -81,11 +81,17 @@ def _numpy_dtypes():
 
 def _make_call(input, linear_weight, linear_bias, target, weight, options, return_lse=False):
     return _linear_call.LinearCall(
-        _as_numpy(input), _as_numpy(linear_weight), target.detach().numpy(),
+        _as_numpy(input),
+        _as_numpy(linear_weight),
+        target.detach().numpy(),
         linear_bias=None if linear_bias is None else _as_numpy(linear_bias),
         weight=None if weight is None else _as_numpy(weight).astype(np.float64),
-        return_lse=return_lse, dtypes=_numpy_dtypes(),
-        compute_dtype=_compute_dtype(input.dtype), names=_NAMES, **options)
+        return_lse=return_lse,
+        dtypes=_numpy_dtypes(),
+        compute_dtype=_compute_dtype(input.dtype),
+        names=_NAMES,
+        **options,
+    )
 
 
 def _grad_tensor(a: np.ndarray, like: torch.Tensor) -> torch.Tensor:
@@ -103,8 +109,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         if ctx.grads_ready:
             # A frozen head (LoRA, linear probing) skips its gradient's product.
             gh, gW, gb = call.with_grad(_TorchOps, want_weight=needs[1])
-            saved = [_grad_tensor(gh, input),
-                     None if gW is None else _grad_tensor(gW, linear_weight)]
+            saved = [_grad_tensor(gh, input), None if gW is None else _grad_tensor(gW, linear_weight)]
             if gb is not None:
                 saved.append(_grad_tensor(gb, linear_bias))
             ctx.save_for_backward(*saved)
@@ -135,10 +140,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 rows[:] = per_scored
             else:
                 rows[call.in_scope] = per_scored
-            gh, gW, gb = call.with_grad(_TorchOps, grad_output_rows=rows,
-                                        want_weight=ctx.needs_input_grad[1])
-            grads = [_grad_tensor(gh, input),
-                     None if gW is None else _grad_tensor(gW, linear_weight)]
+            gh, gW, gb = call.with_grad(_TorchOps, grad_output_rows=rows, want_weight=ctx.needs_input_grad[1])
+            grads = [_grad_tensor(gh, input), None if gW is None else _grad_tensor(gW, linear_weight)]
             if gb is not None:
                 grads.append(_grad_tensor(gb, linear_bias))
         if len(grads) == 2:
@@ -156,20 +159,52 @@ def _use_pyce(tensors, target, weight) -> bool:
     return weight is None or (weight.device.type == "cpu" and not weight.requires_grad)
 
 
-def _torch_linear_cross_entropy(input, linear_weight, target, linear_bias, weight, reduction,
-                                ignore_index, label_smoothing, z_loss, softcap, shift):
+def _torch_linear_cross_entropy(
+    input,
+    linear_weight,
+    target,
+    linear_bias,
+    weight,
+    reduction,
+    ignore_index,
+    label_smoothing,
+    z_loss,
+    softcap,
+    shift,
+):
     """The same function composed from PyTorch operations (logits and all)."""
     if shift:
         input, target = input[..., :-shift, :], target[..., shift:]
     logits = F.linear(input, linear_weight, linear_bias)
-    flat = _torch_cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), weight,
-                                ignore_index, reduction, label_smoothing, z_loss, softcap)
+    flat = _torch_cross_entropy(
+        logits.reshape(-1, logits.shape[-1]),
+        target.reshape(-1),
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        z_loss,
+        softcap,
+    )
     return flat.reshape(target.shape) if reduction == "none" else flat
 
 
-def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None,
-                         reduction="mean", ignore_index=-100, label_smoothing=0.0, z_loss=0.0,
-                         softcap=None, shift=0, filter_eps=None, chunk_size=None):
+def linear_cross_entropy(
+    input,
+    linear_weight,
+    target,
+    *,
+    linear_bias=None,
+    weight=None,
+    reduction="mean",
+    ignore_index=-100,
+    label_smoothing=0.0,
+    z_loss=0.0,
+    softcap=None,
+    shift=0,
+    filter_eps=None,
+    chunk_size=None,
+):
     """``F.cross_entropy(F.linear(input, linear_weight, linear_bias), target, ...)`` without the logits.
 
     Parameters
@@ -225,12 +260,29 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     _check_options(reduction, softcap)
     tensors = [input, linear_weight] + ([linear_bias] if linear_bias is not None else [])
     if not _use_pyce(tensors, target, weight):
-        return _torch_linear_cross_entropy(input, linear_weight, target, linear_bias, weight,
-                                           reduction, ignore_index, label_smoothing, z_loss,
-                                           softcap, int(shift))
-    options = dict(ignore_index=ignore_index, reduction=reduction,
-                   label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap, shift=shift,
-                   filter_eps=filter_eps, chunk_size=chunk_size)
+        return _torch_linear_cross_entropy(
+            input,
+            linear_weight,
+            target,
+            linear_bias,
+            weight,
+            reduction,
+            ignore_index,
+            label_smoothing,
+            z_loss,
+            softcap,
+            int(shift),
+        )
+    options = dict(
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        z_loss=z_loss,
+        softcap=softcap,
+        shift=shift,
+        filter_eps=filter_eps,
+        chunk_size=chunk_size,
+    )
     return _LinearCrossEntropy.apply(input, linear_weight, linear_bias, target, weight, options)
 
 
@@ -260,15 +312,29 @@ class LinearCrossEntropyLoss(torch.nn.Module):
     >>> loss = head(torch.randn(2, 16, 64), torch.randint(0, 1000, (2, 16)))
     """
 
-    def __init__(self, in_features, num_classes, *, bias=False, device=None, dtype=None,
-                 reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0,
-                 z_loss=0.0, softcap=None, shift=0, filter_eps=None, chunk_size=None):
+    def __init__(
+        self,
+        in_features,
+        num_classes,
+        *,
+        bias=False,
+        device=None,
+        dtype=None,
+        reduction="mean",
+        weight=None,
+        ignore_index=-100,
+        label_smoothing=0.0,
+        z_loss=0.0,
+        softcap=None,
+        shift=0,
+        filter_eps=None,
+        chunk_size=None,
+    ):
         super().__init__()
         _check_options(reduction, softcap)
         # As torch.nn.LinearCrossEntropyLoss: the projection is `linear`, so the
         # two modules' state dicts load into each other.
-        self.linear = torch.nn.Linear(in_features, num_classes, bias=bias, device=device,
-                                      dtype=dtype)
+        self.linear = torch.nn.Linear(in_features, num_classes, bias=bias, device=device, dtype=dtype)
         self.register_buffer("class_weight", weight)
         self.reduction = reduction
         self.ignore_index = ignore_index
@@ -289,15 +355,29 @@ class LinearCrossEntropyLoss(torch.nn.Module):
 
     def forward(self, input, target):
         return linear_cross_entropy(
-            input, self.weight, target, linear_bias=self.bias, weight=self.class_weight,
-            reduction=self.reduction, ignore_index=self.ignore_index,
-            label_smoothing=self.label_smoothing, z_loss=self.z_loss, softcap=self.softcap,
-            shift=self.shift, filter_eps=self.filter_eps, chunk_size=self.chunk_size)
+            input,
+            self.weight,
+            target,
+            linear_bias=self.bias,
+            weight=self.class_weight,
+            reduction=self.reduction,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+            z_loss=self.z_loss,
+            softcap=self.softcap,
+            shift=self.shift,
+            filter_eps=self.filter_eps,
+            chunk_size=self.chunk_size,
+        )
 
     def extra_repr(self) -> str:
         V, D = self.weight.shape
-        parts = [f"in_features={D}", f"num_classes={V}", f"bias={self.bias is not None}",
-                 f"reduction={self.reduction!r}"]
+        parts = [
+            f"in_features={D}",
+            f"num_classes={V}",
+            f"bias={self.bias is not None}",
+            f"reduction={self.reduction!r}",
+        ]
         for name in ("label_smoothing", "z_loss", "softcap", "shift", "filter_eps"):
             value = getattr(self, name)
             if value:
@@ -354,15 +434,24 @@ def patch_causal_lm(model, *, filter_eps=None, chunk_size=None):
         raise TypeError(f"{type(model).__name__} has no output embedding with a weight to fuse")
     softcap = getattr(model.config, "final_logit_softcapping", None)
 
-    def forward(input_ids=None, attention_mask=None, labels=None, num_items_in_batch=None,
-                shift_labels=None, return_dict=None, **kwargs):
+    def forward(
+        input_ids=None,
+        attention_mask=None,
+        labels=None,
+        num_items_in_batch=None,
+        shift_labels=None,
+        return_dict=None,
+        **kwargs,
+    ):
         if labels is None and shift_labels is None:
-            return original(input_ids=input_ids, attention_mask=attention_mask,
-                            return_dict=return_dict, **kwargs)
+            return original(
+                input_ids=input_ids, attention_mask=attention_mask, return_dict=return_dict, **kwargs
+            )
         kwargs.pop("logits_to_keep", None)
         kwargs.pop("num_logits_to_keep", None)
-        outputs = model.base_model(input_ids=input_ids, attention_mask=attention_mask,
-                                   return_dict=True, **kwargs)
+        outputs = model.base_model(
+            input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **kwargs
+        )
         hidden = outputs[0]
         if shift_labels is not None:
             target, shift = shift_labels, 0
@@ -370,19 +459,31 @@ def patch_causal_lm(model, *, filter_eps=None, chunk_size=None):
             target, shift = labels, 1
         target = target.to(hidden.device)
         reduction = "mean" if num_items_in_batch is None else "sum"
-        loss = linear_cross_entropy(hidden, head.weight, target, linear_bias=head.bias,
-                                    reduction=reduction, ignore_index=-100, softcap=softcap,
-                                    shift=shift, filter_eps=filter_eps, chunk_size=chunk_size)
+        loss = linear_cross_entropy(
+            hidden,
+            head.weight,
+            target,
+            linear_bias=head.bias,
+            reduction=reduction,
+            ignore_index=-100,
+            softcap=softcap,
+            shift=shift,
+            filter_eps=filter_eps,
+            chunk_size=chunk_size,
+        )
         if num_items_in_batch is not None:
             if isinstance(num_items_in_batch, torch.Tensor):
                 num_items_in_batch = num_items_in_batch.to(loss.device)
             loss = loss / num_items_in_batch
         from transformers.modeling_outputs import CausalLMOutputWithPast
 
-        return CausalLMOutputWithPast(loss=loss, logits=None,
-                                      past_key_values=getattr(outputs, "past_key_values", None),
-                                      hidden_states=getattr(outputs, "hidden_states", None),
-                                      attentions=getattr(outputs, "attentions", None))
+        return CausalLMOutputWithPast(
+            loss=loss,
+            logits=None,
+            past_key_values=getattr(outputs, "past_key_values", None),
+            hidden_states=getattr(outputs, "hidden_states", None),
+            attentions=getattr(outputs, "attentions", None),
+        )
 
     def unpatch():
         model.forward = original
