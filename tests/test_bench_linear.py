@@ -78,3 +78,20 @@ def test_llama_example_tiny(capsys):
     assert "loss curves" in printed and "peak memory" in printed
     np.testing.assert_allclose(out["fused"]["losses"], out["plain"]["losses"], rtol=1e-5)
     assert out["max_relative_difference"] < 1e-5
+
+
+def test_memory_children_import_this_pyce_not_the_working_directorys(tmp_path, monkeypatch):
+    # CI runs pytest from the source checkout, whose pyce/ has no compiled core:
+    # a child started with `python -c` put the working directory first and
+    # imported that one (KeyError 'extra_bytes' in the test above).
+    pytest.importorskip("torch")
+    from pyce import bench
+
+    shadow = tmp_path / "pyce"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise ImportError('the shadowing checkout was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    mem = linear.measure_memory("pyce (numpy)", (64, 8, 300), threads=1)
+    assert "error" not in mem and isinstance(mem["extra_bytes"], int), mem
+    row = bench.measure_memory("pyce fused", (64, 300), "float32", threads=1)
+    assert "status" not in row or not str(row["status"]).startswith("error"), row

@@ -45,6 +45,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .memory import child_command
+
 DEFAULT_SHAPES = [(2048, 512, 32000), (4096, 1024, 32000), (2048, 512, 128256)]
 MEMORY_SHAPE = (8192, 256, 32000)
 FILTER_SHAPE = (2048, 512, 32000)
@@ -282,11 +284,11 @@ def memory_child(method, N, D, V):
 def measure_memory(method, shape, threads):
     N, D, V = shape
     code = (
-        "import json, sys, pyce; from pyce.bench import linear as b; "
+        "import json, pyce; from pyce.bench import linear as b; "
         f"pyce.set_num_threads({threads}); import torch; torch.set_num_threads({threads}); "
         f"print(json.dumps(b.memory_child({method!r}, {N}, {D}, {V})))"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    proc = subprocess.run(child_command(code), capture_output=True, text=True)
     if proc.returncode != 0:
         return {"method": method, "shape": list(shape), "error": proc.stderr.strip()[-300:]}
     value = json.loads(proc.stdout.strip().splitlines()[-1])

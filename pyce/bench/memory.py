@@ -105,6 +105,18 @@ def _memory_child(argv: Sequence[str]) -> None:
     print("PYCE-MEMORY " + json.dumps(out))
 
 
+def child_command(code: str, *args: str) -> list:
+    """``python -c code args...`` for a fresh interpreter that imports the very
+    pyce this process runs: its parent directory goes first on ``sys.path``, so
+    a source checkout in the working directory (whose ``pyce/`` may lack the
+    compiled core) does not shadow it. ``sys`` is imported for ``code``."""
+    import pyce
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(pyce.__file__)))
+    prelude = "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+    return [sys.executable, "-c", prelude + code, root, *args]
+
+
 def measure_memory(kind: str, shape, dtype_name: str, threads: int, timeout: float = 600) -> dict:
     """Peak extra memory of one computation, measured in a fresh subprocess.
 
@@ -114,16 +126,8 @@ def measure_memory(kind: str, shape, dtype_name: str, threads: int, timeout: flo
     ``tracemalloc`` (NumPy reports its buffers to it; torch and JAX do not).
     Both in bytes and as a multiple of the logits' size.
     """
-    import pyce
-
-    # The child imports the very pyce this process runs (not, say, a source
-    # checkout in the working directory): its parent directory goes first.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(pyce.__file__)))
-    code = (
-        "import sys; sys.path.insert(0, sys.argv.pop(1)); import pyce.bench as b; "
-        "b._memory_child(sys.argv[1:])"
-    )
-    cmd = [sys.executable, "-c", code, root, kind, str(shape[0]), str(shape[1]), dtype_name, str(threads)]
+    code = "import pyce.bench as b; b._memory_child(sys.argv[1:])"
+    cmd = child_command(code, kind, str(shape[0]), str(shape[1]), dtype_name, str(threads))
     res: dict = {"kind": kind, "shape": list(shape), "dtype": dtype_name}
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
