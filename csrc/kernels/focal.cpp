@@ -16,6 +16,7 @@
 #include "runtime/dispatch.hpp"
 #include "kernels/metrics_args.hpp"
 #include "kernels/block_math.hpp"
+#include "kernels/dominant.hpp"
 #include "kernels/parallel.hpp"
 
 namespace pyce {
@@ -56,8 +57,8 @@ struct FocalKernel {
         A shift = 0;
         bool ignored = false;
         int64_t target = -1;
-        double x_target =
-            0;  // read in finish, when the row is in cache (the gradient never overwrites the logits)
+        // Read in finish, when the row is in cache (the gradient never overwrites the logits).
+        double x_target = 0;
         double alpha = 1;
         RowSums sums;
         double grad_mul = 0;  // grad_output * G
@@ -105,7 +106,16 @@ struct FocalKernel {
         if (sums.lse == kInf) sums.lse = kNaN;
         const double lse = sums.lse;
         row.x_target = static_cast<double>(to_acc(x[row.index * C + row.target]));
-        const double nll = std::isfinite(lse) ? (sums.max - row.x_target) + sums.log_sum : lse - row.x_target;
+        double nll = std::isfinite(lse) ? (sums.max - row.x_target) + sums.log_sum : lse - row.x_target;
+        if (nll < kLogDominated) {
+            // A confident, correct prediction (q_t > 2/3: the target is the
+            // unique max): nll = log1p of the rest, as cross-entropy's, so that
+            // gamma = 0 agrees with cross-entropy to rounding (kernels/dominant.hpp).
+            // The logits are intact here: the gradient never overwrites them.
+            set_dominant(sums, row.x_target,
+                         sum_below(x + row.index * C, C, to_acc(x[row.index * C + row.target])));
+            nll = sums.log_sum;
+        }
         double loss, factor;
         focal_terms(nll, row.alpha, a.gamma, loss, factor);
         a.row_loss[row.index] = loss;
