@@ -9,18 +9,13 @@ grows, so without the T² factor the soft-target gradient would fade like 1/T².
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-import pyqtgraph as pg
 from PySide6 import QtWidgets
 
 from ..model import SELECTION, STRUCTURE, VALUES
 from .panel import Panel
 from .readouts import fmt
-from .widgets import fixed_plot, rich_text_label
-
-OFFSET, WIDTH = 0.19, 0.36
+from .widgets import PairedClassBars, rich_text_label
 
 
 class DistillationPanel(QtWidgets.QWidget, Panel):
@@ -59,13 +54,8 @@ class DistillationPanel(QtWidgets.QWidget, Panel):
         layout.addLayout(buttons)
         self.text = rich_text_label()
         layout.addWidget(self.text)
-        self.plot = fixed_plot(110)
-        self.plot.getAxis("bottom").setStyle(hideOverlappingLabels=40)
-        self.legend = self.plot.addLegend(offset=(-8, 6))
-        self.teacher_bars = pg.BarGraphItem(x=[], height=[], width=WIDTH, name="teacher p_T")
-        self.student_bars = pg.BarGraphItem(x=[], height=[], width=WIDTH, name="student q_T")
-        self.plot.addItem(self.teacher_bars)
-        self.plot.addItem(self.student_bars)
+        self.bars = PairedClassBars(110, "teacher p_T", "student q_T")
+        self.plot, self.teacher_bars, self.student_bars = self.bars.plot, self.bars.left, self.bars.right
         layout.addWidget(self.plot, 1)
         self.apply_theme(self.theme)
 
@@ -75,17 +65,9 @@ class DistillationPanel(QtWidgets.QWidget, Panel):
         self.targets_button.setEnabled(has)
         self.clear_button.setEnabled(has)
         vis = m.visible_classes()
-        x = np.arange(len(vis), dtype=float)
-        self.student_bars.setOpts(x=x + OFFSET, height=np.nan_to_num(m.q[vis]))
-        if has:
-            self.teacher_bars.setOpts(x=x - OFFSET, height=m.teacher_q[vis])
-        else:
-            self.teacher_bars.setOpts(x=np.zeros(0), height=np.zeros(0))
-        self.plot.setXRange(-0.6, len(vis) - 0.4, padding=0)
+        teacher = m.teacher_q[vis] if has else None
+        self.bars.show(teacher, np.nan_to_num(m.q[vis]), [m.labels[c] for c in vis])
         self.plot.setYRange(0, 1.3, padding=0)
-        ticks = [(i, m.labels[c]) for i, c in enumerate(vis)]
-        step = max(1, math.ceil(len(ticks) / 12))
-        self.plot.getAxis("bottom").setTicks([ticks[::step], []])
         T = m.temperature
         if not has:
             self.text.setText(
@@ -105,12 +87,5 @@ class DistillationPanel(QtWidgets.QWidget, Panel):
 
     def apply_theme(self, theme) -> None:
         self.theme = theme
-        self.plot.setBackground(theme.base)
-        for name in ("left", "bottom"):
-            ax = self.plot.getAxis(name)
-            ax.setPen(theme.muted)
-            ax.setTextPen(theme.text)
-        self.teacher_bars.setOpts(brush=theme.target, pen=None)
-        self.student_bars.setOpts(brush=theme.bar, pen=None)
-        self.legend.setLabelTextColor(theme.text)
+        self.bars.apply_theme(theme, theme.target, theme.bar)
         self.on_model(VALUES)

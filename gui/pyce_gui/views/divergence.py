@@ -18,9 +18,7 @@ from PySide6 import QtWidgets
 from ..model import SELECTION, STRUCTURE, VALUES
 from .panel import Panel
 from .readouts import fmt
-from .widgets import fixed_plot, rich_text_label
-
-OFFSET, WIDTH = 0.19, 0.36
+from .widgets import PairedClassBars, rich_text_label
 
 
 class DivergencePanel(QtWidgets.QWidget, Panel):
@@ -35,16 +33,8 @@ class DivergencePanel(QtWidgets.QWidget, Panel):
         layout.setContentsMargins(4, 4, 4, 4)
         self.text = rich_text_label()
         layout.addWidget(self.text)
-        self.plot = fixed_plot(160)
-        self.plot.getAxis("left").enableAutoSIPrefix(False)
-        self.plot.getAxis("bottom").setStyle(hideOverlappingLabels=40)
-        self.legend = self.plot.addLegend(offset=(-8, 6))
-        self.forward = pg.BarGraphItem(x=[], height=[], width=WIDTH, name="p·log(p/q)  (forward)")
-        self.reverse = pg.BarGraphItem(x=[], height=[], width=WIDTH, name="q·log(q/p)  (reverse)")
-        self.plot.addItem(self.forward)
-        self.plot.addItem(self.reverse)
-        self.zero = pg.InfiniteLine(pos=0, angle=0, movable=False)
-        self.plot.addItem(self.zero)
+        self.bars = PairedClassBars(160, "p·log(p/q)  (forward)", "q·log(q/p)  (reverse)", zero_line=True)
+        self.plot, self.forward, self.reverse = self.bars.plot, self.bars.left, self.bars.right
         self.markers: list[pg.TextItem] = []
         layout.addWidget(self.plot, 1)
         self.apply_theme(self.theme)
@@ -52,7 +42,6 @@ class DivergencePanel(QtWidgets.QWidget, Panel):
     def on_model(self, kind) -> None:
         m, th = self.model, self.theme
         vis = m.visible_classes()
-        x = np.arange(len(vis), dtype=float)
         fwd = m.kl_pq_terms[vis]
         rev = m.kl_qp_terms[vis]
         rev_finite = np.isfinite(rev)
@@ -60,10 +49,11 @@ class DivergencePanel(QtWidgets.QWidget, Panel):
         lo = min(0.0, float(both.min()) if both.size else 0.0)
         hi = max(0.05, float(both.max()) if both.size else 0.05)
         top = hi + 0.15 * (hi - lo)
-        self.forward.setOpts(x=x - OFFSET, height=np.where(np.isfinite(fwd), fwd, 0.0))
         # An infinite term is drawn to the top of the frame and marked ∞.
-        self.reverse.setOpts(x=x + OFFSET, height=np.where(rev_finite, rev, top))
-        inf_x = x[~rev_finite] + OFFSET
+        x = self.bars.show(
+            np.where(np.isfinite(fwd), fwd, 0.0), np.where(rev_finite, rev, top), [m.labels[c] for c in vis]
+        )
+        inf_x = x[~rev_finite] + self.bars.OFFSET
         while len(self.markers) < len(inf_x):
             t = pg.TextItem(anchor=(0.5, 1.0))
             t.setHtml("<b style='font-size:13pt'>∞</b>")
@@ -74,12 +64,8 @@ class DivergencePanel(QtWidgets.QWidget, Panel):
             if i < len(inf_x):
                 t.setPos(inf_x[i], top)
                 t.setColor(th.text)
-        self.plot.setXRange(-0.6, len(vis) - 0.4, padding=0)
         # Room above the bars for the ∞ marks and the legend.
         self.plot.setYRange(lo - 0.05 * (hi - lo), top + 0.4 * (top - lo), padding=0)
-        ticks = [(i, m.labels[c]) for i, c in enumerate(vis)]
-        step = max(1, math.ceil(len(ticks) / 12))
-        self.plot.getAxis("bottom").setTicks([ticks[::step], []])
         why_inf = (
             ""
             if math.isfinite(m.kl_qp)
@@ -97,13 +83,5 @@ class DivergencePanel(QtWidgets.QWidget, Panel):
 
     def apply_theme(self, theme) -> None:
         self.theme = theme
-        self.plot.setBackground(theme.base)
-        for name in ("left", "bottom"):
-            ax = self.plot.getAxis(name)
-            ax.setPen(theme.muted)
-            ax.setTextPen(theme.text)
-        self.forward.setOpts(brush=theme.bar, pen=None)
-        self.reverse.setOpts(brush=theme.curve, pen=None)
-        self.zero.setPen(pg.mkPen(theme.muted, width=1))
-        self.legend.setLabelTextColor(theme.text)
+        self.bars.apply_theme(theme, theme.bar, theme.curve)
         self.on_model(VALUES)

@@ -12,16 +12,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from ..model import SELECTION, STRUCTURE, VALUES
 from .fields import NumberField
 from .panel import Panel
 from .readouts import fmt
-from .widgets import fixed_plot, rich_text_label
-
-OFFSET, WIDTH = 0.19, 0.36
+from .widgets import PairedClassBars, rich_text_label
 
 
 class FocalPanel(QtWidgets.QWidget, Panel):
@@ -62,16 +59,8 @@ class FocalPanel(QtWidgets.QWidget, Panel):
         layout.addLayout(row)
         self.text = rich_text_label()
         layout.addWidget(self.text)
-        self.plot = fixed_plot(110)
-        self.plot.getAxis("left").enableAutoSIPrefix(False)
-        self.plot.getAxis("bottom").setStyle(hideOverlappingLabels=40)
-        self.legend = self.plot.addLegend(offset=(-8, 6))
-        self.ce_bars = pg.BarGraphItem(x=[], height=[], width=WIDTH, name="cross-entropy q − y")
-        self.focal_bars = pg.BarGraphItem(x=[], height=[], width=WIDTH, name="focal, weighted G·(q − y)")
-        self.plot.addItem(self.ce_bars)
-        self.plot.addItem(self.focal_bars)
-        self.zero = pg.InfiniteLine(pos=0, angle=0, movable=False)
-        self.plot.addItem(self.zero)
+        self.bars = PairedClassBars(110, "cross-entropy q − y", "focal, weighted G·(q − y)", zero_line=True)
+        self.plot, self.ce_bars, self.focal_bars = self.bars.plot, self.bars.left, self.bars.right
         layout.addWidget(self.plot, 1)
         self.apply_theme(self.theme)
 
@@ -91,18 +80,12 @@ class FocalPanel(QtWidgets.QWidget, Panel):
         self.weight.set_value(weights[s.selected])
         self.reset.setEnabled(s.class_weights is not None)
         vis = m.visible_classes()
-        x = np.arange(len(vis), dtype=float)
         ce = np.nan_to_num(m.grad[vis])
         focal = np.nan_to_num(m.focal_grad[vis])
-        self.ce_bars.setOpts(x=x - OFFSET, height=ce)
-        self.focal_bars.setOpts(x=x + OFFSET, height=focal)
+        self.bars.show(ce, focal, [m.labels[c] for c in vis])
         # Fitted to the bars: a confident, right model's gradient is small, not absent.
-        top = max(float(np.max(np.abs(np.r_[ce, focal]))) if len(x) else 1.0, 1e-9)
+        top = max(float(np.max(np.abs(np.r_[ce, focal]))) if len(vis) else 1.0, 1e-9)
         self.plot.setYRange(-1.1 * top, 1.45 * top, padding=0)
-        self.plot.setXRange(-0.6, len(vis) - 0.4, padding=0)
-        ticks = [(i, m.labels[c]) for i, c in enumerate(vis)]
-        step = max(1, math.ceil(len(ticks) / 12))
-        self.plot.getAxis("bottom").setTicks([ticks[::step], []])
         if s.soft_mode:
             self.text.setText("Focal loss takes a target class: untick Soft targets to see it.")
             return
@@ -124,13 +107,5 @@ class FocalPanel(QtWidgets.QWidget, Panel):
 
     def apply_theme(self, theme) -> None:
         self.theme = theme
-        self.plot.setBackground(theme.base)
-        for name in ("left", "bottom"):
-            ax = self.plot.getAxis(name)
-            ax.setPen(theme.muted)
-            ax.setTextPen(theme.text)
-        self.ce_bars.setOpts(brush=theme.bar, pen=None)
-        self.focal_bars.setOpts(brush=theme.curve, pen=None)
-        self.zero.setPen(pg.mkPen(theme.muted, width=1))
-        self.legend.setLabelTextColor(theme.text)
+        self.bars.apply_theme(theme, theme.bar, theme.curve)
         self.on_model(VALUES)
