@@ -47,8 +47,9 @@ struct BlockStats {
     double top = 0;   // unchecked sweeps: the block's largest logit (nan-blind; nan shows in sum)
 };
 
-// Extra sums a block gathers in the same sweep as its exps.
-enum class Extra {
+// Which sums a block's sweep gathers beside its max and sum of exps
+// (BlockStats::dot and ::coef): what the row's target and options need.
+enum class SweepSums {
     none,    // just the log-sum-exp
     sum_x,   // sum x                    (label smoothing)
     sum_wx,  // sum w * x                (label smoothing with class weights)
@@ -56,7 +57,7 @@ enum class Extra {
     soft_w,  // coef = ((1 - eps) y + eps / C) * w                    (... with weights)
 };
 
-// Where the coefficients of the Extra sums come from, for one row.
+// Where the coefficients of the SweepSums come from, for one row.
 template <class T>
 struct Coefs {
     const Acc<T>* weight = nullptr;  // C class weights (sum_wx, soft_w), in the compute type
@@ -65,21 +66,21 @@ struct Coefs {
     Acc<T> uniform = 0;              // eps / C
 };
 
-// The coefficient vector at offset i of the row (Extra != none); with
+// The coefficient vector at offset i of the row (SweepSums != none); with
 // tail > 0, only the first `tail` lanes are classes.
-template <Extra E, class T, class V = typename VecFor<T>::type>
+template <SweepSums E, class T, class V = typename VecFor<T>::type>
 inline V coef_at(const Coefs<T>& c, int64_t i, int64_t tail) {
     using A = Acc<T>;
-    if constexpr (E == Extra::sum_x) {
+    if constexpr (E == SweepSums::sum_x) {
         return V::broadcast(A(1));  // padding lanes are multiplied by x = 0
-    } else if constexpr (E == Extra::sum_wx) {
+    } else if constexpr (E == SweepSums::sum_wx) {
         return tail ? vload_partial(c.weight + i, tail, A(0)) : vload(c.weight + i);
     } else {
         // Padding lanes of y read as 0 but would still get eps / C: the weight
         // (0 there) or a 0/1 lane mask zeroes them -- they are not classes.
         const V y = tail ? vload_partial(c.y + i, tail, A(0)) : vload(c.y + i);
         V t = fmadd(y, V::broadcast(c.keep), V::broadcast(c.uniform));
-        if constexpr (E == Extra::soft_w) {
+        if constexpr (E == SweepSums::soft_w) {
             t = t * (tail ? vload_partial(c.weight + i, tail, A(0)) : vload(c.weight + i));
         } else if (tail) {
             static_assert(V::width <= 16, "widen the ones table");
@@ -171,7 +172,7 @@ constexpr double kMaxUncheckedSum = 0x1p100;
 
 // One sweep over the block x[0..n): exp(x - shift) against the row's shift
 // (stored to e_out if kStore; e_out may alias x when T is Acc<T>), their sum
-// and the Extra sums. `offset` is the block's position in the row, for the
+// and the sums E asks for. `offset` is the block's position in the row, for the
 // coefficient arrays. Each element is read once and its exp computed once.
 // kChecked: move to a larger shift when a logit is more than kShiftMargin
 // above it (raise_shift); without, a block with such a logit may overflow
@@ -181,7 +182,7 @@ constexpr double kMaxUncheckedSum = 0x1p100;
 // kStoreAnyOrder: each pair of vectors' exps may be stored in the order
 // vload_pair_any_order loads them (kInterleavedPairs in vec.hpp), for a
 // caller that stores them back in order; the rest of the block in order.
-template <class T, Extra E, bool kStore, bool kChecked, class Y = T, bool kStoreAnyOrder = false>
+template <class T, SweepSums E, bool kStore, bool kChecked, class Y = T, bool kStoreAnyOrder = false>
 inline BlockStats sweep_block(const T* x, int64_t n, Acc<T>* e_out, const Coefs<Y>& c, int64_t offset,
                               Acc<T> shift) {
     using V = typename VecFor<T>::type;
@@ -190,7 +191,7 @@ inline BlockStats sweep_block(const T* x, int64_t n, Acc<T>* e_out, const Coefs<
     // Nothing is stored (or the caller takes the order) and each element's
     // coefficient is the same: the elements of a pair of vectors may come in
     // any order (vload_pair_any_order).
-    constexpr bool kAnyOrder = (!kStore || kStoreAnyOrder) && (E == Extra::none || E == Extra::sum_x);
+    constexpr bool kAnyOrder = (!kStore || kStoreAnyOrder) && (E == SweepSums::none || E == SweepSums::sum_x);
     const A ninf = -std::numeric_limits<A>::infinity();
     const int64_t full = n - n % W, tail = n - full;
 
@@ -213,10 +214,10 @@ inline BlockStats sweep_block(const T* x, int64_t n, Acc<T>* e_out, const Coefs<
         const V e = exp_bounded(xv - vshift);
         if constexpr (kStore) e.store(e_out + i);
         acc = acc + e;
-        if constexpr (E != Extra::none) {
+        if constexpr (E != SweepSums::none) {
             const V cv = coef_at<E>(c, offset + i, 0);
             dot = fmadd(cv, xv, dot);
-            if constexpr (E == Extra::soft || E == Extra::soft_w) coef = coef + cv;
+            if constexpr (E == SweepSums::soft || E == SweepSums::soft_w) coef = coef + cv;
         }
     };
     int64_t i = 0;
@@ -259,10 +260,10 @@ inline BlockStats sweep_block(const T* x, int64_t n, Acc<T>* e_out, const Coefs<
         const V e = exp_bounded(x_for_exp - vshift);
         if constexpr (kStore) e.store_partial(e_out + full, tail);
         acc1 = acc1 + e;
-        if constexpr (E != Extra::none) {
+        if constexpr (E != SweepSums::none) {
             const V cv = coef_at<E>(c, offset + full, tail);
             dot = fmadd(cv, x_for_dot, dot);
-            if constexpr (E == Extra::soft || E == Extra::soft_w) coef = coef + cv;
+            if constexpr (E == SweepSums::soft || E == SweepSums::soft_w) coef = coef + cv;
         }
     }
 
@@ -275,8 +276,9 @@ inline BlockStats sweep_block(const T* x, int64_t n, Acc<T>* e_out, const Coefs<
         s.sum = any_nan(x, n) ? kNaN : kInf;
     }
     if constexpr (!kChecked) s.top = static_cast<double>(reduce_max(top));
-    if constexpr (E != Extra::none) s.dot = static_cast<double>(reduce_add(dot));
-    if constexpr (E == Extra::soft || E == Extra::soft_w) s.coef = static_cast<double>(reduce_add(coef));
+    if constexpr (E != SweepSums::none) s.dot = static_cast<double>(reduce_add(dot));
+    if constexpr (E == SweepSums::soft || E == SweepSums::soft_w)
+        s.coef = static_cast<double>(reduce_add(coef));
     return s;
 }
 
@@ -287,7 +289,7 @@ inline BlockStats sweep_block(const T* x, int64_t n, Acc<T>* e_out, const Coefs<
 // kMaxUncheckedSum). That needs x intact
 // after the first sweep: not when the exps are stored over x itself (float32
 // and float64 gradients, stored in place), which are swept with the checks.
-template <class T, Extra E, bool kStore, class Y = T, bool kStoreAnyOrder = false>
+template <class T, SweepSums E, bool kStore, class Y = T, bool kStoreAnyOrder = false>
 inline BlockStats block_stats(const T* x, int64_t n, Acc<T>* e_out, const Coefs<Y>& c, int64_t offset,
                               Acc<T> shift) {
     if constexpr (!kStore || !std::is_same_v<T, Acc<T>>) {

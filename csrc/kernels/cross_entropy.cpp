@@ -53,11 +53,11 @@ inline bool streamable_gradient(const CrossEntropyArgs& args, size_t grad_size) 
 // kStreamWide: a float32/float64 gradient streamed to memory (see
 // stream_wide): its exps wait in a scratch row, as a 16-bit gradient's do,
 // so that its lines are written once and never read.
-template <class T, class G, Extra E, bool kGrad, bool kCap, bool kStreamWide = false>
+template <class T, class G, SweepSums E, bool kGrad, bool kCap, bool kStreamWide = false>
 struct CrossEntropyKernel {
     using A = Acc<T>;
     using V = typename VecFor<T>::type;
-    static constexpr bool kSoft = E == Extra::soft || E == Extra::soft_w;
+    static constexpr bool kSoft = E == SweepSums::soft || E == SweepSums::soft_w;
     static constexpr bool kRescale = kGrad;
     // The exps are kept in the gradient until rescaled, unless it is 16-bit
     // or streamed (kStreamWide).
@@ -73,7 +73,7 @@ struct CrossEntropyKernel {
     // loss is bitwise the same whichever dtype its gradient has (and the
     // forward's, which loads pairs the same way).
     static constexpr bool kInterleaved =
-        kGrad && !kCap && kInterleavedPairs<T> && (E == Extra::none || E == Extra::sum_x);
+        kGrad && !kCap && kInterleavedPairs<T> && (E == SweepSums::none || E == SweepSums::sum_x);
     using Scratch = A;
     using Stats = BlockStats;
 
@@ -226,11 +226,11 @@ struct CrossEntropyKernel {
             }
             lse = sums.lse;
             loss = row.alpha * nll;
-            if (E != Extra::none) loss += beta * (K * lse - sums.dot);
+            if (E != SweepSums::none) loss += beta * (K * lse - sums.dot);
         }
         // PaLM's auxiliary z-loss, z * lse^2, pulls lse towards 0; its gradient
         // is 2 z lse q, so it only adds to the weight of q.
-        double q_weight = E == Extra::none ? row.alpha : row.alpha + beta * K;
+        double q_weight = E == SweepSums::none ? row.alpha : row.alpha + beta * K;
         if (a.z_loss != 0.0) {
             loss += a.z_loss * lse * lse;
             q_weight += 2.0 * a.z_loss * lse;
@@ -277,7 +277,7 @@ struct CrossEntropyKernel {
         PYCE_ALWAYS_INLINE V lanes(int64_t i, int64_t partial) const {
             constexpr int W = V::width;
             V v = (partial ? V::load_partial(eb + i, partial, A(0)) : V::load(eb + i)) * mul;
-            if constexpr (E != Extra::none) v = fmadd(coef_at<E>(c, start + i, partial), sub, v);
+            if constexpr (E != SweepSums::none) v = fmadd(coef_at<E>(c, start + i, partial), sub, v);
             if (t >= i && t < i + W) v = minus_at_target(v, static_cast<int>(t - i));
             if constexpr (kCap) {
                 // Through the cap: times 1 - u^2 = (1 - u)(1 + u), u = z'/c (exact near |u| = 1).
@@ -292,7 +292,7 @@ struct CrossEntropyKernel {
             const int64_t i = 2 * W * p;
             even = V::load(eb + i) * mul;
             odd = V::load(eb + i + W) * mul;
-            if constexpr (E != Extra::none) {
+            if constexpr (E != SweepSums::none) {
                 // sum_x: every element's coefficient is 1.
                 even = fmadd(coef_at<E>(c, start + i, 0), sub, even);
                 odd = fmadd(coef_at<E>(c, start + i, 0), sub, odd);
@@ -446,7 +446,7 @@ inline bool stream_wide(const CrossEntropyArgs& args, size_t grad_size) {
     return streamable_gradient(args, grad_size) && shares_whole_rows(args.rows, args.threads);
 }
 
-template <class T, Extra E>
+template <class T, SweepSums E>
 void run_extra(const CrossEntropyArgs& args) {
     with_grad_kind<T>(args.grad, args.grad_f32, [&](auto kind) {
         using G = typename decltype(kind)::type;
@@ -475,11 +475,11 @@ void run(const CrossEntropyArgs& args) {
     if (short_rows_cross_entropy<T>(args)) return;  // few classes (kernels/short_rows.hpp)
     const bool smoothing = args.label_smoothing > 0.0, weighted = args.weight != nullptr;
     if (args.soft_target)
-        weighted ? run_extra<T, Extra::soft_w>(args) : run_extra<T, Extra::soft>(args);
+        weighted ? run_extra<T, SweepSums::soft_w>(args) : run_extra<T, SweepSums::soft>(args);
     else if (!smoothing)
-        run_extra<T, Extra::none>(args);
+        run_extra<T, SweepSums::none>(args);
     else
-        weighted ? run_extra<T, Extra::sum_wx>(args) : run_extra<T, Extra::sum_x>(args);
+        weighted ? run_extra<T, SweepSums::sum_wx>(args) : run_extra<T, SweepSums::sum_x>(args);
 }
 
 }  // namespace

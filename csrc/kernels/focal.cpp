@@ -91,9 +91,9 @@ struct FocalKernel {
     Stats stats(const Row& row, int64_t b, A* scratch) const {
         if (row.ignored) return Stats{};
         const int64_t start = b * kBlock, n = block_length(C, b);
-        return block_stats<T, Extra::none, kGrad>(x + row.index * C + start, n,
-                                                  kGrad ? exps(row, b, scratch) : nullptr, Coefs<T>{}, start,
-                                                  row.shift);
+        return block_stats<T, SweepSums::none, kGrad>(x + row.index * C + start, n,
+                                                      kGrad ? exps(row, b, scratch) : nullptr, Coefs<T>{},
+                                                      start, row.shift);
     }
 
     void finish(Row& row, const Stats* stats, int64_t nblocks) const {

@@ -50,8 +50,8 @@ struct SoftmaxKernel {
     Stats stats(const Row& row, int64_t b, A* scratch) const {
         const int64_t start = b * kBlock, n = block_length(cols, b);
         const T* xb = x + row.index * cols + start;
-        return block_stats<T, Extra::none, kStoreExps>(xb, n, kStoreExps ? exps(row, b, scratch) : nullptr,
-                                                       Coefs<T>{}, start, row.shift);
+        return block_stats<T, SweepSums::none, kStoreExps>(
+            xb, n, kStoreExps ? exps(row, b, scratch) : nullptr, Coefs<T>{}, start, row.shift);
     }
 
     void finish(Row& row, const Stats* stats, int64_t nblocks) const {

@@ -94,7 +94,7 @@ enum class Mode { lse, softmax, log_softmax, loss, loss_grad };
 // rows: (rows, C), a lane is a row, classes contiguous.
 enum class Layout { strided, rows };
 
-template <class T, class G, Mode M, Extra E, Layout kLayout = Layout::strided>
+template <class T, class G, Mode M, SweepSums E, Layout kLayout = Layout::strided>
 struct StridedKernel {
     static constexpr bool kRows = kLayout == Layout::rows;
     using A = Acc<T>;
@@ -256,8 +256,8 @@ struct StridedKernel {
                 const A* xt = xs + (c - c0) * L;
                 A* e_out = es + (c - c0) * L;
                 V coef;
-                if constexpr (E == Extra::sum_x) coef = V::broadcast(A(1));
-                if constexpr (E == Extra::sum_wx) coef = V::broadcast(weight[c]);
+                if constexpr (E == SweepSums::sum_x) coef = V::broadcast(A(1));
+                if constexpr (E == SweepSums::sum_wx) coef = V::broadcast(weight[c]);
                 for (int k = 0; k < kVecs; ++k) {
                     const V xv = V::load(xt + k * W);
                     const V e = exp_bounded(xv - sb[k]);
@@ -267,7 +267,7 @@ struct StridedKernel {
                     rb[k] = rb[k] + select_equal(e, one, zero, e);
                     nb1[k] = nb1[k] + select_equal(e, one, one, zero);
                     // (Padding lanes read -inf: their dot is -inf, and never used.)
-                    if constexpr (E != Extra::none) dot[k] = fmadd(coef, xv, dot[k]);
+                    if constexpr (E != SweepSums::none) dot[k] = fmadd(coef, xv, dot[k]);
                 }
             }
             if (one_block) {
@@ -318,7 +318,7 @@ struct StridedKernel {
                 acc = acc + e;
                 r0 = r0 + select_equal(e, one, zero, e);
                 c1 = c1 + select_equal(e, one, one, zero);
-                if constexpr (E != Extra::none) d0 = fmadd(row_coef(at, 0), xv, d0);
+                if constexpr (E != SweepSums::none) d0 = fmadd(row_coef(at, 0), xv, d0);
             };
             for (i = 0; i + W2 <= full; i += W2)
                 sweep(vload(row + i), i, a0), sweep(vload(row + i + W), i + W, a1);
@@ -329,12 +329,12 @@ struct StridedKernel {
                 a1 = a1 + e;
                 r0 = r0 + select_equal(e, one, zero, e);
                 c1 = c1 + select_equal(e, one, one, zero);
-                if constexpr (E != Extra::none)
+                if constexpr (E != SweepSums::none)
                     d0 = fmadd(row_coef(full, tail), vload_partial(row + full, tail, A(0)), d0);
             }
             m_l[l] = m, sh_l[l] = shift, s_l[l] = reduce_add(a0 + a1);
             r_l[l] = reduce_add(r0), n_l[l] = reduce_add(c1);
-            if constexpr (E != Extra::none) d_l[l] = reduce_add(d0);
+            if constexpr (E != SweepSums::none) d_l[l] = reduce_add(d0);
         }
         for (int k = 0; k < kVecs; ++k) {
             ms[k] = V::load(sh_l + k * W), s[k] = V::load(s_l + k * W), mtrue[k] = V::load(m_l + k * W);
@@ -346,7 +346,7 @@ struct StridedKernel {
     // The label-smoothing coefficients of classes [i, i + W) of a short row
     // (the first `tail` only, if tail > 0).
     PYCE_ALWAYS_INLINE V row_coef(int64_t i, int64_t tail) const {
-        if constexpr (E == Extra::sum_wx)
+        if constexpr (E == SweepSums::sum_wx)
             return tail ? vload_partial(weight + i, tail, A(0)) : vload(weight + i);
         return V::broadcast(A(1));
     }
@@ -436,7 +436,7 @@ struct StridedKernel {
                     // lse - x_t as (max - x_t) + log_sum: exact near the max.
                     loss = alpha * ((m - static_cast<double>(in.xt[l])) + log_sum);
                     double q_weight = alpha;
-                    if constexpr (E != Extra::none) {
+                    if constexpr (E != SweepSums::none) {
                         loss += beta * (coef_total * lse - static_cast<double>(dot_l[l]));
                         q_weight += beta * coef_total;
                     }
@@ -494,8 +494,8 @@ struct StridedKernel {
             const A* e_in = exps_tile(scratch) + c * L;
             const A* x_in = scratch + c * L;  // the logits' tile (one block)
             V coef = V::broadcast(A(0)), cv = V::broadcast(static_cast<A>(c));
-            if constexpr (E == Extra::sum_x) coef = V::broadcast(A(1));
-            if constexpr (E == Extra::sum_wx) coef = V::broadcast(weight[c]);
+            if constexpr (E == SweepSums::sum_x) coef = V::broadcast(A(1));
+            if constexpr (E == SweepSums::sum_wx) coef = V::broadcast(weight[c]);
             for (int k = 0; k < kVecs; ++k) {
                 V v;
                 if constexpr (M == Mode::log_softmax) {
@@ -505,7 +505,7 @@ struct StridedKernel {
                         one_block ? V::load(e_in + k * W) : exp_bounded(load<kFull>(p, k, n, ninf) - ms[k]);
                     v = e * f[k];
                     if constexpr (M == Mode::loss_grad) {
-                        if constexpr (E != Extra::none) v = fmadd(coef, sub[k], v);
+                        if constexpr (E != SweepSums::none) v = fmadd(coef, sub[k], v);
                         v = select_equal(tgt[k], cv, (v - hi[k]) - lo[k], v);
                     }
                 }
@@ -542,7 +542,7 @@ struct StridedKernel {
                 } else {
                     V v = (part ? V::load_partial(e_row + i, part, A(0)) : V::load(e_row + i)) * fv;
                     if constexpr (M == Mode::loss_grad) {
-                        if constexpr (E != Extra::none) v = fmadd(row_coef(i, part), subv, v);
+                        if constexpr (E != SweepSums::none) v = fmadd(row_coef(i, part), subv, v);
                         // As the row kernels: exact near q = 1.
                         if (t >= i && t < i + W) {
                             const int k = static_cast<int>(t - i);
@@ -635,7 +635,7 @@ inline bool can_stream(const void* out, const void* in, int64_t outer, int64_t C
 template <class T, Mode M>
 void run_normaliser(const void* x, int64_t outer, int64_t C, int64_t inner, void* out, int threads) {
     using A = Acc<T>;
-    StridedKernel<T, T, M, Extra::none> k{};
+    StridedKernel<T, T, M, SweepSums::none> k{};
     k.x = static_cast<const T*>(x);
     k.outer = outer, k.C = C, k.inner = inner;
     if constexpr (M == Mode::lse)
@@ -645,7 +645,7 @@ void run_normaliser(const void* x, int64_t outer, int64_t C, int64_t inner, void
     k.run(threads);
 }
 
-template <class T, class G, Mode M, Extra E>
+template <class T, class G, Mode M, SweepSums E>
 void run_ce(const CrossEntropyArgs& args) {
     using A = Acc<T>;
     StridedKernel<T, G, M, E> k{};
@@ -667,7 +667,7 @@ void run_ce(const CrossEntropyArgs& args) {
     k.run(args.threads);
 }
 
-template <class T, Extra E>
+template <class T, SweepSums E>
 void run_ce_extra(const CrossEntropyArgs& args) {
     with_grad_kind<T>(args.grad, args.grad_f32, [&](auto kind) {
         using G = typename decltype(kind)::type;
@@ -683,11 +683,11 @@ void run_ce_extra(const CrossEntropyArgs& args) {
 template <class T>
 void run_cross_entropy(const CrossEntropyArgs& args) {
     if (args.label_smoothing <= 0.0)
-        run_ce_extra<T, Extra::none>(args);
+        run_ce_extra<T, SweepSums::none>(args);
     else if (args.weight)
-        run_ce_extra<T, Extra::sum_wx>(args);
+        run_ce_extra<T, SweepSums::sum_wx>(args);
     else
-        run_ce_extra<T, Extra::sum_x>(args);
+        run_ce_extra<T, SweepSums::sum_x>(args);
 }
 
 // Short rows (Layout::rows): the (rows, C) entries of softmax.cpp and
@@ -695,7 +695,7 @@ void run_cross_entropy(const CrossEntropyArgs& args) {
 template <class T, Mode M>
 void run_short_normaliser(const void* x, int64_t rows, int64_t C, void* out, int threads) {
     using A = Acc<T>;
-    StridedKernel<T, T, M, Extra::none, Layout::rows> k{};
+    StridedKernel<T, T, M, SweepSums::none, Layout::rows> k{};
     k.x = static_cast<const T*>(x);
     k.outer = 1, k.C = C, k.inner = rows;
     if constexpr (M == Mode::lse)
@@ -705,7 +705,7 @@ void run_short_normaliser(const void* x, int64_t rows, int64_t C, void* out, int
     k.run(threads);
 }
 
-template <class T, class G, Mode M, Extra E>
+template <class T, class G, Mode M, SweepSums E>
 void run_short_ce(const CrossEntropyArgs& args) {
     using A = Acc<T>;
     StridedKernel<T, G, M, E, Layout::rows> k{};
@@ -725,7 +725,7 @@ void run_short_ce(const CrossEntropyArgs& args) {
     k.run(args.threads);
 }
 
-template <class T, Extra E>
+template <class T, SweepSums E>
 void run_short_ce_extra(const CrossEntropyArgs& args) {
     with_grad_kind<T>(args.grad, args.grad_f32, [&](auto kind) {
         using G = typename decltype(kind)::type;
@@ -772,11 +772,11 @@ bool short_rows_cross_entropy(const CrossEntropyArgs& args) {
         args.soft_target || args.softcap > 0)
         return false;
     if (args.label_smoothing <= 0.0)
-        run_short_ce_extra<T, Extra::none>(args);
+        run_short_ce_extra<T, SweepSums::none>(args);
     else if (args.weight)
-        run_short_ce_extra<T, Extra::sum_wx>(args);
+        run_short_ce_extra<T, SweepSums::sum_wx>(args);
     else
-        run_short_ce_extra<T, Extra::sum_x>(args);
+        run_short_ce_extra<T, SweepSums::sum_x>(args);
     return true;
 }
 

@@ -34,7 +34,7 @@ inline int64_t local_target(const int64_t* target, int64_t r, int64_t vocab_star
 // The row-statistics kernel, on run_blocked's protocol (parallel.hpp): each
 // block swept once (its exps and, with E != none, the sum of coef * z),
 // blocks merged in order in finish. kCap: the block is capped into scratch first.
-template <class T, Extra E, bool kCap>
+template <class T, SweepSums E, bool kCap>
 struct ShardStatsKernel {
     using A = Acc<T>;
     using V = typename VecFor<T>::type;
@@ -111,7 +111,7 @@ struct ShardStatsKernel {
     void rescale(const Row&, int64_t, const Stats&, A*) const {}
 };
 
-template <class T, Extra E>
+template <class T, SweepSums E>
 void run_stats_extra(const ShardStatsArgs& args) {
     if (args.softcap > 0) {
         ShardStatsKernel<T, E, true> kernel(args);
@@ -125,11 +125,11 @@ void run_stats_extra(const ShardStatsArgs& args) {
 template <class T>
 void run_stats(const ShardStatsArgs& args) {
     if (!args.want_dot)
-        run_stats_extra<T, Extra::none>(args);
+        run_stats_extra<T, SweepSums::none>(args);
     else if (args.weight)
-        run_stats_extra<T, Extra::sum_wx>(args);
+        run_stats_extra<T, SweepSums::sum_wx>(args);
     else
-        run_stats_extra<T, Extra::sum_x>(args);
+        run_stats_extra<T, SweepSums::sum_x>(args);
 }
 
 // The gradient of one block of a row (see ShardGradArgs): every element is
