@@ -55,7 +55,7 @@ def set_num_threads(n: int) -> None:
 def max_threads() -> int:
     """The most threads :func:`set_num_threads` accepts: 4 per processor, at least 64.
 
-    In a ``fork()``ed child of a process that loaded pyce it is 1: OpenMP's
+    In a child made by ``fork()`` from a process that loaded pyce it is 1: OpenMP's
     threads do not survive fork (a child that started a thread team would
     wait for the parent's threads forever), so the child computes on its own
     thread, as PyTorch's does. Processes started with "spawn" or

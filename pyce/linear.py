@@ -180,8 +180,9 @@ def linear_cross_entropy_with_grad(
 
     Parameters
     ----------
-    hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction, label_smoothing, \
-    z_loss, softcap, shift, return_lse, chunk_size
+    hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction
+        As for :func:`linear_cross_entropy`.
+    label_smoothing, z_loss, softcap, shift, return_lse, chunk_size
         As for :func:`linear_cross_entropy`.
     filter_eps : None, 'auto' or float in (0, 1), optional
         Gradient filtering (Cut Cross-Entropy's): the vocabulary is cut into
