@@ -21,6 +21,7 @@
 #include "runtime/dispatch.hpp"
 #include "kernels/block_math.hpp"
 #include "kernels/dominant.hpp"
+#include "kernels/output_store.hpp"
 #include "kernels/parallel.hpp"
 #include "kernels/short_rows.hpp"
 #include "kernels/softcap.hpp"
@@ -29,30 +30,14 @@ namespace pyce {
 namespace CPU_CAPABILITY {
 namespace {
 
-// A gradient of at least this size (not over the logits) is written with
-// non-temporal stores: it cannot stay in cache for its consumer anyway, and
-// skipping the read of each line before it is written cuts the traffic from
-// three passes over the gradient's bytes to two (4096 x 32000 bfloat16, fused
-// with out=: 35 -> 29 ms on 1 thread, 18 -> 15.6 ms on 2; float32, 1 thread:
-// 39.2 -> 35.3 ms, and 85.2 -> 71.7 ms at 2048 x 128256).
-constexpr int64_t kStreamMinBytes = int64_t{16} << 20;
-
-// A gradient that may be streamed: as large as kStreamMinBytes, not over the
-// logits (in place, its lines were just read and are in cache), and aligned
-// to its element size.
-inline bool streamable_gradient(const CrossEntropyArgs& args, size_t grad_size) {
-    return args.grad != args.logits &&
-           args.rows * args.cols * static_cast<int64_t>(grad_size) >= kStreamMinBytes &&
-           reinterpret_cast<uintptr_t>(args.grad) % grad_size == 0;
-}
-
 // T: the logits' storage type; G: the gradient's (T, or float32 for 16-bit T).
 // kCap: the logits are soft-capped first, z' = c tanh(z / c) (Gemma 2); every
 // formula above then applies to z', and the gradient is multiplied by
 // dz'/dz = 1 - (z'/c)^2. The capped block is kept in a scratch row.
-// kStreamWide: a float32/float64 gradient streamed to memory (see
-// stream_wide): its exps wait in a scratch row, as a 16-bit gradient's do,
-// so that its lines are written once and never read.
+// kStreamWide: a float32/float64 gradient streamed to memory
+// (streams_wide_output in kernels/output_store.hpp): its exps wait in a
+// scratch row, as a 16-bit gradient's do, so that its lines are written once
+// and never read.
 template <class T, class G, SweepSums E, bool kGrad, bool kCap, bool kStreamWide = false>
 struct CrossEntropyKernel {
     using A = Acc<T>;
@@ -61,7 +46,7 @@ struct CrossEntropyKernel {
     static constexpr bool kRescale = kGrad;
     // The exps are kept in the gradient until rescaled, unless it is 16-bit
     // or streamed (kStreamWide).
-    static constexpr bool kScratch = kGrad && (!std::is_same_v<G, A> || kStreamWide);
+    static constexpr bool kScratch = kGrad && kExpsInScratch<G, A, kStreamWide>;
     static constexpr int kScratchRows = (kScratch ? 1 : 0) + (kCap ? 1 : 0);
     // The sweep keeps each pair of vectors' exps in the order
     // vload_pair_any_order loads them (bfloat16 on AVX-512 and AVX2: even
@@ -101,14 +86,12 @@ struct CrossEntropyKernel {
     // The sweep overwrites the logits (a float32/float64 gradient in place:
     // its exps are stored there). Then the target's logit is read in begin,
     // before the sweep; otherwise in finish, when the row is in cache (read in
-    // begin, it is a cache miss the row's sweep waits behind: ~4 % of a
-    // bfloat16 forward). A 16-bit gradient in place is written after finish.
+    // begin, it is a cache miss the row's sweep waits behind). A 16-bit
+    // gradient in place is written after finish.
     bool target_early;
-    // Write the gradient with non-temporal stores (see rescale): for a large
-    // gradient whose exps wait in scratch (16-bit, or kStreamWide), not in
-    // place (the gradient overwriting the logits). In place, its lines were
-    // just read and are in cache, where ordinary stores hit them (4096 x
-    // 32000 bfloat16 in place, 2 threads: 15.0 ms streamed, 12.7 ms not).
+    // Write the gradient with non-temporal stores (kernels/output_store.hpp):
+    // a large gradient whose exps wait in scratch (16-bit, or kStreamWide),
+    // not over the logits (streamable_output).
     bool stream_grad;
 
     explicit CrossEntropyKernel(const CrossEntropyArgs& args)
@@ -121,7 +104,7 @@ struct CrossEntropyKernel {
         const bool in_place = args.grad == args.logits;
         target_early = in_place && !kScratch;
         beta = kSoft ? 1.0 : args.label_smoothing / static_cast<double>(C);
-        stream_grad = kScratch && streamable_gradient(args, sizeof(G));
+        stream_grad = kScratch && streamable_output(args.grad, args.logits, args.rows * args.cols, sizeof(G));
         coef_total = static_cast<double>(C);
         if (weight) {
             coef_total = 0;
@@ -320,11 +303,10 @@ struct CrossEntropyKernel {
     // BlockGradient), stored in G: rounded to 16 bits straight from the
     // register when G is 16-bit.
     void rescale(const Row& row, int64_t b, const Stats& s, A* scratch) const {
-        constexpr int W = V::width;
         const int64_t start = b * kBlock, n = block_length(C, b);
         G* gb = g + row.index * C + start;
         if (row.ignored) {
-            std::memset(static_cast<void*>(gb), 0, static_cast<size_t>(n) * sizeof(G));
+            zero_block(gb, n);
             return;
         }
         const BlockGradient grad{start,
@@ -337,114 +319,21 @@ struct CrossEntropyKernel {
                                  V::broadcast(static_cast<A>(kCap ? 1.0 / cap : 1.0)),
                                  kSoft ? -1 : row.target - start,
                                  row.scale * row.alpha};
-        int64_t i = 0;  // lanes [0, i) are written
+        auto lanes = [&](int64_t i, int64_t partial) PYCE_ALWAYS_INLINE { return grad.lanes(i, partial); };
         if constexpr (kInterleaved) {
+            auto pair = [&](int64_t p, V& even, V& odd) PYCE_ALWAYS_INLINE { grad.pair(p, even, odd); };
             // Rounding to 16 bits skips its nan fix-up where no lane can be
-            // nan (2.5 % of a bfloat16 gradient in place).
-            if (kScratch && grad.finite())
-                i = write_interleaved<true>(grad, gb, n);
-            else
-                i = write_interleaved<false>(grad, gb, n);
-        } else if constexpr (kScratch) {
-            if (stream_grad) i = stream_in_order(grad, gb, n);
-        }
-        for (; i + 2 * W <= n; i += 2 * W) vstore_pair(gb + i, grad.lanes(i, 0), grad.lanes(i + W, 0));
-        for (; i + W <= n; i += W) vstore(gb + i, grad.lanes(i, 0));
-        if (i < n) {
-            if (stream_grad)
-                store_unmasked(gb + i, n - i, grad.lanes(i, n - i));
-            else
-                vstore_partial(gb + i, n - i, grad.lanes(i, n - i));
-        }
-        if (stream_grad && start + n == C)
-            stream_fence();  // once per row: a fence waits for the lines to drain
-    }
-
-    // The whole pairs of a kInterleaved block, stored in order (streamed if
-    // stream_grad); returns how many lanes that wrote. kNoNan: see bf16_rounded.
-    template <bool kNoNan>
-    int64_t write_interleaved(const BlockGradient& grad, G* gb, int64_t n) const {
-        constexpr int W = V::width;
-        const int64_t pairs = n / (2 * W);
-        // Every pair, stored by store(address, even, odd).
-        auto each_pair = [&](auto store) PYCE_ALWAYS_INLINE {
-            for (int64_t p = 0; p < pairs; ++p) {
-                V even, odd;
-                grad.pair(p, even, odd);
-                store(gb + 2 * W * p, even, odd);
-            }
-            return 2 * W * pairs;
-        };
-        if constexpr (kScratch && kStreamLines) {
-            if (stream_grad) {
-                stream_lines(gb, pairs, [&](int64_t p) PYCE_ALWAYS_INLINE {
-                    V even, odd;
-                    grad.pair(p, even, odd);
-                    return bf16_interleaved_bits<kNoNan>(even, odd);
-                });
-                return 2 * W * pairs;
-            }
-        } else if constexpr (kScratch) {
-            // AVX2: 16-byte non-temporal stores where the block allows them,
-            // else ordinary stores. (A line cut by a block's end is shared
-            // with the next block, streamed right after.)
-            if (stream_grad && reinterpret_cast<uintptr_t>(gb) % 16 == 0) {
-                return each_pair([](G* q, V even, V odd)
-                                     PYCE_ALWAYS_INLINE { vstream_interleaved_pair<kNoNan>(q, even, odd); });
-            }
-        }
-        return each_pair([](G* q, V even, V odd)
-                             PYCE_ALWAYS_INLINE { vstore_interleaved_pair<kNoNan>(q, even, odd); });
-    }
-
-    // The first n lanes of v at p, through the stack: not a masked store, which
-    // stalls on a line that is not in cache (see store_lanes in vec_avx512.hpp;
-    // 16-bit partial stores already go through the stack).
-    static void store_unmasked(G* p, int64_t n, V v) {
-        if constexpr (sizeof(G) == 2) {
-            vstore_partial(p, n, v);
+            // nan (the fix-up is a measurable part of a bfloat16 gradient).
+            const int64_t i = kScratch && grad.finite()
+                                  ? store_interleaved_pairs<kScratch, true, G, V>(gb, n, stream_grad, pair)
+                                  : store_interleaved_pairs<kScratch, false, G, V>(gb, n, stream_grad, pair);
+            store_lanes(gb, i, n, stream_grad, lanes);
         } else {
-            alignas(64) A lanes[V::width];
-            v.store(lanes);
-            std::memcpy(p, lanes, sizeof(A) * static_cast<size_t>(n));
+            store_block<kScratch>(gb, n, stream_grad, lanes);
         }
-    }
-
-    // A streamed gradient (stream_grad) with non-temporal stores, in order;
-    // returns how many lanes that wrote. The exps come from scratch, so the
-    // gradient's lines hold nothing this pass reads, and whole lines are
-    // written without being read in first.
-    int64_t stream_in_order(const BlockGradient& grad, G* gb, int64_t n) const {
-        constexpr int W = V::width;
-        if constexpr (kStreamLines && sizeof(G) == 2) {
-            const int64_t pairs = n / (2 * W);
-            stream_lines(gb, pairs, [&](int64_t p) PYCE_ALWAYS_INLINE {
-                return pair_bits<G>(grad.lanes(2 * W * p, 0), grad.lanes(2 * W * p + W, 0));
-            });
-            return 2 * W * pairs;
-        } else {
-            // Vector by vector from the first line boundary, ordinary stores before it.
-            const int64_t to_line = static_cast<int64_t>((64 - reinterpret_cast<uintptr_t>(gb) % 64) % 64);
-            const int64_t head = std::min(n, to_line / static_cast<int64_t>(sizeof(G)));
-            int64_t i = 0;
-            for (; i + W <= head; i += W) vstore(gb + i, grad.lanes(i, 0));
-            if (i < head) {
-                store_unmasked(gb + i, head - i, grad.lanes(i, head - i));
-                i = head;
-            }
-            for (; i + W <= n; i += W) vstream(gb + i, grad.lanes(i, 0));
-            return i;
-        }
+        end_streamed_row(stream_grad, start + n == C);
     }
 };
-
-// Whether a float32/float64 gradient is streamed (kStreamWide): streamable,
-// and with rows shared out whole, so that its scratch is one row per thread
-// (the few-rows path keeps a scratch row per row: a second array of the
-// gradient's size).
-inline bool stream_wide(const CrossEntropyArgs& args, size_t grad_size) {
-    return streamable_gradient(args, grad_size) && shares_whole_rows(args.rows, args.threads);
-}
 
 template <class T, SweepSums E>
 void run_extra(const CrossEntropyArgs& args) {
@@ -455,7 +344,7 @@ void run_extra(const CrossEntropyArgs& args) {
             CrossEntropyKernel<T, G, E, kGrad, true> kernel(args);
             run_blocked(kernel, args.rows, args.cols, args.threads);
         } else if constexpr (kGrad && std::is_same_v<G, T> && std::is_same_v<T, Acc<T>>) {
-            if (stream_wide(args, sizeof(G))) {
+            if (streams_wide_output(args.grad, args.logits, args.rows, args.cols, sizeof(G), args.threads)) {
                 CrossEntropyKernel<T, G, E, kGrad, false, true> kernel(args);
                 run_blocked(kernel, args.rows, args.cols, args.threads);
             } else {

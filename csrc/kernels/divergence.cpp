@@ -17,6 +17,7 @@
 #include "kernels/metrics_args.hpp"
 #include "kernels/block_math.hpp"
 #include "kernels/info_math.hpp"
+#include "kernels/output_store.hpp"
 #include "kernels/parallel.hpp"
 
 namespace pyce {
@@ -32,8 +33,12 @@ struct KLKernel {
     // The teacher's exps live in the scratch row until the rescale.
     static constexpr bool kScratch = kGrad;
     static constexpr int kScratchRows = kScratch ? 1 : 0;  // rows of scratch run_blocked provides
-    // The student's exps are kept in the gradient unless it is 16-bit.
-    static constexpr bool kStoreStudent = kGrad && std::is_same_v<G, A>;
+    // The student's exps are kept in the gradient unless it is 16-bit
+    // (kernels/output_store.hpp's kExpsInScratch); a 16-bit gradient has no
+    // second scratch row for them, so they are computed again (see rescale).
+    // The gradient is written with ordinary stores: the non-temporal stores
+    // of cross-entropy's gradient were measured for that kernel only.
+    static constexpr bool kStoreStudent = kGrad && !kExpsInScratch<G, A>;
     using Scratch = A;
     using Stats = KLBlockStats;
 
@@ -107,36 +112,32 @@ struct KLKernel {
     }
 
     void rescale(const Row& row, int64_t b, const Stats& st, A* scratch) const {
-        constexpr int W = V::width;
         const int64_t start = b * kBlock, n = block_length(C, b);
-        const int64_t full = n - n % W, tail = n - full;
         const int64_t off = row.index * C + start;
         const A* et = scratch + start;
+        G* gb = g + off;
         // g = (T scale) (q - p) = es * (T scale f_s) - et * (T scale f_t)
         const V ms = V::broadcast(static_cast<A>(row.grad_mul * block_factor(st.student, row.student)));
         const V mt = V::broadcast(static_cast<A>(-row.grad_mul * block_factor(st.teacher, row.teacher)));
+        auto teacher = [&](int64_t i, int64_t partial) PYCE_ALWAYS_INLINE {
+            return partial ? V::load_partial(et + i, partial, A(0)) : V::load(et + i);
+        };
         if constexpr (kStoreStudent) {
-            A* es = reinterpret_cast<A*>(g + off);
-            for (int64_t i = 0; i < full; i += W)
-                fmadd(V::load(et + i), mt, V::load(es + i) * ms).store(es + i);
-            if (tail)
-                fmadd(V::load_partial(et + full, tail, A(0)), mt, V::load_partial(es + full, tail, A(0)) * ms)
-                    .store_partial(es + full, tail);
+            const A* es = reinterpret_cast<const A*>(gb);  // the gradient itself: read before written
+            store_block(gb, n, [&](int64_t i, int64_t partial) PYCE_ALWAYS_INLINE {
+                const V e = partial ? V::load_partial(es + i, partial, A(0)) : V::load(es + i);
+                return fmadd(teacher(i, partial), mt, e * ms);
+            });
         } else {
             // A 16-bit gradient cannot hold the exps: recompute the student's
             // against the block's (final) shift, exactly as the sweep did.
             const A ninf = -std::numeric_limits<A>::infinity();
             const V vss = V::broadcast(static_cast<A>(st.student.shift)), vinv = V::broadcast(inv_t);
             const T* sb = s + off;
-            G* gb = g + off;
-            for (int64_t i = 0; i < full; i += W) {
-                const V es = exp(vload(sb + i) * vinv - vss);
-                vstore(gb + i, fmadd(V::load(et + i), mt, es * ms));
-            }
-            if (tail) {
-                const V es = exp(vload_partial(sb + full, tail, ninf) * vinv - vss);
-                vstore_partial(gb + full, tail, fmadd(V::load_partial(et + full, tail, A(0)), mt, es * ms));
-            }
+            store_block(gb, n, [&](int64_t i, int64_t partial) PYCE_ALWAYS_INLINE {
+                const V xs = partial ? vload_partial(sb + i, partial, ninf) : vload(sb + i);
+                return fmadd(teacher(i, partial), mt, exp(xs * vinv - vss) * ms);
+            });
         }
     }
 };

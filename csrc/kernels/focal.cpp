@@ -9,7 +9,6 @@
 // per-row factor. 1 - p is formed as -expm1(-nll): no cancellation near p = 1.
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <type_traits>
 
 #include "kernels/registration.hpp"
@@ -17,6 +16,7 @@
 #include "kernels/metrics_args.hpp"
 #include "kernels/block_math.hpp"
 #include "kernels/dominant.hpp"
+#include "kernels/output_store.hpp"
 #include "kernels/parallel.hpp"
 
 namespace pyce {
@@ -47,7 +47,11 @@ struct FocalKernel {
     using A = Acc<T>;
     using V = typename VecFor<T>::type;
     static constexpr bool kRescale = kGrad;
-    static constexpr bool kScratch = kGrad && !std::is_same_v<G, A>;
+    // The exps wait in the gradient, or in scratch when it is 16-bit
+    // (kernels/output_store.hpp). The gradient is written with ordinary
+    // stores: the non-temporal stores of cross-entropy's gradient were
+    // measured for that kernel only.
+    static constexpr bool kScratch = kGrad && kExpsInScratch<G, A>;
     static constexpr int kScratchRows = kScratch ? 1 : 0;  // rows of scratch run_blocked provides
     using Scratch = A;
     using Stats = BlockStats;
@@ -128,20 +132,21 @@ struct FocalKernel {
         const int64_t start = b * kBlock, n = block_length(C, b);
         G* gb = g + row.index * C + start;
         if (row.ignored) {
-            std::memset(static_cast<void*>(gb), 0, static_cast<size_t>(n) * sizeof(G));
+            zero_block(gb, n);
             return;
         }
-        const int64_t full = n - n % W, tail = n - full;
-        A* eb = exps(row, b, scratch);
+        const A* eb = exps(row, b, scratch);  // may be the gradient itself: read before written
         const V mul = V::broadcast(static_cast<A>(row.grad_mul * block_factor(s, row.sums)));
-        for (int64_t i = 0; i < full; i += W) (V::load(eb + i) * mul).store(eb + i);
-        if (tail) (V::load_partial(eb + full, tail, A(0)) * mul).store_partial(eb + full, tail);
-        const int64_t t = row.target - start;
-        if (t >= 0 && t < n) eb[t] = static_cast<A>(static_cast<double>(eb[t]) - row.grad_mul);
-        if constexpr (kScratch) {
-            for (int64_t i = 0; i < full; i += W) vstore(gb + i, V::load(eb + i));
-            if (tail) vstore_partial(gb + full, tail, V::load_partial(eb + full, tail, A(0)));
-        }
+        const int64_t t = row.target - start;  // the target's offset in the block (outside it if not there)
+        store_block(gb, n, [&](int64_t i, int64_t partial) PYCE_ALWAYS_INLINE {
+            V v = (partial ? V::load_partial(eb + i, partial, A(0)) : V::load(eb + i)) * mul;
+            if (t >= i && t < i + W) {
+                // -G at the target, subtracted in double (exact near q_t = 1).
+                const int k = static_cast<int>(t - i);
+                v = with_lane(v, k, static_cast<A>(static_cast<double>(lane(v, k)) - row.grad_mul));
+            }
+            return v;
+        });
     }
 };
 

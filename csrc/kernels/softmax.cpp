@@ -7,6 +7,7 @@
 #include "runtime/dispatch.hpp"
 #include "kernels/block_math.hpp"
 #include "kernels/dominant.hpp"
+#include "kernels/output_store.hpp"
 #include "kernels/parallel.hpp"
 #include "kernels/short_rows.hpp"
 
@@ -22,10 +23,12 @@ struct SoftmaxKernel {
     using A = Acc<T>;
     using V = typename VecFor<T>::type;
     static constexpr bool kRescale = kOut != RowOutput::lse;
-    // softmax keeps the exps in its output until they are rescaled, unless the
-    // output is 16-bit: then in a float32 scratch row.
+    // softmax keeps the exps until it writes its output: in the output,
+    // unless it is 16-bit, then in a float32 scratch row (kernels/output_store.hpp).
+    // Its output is written with ordinary stores: the non-temporal stores of
+    // cross-entropy's gradient were measured for that kernel only.
     static constexpr bool kStoreExps = kOut == RowOutput::softmax;
-    static constexpr bool kScratch = kStoreExps && !std::is_same_v<T, A>;
+    static constexpr bool kScratch = kStoreExps && kExpsInScratch<T, A>;
     static constexpr int kScratchRows = kScratch ? 1 : 0;
     using Scratch = A;
     using Stats = BlockStats;
@@ -62,15 +65,14 @@ struct SoftmaxKernel {
     }
 
     void rescale(const Row& row, int64_t b, const Stats& s, A* scratch) const {
-        constexpr int W = V::width;
         const int64_t start = b * kBlock, n = block_length(cols, b);
-        const int64_t full = n - n % W, tail = n - full;
         T* ob = static_cast<T*>(out) + row.index * cols + start;
         if constexpr (kOut == RowOutput::softmax) {
             const A* eb = exps(row, b, scratch);
             const V f = V::broadcast(static_cast<A>(block_factor(s, row.sums)));
-            for (int64_t i = 0; i < full; i += W) vstore(ob + i, V::load(eb + i) * f);
-            if (tail) vstore_partial(ob + full, tail, V::load_partial(eb + full, tail, A(0)) * f);
+            store_block(ob, n, [&](int64_t i, int64_t partial) PYCE_ALWAYS_INLINE {
+                return (partial ? V::load_partial(eb + i, partial, A(0)) : V::load(eb + i)) * f;
+            });
         } else {
             // (x - max) - log_sum: x - max is exact near the max, where the
             // log-probabilities are small, so they keep their relative precision.
@@ -79,8 +81,9 @@ struct SoftmaxKernel {
             const V m = V::broadcast(static_cast<A>(finite ? row.sums.max : kNaN));
             const V l = V::broadcast(static_cast<A>(row.sums.log_sum));
             const T* xb = x + row.index * cols + start;
-            for (int64_t i = 0; i < full; i += W) vstore(ob + i, (vload(xb + i) - m) - l);
-            if (tail) vstore_partial(ob + full, tail, (vload_partial(xb + full, tail, A(0)) - m) - l);
+            store_block(ob, n, [&](int64_t i, int64_t partial) PYCE_ALWAYS_INLINE {
+                return ((partial ? vload_partial(xb + i, partial, A(0)) : vload(xb + i)) - m) - l;
+            });
         }
     }
 };
