@@ -2,13 +2,11 @@
 // over (rows, C) logits, optionally with its gradient w.r.t. the student.
 #include <cmath>
 #include <string>
-#include <vector>
 
 #include "bindings/register.hpp"
 #include "bindings/arrays.hpp"
 #include "bindings/grad_args.hpp"
-#include "kernels/metrics_args.hpp"
-#include "runtime/threading.hpp"
+#include "kernels/divergence_args.hpp"
 
 namespace pyce {
 
@@ -29,24 +27,14 @@ py::object kl_binding(const py::array& student, const py::array& teacher, double
     over.per_row = cols;
     const double divisor = divisor_of(reduction, over);
     GradTarget gt = check_grad_target(grad_output, grad, dtype, rows, cols, reduction, divisor);
-    std::vector<double> row_loss(static_cast<size_t>(rows), 0.0);
     KLDivArgs args;
     args.student = student.data();
     args.teacher = teacher.data();
     args.rows = rows;
     args.cols = cols;
     args.temperature = temperature;
-    args.row_loss = row_loss.data();
-    args.grad = gt.data;
-    args.grad_f32 = gt.f32;
-    args.grad_scale = gt.scale;
-    args.grad_scale_rows = gt.scale_rows;
-    {
-        py::gil_scoped_release release;
-        args.threads = num_threads();
-        kernels().kl_divergence[static_cast<int>(dtype)](args);
-    }
-    return reduced_result(row_loss, dtype, reduction, divisor);
+    return run_loss_kernel(kernels().kl_divergence[static_cast<int>(dtype)], args, gt, dtype, reduction,
+                           divisor);
 }
 
 }  // namespace

@@ -2,13 +2,11 @@
 // optionally with its gradient.
 #include <cmath>
 #include <string>
-#include <vector>
 
 #include "bindings/register.hpp"
 #include "bindings/arrays.hpp"
 #include "bindings/grad_args.hpp"
-#include "kernels/metrics_args.hpp"
-#include "runtime/threading.hpp"
+#include "kernels/focal_args.hpp"
 
 namespace pyce {
 
@@ -47,7 +45,6 @@ py::object focal_binding(const py::array& logits, const py::array& target, int64
     over.ignore_index = ignore_index;
     const double divisor = divisor_of(reduction, over);
     GradTarget gt = check_grad_target(grad_output, grad, dtype, rows, cols, reduction, divisor);
-    std::vector<double> row_loss(static_cast<size_t>(rows), 0.0);
     FocalArgs args;
     args.logits = logits.data();
     args.rows = rows;
@@ -57,17 +54,8 @@ py::object focal_binding(const py::array& logits, const py::array& target, int64
     args.gamma = gamma;
     args.alpha = alpha.is_none() ? nullptr : static_cast<const double*>(alpha_arr.data());
     args.alpha_scalar = alpha_scalar;
-    args.row_loss = row_loss.data();
-    args.grad = gt.data;
-    args.grad_f32 = gt.f32;
-    args.grad_scale = gt.scale;
-    args.grad_scale_rows = gt.scale_rows;
-    {
-        py::gil_scoped_release release;
-        args.threads = num_threads();
-        kernels().focal_loss[static_cast<int>(dtype)](args);
-    }
-    return reduced_result(row_loss, dtype, reduction, divisor);
+    return run_loss_kernel(kernels().focal_loss[static_cast<int>(dtype)], args, gt, dtype, reduction,
+                           divisor);
 }
 
 }  // namespace

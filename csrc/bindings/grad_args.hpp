@@ -1,11 +1,13 @@
-// Shared checks for kernels that write a gradient (divergence, focal loss):
-// the per-row losses out, the reduction and the gradient buffer in.
+// Shared by the bindings of loss kernels that write per-row losses and, when
+// asked, a gradient (divergence, focal loss): the gradient buffer and its
+// scale in, the kernel run with the GIL released, the per-row losses out.
 #pragma once
 
 #include <vector>
 
 #include "bindings/arrays.hpp"
 #include "runtime/reduce.hpp"
+#include "runtime/threading.hpp"
 
 namespace pyce {
 
@@ -51,6 +53,27 @@ inline py::object reduced_result(const std::vector<double>& row_loss, DType dtyp
     if (reduction == Reduction::none) return per_row_array(row_loss, dtype);
     return py::float_(
         reduce_rows(row_loss.data(), static_cast<int64_t>(row_loss.size()), reduction, divisor));
+}
+
+// Runs `kernel` on `args` (an Args with row_loss, grad, grad_f32,
+// grad_scale, grad_scale_rows and threads, which this sets: the losses into
+// a vector of its own, the gradient as `gt` says) with the GIL released, and
+// returns the per-row losses or their reduction (reduced_result).
+template <class Args>
+py::object run_loss_kernel(void (*kernel)(const Args&), Args& args, const GradTarget& gt, DType dtype,
+                           Reduction reduction, double divisor) {
+    std::vector<double> row_loss(static_cast<size_t>(args.rows), 0.0);
+    args.row_loss = row_loss.data();
+    args.grad = gt.data;
+    args.grad_f32 = gt.f32;
+    args.grad_scale = gt.scale;
+    args.grad_scale_rows = gt.scale_rows;
+    {
+        py::gil_scoped_release release;
+        args.threads = num_threads();
+        kernel(args);
+    }
+    return reduced_result(row_loss, dtype, reduction, divisor);
 }
 
 }  // namespace pyce

@@ -9,7 +9,7 @@
 #include "bindings/register.hpp"
 #include "bindings/arrays.hpp"
 #include "runtime/reduce.hpp"
-#include "kernels/metrics_args.hpp"
+#include "kernels/evaluate_args.hpp"
 #include "runtime/threading.hpp"
 
 namespace pyce {

@@ -129,8 +129,7 @@ inline Acc<T> row_shift(const T* x, int64_t cols) {
 
 // How far ahead of the sweep its logits are requested from memory. The
 // hardware prefetcher alone falls behind when a row's gradient is written
-// between two sweeps (measured on 4096 x 32000 bfloat16, 1 thread: fused 55
-// -> 36 ms, forward 22 -> 20.5 ms). 16-bit sweeps may ask further ahead
+// between two sweeps (and, less, in a forward). 16-bit sweeps may ask further ahead
 // (kPrefetchBytes16, per ISA); float32 sweeps, bound by memory, lose from it.
 template <class T>
 constexpr int64_t kPrefetchBytes = sizeof(T) == 2 ? kPrefetchBytes16 : 4096;
@@ -282,8 +281,8 @@ inline BlockStats sweep_block(const T* x, int64_t n, Acc<T>* e_out, const Coefs<
     return s;
 }
 
-// A block's statistics (see sweep_block). The limit check costs about 7 % of
-// a 16-bit forward sweep, which is bound by its arithmetic; so the block is
+// A block's statistics (see sweep_block). The limit check is a visible part
+// of a 16-bit forward sweep, which is bound by its arithmetic; so the block is
 // first swept without it, and again with it in the rare case that its
 // largest logit is far above the shift or its sum shows +inf or nan (see
 // kMaxUncheckedSum). That needs x intact

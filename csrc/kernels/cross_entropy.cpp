@@ -43,15 +43,15 @@ struct CrossEntropyKernel {
     using A = Acc<T>;
     using V = typename VecFor<T>::type;
     static constexpr bool kSoft = E == SweepSums::soft || E == SweepSums::soft_w;
-    static constexpr bool kRescale = kGrad;
-    // The exps are kept in the gradient until rescaled, unless it is 16-bit
+    static constexpr bool kWritesBlocks = kGrad;
+    // The exps are kept in the gradient until write_block, unless it is 16-bit
     // or streamed (kStreamWide).
     static constexpr bool kScratch = kGrad && kExpsInScratch<G, A, kStreamWide>;
     static constexpr int kScratchRows = (kScratch ? 1 : 0) + (kCap ? 1 : 0);
     // The sweep keeps each pair of vectors' exps in the order
     // vload_pair_any_order loads them (bfloat16 on AVX-512 and AVX2: even
     // and odd elements, widened by a shift and a mask instead of two
-    // shuffles), and rescale stores the pair back in order (for a bfloat16
+    // shuffles), and write_block stores the pair back in order (for a bfloat16
     // gradient, a cheaper pack than two in-order vectors take). Only where every
     // element's coefficient is the same and the sweep reads T itself (not
     // capped float32 scratch). Every gradient dtype takes it, so a call's
@@ -75,7 +75,7 @@ struct CrossEntropyKernel {
         double grad_mul = 0;   // scale * (alpha + beta * K)
     };
 
-    const CrossEntropyArgs& a;
+    const CrossEntropyArgs& args;
     const T* x;
     G* g;
     const A* weight;
@@ -95,7 +95,7 @@ struct CrossEntropyKernel {
     bool stream_grad;
 
     explicit CrossEntropyKernel(const CrossEntropyArgs& args)
-        : a(args),
+        : args(args),
           x(static_cast<const T*>(args.logits)),
           g(static_cast<G*>(args.grad)),
           weight(static_cast<const A*>(args.weight)),
@@ -115,16 +115,16 @@ struct CrossEntropyKernel {
     Row begin(int64_t r) const {
         Row row;
         row.index = r;
-        row.scale = a.grad_scale_rows ? a.grad_scale_rows[r] : a.grad_scale;
+        row.scale = args.grad_scale_rows ? args.grad_scale_rows[r] : args.grad_scale;
         if constexpr (!kSoft) {
-            row.target = a.target[r];
-            row.ignored = row.target == a.ignore_index;
-            row.unread = row.ignored && !a.row_lse;
+            row.target = args.target[r];
+            row.ignored = row.target == args.ignore_index;
+            row.unread = row.ignored && !args.row_lse;
             if (row.unread) return row;
             if (!row.ignored) {
                 if (target_early) row.x_target = target_logit(row);
                 const double w_t = weight ? static_cast<double>(weight[row.target]) : 1.0;
-                row.alpha = (1.0 - a.label_smoothing) * w_t;
+                row.alpha = (1.0 - args.label_smoothing) * w_t;
             }
         }
         // The cap is increasing, so the capped row's shift is the capped shift.
@@ -143,9 +143,9 @@ struct CrossEntropyKernel {
     Coefs<T> coefs(int64_t r) const {
         Coefs<T> c;
         c.weight = weight;
-        if constexpr (kSoft) c.y = static_cast<const T*>(a.soft_target) + r * C;
-        c.keep = static_cast<A>(1.0 - a.label_smoothing);
-        c.uniform = static_cast<A>(a.label_smoothing / static_cast<double>(C));
+        if constexpr (kSoft) c.y = static_cast<const T*>(args.soft_target) + r * C;
+        c.keep = static_cast<A>(1.0 - args.label_smoothing);
+        c.uniform = static_cast<A>(args.label_smoothing / static_cast<double>(C));
         return c;
     }
 
@@ -179,10 +179,10 @@ struct CrossEntropyKernel {
     void finish(Row& row, const Stats* stats, int64_t nblocks) const {
         if (!row.unread) {
             row.sums = merge_blocks(stats, nblocks);
-            if (a.row_lse) a.row_lse[row.index] = row.sums.lse;
+            if (args.row_lse) args.row_lse[row.index] = row.sums.lse;
         }
         if (row.ignored) {
-            a.row_loss[row.index] = 0.0;
+            args.row_loss[row.index] = 0.0;
             return;
         }
         RowSums& sums = row.sums;
@@ -204,7 +204,7 @@ struct CrossEntropyKernel {
                     // unique max (q_t > 2/3); its loss is log1p of the rest.
                     set_dominant(sums, row.x_target, rest_beside_target(row, stats, nblocks));
                     nll = sums.log_sum;
-                    if (a.row_lse) a.row_lse[row.index] = sums.lse;
+                    if (args.row_lse) args.row_lse[row.index] = sums.lse;
                 }
             }
             lse = sums.lse;
@@ -214,11 +214,11 @@ struct CrossEntropyKernel {
         // PaLM's auxiliary z-loss, z * lse^2, pulls lse towards 0; its gradient
         // is 2 z lse q, so it only adds to the weight of q.
         double q_weight = E == SweepSums::none ? row.alpha : row.alpha + beta * K;
-        if (a.z_loss != 0.0) {
-            loss += a.z_loss * lse * lse;
-            q_weight += 2.0 * a.z_loss * lse;
+        if (args.z_loss != 0.0) {
+            loss += args.z_loss * lse * lse;
+            q_weight += 2.0 * args.z_loss * lse;
         }
-        a.row_loss[row.index] = loss;
+        args.row_loss[row.index] = loss;
         row.grad_mul = row.scale * q_weight;
     }
 
@@ -302,7 +302,7 @@ struct CrossEntropyKernel {
     // Writes block b's gradient in one pass over its stored exps (see
     // BlockGradient), stored in G: rounded to 16 bits straight from the
     // register when G is 16-bit.
-    void rescale(const Row& row, int64_t b, const Stats& s, A* scratch) const {
+    void write_block(const Row& row, int64_t b, const Stats& s, A* scratch) const {
         const int64_t start = b * kBlock, n = block_length(C, b);
         G* gb = g + row.index * C + start;
         if (row.ignored) {

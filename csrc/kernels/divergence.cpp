@@ -7,14 +7,14 @@
 // their shifts, their sums and D_b = sum e_t (u - v); with the gradient it
 // keeps the teacher's exps in the scratch row and the student's in the
 // gradient (or recomputes them there when the gradient is 16-bit), and the
-// rescale turns them into T * (q - p) with one fused multiply-add.
+// write_block turns them into T * (q - p) with one fused multiply-add.
 #include <cstdint>
 #include <type_traits>
 #include <vector>
 
 #include "kernels/registration.hpp"
 #include "runtime/dispatch.hpp"
-#include "kernels/metrics_args.hpp"
+#include "kernels/divergence_args.hpp"
 #include "kernels/block_math.hpp"
 #include "kernels/info_math.hpp"
 #include "kernels/output_store.hpp"
@@ -29,13 +29,13 @@ template <class T, class G, bool kGrad>
 struct KLKernel {
     using A = Acc<T>;
     using V = typename VecFor<T>::type;
-    static constexpr bool kRescale = kGrad;
-    // The teacher's exps live in the scratch row until the rescale.
+    static constexpr bool kWritesBlocks = kGrad;
+    // The teacher's exps live in the scratch row until write_block.
     static constexpr bool kScratch = kGrad;
     static constexpr int kScratchRows = kScratch ? 1 : 0;  // rows of scratch run_blocked provides
     // The student's exps are kept in the gradient unless it is 16-bit
     // (kernels/output_store.hpp's kExpsInScratch); a 16-bit gradient has no
-    // second scratch row for them, so they are computed again (see rescale).
+    // second scratch row for them, so they are computed again (see write_block).
     // The gradient is written with ordinary stores: the non-temporal stores
     // of cross-entropy's gradient were measured for that kernel only.
     static constexpr bool kStoreStudent = kGrad && !kExpsInScratch<G, A>;
@@ -49,7 +49,7 @@ struct KLKernel {
         double grad_mul = 0;  // grad_output * T (/ divisor)
     };
 
-    const KLDivArgs& a;
+    const KLDivArgs& args;
     const T* s;
     const T* t;
     G* g;
@@ -57,7 +57,7 @@ struct KLKernel {
     A inv_t;
 
     explicit KLKernel(const KLDivArgs& args)
-        : a(args),
+        : args(args),
           s(static_cast<const T*>(args.student)),
           t(static_cast<const T*>(args.teacher)),
           g(static_cast<G*>(args.grad)),
@@ -106,12 +106,12 @@ struct KLKernel {
             // No distribution on one side: make the factors nan, so the gradient is too.
             row.teacher.lse = kNaN;
         }
-        a.row_loss[row.index] = a.temperature * a.temperature * kl;
-        const double scale = a.grad_scale_rows ? a.grad_scale_rows[row.index] : a.grad_scale;
-        row.grad_mul = scale * a.temperature;
+        args.row_loss[row.index] = args.temperature * args.temperature * kl;
+        const double scale = args.grad_scale_rows ? args.grad_scale_rows[row.index] : args.grad_scale;
+        row.grad_mul = scale * args.temperature;
     }
 
-    void rescale(const Row& row, int64_t b, const Stats& st, A* scratch) const {
+    void write_block(const Row& row, int64_t b, const Stats& st, A* scratch) const {
         const int64_t start = b * kBlock, n = block_length(C, b);
         const int64_t off = row.index * C + start;
         const A* et = scratch + start;

@@ -14,7 +14,7 @@
 
 #include "kernels/registration.hpp"
 #include "runtime/dispatch.hpp"
-#include "kernels/metrics_args.hpp"
+#include "kernels/evaluate_args.hpp"
 #include "kernels/block_math.hpp"
 #include "kernels/dominant.hpp"
 #include "kernels/info_math.hpp"
@@ -27,7 +27,7 @@ namespace {
 template <class T, bool kTarget>
 struct EvaluateKernel {
     using A = Acc<T>;
-    static constexpr bool kRescale = false;
+    static constexpr bool kWritesBlocks = false;
     static constexpr bool kScratch = false;
     static constexpr int kScratchRows = kScratch ? 1 : 0;  // rows of scratch run_blocked provides
     using Scratch = A;
@@ -40,19 +40,19 @@ struct EvaluateKernel {
         A x_target = 0;
     };
 
-    const EvaluateArgs& a;
+    const EvaluateArgs& args;
     const T* x;
     int64_t C;
 
     explicit EvaluateKernel(const EvaluateArgs& args)
-        : a(args), x(static_cast<const T*>(args.logits)), C(args.cols) {}
+        : args(args), x(static_cast<const T*>(args.logits)), C(args.cols) {}
 
     Row begin(int64_t r) const {
         Row row;
         row.index = r;
         if constexpr (kTarget) {
-            const int64_t t = a.target[r];
-            row.ignored = t == a.ignore_index;
+            const int64_t t = args.target[r];
+            row.ignored = t == args.ignore_index;
             if (row.ignored) return row;  // its logits are never read
             row.x_target = to_acc(x[r * C + t]);
         }
@@ -84,19 +84,19 @@ struct EvaluateKernel {
         // A dominant class (kernels/dominant.hpp): lse - max = log1p(rest).
         if (finite && (sums.max - row_max) + sums.log_sum < kLogDominated)
             set_dominant(sums, row_max, sum_below(x + r * C, C, static_cast<A>(row_max)));
-        a.entropy[r] = row_entropy(sums, blocks.data(), nblocks);
+        args.entropy[r] = row_entropy(sums, blocks.data(), nblocks);
         // max_j q_j = exp(max - lse), with max - lse = (max - m) - log_sum
         // (m: the merged shift; max - m is exact).
-        if (a.max_prob) a.max_prob[r] = finite ? std::exp((row_max - sums.max) - sums.log_sum) : kNaN;
+        if (args.max_prob) args.max_prob[r] = finite ? std::exp((row_max - sums.max) - sums.log_sum) : kNaN;
         if constexpr (kTarget) {
             const double xt = static_cast<double>(row.x_target);
             // lse - x_t as (max - x_t) + log_sum: exact near the max.
-            a.loss[r] = finite ? (sums.max - xt) + sums.log_sum : sums.lse - xt;
-            a.rank[r] = sums.coef;  // a sum of exact integer counts
+            args.loss[r] = finite ? (sums.max - xt) + sums.log_sum : sums.lse - xt;
+            args.rank[r] = sums.coef;  // a sum of exact integer counts
         }
     }
 
-    void rescale(const Row&, int64_t, const Stats&, A*) const {}
+    void write_block(const Row&, int64_t, const Stats&, A*) const {}
 };
 
 template <class T>

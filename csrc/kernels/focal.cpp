@@ -13,7 +13,7 @@
 
 #include "kernels/registration.hpp"
 #include "runtime/dispatch.hpp"
-#include "kernels/metrics_args.hpp"
+#include "kernels/focal_args.hpp"
 #include "kernels/block_math.hpp"
 #include "kernels/dominant.hpp"
 #include "kernels/output_store.hpp"
@@ -46,7 +46,7 @@ template <class T, class G, bool kGrad>
 struct FocalKernel {
     using A = Acc<T>;
     using V = typename VecFor<T>::type;
-    static constexpr bool kRescale = kGrad;
+    static constexpr bool kWritesBlocks = kGrad;
     // The exps wait in the gradient, or in scratch when it is 16-bit
     // (kernels/output_store.hpp). The gradient is written with ordinary
     // stores: the non-temporal stores of cross-entropy's gradient were
@@ -68,21 +68,21 @@ struct FocalKernel {
         double grad_mul = 0;  // grad_output * G
     };
 
-    const FocalArgs& a;
+    const FocalArgs& args;
     const T* x;
     G* g;
     int64_t C;
 
     explicit FocalKernel(const FocalArgs& args)
-        : a(args), x(static_cast<const T*>(args.logits)), g(static_cast<G*>(args.grad)), C(args.cols) {}
+        : args(args), x(static_cast<const T*>(args.logits)), g(static_cast<G*>(args.grad)), C(args.cols) {}
 
     Row begin(int64_t r) const {
         Row row;
         row.index = r;
-        row.target = a.target[r];
-        row.ignored = row.target == a.ignore_index;
+        row.target = args.target[r];
+        row.ignored = row.target == args.ignore_index;
         if (row.ignored) return row;
-        row.alpha = a.alpha ? a.alpha[row.target] : a.alpha_scalar;
+        row.alpha = args.alpha ? args.alpha[row.target] : args.alpha_scalar;
         row.shift = row_shift(x + r * C, C);
         return row;
     }
@@ -102,7 +102,7 @@ struct FocalKernel {
 
     void finish(Row& row, const Stats* stats, int64_t nblocks) const {
         if (row.ignored) {
-            a.row_loss[row.index] = 0.0;
+            args.row_loss[row.index] = 0.0;
             return;
         }
         RowSums& sums = row.sums;
@@ -121,13 +121,13 @@ struct FocalKernel {
             nll = sums.log_sum;
         }
         double loss, factor;
-        focal_terms(nll, row.alpha, a.gamma, loss, factor);
-        a.row_loss[row.index] = loss;
-        const double scale = a.grad_scale_rows ? a.grad_scale_rows[row.index] : a.grad_scale;
+        focal_terms(nll, row.alpha, args.gamma, loss, factor);
+        args.row_loss[row.index] = loss;
+        const double scale = args.grad_scale_rows ? args.grad_scale_rows[row.index] : args.grad_scale;
         row.grad_mul = scale * factor;
     }
 
-    void rescale(const Row& row, int64_t b, const Stats& s, A* scratch) const {
+    void write_block(const Row& row, int64_t b, const Stats& s, A* scratch) const {
         constexpr int W = V::width;
         const int64_t start = b * kBlock, n = block_length(C, b);
         G* gb = g + row.index * C + start;

@@ -1,11 +1,18 @@
 // How the kernels spread work over threads (OpenMP when the build has it).
 //
-// Every kernel describes a row as a sequence of fixed-size blocks and three
-// steps: `stats` (one block's max, sum of exps, ...), `finish` (merge a row's
-// block statistics in block order), `rescale` (write one block's outputs).
-// Because the blocks and the merge order depend only on the shape, the result
-// is bitwise the same whichever thread computes which block -- and so the
-// same for any thread count.
+// Every row kernel run_blocked runs describes a row as a sequence of
+// fixed-size blocks (kBlock classes) and four steps, members of its struct:
+//   Row   begin(r)                           row r's state (its shift, target, ...)
+//   Stats stats(row, b, scratch)             block b's max, sum of exps, ...
+//   void  finish(row, stats, nblocks)        merges the blocks' Stats in block order
+//                                            into the row's lse, loss, output factors
+//   void  write_block(row, b, stats, scratch)  writes block b's outputs (a gradient)
+// with the types and constants that go with them: Row, Stats, Scratch (the
+// scratch rows' element type), kWritesBlocks (false: write_block is never
+// called and may be empty) and kScratchRows (rows of Scratch a row needs,
+// see run_blocked). Because the blocks and the merge order depend only on the
+// shape, the result is bitwise the same whichever thread computes which
+// block -- and so the same for any thread count.
 #pragma once
 
 #include <cstdint>
@@ -85,9 +92,9 @@ void run_rows(Kernel& kernel, int64_t rows, int64_t cols, int threads) {
                 for (int k = 0; k < g; ++k) ::new (static_cast<void*>(&row[k])) Row(kernel.begin(r + k));
                 for (int k = 0; k < g; ++k) stats[k] = kernel.stats(row[k], 0, scratch + k * scratch_cols);
                 for (int k = 0; k < g; ++k) kernel.finish(row[k], &stats[k], 1);
-                if (Kernel::kRescale)
+                if (Kernel::kWritesBlocks)
                     for (int k = 0; k < g; ++k)
-                        kernel.rescale(row[k], 0, stats[k], scratch + k * scratch_cols);
+                        kernel.write_block(row[k], 0, stats[k], scratch + k * scratch_cols);
             }
         });
         return;
@@ -101,8 +108,8 @@ void run_rows(Kernel& kernel, int64_t rows, int64_t cols, int threads) {
                 Row row = kernel.begin(r);
                 for (int64_t b = 0; b < nblocks; ++b) stats[b] = kernel.stats(row, b, scratch);
                 kernel.finish(row, stats.data(), nblocks);
-                if (Kernel::kRescale)
-                    for (int64_t b = 0; b < nblocks; ++b) kernel.rescale(row, b, stats[b], scratch);
+                if (Kernel::kWritesBlocks)
+                    for (int64_t b = 0; b < nblocks; ++b) kernel.write_block(row, b, stats[b], scratch);
             }
         });
         return;
@@ -121,10 +128,10 @@ void run_rows(Kernel& kernel, int64_t rows, int64_t cols, int threads) {
             stats[i] = kernel.stats(row_state[i / nblocks], i % nblocks, scratch_row(i / nblocks));
     });
     for (int64_t r = 0; r < rows; ++r) kernel.finish(row_state[r], &stats[r * nblocks], nblocks);
-    if (Kernel::kRescale) {
+    if (Kernel::kWritesBlocks) {
         parallel_ranges(pairs, threads, [&](int64_t i0, int64_t i1) {
             for (int64_t i = i0; i < i1; ++i)
-                kernel.rescale(row_state[i / nblocks], i % nblocks, stats[i], scratch_row(i / nblocks));
+                kernel.write_block(row_state[i / nblocks], i % nblocks, stats[i], scratch_row(i / nblocks));
         });
     }
 }
@@ -132,7 +139,7 @@ void run_rows(Kernel& kernel, int64_t rows, int64_t cols, int threads) {
 // Runs a blocked row kernel (see the top of this file) over `rows` rows.
 //
 // Many rows: each thread takes whole rows, so a row's blocks stay in its
-// core's L2 between `stats` and `rescale`. Few rows (a decode step: 8 x 256k):
+// core's L2 between `stats` and `write_block`. Few rows (a decode step: 8 x 256k):
 // the (row, block) pairs are shared out instead, so every thread works.
 //
 // A kernel that needs rows of scratch in its compute type (exps that cannot

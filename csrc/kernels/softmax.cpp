@@ -22,7 +22,7 @@ template <class T, RowOutput kOut>
 struct SoftmaxKernel {
     using A = Acc<T>;
     using V = typename VecFor<T>::type;
-    static constexpr bool kRescale = kOut != RowOutput::lse;
+    static constexpr bool kWritesBlocks = kOut != RowOutput::lse;
     // softmax keeps the exps until it writes its output: in the output,
     // unless it is 16-bit, then in a float32 scratch row (kernels/output_store.hpp).
     // Its output is written with ordinary stores: the non-temporal stores of
@@ -64,7 +64,7 @@ struct SoftmaxKernel {
         if constexpr (kOut == RowOutput::lse) static_cast<A*>(out)[row.index] = static_cast<A>(row.sums.lse);
     }
 
-    void rescale(const Row& row, int64_t b, const Stats& s, A* scratch) const {
+    void write_block(const Row& row, int64_t b, const Stats& s, A* scratch) const {
         const int64_t start = b * kBlock, n = block_length(cols, b);
         T* ob = static_cast<T*>(out) + row.index * cols + start;
         if constexpr (kOut == RowOutput::softmax) {

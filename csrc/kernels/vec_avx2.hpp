@@ -312,8 +312,7 @@ inline void vstream_interleaved_pair(bf16* p, VecF32 even, VecF32 odd) {
 // (see stream_lines in vec_avx512.hpp).
 constexpr bool kStreamLines = false;
 // How far ahead a 16-bit sweep asks for its logits (see vec_avx512.hpp): the
-// slower AVX2 sweep loses from AVX-512's 16 KiB (bfloat16 in place, 2 threads:
-// 17.9 -> 19.0 ms), so it keeps float32's 4 KiB.
+// slower AVX2 sweep loses from AVX-512's 16 KiB, so it keeps float32's 4 KiB.
 constexpr int64_t kPrefetchBytes16 = 4096;
 template <class H, class Pack>
 void stream_lines(H* p, int64_t count, const Pack& pack) = delete;

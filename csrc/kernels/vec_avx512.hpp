@@ -217,7 +217,7 @@ inline __m512i bf16_rounded(VecF32 v) {
 }
 inline __m256i bf16_bits(VecF32 v) { return _mm512_cvtepi32_epi16(_mm512_srli_epi32(bf16_rounded(v), 16)); }
 // 32 values, a's then b's: one two-source shuffle gathers the top halves
-// (measured 0.035 against 0.047 ns per value for two bf16_bits).
+// (cheaper than the two narrowing conversions of two bf16_bits).
 inline __m512i bf16_pair_bits(VecF32 a, VecF32 b) {
     const __m512i odd_halves =
         _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25, 23,
@@ -308,8 +308,8 @@ void vstream_interleaved_pair(T* p, VecF32 even, VecF32 odd) = delete;
 
 // Lanes [from, to) of 32 packed 16-bit values, stored at p + from. Through
 // a copy on the stack, not a masked store: on Zen 5 a masked store into a
-// line that is not in cache stalls (each of 2 per block cost ~0.1 us: fused
-// out= with 4096 x 32000 bfloat16, 1 thread, 21.7 -> 39 ms).
+// line that is not in cache stalls until the line arrives, and a streamed
+// gradient's lines are never in cache.
 template <class H>
 inline void store_lanes(H* p, __m512i v, int from, int to) {
     alignas(64) H lanes[32];
@@ -331,8 +331,7 @@ inline __m512i pair_bits<f16>(VecF32 a, VecF32 b) {
 // How far ahead a 16-bit sweep asks for its logits (see kPrefetchBytes in
 // block_math.hpp). The AVX-512 sweep, bound by its arithmetic, gains from
 // asking further ahead than float32's 4 KiB while its gradient's write-back
-// loads the memory (bfloat16 in place, 2 threads, median of 12 runs: 11.7 ->
-// 10.8 ms with 16 KiB).
+// loads the memory.
 constexpr int64_t kPrefetchBytes16 = 16384;
 
 // 16-bit values are written a whole 64-byte line at a time with
@@ -344,7 +343,7 @@ constexpr bool kStreamLines = true;
 // the partial lines at both ends. When p is not on a line boundary, each
 // line is cut from two consecutive packs with one shuffle, so a gradient off
 // a line boundary (as NumPy allocates: 16 bytes past one) streams as well as
-// one on it (4096 x 32000 float16 into out=, 2 threads: 12.4 -> 10.7 ms).
+// one on it.
 template <class H, class Pack>
 inline void stream_lines(H* p, int64_t count, const Pack& pack) {
     static_assert(sizeof(H) == 2, "16-bit values");

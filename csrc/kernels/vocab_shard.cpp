@@ -38,7 +38,7 @@ template <class T, SweepSums E, bool kCap>
 struct ShardStatsKernel {
     using A = Acc<T>;
     using V = typename VecFor<T>::type;
-    static constexpr bool kRescale = false;
+    static constexpr bool kWritesBlocks = false;
     static constexpr int kScratchRows = kCap ? 1 : 0;
     using Scratch = A;
     using Stats = BlockStats;
@@ -49,20 +49,20 @@ struct ShardStatsKernel {
         bool ignored = false;
     };
 
-    const ShardStatsArgs& a;
+    const ShardStatsArgs& args;
     const T* x;
     int64_t C;
     double cap;
 
     explicit ShardStatsKernel(const ShardStatsArgs& args)
-        : a(args), x(static_cast<const T*>(args.logits)), C(args.cols), cap(args.softcap) {}
+        : args(args), x(static_cast<const T*>(args.logits)), C(args.cols), cap(args.softcap) {}
 
     double capped(double z) const { return kCap ? cap * std::tanh(z / cap) : z; }
 
     Row begin(int64_t r) const {
         Row row;
         row.index = r;
-        row.ignored = a.target[r] == a.ignore_index;
+        row.ignored = args.target[r] == args.ignore_index;
         if (row.ignored) return row;
         // The cap is increasing, so the capped row's shift is the capped shift.
         row.shift = static_cast<A>(capped(static_cast<double>(row_shift(x + r * C, C))));
@@ -71,7 +71,7 @@ struct ShardStatsKernel {
 
     Coefs<T> coefs() const {
         Coefs<T> c;
-        c.weight = static_cast<const A*>(a.weight);
+        c.weight = static_cast<const A*>(args.weight);
         return c;
     }
 
@@ -96,19 +96,19 @@ struct ShardStatsKernel {
     void finish(Row& row, const Stats* stats, int64_t nblocks) const {
         const int64_t r = row.index;
         if (row.ignored) {
-            a.lse[r] = a.shift[r] = a.target_logit[r] = 0.0;
-            if (a.dot) a.dot[r] = 0.0;
+            args.lse[r] = args.shift[r] = args.target_logit[r] = 0.0;
+            if (args.dot) args.dot[r] = 0.0;
             return;
         }
         const RowSums sums = merge_blocks(stats, nblocks);
-        a.lse[r] = sums.lse;
-        a.shift[r] = std::isfinite(sums.max) ? sums.max : 0.0;
-        if (a.dot) a.dot[r] = sums.dot;
-        const int64_t t = local_target(a.target, r, a.vocab_start, C);
-        a.target_logit[r] = t >= 0 ? capped(static_cast<double>(to_acc(x[r * C + t]))) : 0.0;
+        args.lse[r] = sums.lse;
+        args.shift[r] = std::isfinite(sums.max) ? sums.max : 0.0;
+        if (args.dot) args.dot[r] = sums.dot;
+        const int64_t t = local_target(args.target, r, args.vocab_start, C);
+        args.target_logit[r] = t >= 0 ? capped(static_cast<double>(to_acc(x[r * C + t]))) : 0.0;
     }
 
-    void rescale(const Row&, int64_t, const Stats&, A*) const {}
+    void write_block(const Row&, int64_t, const Stats&, A*) const {}
 };
 
 template <class T, SweepSums E>
@@ -137,25 +137,26 @@ void run_stats(const ShardStatsArgs& args) {
 // the (row, block) pairs over threads gives the same bits.
 // kCoef: 0 no smoothing term, 1 coef = 1, 2 coef = weight.
 template <class T, int kCoef, bool kCap>
-void shard_grad_block(const ShardGradArgs& a, int64_t r, int64_t b) {
+void shard_grad_block(const ShardGradArgs& args, int64_t r, int64_t b) {
     using A = Acc<T>;
     using V = typename VecFor<T>::type;
     constexpr int W = V::width;
-    const int64_t C = a.cols, start = b * kBlock, n = block_length(C, b);
-    const T* xb = static_cast<const T*>(a.logits) + r * C + start;
-    T* gb = static_cast<T*>(a.grad) + r * C + start;
-    if (a.target[r] == a.ignore_index) {
+    const int64_t C = args.cols, start = b * kBlock, n = block_length(C, b);
+    const T* xb = static_cast<const T*>(args.logits) + r * C + start;
+    T* gb = static_cast<T*>(args.grad) + r * C + start;
+    if (args.target[r] == args.ignore_index) {
         std::memset(static_cast<void*>(gb), 0, static_cast<size_t>(n) * sizeof(T));
         return;
     }
-    const A* w = static_cast<const A*>(a.weight);
-    const V shift = V::broadcast(static_cast<A>(a.shift[r])), mul = V::broadcast(static_cast<A>(a.mul[r]));
-    const V minus_sub = V::broadcast(static_cast<A>(-a.sub[r])), one = V::broadcast(A(1));
-    const V c = V::broadcast(static_cast<A>(kCap ? a.softcap : 1.0));
-    const V inv = V::broadcast(static_cast<A>(kCap ? 1.0 / a.softcap : 1.0));
-    const int64_t t_row = local_target(a.target, r, a.vocab_start, C);
+    const A* w = static_cast<const A*>(args.weight);
+    const V shift = V::broadcast(static_cast<A>(args.shift[r])),
+            mul = V::broadcast(static_cast<A>(args.mul[r]));
+    const V minus_sub = V::broadcast(static_cast<A>(-args.sub[r])), one = V::broadcast(A(1));
+    const V c = V::broadcast(static_cast<A>(kCap ? args.softcap : 1.0));
+    const V inv = V::broadcast(static_cast<A>(kCap ? 1.0 / args.softcap : 1.0));
+    const int64_t t_row = local_target(args.target, r, args.vocab_start, C);
     const int64_t t = t_row >= 0 ? t_row - start : -1;  // offset in this block, if here
-    const double at = a.at_target[r], mul_t = a.mul[r], sub_t = a.sub ? a.sub[r] : 0.0;
+    const double at = args.at_target[r], mul_t = args.mul[r], sub_t = args.sub ? args.sub[r] : 0.0;
     // Lanes [i, i + W); with partial > 0 only the first `partial` are classes
     // (padding lanes read 0 and are never stored).
     auto lanes = [&](int64_t i, int64_t partial) PYCE_ALWAYS_INLINE {

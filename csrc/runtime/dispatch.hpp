@@ -67,7 +67,8 @@ using CrossEntropyFn = void (*)(const CrossEntropyArgs& args);
 // softmax and log_softmax outer x C x inner of the input dtype.
 using StridedFn = void (*)(const void* x, int64_t outer, int64_t C, int64_t inner, void* out, int threads);
 using ElementwiseFn = void (*)(const void* x, int64_t n, void* out);
-// Evaluation metrics, divergences and focal loss (argument structs in metrics_args.hpp).
+// Evaluation metrics, divergences and focal loss (argument structs in
+// kernels/evaluate_args.hpp, divergence_args.hpp and focal_args.hpp).
 struct EvaluateArgs;
 struct KLDivArgs;
 struct FocalArgs;
