@@ -312,3 +312,35 @@ def test_strided_streamed_outputs_any_alignment():
     assert_close(grad, exp_grad, **prob_tol(np.float32, 1.0))
     sm = pyce.softmax(x, axis=1)
     assert_close(sm[:, :, :3], ref.softmax(x[:, :, :3], axis=1), **prob_tol(np.float32, 1.0))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(2, 21, 70), (1500, 40)])  # the tile sweep, the online sweep
+def test_strided_confident_positions_keep_relative_precision(each_isa, shape, dtype):
+    # Small losses of confident positions (one logit far above the others)
+    # keep ulp-scale relative error: log(ones) + log1p(rest / ones) per lane,
+    # as the row kernels do (test_precision_near_zero.py), on both sweeps.
+    rng = np.random.default_rng(13)
+    axis = 1 if len(shape) == 3 else 0
+    x = rng.standard_normal(shape)
+    target = rng.integers(0, shape[axis], size=shape[:axis] + shape[axis + 1 :])
+    gap = 20.0 if dtype == np.float32 else 30.0
+    np.put_along_axis(
+        x, np.expand_dims(target, axis), np.expand_dims(gap + rng.random(target.shape), axis), axis=axis
+    )
+    x = x.astype(dtype)
+    x64 = x.astype(np.float64)
+    top = np.take_along_axis(x64, np.expand_dims(target, axis), axis=axis)
+    e = np.exp(x64 - top)
+    np.put_along_axis(e, np.expand_dims(target, axis), 0.0, axis=axis)
+    want = np.log1p(e.sum(axis=axis))
+    eps = np.finfo(dtype).eps
+    # As test_precision_near_zero: the exps' arguments x - max were rounded.
+    ce_rtol = max(2e-6 if dtype == np.float32 else 1e-13, (gap + 1) * eps)
+    loss = pyce.cross_entropy(x, target, axis=axis, reduction="none")
+    np.testing.assert_allclose(loss, want, rtol=ce_rtol, atol=0)
+    loss2, grad = pyce.cross_entropy_with_grad(x, target, axis=axis, reduction="none")
+    np.testing.assert_array_equal(loss2, loss)
+    np.testing.assert_allclose(grad.sum(axis=axis), 0.0, atol=10 * eps)
+    lsm = np.take_along_axis(pyce.log_softmax(x, axis=axis), np.expand_dims(target, axis), axis=axis)
+    np.testing.assert_allclose(np.squeeze(lsm, axis), -want, rtol=ce_rtol, atol=0)

@@ -3,6 +3,11 @@
 // axis=0 -- where the classes of one position lie `inner` elements apart.
 // Compiled once per ISA (see CMakeLists.txt); registers into that ISA's table.
 //
+// The strided entries (logsumexp / softmax / log_softmax / cross_entropy
+// _strided) run ClassLanes (kernels/strided_lanes.hpp). StridedKernel below
+// serves the short rows of short_rows.hpp (Layout::rows); its strided layout
+// is the earlier version of ClassLanes, no longer registered.
+//
 // No transposing copy: the contiguous axis is the vector axis. A group of
 // kVecs vectors holds kVecs * width neighbouring positions (one per lane),
 // and the classes are visited one after the other with contiguous vector
@@ -40,6 +45,7 @@
 #include "kernels/parallel.hpp"
 #include "kernels/registration.hpp"
 #include "kernels/short_rows.hpp"
+#include "kernels/strided_lanes.hpp"
 
 namespace pyce {
 namespace CPU_CAPABILITY {
@@ -48,46 +54,6 @@ namespace {
 constexpr int kVecs = 4;              // vectors per group of positions
 constexpr int64_t kClassBlock = 512;  // classes per block (see the top of the file)
 constexpr int64_t kChunkGroups = 16;  // groups per unit of work shared out to threads
-// Outputs at least this large, not over the logits, are written with
-// non-temporal stores when every group starts on a line boundary.
-constexpr int64_t kStreamBytes = int64_t{16} << 20;
-
-// log(x) for positive normal lanes: x = 2^e m, log x = e ln2 + 2 atanh(u)
-// with u = (m - 1) / (m + 1), |u| <= 0.2, whose series to u^11 is well
-// inside float32's precision (the next term is below 3e-10 relative).
-inline VecF32 log_positive(VecF32 x) {
-    VecF32 m, e;
-    split_exponent(x, m, e);
-    const VecF32 one = VecF32::broadcast(1.0f);
-    const VecF32 u = (m - one) / (m + one);
-    const VecF32 u2 = u * u;
-    VecF32 p = VecF32::broadcast(1.0f / 11);
-    p = fmadd(p, u2, VecF32::broadcast(1.0f / 9));
-    p = fmadd(p, u2, VecF32::broadcast(1.0f / 7));
-    p = fmadd(p, u2, VecF32::broadcast(1.0f / 5));
-    p = fmadd(p, u2, VecF32::broadcast(1.0f / 3));
-    const VecF32 two_u = u + u;
-    const VecF32 atanh2 = fmadd(two_u * u2, p, two_u);  // 2u + 2u^3 p
-    // ln 2 split so that e * ln2_hi is exact for |e| < 2^8.
-    const VecF32 ln2_hi = VecF32::broadcast(0.693145751953125f),
-                 ln2_lo = VecF32::broadcast(1.428606765330187e-06f);
-    return fmadd(e, ln2_hi, fmadd(e, ln2_lo, atanh2));
-}
-// float64: lane by lane (not a speed target; exact to libm).
-inline VecF64 log_positive(VecF64 x) {
-    alignas(64) double t[VecF64::width];
-    x.store(t);
-    for (double& v : t) v = std::log(v);
-    return VecF64::load(t);
-}
-
-// v where v is finite, else 0: the shift a lane's exps are computed against.
-template <class V>
-inline V finite_or_zero(V v) {
-    const V zero = V::broadcast(0);
-    return select_equal(v - v, zero, v, zero);
-}
-
 enum class Mode { lse, softmax, log_softmax, loss, loss_grad };
 
 // strided: (outer, C, inner), a lane is a position, classes `inner` apart.
@@ -623,38 +589,29 @@ struct StridedKernel {
     }
 };
 
-// Whether an output of `bytes` per element may be streamed: large, not over
-// the logits, and every class row off a line boundary by the same amount
-// (chunk then starts the groups on one).
-inline bool can_stream(const void* out, const void* in, int64_t outer, int64_t C, int64_t inner,
-                       size_t bytes) {
-    return out != in && outer * C * inner * static_cast<int64_t>(bytes) >= kStreamBytes &&
-           reinterpret_cast<uintptr_t>(out) % bytes == 0 && (inner * static_cast<int64_t>(bytes)) % 64 == 0;
-}
-
-template <class T, Mode M>
+template <class T, LaneOutput M>
 void run_normaliser(const void* x, int64_t outer, int64_t C, int64_t inner, void* out, int threads) {
     using A = Acc<T>;
-    StridedKernel<T, T, M, SweepSums::none> k{};
+    ClassLanes<T, T, M, SweepSums::none> k{};
     k.x = static_cast<const T*>(x);
     k.outer = outer, k.C = C, k.inner = inner;
-    if constexpr (M == Mode::lse)
+    if constexpr (M == LaneOutput::lse)
         k.lse = static_cast<A*>(out);
     else
         k.out = static_cast<T*>(out), k.stream = can_stream(out, x, outer, C, inner, sizeof(T));
     k.run(threads);
 }
 
-template <class T, class G, Mode M, SweepSums E>
+template <class T, class G, LaneOutput M, SweepSums E>
 void run_ce(const CrossEntropyArgs& args) {
     using A = Acc<T>;
-    StridedKernel<T, G, M, E> k{};
+    ClassLanes<T, G, M, E> k{};
     k.x = static_cast<const T*>(args.logits);
     k.out = static_cast<G*>(args.grad);
     k.C = args.cols;
     k.inner = args.inner;
     k.outer = args.rows / args.inner;
-    k.a = &args;
+    k.args = &args;
     k.weight = static_cast<const A*>(args.weight);
     k.beta = args.label_smoothing / static_cast<double>(args.cols);
     k.coef_total = static_cast<double>(args.cols);
@@ -662,7 +619,7 @@ void run_ce(const CrossEntropyArgs& args) {
         k.coef_total = 0;
         for (int64_t c = 0; c < args.cols; ++c) k.coef_total += static_cast<double>(k.weight[c]);
     }
-    if constexpr (M == Mode::loss_grad)
+    if constexpr (M == LaneOutput::loss_grad)
         k.stream = can_stream(args.grad, args.logits, k.outer, k.C, k.inner, sizeof(G));
     k.run(args.threads);
 }
@@ -672,9 +629,9 @@ void run_ce_extra(const CrossEntropyArgs& args) {
     with_grad_kind<T>(args.grad, args.grad_f32, [&](auto kind) {
         using G = typename decltype(kind)::type;
         if constexpr (decltype(kind)::with_grad)
-            run_ce<T, G, Mode::loss_grad, E>(args);
+            run_ce<T, G, LaneOutput::loss_grad, E>(args);
         else
-            run_ce<T, G, Mode::loss, E>(args);
+            run_ce<T, G, LaneOutput::loss, E>(args);
     });
 }
 
@@ -738,15 +695,15 @@ void run_short_ce_extra(const CrossEntropyArgs& args) {
 
 template <class T>
 void logsumexp_entry(const void* x, int64_t outer, int64_t C, int64_t inner, void* out, int threads) {
-    run_normaliser<T, Mode::lse>(x, outer, C, inner, out, threads);
+    run_normaliser<T, LaneOutput::lse>(x, outer, C, inner, out, threads);
 }
 template <class T>
 void softmax_entry(const void* x, int64_t outer, int64_t C, int64_t inner, void* out, int threads) {
-    run_normaliser<T, Mode::softmax>(x, outer, C, inner, out, threads);
+    run_normaliser<T, LaneOutput::softmax>(x, outer, C, inner, out, threads);
 }
 template <class T>
 void log_softmax_entry(const void* x, int64_t outer, int64_t C, int64_t inner, void* out, int threads) {
-    run_normaliser<T, Mode::log_softmax>(x, outer, C, inner, out, threads);
+    run_normaliser<T, LaneOutput::log_softmax>(x, outer, C, inner, out, threads);
 }
 
 }  // namespace

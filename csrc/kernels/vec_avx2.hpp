@@ -138,6 +138,13 @@ inline VecF32 exp_clamped(__m256 xc) {
 inline VecF32 select_equal(VecF32 a, VecF32 b, VecF32 yes, VecF32 no) {
     return {_mm256_blendv_ps(no.v, yes.v, _mm256_cmp_ps(a.v, b.v, _CMP_EQ_OQ))};
 }
+// ones + 1 where e == 1, rest + e where not (nan included): a sum split into
+// its exp(0) terms and the others (kernels/strided_lanes.hpp).
+inline void add_split(VecF32 e, VecF32& ones, VecF32& rest) {
+    const __m256 one = _mm256_set1_ps(1.0f), is_one = _mm256_cmp_ps(e.v, one, _CMP_EQ_OQ);
+    ones.v = _mm256_add_ps(ones.v, _mm256_and_ps(is_one, one));
+    rest.v = _mm256_add_ps(rest.v, _mm256_andnot_ps(is_one, e.v));
+}
 // x = 2^e * m with m in [sqrt(1/2), sqrt(2)), for a positive normal x
 // (what log_positive in strided_classes.cpp takes apart).
 inline void split_exponent(VecF32 x, VecF32& m, VecF32& e) {
@@ -213,6 +220,11 @@ inline __m256d avx2_exp2_int(__m256d k) {
 
 inline VecF64 select_equal(VecF64 a, VecF64 b, VecF64 yes, VecF64 no) {
     return {_mm256_blendv_pd(no.v, yes.v, _mm256_cmp_pd(a.v, b.v, _CMP_EQ_OQ))};
+}
+inline void add_split(VecF64 e, VecF64& ones, VecF64& rest) {
+    const __m256d one = _mm256_set1_pd(1.0), is_one = _mm256_cmp_pd(e.v, one, _CMP_EQ_OQ);
+    ones.v = _mm256_add_pd(ones.v, _mm256_and_pd(is_one, one));
+    rest.v = _mm256_add_pd(rest.v, _mm256_andnot_pd(is_one, e.v));
 }
 inline VecF64 exp(VecF64 x);
 inline VecF64 exp_bounded(VecF64 x) { return exp(x); }

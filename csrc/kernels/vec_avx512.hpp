@@ -116,6 +116,13 @@ inline VecF32 exp_bounded(VecF32 x) {
 inline VecF32 select_equal(VecF32 a, VecF32 b, VecF32 yes, VecF32 no) {
     return {_mm512_mask_mov_ps(no.v, _mm512_cmp_ps_mask(a.v, b.v, _CMP_EQ_OQ), yes.v)};
 }
+// ones + 1 where e == 1, rest + e where not (nan included): a sum split into
+// its exp(0) terms and the others (kernels/strided_lanes.hpp). Masked adds.
+inline void add_split(VecF32 e, VecF32& ones, VecF32& rest) {
+    const __mmask16 is_one = _mm512_cmp_ps_mask(e.v, _mm512_set1_ps(1.0f), _CMP_EQ_OQ);
+    ones.v = _mm512_mask_add_ps(ones.v, is_one, ones.v, _mm512_set1_ps(1.0f));
+    rest.v = _mm512_mask_add_ps(rest.v, _knot_mask16(is_one), rest.v, e.v);
+}
 // x = 2^e * m with m in [sqrt(1/2), sqrt(2)), for a positive normal x
 // (what log_positive in strided_classes.cpp takes apart).
 inline void split_exponent(VecF32 x, VecF32& m, VecF32& e) {
@@ -167,6 +174,11 @@ inline VecF64 with_lane(VecF64 a, int k, double x) {
 
 inline VecF64 select_equal(VecF64 a, VecF64 b, VecF64 yes, VecF64 no) {
     return {_mm512_mask_mov_pd(no.v, _mm512_cmp_pd_mask(a.v, b.v, _CMP_EQ_OQ), yes.v)};
+}
+inline void add_split(VecF64 e, VecF64& ones, VecF64& rest) {
+    const __mmask8 is_one = _mm512_cmp_pd_mask(e.v, _mm512_set1_pd(1.0), _CMP_EQ_OQ);
+    ones.v = _mm512_mask_add_pd(ones.v, is_one, ones.v, _mm512_set1_pd(1.0));
+    rest.v = _mm512_mask_add_pd(rest.v, _knot_mask8(is_one), rest.v, e.v);
 }
 inline VecF64 exp(VecF64 x);
 inline VecF64 exp_bounded(VecF64 x) { return exp(x); }

@@ -123,6 +123,17 @@ inline VecPortable<T, W> select_equal(VecPortable<T, W> a, VecPortable<T, W> b, 
     for (int i = 0; i < W; ++i) r.v[i] = a.v[i] == b.v[i] ? yes.v[i] : no.v[i];
     return r;
 }
+// ones + 1 where e == 1, rest + e where not (nan included): a sum split into
+// its exp(0) terms and the others (kernels/strided_lanes.hpp).
+template <class T, int W>
+inline void add_split(VecPortable<T, W> e, VecPortable<T, W>& ones, VecPortable<T, W>& rest) {
+    for (int i = 0; i < W; ++i) {
+        if (e.v[i] == T(1))
+            ones.v[i] += T(1);
+        else
+            rest.v[i] += e.v[i];
+    }
+}
 // x = 2^e * m with m in [sqrt(1/2), sqrt(2)), for positive normal float lanes
 // (what log_positive in strided_classes.cpp takes apart).
 template <int W>

@@ -7,10 +7,17 @@ namespace {
 template <class W>
 double target_weight_sum(const MeanOver& over) {
     const W* w = static_cast<const W*>(over.weight);
+    if (!w) {
+        // A count (the float64 sum of ones, exactly): an integer sum the
+        // compiler vectorises, where the float64 one is a chain of dependent adds.
+        int64_t kept = 0;
+        for (int64_t i = 0; i < over.rows; ++i) kept += over.target[i] != over.ignore_index;
+        return static_cast<double>(kept);
+    }
     double divisor = 0;
     for (int64_t i = 0; i < over.rows; ++i) {
         const int64_t t = over.target[i];
-        if (t != over.ignore_index) divisor += w ? static_cast<double>(w[t]) : 1.0;
+        if (t != over.ignore_index) divisor += static_cast<double>(w[t]);
     }
     return divisor;
 }

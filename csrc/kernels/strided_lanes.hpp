@@ -1,0 +1,596 @@
+// The strided-class kernel (kernels/strided_classes.cpp registers it): logits
+// laid out as (outer, C, inner), C-contiguous -- PyTorch's (N, C, d1, ...) and
+// NumPy's axis=0 -- where the classes of one position lie `inner` elements
+// apart.
+//
+// No transposing copy: the contiguous axis is the vector axis. A group of NV
+// vectors holds NV * width neighbouring positions, one per lane, and the
+// classes are visited one after the other with contiguous vector loads. Every
+// lane is one position's whole reduction, and everything a position needs
+// after its sums -- log, loss, gradient factors -- is computed for the whole
+// group in vectors: nothing is reduced across lanes, nothing runs lane by
+// lane on the way (bad lanes apart, below).
+//
+// Two ways through a group, chosen by how many classes it has:
+//  - tile (C * L values fit kTileBytes): the group's logits are copied from
+//    memory once into a contiguous (C, L) tile while their per-lane max is
+//    taken; the exps against that max are computed from the tile (and kept
+//    there when an output needs them); the outputs are written from the tile.
+//    A copy, because with inner a power of two (512 x 512) a position's
+//    classes all fall in one cache set and evict each other before a second
+//    sweep over the array could find them.
+//  - online (more classes: NumPy's axis 0 of a (32000, 2048) matrix): one
+//    sweep keeps each lane's running max and its sums against it, rescaled
+//    when a lane meets a larger logit (rarely, after the first classes). An
+//    output reads the group's logits a second time; a group is one cache line
+//    wide so that those still lie in the caches (C lines, not C * inner).
+//
+// A lane's sum is kept as `ones` (the terms equal to its max, exp 0 = 1) and
+// `rest` (the others): log(sum) = log(ones) + log1p(rest / ones), so a
+// confident position keeps the relative precision of a small loss (SciPy
+// gh-18295; kernels/dominant.hpp does the same for rows).
+//
+// Per-lane results depend only on the position -- not on the group or chunk
+// that holds it, nor on the thread -- so they are bitwise the same for any
+// thread count.
+//
+// Lanes that hold a nan or +inf, or only -inf, take a scalar path that writes
+// what the row kernels write for such rows (nan, +inf or -inf lse; nan
+// softmax and gradient; 0 for an ignored target).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include "runtime/dispatch.hpp"
+#include "kernels/block_math.hpp"
+#include "kernels/output_store.hpp"
+#include "kernels/parallel.hpp"
+
+namespace pyce {
+namespace CPU_CAPABILITY {
+namespace {
+
+// log(x) for positive normal lanes: x = 2^e m, log x = e ln2 + 2 atanh(u)
+// with u = (m - 1) / (m + 1), |u| <= 0.2, whose series to u^11 is well
+// inside float32's precision (the next term is below 3e-10 relative).
+inline VecF32 log_positive(VecF32 x) {
+    VecF32 m, e;
+    split_exponent(x, m, e);
+    const VecF32 one = VecF32::broadcast(1.0f);
+    const VecF32 u = (m - one) / (m + one);
+    const VecF32 u2 = u * u;
+    VecF32 p = VecF32::broadcast(1.0f / 11);
+    p = fmadd(p, u2, VecF32::broadcast(1.0f / 9));
+    p = fmadd(p, u2, VecF32::broadcast(1.0f / 7));
+    p = fmadd(p, u2, VecF32::broadcast(1.0f / 5));
+    p = fmadd(p, u2, VecF32::broadcast(1.0f / 3));
+    const VecF32 two_u = u + u;
+    const VecF32 atanh2 = fmadd(two_u * u2, p, two_u);  // 2u + 2u^3 p
+    // ln 2 split so that e * ln2_hi is exact for |e| < 2^8.
+    const VecF32 ln2_hi = VecF32::broadcast(0.693145751953125f),
+                 ln2_lo = VecF32::broadcast(1.428606765330187e-06f);
+    return fmadd(e, ln2_hi, fmadd(e, ln2_lo, atanh2));
+}
+// float64: lane by lane (not a speed target; exact to libm).
+inline VecF64 log_positive(VecF64 x) {
+    alignas(64) double t[VecF64::width];
+    x.store(t);
+    for (double& v : t) v = std::log(v);
+    return VecF64::load(t);
+}
+
+// log(ones) + log1p(rest / ones) for lanes with ones >= 1 and rest >= 0
+// finite (what other lanes get does not matter: they take the scalar path).
+// float32: u = 1 + r rounded, log1p(r) = log(u) * r / (u - 1) (Goldberg),
+// exact r where u rounds to 1: a few ulp for every r, small ones included.
+inline VecF32 log_of_split_sum(VecF32 ones, VecF32 rest) {
+    const VecF32 one = VecF32::broadcast(1.0f), zero = VecF32::broadcast(0.0f);
+    const VecF32 r = rest / ones;
+    const VecF32 u = one + r, d = u - one;
+    const VecF32 log1p_r = select_equal(d, zero, r, log_positive(u) * (r / d));
+    return log1p_r + select_equal(ones, one, zero, log_positive(ones));
+}
+// float64: lane by lane with libm.
+inline VecF64 log_of_split_sum(VecF64 ones, VecF64 rest) {
+    alignas(64) double n[VecF64::width], r[VecF64::width];
+    ones.store(n), rest.store(r);
+    for (int l = 0; l < VecF64::width; ++l) {
+        const double n1 = n[l] > 0 ? n[l] : 1.0;
+        r[l] = (n1 == 1.0 ? 0.0 : std::log(n1)) + std::log1p(r[l] / n1);
+    }
+    return VecF64::load(r);
+}
+
+// Asks for the cache line `bytes` past p to be brought into L2 (prefetcht1).
+// The tile sweep reads C streams at once, more than the hardware prefetchers
+// follow: its lines are asked for several groups ahead, into L2 so that the
+// lines in flight do not crowd L1. Only a hint: never faults.
+inline void prefetch_to_l2(const void* p, int64_t bytes) {
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_prefetch(
+        reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(bytes)), 0, 2);
+#else
+    (void)p, (void)bytes;
+#endif
+}
+
+// v where v is finite, else 0: the shift a lane's exps are computed against.
+template <class V>
+inline V finite_or_zero(V v) {
+    const V zero = V::broadcast(0);
+    return select_equal(v - v, zero, v, zero);
+}
+
+// Whether an output of `bytes` per element may be streamed: as
+// output_store.hpp's streamable_output, and every class row off a line
+// boundary by the same amount (chunk then starts the groups on one).
+inline bool can_stream(const void* out, const void* in, int64_t outer, int64_t C, int64_t inner,
+                       size_t bytes) {
+    return streamable_output(out, in, outer * C * inner, bytes) &&
+           (inner * static_cast<int64_t>(bytes)) % 64 == 0;
+}
+
+enum class LaneOutput { lse, softmax, log_softmax, loss, loss_grad };
+
+template <class T, class G, LaneOutput M, SweepSums E>
+struct ClassLanes {
+    using A = Acc<T>;
+    using V = typename VecFor<T>::type;
+    static constexpr int W = V::width;
+    static constexpr bool kCE = M == LaneOutput::loss || M == LaneOutput::loss_grad;
+    static constexpr bool kWrite =
+        M == LaneOutput::softmax || M == LaneOutput::log_softmax || M == LaneOutput::loss_grad;
+    static constexpr bool kNeedExps = M == LaneOutput::softmax || M == LaneOutput::loss_grad;
+
+    // Tile groups: 4 vectors (the per-lane sums of 4 chains in flight).
+    static constexpr int kTileVecs = 4;
+    static constexpr int kTileLanes = kTileVecs * W;
+    // Online groups: one cache line of logits per class (two half-line
+    // vectors for 16-bit logits or 256-bit float32 vectors).
+    static constexpr int kLineVecs = std::max<int>(1, 64 / (W * static_cast<int>(sizeof(T))));
+    static constexpr int kOnlineVecs = M == LaneOutput::lse || M == LaneOutput::loss ? kTileVecs : kLineVecs;
+    // A tile of at most this many bytes stays in L2 between its sweeps.
+    static constexpr int64_t kTileBytes = int64_t{256} << 10;
+    // The tile sweep asks for each class row's lines as many groups ahead as
+    // make this many bytes over all classes (8 groups of 21 classes: measured best).
+    static constexpr int64_t kAheadBytes = int64_t{8 * 21 * 256};
+    // The online sweep asks for the lines of the class this far ahead.
+    static constexpr int64_t kAheadClasses = 16;
+    // Positions per unit of work shared out to threads (a multiple of every group).
+    static constexpr int64_t kChunkLanes = 16 * kTileLanes;
+
+    const T* x = nullptr;
+    G* out = nullptr;  // softmax / log_softmax / gradient: outer x C x inner of G
+    A* lse = nullptr;  // LaneOutput::lse: outer x inner of A
+    int64_t outer = 0, C = 0, inner = 0;
+    const CrossEntropyArgs* args = nullptr;
+    const A* weight = nullptr;
+    double beta = 0, coef_total = 0;
+    bool stream = false;
+
+    bool tiled() const { return C * kTileLanes * static_cast<int64_t>(sizeof(A)) <= kTileBytes; }
+    const T* col(int64_t o, int64_t c, int64_t j) const { return x + (o * C + c) * inner + j; }
+    G* out_col(int64_t o, int64_t c, int64_t j) const { return out + (o * C + c) * inner + j; }
+
+    // Vector k of a group at p; with kFull false only the first n lanes of
+    // the group are positions (the rest read as `fill` / are not written).
+    template <bool kFull>
+    static PYCE_ALWAYS_INLINE V load(const T* p, int k, int64_t n, A fill) {
+        if constexpr (kFull) return vload(p + k * W);
+        const int64_t m = std::clamp<int64_t>(n - int64_t{k} * W, 0, W);
+        if (m == W) return vload(p + k * W);
+        return m ? vload_partial(p + k * W, m, fill) : V::broadcast(fill);
+    }
+    template <bool kFull, bool kStream, class S>
+    static PYCE_ALWAYS_INLINE void store(S* p, int k, int64_t n, V v) {
+        if constexpr (kFull) {
+            if constexpr (kStream)
+                vstream(p + k * W, v);
+            else
+                vstore(p + k * W, v);
+        } else {
+            const int64_t m = std::clamp<int64_t>(n - int64_t{k} * W, 0, W);
+            if (m == W)
+                vstore(p + k * W, v);
+            else if (m)
+                vstore_partial(p + k * W, m, v);
+        }
+    }
+    template <int NV>
+    static void spill(const V* v, A* lanes) {
+        for (int k = 0; k < NV; ++k) v[k].store(lanes + k * W);
+    }
+
+    PYCE_ALWAYS_INLINE V class_coef(int64_t c) const {
+        if constexpr (E == SweepSums::sum_wx) return V::broadcast(weight[c]);
+        return V::broadcast(A(1));
+    }
+
+    // What a group's sweep gathers per lane.
+    template <int NV>
+    struct Sums {
+        V shift[NV];  // the max where finite, else 0: what the exps are taken against
+        V top[NV];    // the max as it is (+-inf, or nan-blind)
+        V ones[NV];   // how many terms are exp(0) = 1 (the max's)
+        V rest[NV];   // the sum of the other terms
+        V dot[NV];    // sum of coef * x (label smoothing)
+        V xt[NV];     // the target's logit (cross-entropy; 0 for an ignored lane)
+    };
+
+    // Per-lane inputs of a cross-entropy group, in the compute type.
+    template <int NV>
+    struct Targets {
+        int64_t index[NV * W];  // the class index; -1 for ignored lanes and padding
+        V cls[NV];              // the class index as A; -1 for ignored lanes and padding
+        V kept[NV];             // 1, or 0 for ignored lanes and padding
+        V alpha[NV];            // (1 - eps) w_t; 0 when ignored
+        V scale[NV];            // grad_output (/ divisor); 0 when ignored
+        V at_hi[NV];            // scale * alpha, split in two so that it is subtracted
+        V at_lo[NV];            //   exactly where q is near 1
+    };
+
+    template <int NV>
+    void targets(int64_t o, int64_t j0, int64_t n, Targets<NV>& in) const {
+        constexpr int L = NV * W;
+        const CrossEntropyArgs& a = *args;
+        const int64_t* target = a.target + o * inner + j0;
+        alignas(64) A cls[L];
+        for (int64_t l = 0; l < L; ++l) {
+            const int64_t t = l < n ? target[l] : a.ignore_index;
+            in.index[l] = t == a.ignore_index ? -1 : t;
+            cls[l] = static_cast<A>(in.index[l]);
+        }
+        const V one = V::broadcast(A(1)), zero = V::broadcast(A(0)), none = V::broadcast(A(-1));
+        for (int k = 0; k < NV; ++k) {
+            in.cls[k] = V::load(cls + k * W);
+            in.kept[k] = select_equal(in.cls[k], none, zero, one);
+        }
+        const double alpha0 = 1.0 - a.label_smoothing, scale0 = a.grad_scale;
+        if (!weight && !a.grad_scale_rows) {
+            // Every kept lane has the same alpha and scale.
+            const A hi0 = static_cast<A>(alpha0 * scale0);
+            const A lo0 = static_cast<A>(alpha0 * scale0 - static_cast<double>(hi0));
+            // (Selected, not multiplied by kept: the scale is inf when every row is ignored.)
+            auto kept_or_zero = [&](int k, A v) {
+                return select_equal(in.cls[k], none, zero, V::broadcast(v));
+            };
+            for (int k = 0; k < NV; ++k) {
+                in.alpha[k] = kept_or_zero(k, static_cast<A>(alpha0));
+                in.scale[k] = kept_or_zero(k, static_cast<A>(scale0));
+                in.at_hi[k] = kept_or_zero(k, hi0);
+                in.at_lo[k] = kept_or_zero(k, lo0);
+            }
+            return;
+        }
+        alignas(64) A al[L], sc[L], hi[L], lo[L];
+        for (int64_t l = 0; l < L; ++l) {
+            al[l] = sc[l] = hi[l] = lo[l] = 0;
+            if (cls[l] < 0) continue;
+            const double scale = a.grad_scale_rows ? a.grad_scale_rows[o * inner + j0 + l] : scale0;
+            const double alpha = alpha0 * (weight ? static_cast<double>(weight[target[l]]) : 1.0);
+            const double at = scale * alpha;
+            al[l] = static_cast<A>(alpha), sc[l] = static_cast<A>(scale);
+            hi[l] = static_cast<A>(at), lo[l] = static_cast<A>(at - static_cast<double>(hi[l]));
+        }
+        for (int k = 0; k < NV; ++k) {
+            in.alpha[k] = V::load(al + k * W), in.scale[k] = V::load(sc + k * W);
+            in.at_hi[k] = V::load(hi + k * W), in.at_lo[k] = V::load(lo + k * W);
+        }
+    }
+
+    // The tile sweeps of a group: its logits copied into the (C, L) tile
+    // with their max, then the exps from the tile (stored over the logits
+    // when an output needs them).
+    template <bool kFull>
+    void tile_sums(int64_t o, int64_t j0, int64_t n, A* tile, const Targets<kTileVecs>& in,
+                   Sums<kTileVecs>& s) const {
+        constexpr int NV = kTileVecs, L = kTileLanes;
+        const A ninf = -std::numeric_limits<A>::infinity();
+        constexpr int64_t kLines = (L * static_cast<int64_t>(sizeof(T)) + 63) / 64;
+        constexpr int64_t kLineElems = 64 / static_cast<int64_t>(sizeof(T));
+        // The lines in flight: kAheadBytes over all the classes' streams.
+        const int64_t ahead_bytes =
+            std::max<int64_t>(1, kAheadBytes / (C * L * static_cast<int64_t>(sizeof(T)))) * L *
+            static_cast<int64_t>(sizeof(T));
+        V mx[NV];
+        for (int k = 0; k < NV; ++k) mx[k] = V::broadcast(ninf);
+        for (int64_t c = 0; c < C; ++c) {
+            const T* p = col(o, c, j0);
+            for (int64_t line = 0; line < kLines; ++line) prefetch_to_l2(p + line * kLineElems, ahead_bytes);
+            A* t = tile + c * L;
+            for (int k = 0; k < NV; ++k) {
+                const V xv = load<kFull>(p, k, n, ninf);
+                xv.store(t + k * W);
+                mx[k] = max(mx[k], xv);
+            }
+        }
+        const V zero = V::broadcast(A(0));
+        for (int k = 0; k < NV; ++k) {
+            s.top[k] = mx[k], s.shift[k] = finite_or_zero(mx[k]);
+            s.ones[k] = zero, s.rest[k] = zero, s.dot[k] = zero;
+        }
+        if constexpr (kCE) {
+            // The targets' logits, from the tile before the exps overwrite it.
+            alignas(64) A xt[L];
+            for (int64_t l = 0; l < L; ++l) xt[l] = in.index[l] >= 0 ? tile[in.index[l] * L + l] : A(0);
+            for (int k = 0; k < NV; ++k) s.xt[k] = V::load(xt + k * W);
+        }
+        for (int64_t c = 0; c < C; ++c) {
+            A* t = tile + c * L;
+            const V coef = class_coef(c);
+            for (int k = 0; k < NV; ++k) {
+                const V xv = V::load(t + k * W);
+                const V e = exp_bounded(xv - s.shift[k]);
+                if constexpr (kNeedExps) e.store(t + k * W);
+                add_split(e, s.ones[k], s.rest[k]);
+                // (Padding lanes read -inf: their dot is -inf, and never used.)
+                if constexpr (E != SweepSums::none) s.dot[k] = fmadd(coef, xv, s.dot[k]);
+            }
+        }
+    }
+
+    // The online sweep of a group, straight from the logits.
+    template <int NV, bool kFull>
+    void online_sums(int64_t o, int64_t j0, int64_t n, const Targets<NV>& in, Sums<NV>& s) const {
+        constexpr int L = NV * W;
+        const A ninf = -std::numeric_limits<A>::infinity();
+        constexpr int64_t kLines = (L * static_cast<int64_t>(sizeof(T)) + 63) / 64;
+        constexpr int64_t kLineElems = 64 / static_cast<int64_t>(sizeof(T));
+        const V zero = V::broadcast(A(0));
+        for (int k = 0; k < NV; ++k) {
+            s.top[k] = V::broadcast(ninf), s.shift[k] = zero;
+            s.ones[k] = zero, s.rest[k] = zero, s.dot[k] = zero;
+        }
+        if constexpr (kCE) {
+            alignas(64) A xt[L];
+            for (int64_t l = 0; l < L; ++l)
+                xt[l] = in.index[l] >= 0 ? to_acc(*col(o, in.index[l], j0 + l)) : A(0);
+            for (int k = 0; k < NV; ++k) s.xt[k] = V::load(xt + k * W);
+        }
+        for (int64_t c = 0; c < C; ++c) {
+            const T* p = col(o, c, j0);
+            // The class kAheadClasses on, or the next group's first classes.
+            const T* ahead =
+                c + kAheadClasses < C ? col(o, c + kAheadClasses, j0) : col(o, c + kAheadClasses - C, j0 + L);
+            for (int64_t line = 0; line < kLines; ++line) prefetch_ahead(ahead + line * kLineElems, 0);
+            const V coef = class_coef(c);
+            for (int k = 0; k < NV; ++k) {
+                const V xv = load<kFull>(p, k, n, ninf);
+                if (any_greater(xv, s.top[k])) {
+                    // A larger max in some lane: its sums so far are rescaled
+                    // to the new shift (every term, its old ones too, now
+                    // below the max). The other lanes keep theirs bitwise.
+                    const V top = max(s.top[k], xv), shift = finite_or_zero(top);
+                    const V f = exp_bounded(s.shift[k] - shift);
+                    s.rest[k] = select_equal(top, s.top[k], s.rest[k], (s.rest[k] + s.ones[k]) * f);
+                    s.ones[k] = select_equal(top, s.top[k], s.ones[k], zero);
+                    s.top[k] = top, s.shift[k] = shift;
+                }
+                const V e = exp_bounded(xv - s.shift[k]);
+                add_split(e, s.ones[k], s.rest[k]);
+                if constexpr (E != SweepSums::none) s.dot[k] = fmadd(coef, xv, s.dot[k]);
+            }
+        }
+    }
+
+    // One group of n <= NV * W positions starting at (o, j0).
+    template <int NV, bool kFull, bool kTile>
+    void group(int64_t o, int64_t j0, int64_t n, A* tile) const {
+        constexpr int L = NV * W;
+        Targets<NV> in;
+        if constexpr (kCE) targets<NV>(o, j0, n, in);
+        Sums<NV> s;
+        if constexpr (kTile)
+            tile_sums<kFull>(o, j0, n, tile, in, s);
+        else
+            online_sums<NV, kFull>(o, j0, n, in, s);
+
+        V sum[NV], ls[NV];
+        for (int k = 0; k < NV; ++k) sum[k] = s.ones[k] + s.rest[k];
+        // Lanes whose max or sum is not finite take the scalar path. (m - m)
+        // + (s - s) is nan exactly there; a whole group rarely has one, and
+        // then one vector sum tells (padding lanes of a short group are -inf).
+        bool bad[L] = {};
+        bool any_bad = false;
+        {
+            V t = V::broadcast(0);
+            for (int k = 0; k < NV; ++k) t = t + ((s.top[k] - s.top[k]) + (sum[k] - sum[k]));
+            if (!kFull || !(reduce_add(t) == A(0))) {
+                alignas(64) A m_l[L], s_l[L];
+                spill<NV>(s.top, m_l), spill<NV>(sum, s_l);
+                for (int64_t l = 0; l < n; ++l) {
+                    bad[l] = !(std::isfinite(m_l[l]) && std::isfinite(s_l[l]) && s_l[l] > 0);
+                    any_bad |= bad[l];
+                }
+            }
+        }
+        for (int k = 0; k < NV; ++k) ls[k] = log_of_split_sum(s.ones[k], s.rest[k]);
+
+        if constexpr (M == LaneOutput::lse) {
+            A* lo = lse + o * inner + j0;
+            for (int k = 0; k < NV; ++k) store<kFull, false>(lo, k, n, s.shift[k] + ls[k]);
+            if (any_bad)
+                for (int64_t l = 0; l < n; ++l)
+                    if (bad[l]) lo[l] = static_cast<A>(bad_lse(o, j0 + l));
+        } else if constexpr (M == LaneOutput::softmax || M == LaneOutput::log_softmax) {
+            V f[NV];
+            for (int k = 0; k < NV; ++k) f[k] = V::broadcast(A(1)) / sum[k];
+            write<NV, kFull, kTile>(o, j0, n, tile, s.shift, f, ls, in, f);
+            if (any_bad)
+                for (int64_t l = 0; l < n; ++l)
+                    if (bad[l]) fill_lane(o, j0 + l, from_acc<G>(std::numeric_limits<A>::quiet_NaN()));
+        } else {
+            // Each lane's loss and gradient factors, as the row kernels
+            // compute a row's (block_math.hpp), in the compute type.
+            const CrossEntropyArgs& a = *args;
+            const V beta_v = V::broadcast(static_cast<A>(beta)),
+                    total = V::broadcast(static_cast<A>(coef_total));
+            const V z = V::broadcast(static_cast<A>(a.z_loss));
+            V loss[NV], lse_v[NV], mul[NV], sub[NV];
+            for (int k = 0; k < NV; ++k) {
+                lse_v[k] = s.shift[k] + ls[k];
+                // lse - x_t as (max - x_t) + log_sum: exact near the max.
+                loss[k] = in.alpha[k] * ((s.shift[k] - s.xt[k]) + ls[k]);
+                V q_weight = in.alpha[k], kept_terms = V::broadcast(A(0)), kept_q = V::broadcast(A(0));
+                if constexpr (E != SweepSums::none) {
+                    kept_terms = beta_v * (total * lse_v[k] - s.dot[k]);
+                    kept_q = beta_v * total;
+                }
+                if (a.z_loss != 0.0) {
+                    kept_terms = fmadd(z * lse_v[k], lse_v[k], kept_terms);
+                    kept_q = fmadd(z + z, lse_v[k], kept_q);
+                }
+                if (E != SweepSums::none || a.z_loss != 0.0) {
+                    loss[k] = fmadd(in.kept[k], kept_terms, loss[k]);
+                    q_weight = fmadd(in.kept[k], kept_q, q_weight);
+                }
+                mul[k] = in.scale[k] * q_weight / sum[k];
+                sub[k] = V::broadcast(static_cast<A>(-beta)) * in.scale[k];
+            }
+            alignas(64) A loss_l[L], lse_l[L], cls_l[L];
+            spill<NV>(loss, loss_l), spill<NV>(in.cls, cls_l);
+            if (a.row_lse) spill<NV>(lse_v, lse_l);
+            const int64_t pos = o * inner + j0;
+            for (int64_t l = 0; l < n; ++l) {
+                const bool ignored = cls_l[l] < 0;
+                double lane_loss = static_cast<double>(loss_l[l]), lane_lse = 0;
+                if (a.row_lse) lane_lse = static_cast<double>(lse_l[l]);
+                if (bad[l]) {
+                    lane_loss = kNaN;
+                    if (a.row_lse) lane_lse = bad_lse(o, j0 + l);
+                }
+                if (a.row_lse) a.row_lse[pos + l] = lane_lse;
+                a.row_loss[pos + l] = ignored ? 0.0 : lane_loss;
+            }
+            if constexpr (M == LaneOutput::loss_grad) {
+                write<NV, kFull, kTile>(o, j0, n, tile, s.shift, mul, ls, in, sub);
+                if (any_bad)
+                    for (int64_t l = 0; l < n; ++l)
+                        if (bad[l])
+                            fill_lane(o, j0 + l, from_acc<G>(static_cast<A>(cls_l[l] < 0 ? 0.0 : kNaN)));
+            }
+        }
+    }
+
+    template <int NV, bool kFull, bool kTile>
+    void write(int64_t o, int64_t j0, int64_t n, const A* tile, const V* shift, const V* f, const V* ls,
+               const Targets<NV>& in, const V* sub) const {
+        if constexpr (kWrite) {
+            if (kFull && stream && reinterpret_cast<uintptr_t>(out_col(o, 0, j0)) % 64 == 0)
+                write_classes<NV, kFull, kTile, true>(o, j0, n, tile, shift, f, ls, in, sub);
+            else
+                write_classes<NV, kFull, kTile, false>(o, j0, n, tile, shift, f, ls, in, sub);
+        }
+    }
+
+    // The outputs of a group: softmax e * f, log_softmax (x - max) - log_sum,
+    // or the gradient e * mul [+ sub * coef] [- scale alpha at the target].
+    // e and x: from the tile, or read again from the logits (online).
+    template <int NV, bool kFull, bool kTile, bool kStream>
+    void write_classes(int64_t o, int64_t j0, int64_t n, const A* tile, const V* shift, const V* f,
+                       const V* ls, const Targets<NV>& in, const V* sub) const {
+        constexpr int L = NV * W;
+        const A ninf = -std::numeric_limits<A>::infinity();
+        for (int64_t c = 0; c < C; ++c) {
+            const T* p = col(o, c, j0);
+            const A* t = tile + c * L;
+            G* q = out_col(o, c, j0);
+            const V coef = class_coef(c), cv = V::broadcast(static_cast<A>(c));
+            for (int k = 0; k < NV; ++k) {
+                V v;
+                if constexpr (M == LaneOutput::log_softmax) {
+                    const V xv = kTile ? V::load(t + k * W) : load<kFull>(p, k, n, A(0));
+                    v = (xv - shift[k]) - ls[k];
+                } else {
+                    const V e =
+                        kTile ? V::load(t + k * W) : exp_bounded(load<kFull>(p, k, n, ninf) - shift[k]);
+                    v = e * f[k];
+                    if constexpr (M == LaneOutput::loss_grad) {
+                        if constexpr (E != SweepSums::none) v = fmadd(coef, sub[k], v);
+                        v = select_equal(in.cls[k], cv, (v - in.at_hi[k]) - in.at_lo[k], v);
+                    }
+                }
+                store<kFull, kStream>(q, k, n, v);
+            }
+        }
+    }
+
+    // A lane the vector path cannot hold: its lse is nan (a nan), +inf (a
+    // +inf, no nan) or -inf (only -inf).
+    double bad_lse(int64_t o, int64_t j) const {
+        bool pinf = false, nan = false, finite = false;
+        for (int64_t c = 0; c < C; ++c) {
+            const double v = static_cast<double>(to_acc(*col(o, c, j)));
+            nan |= v != v;
+            pinf |= v == kInf;
+            finite |= std::isfinite(v);
+        }
+        if (nan) return kNaN;
+        if (pinf) return kInf;
+        // Not reached for a finite lane (the vector path held it); kept exact anyway.
+        if (finite) {
+            double m = -kInf, s = 0;
+            for (int64_t c = 0; c < C; ++c) m = std::max(m, static_cast<double>(to_acc(*col(o, c, j))));
+            for (int64_t c = 0; c < C; ++c) s += std::exp(static_cast<double>(to_acc(*col(o, c, j))) - m);
+            return m + std::log(s);
+        }
+        return -kInf;
+    }
+
+    void fill_lane(int64_t o, int64_t j, G value) const {
+        for (int64_t c = 0; c < C; ++c) *out_col(o, c, j) = value;
+    }
+
+    // Positions [j0, j1) of outer index o, group by group. A streamed output
+    // whose class rows start off a line boundary (all by the same amount)
+    // gets a short first group, so that the whole groups after it start on one.
+    template <int NV, bool kTile>
+    void chunk(int64_t o, int64_t j0, int64_t j1, A* tile) const {
+        constexpr int L = NV * W;
+        int64_t j = j0;
+        if (stream) {
+            const int64_t off = static_cast<int64_t>(reinterpret_cast<uintptr_t>(out_col(o, 0, j0)) % 64);
+            const int64_t head = std::min(j1 - j0, off ? (64 - off) / static_cast<int64_t>(sizeof(G)) : 0);
+            if (head > 0) group<NV, false, kTile>(o, j0, head, tile);
+            j += head;
+        }
+        for (; j < j1; j += L) {
+            const int64_t n = std::min<int64_t>(L, j1 - j);
+            if (n == L)
+                group<NV, true, kTile>(o, j, n, tile);
+            else
+                group<NV, false, kTile>(o, j, n, tile);
+        }
+    }
+
+    void run(int threads) const {
+        const int64_t chunks_per_outer = (inner + kChunkLanes - 1) / kChunkLanes;
+        const int64_t units = outer * chunks_per_outer;
+        const int64_t elements = outer * C * inner;
+        if (elements < kMinParallelElements && !(elements >= kMinAwakeParallelElements && in_burst()))
+            threads = 1;
+        const bool tile = tiled();
+        parallel_ranges(units, threads, [&](int64_t u0, int64_t u1) {
+            const ScratchLease lease(tile ? static_cast<size_t>(C * kTileLanes) * sizeof(A) : sizeof(A));
+            A* scratch = lease.as<A>();
+            for (int64_t u = u0; u < u1; ++u) {
+                const int64_t o = u / chunks_per_outer, j0 = (u % chunks_per_outer) * kChunkLanes;
+                const int64_t j1 = std::min(inner, j0 + kChunkLanes);
+                if (tile)
+                    chunk<kTileVecs, true>(o, j0, j1, scratch);
+                else
+                    chunk<kOnlineVecs, false>(o, j0, j1, scratch);
+            }
+            if (stream) stream_fence();
+        });
+        note_kernel_end();
+    }
+};
+
+}  // namespace
+}  // namespace CPU_CAPABILITY
+}  // namespace pyce
