@@ -18,6 +18,12 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # Not resolved through symlinks: a virtual environment's python finds its
 # site-packages from the path it was started as.
 python="$(command -v "${PYTHON:-python3}")"
+# shellcheck source=.ci/lib.sh
+source "$repo/.ci/lib.sh"
+# CI installs qemu's user-mode emulators when they are missing (as root).
+if ! command -v qemu-x86_64 >/dev/null && [ "$(id -u)" -eq 0 ]; then
+    ensure_commands qemu-user:qemu-x86_64
+fi
 command -v qemu-x86_64 >/dev/null || { echo "qemu_baseline: qemu-x86_64 not found" >&2; exit 1; }
 emulate=(qemu-x86_64 -cpu Nehalem)
 
@@ -25,7 +31,7 @@ cd "$repo"
 "${emulate[@]}" "$python" "$repo/.ci/steps/qemu_smoke.py"
 # A short selection of the kernel tests: every dtype, option and path of the
 # cross-entropy family on small shapes. (-p no:cacheprovider: nothing written.)
-"${emulate[@]}" "$python" -m pytest -q -p no:cacheprovider -x \
+run_pytest "${emulate[@]}" "$python" -m pytest -q -p no:cacheprovider -x \
     tests/test_aliasing.py tests/test_option_checks.py tests/test_plain_call.py \
     -k "not forced_isa"
 echo "qemu_baseline: the portable path runs on a CPU without AVX"
