@@ -94,7 +94,8 @@ cxx_runtime="$("${CXX:-c++}" -print-file-name=libstdc++.so)"
 export LD_PRELOAD="$runtime${cxx_runtime:+ $cxx_runtime}"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-export PYTHONPATH="$pkg${PYTHONPATH:+:$PYTHONPATH}"
+# gui/: pytest -m kernels collects the explorer's test modules too.
+export PYTHONPATH="$pkg:$repo/gui${PYTHONPATH:+:$PYTHONPATH}"
 # Python >= 3.11: do not put the checkout (the working directory) first on
 # sys.path, where its own pyce would shadow the instrumented one.
 export PYTHONSAFEPATH=1
