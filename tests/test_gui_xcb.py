@@ -218,6 +218,15 @@ def _free_display() -> int:
 
 @pytest.fixture
 def xvfb():
+    yield from _xvfb("1600x1000")
+
+
+@pytest.fixture
+def laptop_xvfb():
+    yield from _xvfb("1280x720")
+
+
+def _xvfb(screen: str):
     if sys.platform != "linux" or not shutil.which("Xvfb") or not shutil.which("xdotool"):
         pytest.skip("needs Xvfb and xdotool (Linux)")
     from pyce_gui.__main__ import missing_x11_libraries
@@ -227,7 +236,7 @@ def xvfb():
     if missing:
         pytest.skip(f"Qt's X11 plugin needs {', '.join(missing)}")
     server = subprocess.Popen(
-        ["Xvfb", f":{n}", "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
+        ["Xvfb", f":{n}", "-screen", "0", f"{screen}x24", "-nolisten", "tcp"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -298,3 +307,39 @@ def test_the_readme_tour_works_with_real_input_events(xvfb):
     assert out["curve"] == [True, True]  # step 12
     assert out["large"] == [32000, True, True]  # step 14
     assert out["token"] == [12345, True]
+
+
+# `pyce-gui` as a user starts it (no --size), on a 1280x720 laptop screen.
+LAUNCH = r"""
+import json, sys
+from PySide6 import QtCore, QtWidgets
+import pyce_gui.app as app_module
+from pyce_gui import __main__ as cli
+
+def report():
+    window = next(w for w in QtWidgets.QApplication.topLevelWidgets() if isinstance(w, app_module.MainWindow))
+    free = QtWidgets.QApplication.primaryScreen().availableGeometry()
+    frame = window.frameGeometry()
+    print("RESULT " + json.dumps({"window": [frame.x(), frame.y(), frame.width(), frame.height()],
+                                  "screen": [free.x(), free.y(), free.width(), free.height()]}), flush=True)
+    QtWidgets.QApplication.quit()
+
+create_app = app_module.create_app
+def create_app_and_report():
+    app = create_app()
+    QtCore.QTimer.singleShot(1500, report)
+    return app
+app_module.create_app = create_app_and_report
+sys.exit(cli.main([]))
+"""
+
+
+def test_the_default_window_fits_a_1280x720_screen(laptop_xvfb):
+    # It opened at 1400x900 whatever the screen: on a laptop its edges and the
+    # status bar were off the screen.
+    out, _ = run_under_x11(laptop_xvfb, LAUNCH)
+    x, y, w, h = out["window"]
+    sx, sy, sw, sh = out["screen"]
+    assert (sw, sh) == (1280, 720)
+    assert sx <= x and sy <= y and x + w <= sx + sw and y + h <= sy + sh, out
+    assert w >= 1200 and h >= 680  # it uses the screen, not a small corner of it

@@ -110,7 +110,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--state", metavar="FILE.json", help="a state saved from the explorer")
     parser.add_argument("--theme", choices=["dark", "light"], default="dark")
     parser.add_argument(
-        "--size", default="1400x900", metavar="WxH", help="window size in pixels (default: %(default)s)"
+        "--size",
+        metavar="WxH",
+        help="window size in pixels (default: 1400x900, or the screen's free area when that is "
+        "smaller; 1400x900 for --screenshot)",
     )
     parser.add_argument(
         "--tab",
@@ -121,14 +124,32 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--screenshot", metavar="FILE.png", help="render the window offscreen to FILE.png and exit"
     )
     args = parser.parse_args(argv)
-    try:
-        w, h = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        parser.error(f"--size must look like 1400x900, got {args.size!r}")
-    args.size = (w, h)
+    if args.size is not None:
+        try:
+            w, h = (int(v) for v in args.size.lower().split("x"))
+        except ValueError:
+            parser.error(f"--size must look like 1400x900, got {args.size!r}")
+        args.size = (w, h)
     if args.targets and not args.logits:
         parser.error("--targets needs --logits")
     return args
+
+
+def fit_to_screen(window, screen) -> None:
+    """The default size, or the screen's free area when that is smaller (a
+    1280x720 laptop): a window larger than its screen hides its own edges."""
+    from PySide6 import QtCore
+
+    from .app import DEFAULT_SIZE
+
+    free = screen.availableGeometry() if screen is not None else None
+    if free is None or (free.width() >= DEFAULT_SIZE[0] and free.height() >= DEFAULT_SIZE[1]):
+        window.resize(*DEFAULT_SIZE)
+        return
+    window.resize(min(DEFAULT_SIZE[0], free.width()), min(DEFAULT_SIZE[1], free.height()))
+    window.move(free.topLeft())
+    # A window manager then fits the frame (title bar included) into the free area.
+    window.setWindowState(window.windowState() | QtCore.Qt.WindowState.WindowMaximized)
 
 
 def main(argv=None) -> int:
@@ -163,7 +184,7 @@ def main(argv=None) -> int:
         return 1
 
     from . import io, presets
-    from .app import MainWindow, create_app, render_screenshot
+    from .app import DEFAULT_SIZE, MainWindow, create_app, render_screenshot
     from .model import ExplorerModel
 
     app = create_app()
@@ -189,7 +210,10 @@ def main(argv=None) -> int:
         return 2
 
     window = MainWindow(model, theme=args.theme)
-    window.resize(*args.size)
+    if args.size is not None or args.screenshot:
+        window.resize(*(args.size or DEFAULT_SIZE))
+    else:
+        fit_to_screen(window, app.primaryScreen())
     if args.logits and args.targets:
         window.tabs.setCurrentWidget(window.batch)
     if args.tab:
