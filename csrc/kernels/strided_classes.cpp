@@ -75,7 +75,7 @@ struct StridedKernel {
     G* out;  // softmax / log_softmax / gradient: outer x C x inner of G
     A* lse;  // Mode::lse: outer x inner of A
     int64_t outer, C, inner;
-    const CrossEntropyArgs* a = nullptr;
+    const CrossEntropyArgs* loss_args = nullptr;
     const A* weight = nullptr;
     double beta = 0, coef_total = 0;
     bool stream = false;
@@ -131,15 +131,15 @@ struct StridedKernel {
     void lane_inputs(int64_t o, int64_t j0, int64_t n, const A* xs, LaneInputs& in) const {
         // Without class weights or per-row grad_output, every kept lane has
         // the same alpha and scale.
-        const bool uniform = !weight && !a->grad_scale_rows;
-        const double alpha0 = 1.0 - a->label_smoothing, scale0 = a->grad_scale;
+        const bool uniform = !weight && !loss_args->grad_scale_rows;
+        const double alpha0 = 1.0 - loss_args->label_smoothing, scale0 = loss_args->grad_scale;
         const A alpha0_a = static_cast<A>(alpha0), scale0_a = static_cast<A>(scale0);
         const A hi0 = static_cast<A>(alpha0 * scale0);
         const A lo0 = static_cast<A>(alpha0 * scale0 - static_cast<double>(hi0));
-        const int64_t* target = a->target + o * inner + j0;
+        const int64_t* target = loss_args->target + o * inner + j0;
         for (int64_t l = 0; l < L; ++l) {
-            const int64_t t = l < n ? target[l] : a->ignore_index;
-            const bool ignored = t == a->ignore_index;
+            const int64_t t = l < n ? target[l] : loss_args->ignore_index;
+            const bool ignored = t == loss_args->ignore_index;
             in.ignored[l] = ignored;
             if (ignored) {
                 in.target[l] = A(-1), in.alpha[l] = 0, in.scale[l] = 0, in.at_hi[l] = 0, in.at_lo[l] = 0;
@@ -153,7 +153,8 @@ struct StridedKernel {
                 in.alpha_d[l] = alpha0, in.scale_d[l] = scale0;
                 continue;
             }
-            const double scale = a->grad_scale_rows ? a->grad_scale_rows[o * inner + j0 + l] : scale0;
+            const double scale =
+                loss_args->grad_scale_rows ? loss_args->grad_scale_rows[o * inner + j0 + l] : scale0;
             const double alpha = alpha0 * (weight ? static_cast<double>(weight[t]) : 1.0);
             in.alpha[l] = static_cast<A>(alpha);
             in.scale[l] = static_cast<A>(scale);
@@ -388,7 +389,7 @@ struct StridedKernel {
                 ms[k].store(ms_l + k * W), ls[k].store(ls_l + k * W), s[k].store(s_l + k * W);
                 dot[k].store(dot_l + k * W);
             }
-            const double z = a->z_loss;
+            const double z = loss_args->z_loss;
             for (int64_t l = 0; l < L; ++l) {
                 mul_l[l] = 0, sub_l[l] = 0;
                 if (l >= n) continue;
@@ -414,8 +415,8 @@ struct StridedKernel {
                     mul_l[l] = static_cast<A>(scale * q_weight / static_cast<double>(s_l[l]));
                     sub_l[l] = static_cast<A>(-beta * scale);
                 }
-                if (a->row_lse) a->row_lse[pos] = lse;
-                a->row_loss[pos] = in.ignored[l] ? 0.0 : loss;
+                if (loss_args->row_lse) loss_args->row_lse[pos] = lse;
+                loss_args->row_loss[pos] = in.ignored[l] ? 0.0 : loss;
             }
             V mul[kVecs], sub[kVecs];
             for (int k = 0; k < kVecs; ++k) mul[k] = V::load(mul_l + k * W), sub[k] = V::load(sub_l + k * W);
@@ -671,7 +672,7 @@ void run_short_ce(const CrossEntropyArgs& args) {
     k.C = args.cols;
     k.inner = args.rows;
     k.outer = 1;
-    k.a = &args;
+    k.loss_args = &args;
     k.weight = static_cast<const A*>(args.weight);
     k.beta = args.label_smoothing / static_cast<double>(args.cols);
     k.coef_total = static_cast<double>(args.cols);

@@ -236,12 +236,12 @@ struct ClassLanes {
     template <int NV>
     void targets(int64_t o, int64_t j0, int64_t n, Targets<NV>& in) const {
         constexpr int L = NV * W;
-        const CrossEntropyArgs& a = *args;
-        const int64_t* target = a.target + o * inner + j0;
+        const CrossEntropyArgs& loss_args = *args;
+        const int64_t* target = loss_args.target + o * inner + j0;
         alignas(64) A cls[L];
         for (int64_t l = 0; l < L; ++l) {
-            const int64_t t = l < n ? target[l] : a.ignore_index;
-            in.index[l] = t == a.ignore_index ? -1 : t;
+            const int64_t t = l < n ? target[l] : loss_args.ignore_index;
+            in.index[l] = t == loss_args.ignore_index ? -1 : t;
             cls[l] = static_cast<A>(in.index[l]);
         }
         const V one = V::broadcast(A(1)), zero = V::broadcast(A(0)), none = V::broadcast(A(-1));
@@ -249,8 +249,8 @@ struct ClassLanes {
             in.cls[k] = V::load(cls + k * W);
             in.kept[k] = select_equal(in.cls[k], none, zero, one);
         }
-        const double alpha0 = 1.0 - a.label_smoothing, scale0 = a.grad_scale;
-        if (!weight && !a.grad_scale_rows) {
+        const double alpha0 = 1.0 - loss_args.label_smoothing, scale0 = loss_args.grad_scale;
+        if (!weight && !loss_args.grad_scale_rows) {
             // Every kept lane has the same alpha and scale.
             const A hi0 = static_cast<A>(alpha0 * scale0);
             const A lo0 = static_cast<A>(alpha0 * scale0 - static_cast<double>(hi0));
@@ -270,7 +270,8 @@ struct ClassLanes {
         for (int64_t l = 0; l < L; ++l) {
             al[l] = sc[l] = hi[l] = lo[l] = 0;
             if (cls[l] < 0) continue;
-            const double scale = a.grad_scale_rows ? a.grad_scale_rows[o * inner + j0 + l] : scale0;
+            const double scale =
+                loss_args.grad_scale_rows ? loss_args.grad_scale_rows[o * inner + j0 + l] : scale0;
             const double alpha = alpha0 * (weight ? static_cast<double>(weight[target[l]]) : 1.0);
             const double at = scale * alpha;
             al[l] = static_cast<A>(alpha), sc[l] = static_cast<A>(scale);
@@ -426,10 +427,10 @@ struct ClassLanes {
         } else {
             // Each lane's loss and gradient factors, as the row kernels
             // compute a row's (block_math.hpp), in the compute type.
-            const CrossEntropyArgs& a = *args;
+            const CrossEntropyArgs& loss_args = *args;
             const V beta_v = V::broadcast(static_cast<A>(beta)),
                     total = V::broadcast(static_cast<A>(coef_total));
-            const V z = V::broadcast(static_cast<A>(a.z_loss));
+            const V z = V::broadcast(static_cast<A>(loss_args.z_loss));
             V loss[NV], lse_v[NV], mul[NV], sub[NV];
             for (int k = 0; k < NV; ++k) {
                 lse_v[k] = s.shift[k] + ls[k];
@@ -440,11 +441,11 @@ struct ClassLanes {
                     kept_terms = beta_v * (total * lse_v[k] - s.dot[k]);
                     kept_q = beta_v * total;
                 }
-                if (a.z_loss != 0.0) {
+                if (loss_args.z_loss != 0.0) {
                     kept_terms = fmadd(z * lse_v[k], lse_v[k], kept_terms);
                     kept_q = fmadd(z + z, lse_v[k], kept_q);
                 }
-                if (E != SweepSums::none || a.z_loss != 0.0) {
+                if (E != SweepSums::none || loss_args.z_loss != 0.0) {
                     loss[k] = fmadd(in.kept[k], kept_terms, loss[k]);
                     q_weight = fmadd(in.kept[k], kept_q, q_weight);
                 }
@@ -453,18 +454,18 @@ struct ClassLanes {
             }
             alignas(64) A loss_l[L], lse_l[L], cls_l[L];
             spill<NV>(loss, loss_l), spill<NV>(in.cls, cls_l);
-            if (a.row_lse) spill<NV>(lse_v, lse_l);
+            if (loss_args.row_lse) spill<NV>(lse_v, lse_l);
             const int64_t pos = o * inner + j0;
             for (int64_t l = 0; l < n; ++l) {
                 const bool ignored = cls_l[l] < 0;
                 double lane_loss = static_cast<double>(loss_l[l]), lane_lse = 0;
-                if (a.row_lse) lane_lse = static_cast<double>(lse_l[l]);
+                if (loss_args.row_lse) lane_lse = static_cast<double>(lse_l[l]);
                 if (bad[l]) {
                     lane_loss = kNaN;
-                    if (a.row_lse) lane_lse = bad_lse(o, j0 + l);
+                    if (loss_args.row_lse) lane_lse = bad_lse(o, j0 + l);
                 }
-                if (a.row_lse) a.row_lse[pos + l] = lane_lse;
-                a.row_loss[pos + l] = ignored ? 0.0 : lane_loss;
+                if (loss_args.row_lse) loss_args.row_lse[pos + l] = lane_lse;
+                loss_args.row_loss[pos + l] = ignored ? 0.0 : lane_loss;
             }
             if constexpr (M == LaneOutput::loss_grad) {
                 write<NV, kFull, kTile>(o, j0, n, tile, s.shift, mul, ls, in, sub);
