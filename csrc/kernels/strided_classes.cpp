@@ -524,26 +524,9 @@ struct StridedKernel {
         }
     }
 
-    // A lane the vector path cannot hold: its lse is nan (a nan), +inf (a
-    // +inf, no nan) or -inf (only -inf).
+    // A lane the vector path cannot hold (see lse_of_lane).
     double bad_lse(int64_t o, int64_t j) const {
-        bool pinf = false, nan = false, finite = false;
-        for (int64_t c = 0; c < C; ++c) {
-            const double v = static_cast<double>(to_acc(*col(o, c, j)));
-            nan |= v != v;
-            pinf |= v == kInf;
-            finite |= std::isfinite(v);
-        }
-        if (nan) return kNaN;
-        if (pinf) return kInf;
-        // Not reached for a finite lane (the vector path held it); kept exact anyway.
-        if (finite) {
-            double m = -kInf, s = 0;
-            for (int64_t c = 0; c < C; ++c) m = std::max(m, static_cast<double>(to_acc(*col(o, c, j))));
-            for (int64_t c = 0; c < C; ++c) s += std::exp(static_cast<double>(to_acc(*col(o, c, j))) - m);
-            return m + std::log(s);
-        }
-        return -kInf;
+        return lse_of_lane(C, [&](int64_t c) { return static_cast<double>(to_acc(*col(o, c, j))); });
     }
 
     void fill_lane(int64_t o, int64_t j, G value) const {

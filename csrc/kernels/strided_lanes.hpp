@@ -136,6 +136,30 @@ inline bool can_stream(const void* out, const void* in, int64_t outer, int64_t C
 
 enum class LaneOutput { lse, softmax, log_softmax, loss, loss_grad };
 
+// The lse of one lane, class by class in float64, for the lanes the vector
+// path cannot hold: nan (a nan), +inf (a +inf, no nan) or -inf (only -inf).
+// logit(c) is the lane's logit of class c.
+template <class Logit>
+inline double lse_of_lane(int64_t C, Logit logit) {
+    bool pinf = false, nan = false, finite = false;
+    for (int64_t c = 0; c < C; ++c) {
+        const double v = logit(c);
+        nan |= v != v;
+        pinf |= v == kInf;
+        finite |= std::isfinite(v);
+    }
+    if (nan) return kNaN;
+    if (pinf) return kInf;
+    // Not reached for a finite lane (the vector path held it); kept exact anyway.
+    if (finite) {
+        double m = -kInf, s = 0;
+        for (int64_t c = 0; c < C; ++c) m = std::max(m, logit(c));
+        for (int64_t c = 0; c < C; ++c) s += std::exp(logit(c) - m);
+        return m + std::log(s);
+    }
+    return -kInf;
+}
+
 template <class T, class G, LaneOutput M, SweepSums E>
 struct ClassLanes {
     using A = Acc<T>;
@@ -520,26 +544,9 @@ struct ClassLanes {
         }
     }
 
-    // A lane the vector path cannot hold: its lse is nan (a nan), +inf (a
-    // +inf, no nan) or -inf (only -inf).
+    // A lane the vector path cannot hold (see lse_of_lane).
     double bad_lse(int64_t o, int64_t j) const {
-        bool pinf = false, nan = false, finite = false;
-        for (int64_t c = 0; c < C; ++c) {
-            const double v = static_cast<double>(to_acc(*col(o, c, j)));
-            nan |= v != v;
-            pinf |= v == kInf;
-            finite |= std::isfinite(v);
-        }
-        if (nan) return kNaN;
-        if (pinf) return kInf;
-        // Not reached for a finite lane (the vector path held it); kept exact anyway.
-        if (finite) {
-            double m = -kInf, s = 0;
-            for (int64_t c = 0; c < C; ++c) m = std::max(m, static_cast<double>(to_acc(*col(o, c, j))));
-            for (int64_t c = 0; c < C; ++c) s += std::exp(static_cast<double>(to_acc(*col(o, c, j))) - m);
-            return m + std::log(s);
-        }
-        return -kInf;
+        return lse_of_lane(C, [&](int64_t c) { return static_cast<double>(to_acc(*col(o, c, j))); });
     }
 
     void fill_lane(int64_t o, int64_t j, G value) const {
