@@ -151,12 +151,14 @@ void shard_grad_block(const ShardGradArgs& args, int64_t r, int64_t b) {
     const A* w = static_cast<const A*>(args.weight);
     const V shift = V::broadcast(static_cast<A>(args.shift[r])),
             mul = V::broadcast(static_cast<A>(args.mul[r]));
-    const V minus_sub = V::broadcast(static_cast<A>(-args.sub[r])), one = V::broadcast(A(1));
+    // sub is null without a smoothing term (kCoef 0): not read then.
+    const double sub_t = kCoef != 0 ? args.sub[r] : 0.0;
+    const V minus_sub = V::broadcast(static_cast<A>(-sub_t)), one = V::broadcast(A(1));
     const V c = V::broadcast(static_cast<A>(kCap ? args.softcap : 1.0));
     const V inv = V::broadcast(static_cast<A>(kCap ? 1.0 / args.softcap : 1.0));
     const int64_t t_row = local_target(args.target, r, args.vocab_start, C);
     const int64_t t = t_row >= 0 ? t_row - start : -1;  // offset in this block, if here
-    const double at = args.at_target[r], mul_t = args.mul[r], sub_t = args.sub ? args.sub[r] : 0.0;
+    const double at = args.at_target[r], mul_t = args.mul[r];
     // Lanes [i, i + W); with partial > 0 only the first `partial` are classes
     // (padding lanes read 0 and are never stored).
     auto lanes = [&](int64_t i, int64_t partial) PYCE_ALWAYS_INLINE {
