@@ -5,9 +5,6 @@ boundaries, gradient filtering, memory and errors."""
 from __future__ import annotations
 
 import itertools
-import subprocess
-import sys
-import tempfile
 import textwrap
 import zlib
 
@@ -18,7 +15,7 @@ import pyce
 from pyce import _linear_filter
 from pyce._linear_call import LinearCall
 
-from _helpers import EPS32, load_reference
+from _helpers import EPS32, load_reference, run_installed_python
 
 ref = load_reference()
 
@@ -424,15 +421,7 @@ def test_peak_memory_stays_below_the_logits():
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print((after - before) / 1024)
     """)
-    grown = float(
-        subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=tempfile.gettempdir(),
-        ).stdout
-    )
+    grown = float(run_installed_python(code))
     # The issue's bound: at most 64 MiB beyond the inputs and the returned
     # gradients (3 MiB here), where the logits alone are 128 MiB: one 48 MiB
     # chunk of logits and the BLAS's work buffers.
