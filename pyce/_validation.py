@@ -102,15 +102,41 @@ def class_axis(x, name: str, axis=-1):
     return x, axis
 
 
-def class_rows(x, name: str, axis=-1):
-    """As class_axis, plus a C-contiguous (rows, C) view of ``x`` (see rows_view):
-    ``(x, axis, rows)``."""
+def tiled_view(x: np.ndarray, axis: int):
+    """``x`` as the C-contiguous (outer, C, inner) array that the row kernels of
+    evaluate, entropy, KL and focal loss take tile by tile with the classes in
+    the middle (csrc/kernels/strided_tiles.hpp), or None when rows_view's
+    (rows, C) view needs no copy (the class axis last, only length-1 axes
+    after it, or a view whose moved axes are contiguous).
+
+    A non-contiguous ``x`` is copied in its own order first (no transposition).
+    """
+    if axis == x.ndim - 1 or math.prod(x.shape[axis + 1 :]) <= 1:
+        return None
+    if not x.flags.c_contiguous:
+        if np.moveaxis(x, axis, -1).flags.c_contiguous:
+            return None
+        x = np.ascontiguousarray(x)
+    return x.reshape(math.prod(x.shape[:axis]), x.shape[axis], math.prod(x.shape[axis + 1 :]))
+
+
+def class_layout(x, name: str, axis=-1):
+    """As class_axis, plus the array the row kernels take, without a transposing
+    copy where it can: ``(x, axis, arr)`` with
+    ``arr`` tiled_view's (outer, C, inner) array where it applies, else
+    rows_view's (rows, C). Either way the kernels count positions (rows) in
+    the C order of the logits' shape without the class axis, as targets and
+    per-row results are laid out."""
     x, axis = class_axis(x, name, axis)
-    return x, axis, rows_view(x, axis)
+    tiled = tiled_view(x, axis)
+    return x, axis, tiled if tiled is not None else rows_view(x, axis)
 
 
 def like_logits(grad_rows: np.ndarray, shape: tuple, axis: int) -> np.ndarray:
-    """A (rows, C) result put back in the logits' layout (shape, class axis ``axis``)."""
+    """A (rows, C) result put back in the logits' layout (shape, class axis ``axis``);
+    an (outer, C, inner) one (class_layout) is already in it."""
+    if grad_rows.ndim == 3:
+        return grad_rows.reshape(shape)
     moved = shape[:axis] + shape[axis + 1 :] + (shape[axis],)
     if axis == len(shape) - 1:
         return grad_rows.reshape(moved)

@@ -15,7 +15,7 @@ from ._cache import empty_output
 from ._validation import (
     as_float_array,
     check_real,
-    class_rows,
+    class_layout,
     compute_dtype,
     float_range,
     grad_dtype_for,
@@ -55,7 +55,7 @@ def entropy(logits, axis=-1):
     >>> round(float(pyce.entropy(np.zeros(4))), 6)  # uniform over 4 classes: log 4
     1.386294
     """
-    x, axis, rows = class_rows(logits, "logits", axis)
+    x, axis, rows = class_layout(logits, "logits", axis)
     h = _core.entropy(rows).astype(compute_dtype(x.dtype), copy=False)
     h = h.reshape(x.shape[:axis] + x.shape[axis + 1 :])
     return h if h.ndim else h[()]
@@ -63,7 +63,7 @@ def entropy(logits, axis=-1):
 
 class _KLProblem:
     def __init__(self, student, teacher, temperature, axis, reduction):
-        s, self.axis, self.rows = class_rows(student, "student_logits", axis)
+        s, self.axis, self.rows = class_layout(student, "student_logits", axis)
         t = np.asarray(teacher)
         if t.shape != s.shape:
             raise ValueError(
@@ -72,7 +72,11 @@ class _KLProblem:
         t = as_float_array(t, "teacher_logits")
         if t.dtype != s.dtype:
             t = t.astype(s.dtype)  # the kernel reads both in the student's dtype
-        self.teacher_rows = rows_view(t, self.axis)
+        # The teacher in the student's layout: (outer, C, inner) or (rows, C).
+        if self.rows.ndim == 3:
+            self.teacher_rows = np.ascontiguousarray(t).reshape(self.rows.shape)
+        else:
+            self.teacher_rows = rows_view(t, self.axis)
         self.student = s
         self.temperature = check_real(temperature, "temperature", "a positive number")
         # The kernel scales the logits by 1/T (in the compute dtype) and the
@@ -96,7 +100,7 @@ class _KLProblem:
         g_out = (
             None
             if grad_rows is None
-            else np.ones(self.rows.shape[0] if self.per_row else 1, dtype=np.float64)
+            else np.ones(math.prod(self.loss_shape) if self.per_row else 1, dtype=np.float64)
         )
         raw = _core.kl_divergence(
             self.rows, self.teacher_rows, self.temperature, self.reduction, g_out, grad_rows

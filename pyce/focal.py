@@ -14,7 +14,7 @@ from ._validation import (
     check_ignore_index,
     check_real,
     check_reduction,
-    class_rows,
+    class_layout,
     compute_dtype,
     grad_dtype_for,
     like_logits,
@@ -26,7 +26,7 @@ __all__ = ["focal_loss", "focal_loss_with_grad"]
 
 class _FocalProblem:
     def __init__(self, logits, target, gamma, alpha, axis, ignore_index, reduction):
-        x, self.axis, self.rows = class_rows(logits, "logits", axis)
+        x, self.axis, self.rows = class_layout(logits, "logits", axis)
         c = x.shape[self.axis]
         self.logits = x
         self.reduction = check_reduction(reduction)

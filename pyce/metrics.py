@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _core
-from ._validation import check_ignore_index, class_rows, split_target
+from ._validation import check_ignore_index, class_layout, split_target
 
 __all__ = ["EvalResult", "evaluate"]
 
@@ -176,7 +176,7 @@ def evaluate(logits, target, *, axis=-1, ignore_index=-100, topk=(1, 5)) -> Eval
 def evaluate_rows(logits, target, *, axis=-1, ignore_index=-100):
     """The kernel's per-row (loss, entropy, max_prob, rank) over the scored rows,
     with :func:`evaluate`'s checks (also used to merge ranks' evaluations)."""
-    logits, axis, rows = class_rows(logits, "logits", axis)
+    logits, axis, rows = class_layout(logits, "logits", axis)
     ignore_index = check_ignore_index(ignore_index)
     indices, probabilities = split_target(target, logits, axis)
     if indices is None:

@@ -34,6 +34,10 @@ def small_suites(monkeypatch):
             Case("(300,64) axis 0", (300, 64), 0, "logsumexp"),
             Case("(300,64) axis 0", (300, 64), 0, "softmax"),
             Case("(300,64) axis 0", (300, 64), 0, "log_softmax"),
+            Case("(2,5,8,16) axis 1", (2, 5, 8, 16), 1, "evaluate"),
+            Case("(2,5,8,16) axis 1", (2, 5, 8, 16), 1, "entropy"),
+            Case("(2,5,8,16) axis 1", (2, 5, 8, 16), 1, "kl_grad"),
+            Case("(2,5,8,16) axis 1", (2, 5, 8, 16), 1, "focal_grad"),
         ],
     )
     monkeypatch.setitem(
@@ -64,6 +68,14 @@ def test_suite_runs_and_reports(small_suites, tmp_path, name):
         assert row["label"] in text
         if "torch_s" in row:
             assert _positive(row["torch_s"]) and _positive(row["vs_torch"])
+    if name == "layouts":
+        ops = {r["op"]: r for r in report["rows"]}
+        for op in ("evaluate", "entropy", "kl_grad", "focal_grad"):
+            assert _positive(ops[op]["pyce_s"])
+        # A natural PyTorch version exists for all but evaluate.
+        if suites._optional("torch") is not None:
+            assert all("torch_s" in ops[op] for op in ("entropy", "kl_grad", "focal_grad"))
+            assert "torch_s" not in ops["evaluate"]
     if name == "few-classes":
         assert all(_positive(r["ns_per_row"]) and _positive(r["exp_floor_s"]) for r in report["rows"])
         assert "x exps" in text

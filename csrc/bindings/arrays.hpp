@@ -74,6 +74,34 @@ inline void require_strided(const py::array& a, const char* name, DType dtype, p
                               std::to_string(inner) + ")");
 }
 
+// Logits as the row kernels take them: C-contiguous (rows, C), or (outer, C,
+// inner) with the classes in the middle (run tile by tile,
+// kernels/strided_tiles.hpp). `rows` counts positions (outer x inner) in C
+// order, as targets and per-row outputs do.
+struct ClassLayout {
+    int64_t rows = 0, cols = 0, inner = 1;
+};
+
+inline ClassLayout class_layout(const py::array& a, const char* name, DType dtype) {
+    if (a.ndim() == 3) {
+        require_strided(a, name, dtype);
+        return {a.shape(0) * a.shape(2), a.shape(1), a.shape(2)};
+    }
+    if (a.ndim() != 2)
+        throw py::value_error(std::string(name) +
+                              " must be 2-D (rows, C) or 3-D (outer, C, inner), got shape " + shape_str(a));
+    require_rows(a, name, dtype);
+    return {a.shape(0), a.shape(1), 1};
+}
+
+// An array of `like`'s shape (2-D or 3-D), C-contiguous, of the given dtype.
+inline void require_like(const py::array& a, const char* name, DType dtype, const py::array& like) {
+    if (like.ndim() == 3)
+        require_strided(a, name, dtype, like.shape(0), like.shape(1), like.shape(2));
+    else
+        require_rows(a, name, dtype, like.shape(0), like.shape(1));
+}
+
 inline void require_vector(const py::array& a, const char* name, py::ssize_t n) {
     if (a.ndim() != 1 || a.shape(0) != n || !(a.flags() & py::array::c_style))
         throw py::value_error(std::string(name) + " must be a contiguous vector of length " +

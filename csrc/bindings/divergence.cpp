@@ -1,5 +1,6 @@
 // pyce._core.kl_divergence: T^2 KL(softmax(teacher/T) || softmax(student/T))
-// over (rows, C) logits, optionally with its gradient w.r.t. the student.
+// over (rows, C) logits, or (outer, C, inner) ones with the classes in the
+// middle, optionally with its gradient w.r.t. the student.
 #include <cmath>
 #include <string>
 
@@ -17,21 +18,22 @@ namespace {
 py::object kl_binding(const py::array& student, const py::array& teacher, double temperature,
                       int reduction_code, const py::object& grad_output, const py::object& grad) {
     const DType dtype = dtype_of(student, "student_logits");
-    require_rows(student, "student_logits", dtype);
-    const int64_t rows = student.shape(0), cols = student.shape(1);
-    require_rows(teacher, "teacher_logits", dtype, rows, cols);
+    const ClassLayout layout = class_layout(student, "student_logits", dtype);
+    const int64_t rows = layout.rows, cols = layout.cols;
+    require_like(teacher, "teacher_logits", dtype, student);
     if (cols < 1) throw py::value_error("logits must have at least one class");
     const Reduction reduction = reduction_of(reduction_code, /*allow_batchmean=*/true);
     MeanOver over;
     over.rows = rows;
     over.per_row = cols;
     const double divisor = divisor_of(reduction, over);
-    GradTarget gt = check_grad_target(grad_output, grad, dtype, rows, cols, reduction, divisor);
+    GradTarget gt = check_grad_target(grad_output, grad, dtype, student, rows, reduction, divisor);
     KLDivArgs args;
     args.student = student.data();
     args.teacher = teacher.data();
     args.rows = rows;
     args.cols = cols;
+    args.inner = layout.inner;
     args.temperature = temperature;
     return run_loss_kernel(kernels().kl_divergence[static_cast<int>(dtype)], args, gt, dtype, reduction,
                            divisor);
@@ -42,7 +44,8 @@ py::object kl_binding(const py::array& student, const py::array& teacher, double
 void register_divergence(py::module_& m) {
     m.def("kl_divergence", &kl_binding, py::arg("student"), py::arg("teacher"), py::arg("temperature"),
           py::arg("reduction"), py::arg("grad_output"), py::arg("grad"),
-          "T^2 KL(softmax(teacher/T) || softmax(student/T)) of C-contiguous (rows, C) logits: per row "
+          "T^2 KL(softmax(teacher/T) || softmax(student/T)) of C-contiguous (rows, C) logits (or (outer, C, "
+          "inner) ones, classes in the middle): per row "
           "(reduction 0), or their mean over elements (1), sum (2) or mean over rows (3, batchmean); "
           "writes T (q - p) * grad_output (divided as the reduction divides) into `grad` when grad_output "
           "is given.");

@@ -1,5 +1,5 @@
-// pyce._core.focal_loss over (rows, C) logits and class-index targets,
-// optionally with its gradient.
+// pyce._core.focal_loss over (rows, C) or (outer, C, inner) logits and
+// class-index targets, optionally with its gradient.
 #include <cmath>
 #include <string>
 
@@ -18,8 +18,8 @@ py::object focal_binding(const py::array& logits, const py::array& target, int64
                          const py::object& alpha, double alpha_scalar, int reduction_code,
                          const py::object& grad_output, const py::object& grad) {
     const DType dtype = dtype_of(logits, "logits");
-    require_rows(logits, "logits", dtype);
-    const int64_t rows = logits.shape(0), cols = logits.shape(1);
+    const ClassLayout layout = class_layout(logits, "logits", dtype);
+    const int64_t rows = layout.rows, cols = layout.cols;
     if (cols < 1) throw py::value_error("logits must have at least one class");
     const Reduction reduction = reduction_of(reduction_code);
     if (!target.dtype().is(py::dtype::of<int64_t>())) throw py::type_error("target must be an int64 array");
@@ -44,11 +44,12 @@ py::object focal_binding(const py::array& logits, const py::array& target, int64
     over.target = t;
     over.ignore_index = ignore_index;
     const double divisor = divisor_of(reduction, over);
-    GradTarget gt = check_grad_target(grad_output, grad, dtype, rows, cols, reduction, divisor);
+    GradTarget gt = check_grad_target(grad_output, grad, dtype, logits, rows, reduction, divisor);
     FocalArgs args;
     args.logits = logits.data();
     args.rows = rows;
     args.cols = cols;
+    args.inner = layout.inner;
     args.target = t;
     args.ignore_index = ignore_index;
     args.gamma = gamma;
@@ -61,11 +62,13 @@ py::object focal_binding(const py::array& logits, const py::array& target, int64
 }  // namespace
 
 void register_focal(py::module_& m) {
-    m.def("focal_loss", &focal_binding, py::arg("logits"), py::arg("target"), py::arg("ignore_index"),
-          py::arg("gamma"), py::arg("alpha"), py::arg("alpha_scalar"), py::arg("reduction"),
-          py::arg("grad_output"), py::arg("grad"),
-          "Focal loss -alpha_t (1 - p_t)^gamma log p_t of C-contiguous (rows, C) logits; writes the gradient "
-          "(times grad_output) into `grad` when grad_output is given.");
+    m.def(
+        "focal_loss", &focal_binding, py::arg("logits"), py::arg("target"), py::arg("ignore_index"),
+        py::arg("gamma"), py::arg("alpha"), py::arg("alpha_scalar"), py::arg("reduction"),
+        py::arg("grad_output"), py::arg("grad"),
+        "Focal loss -alpha_t (1 - p_t)^gamma log p_t of C-contiguous (rows, C) logits, or (outer, C, inner) "
+        "ones with the classes in the middle; writes the gradient "
+        "(times grad_output) into `grad` when grad_output is given.");
 }
 
 }  // namespace pyce

@@ -21,10 +21,12 @@ struct GradTarget {
 };
 
 // grad_output: None (no gradient), or a float64 vector (one per row for
-// reduction none, else one value); grad: the (rows, cols) buffer to write.
-// `divisor` (runtime/reduce.hpp's divisor_of) divides a reduced gradient.
+// reduction none, else one value); grad: the buffer to write, of the
+// logits' shape ((rows, cols), or (outer, cols, inner)). `divisor`
+// (runtime/reduce.hpp's divisor_of) divides a reduced gradient.
 inline GradTarget check_grad_target(const py::object& grad_output, const py::object& grad, DType dtype,
-                                    int64_t rows, int64_t cols, Reduction reduction, double divisor) {
+                                    const py::array& logits, int64_t rows, Reduction reduction,
+                                    double divisor) {
     GradTarget out;
     if (grad_output.is_none()) return out;
     const bool per_row = reduction == Reduction::none;
@@ -36,7 +38,7 @@ inline GradTarget check_grad_target(const py::object& grad_output, const py::obj
     out.grad = py::array::ensure(grad);
     if (!out.grad) throw py::type_error("grad must be an array");
     out.f32 = is_16bit(dtype) && dtype_of(out.grad, "grad") == DType::f32;
-    require_rows(out.grad, "grad", out.f32 ? DType::f32 : dtype, rows, cols);
+    require_like(out.grad, "grad", out.f32 ? DType::f32 : dtype, logits);
     require_writeable(out.grad, "grad");
     out.data = out.grad.mutable_data();
     const double* g = static_cast<const double*>(out.grad_output.data());

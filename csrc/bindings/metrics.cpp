@@ -1,5 +1,6 @@
 // pyce._core.evaluate / entropy: per-row evaluation metrics from one pass
-// over (rows, C) logits. The reductions over rows (means, top-k, calibration)
+// over (rows, C) logits, or (outer, C, inner) ones with the classes in the
+// middle (rows: the positions, in C order). The reductions over rows (means, top-k, calibration)
 // are O(rows) and happen in pyce/metrics.py.
 #include <cmath>
 #include <limits>
@@ -27,8 +28,8 @@ py::array_t<double> nan_vector(py::ssize_t n) {
 // ignored rows.
 py::tuple evaluate_binding(const py::array& logits, const py::array& target, int64_t ignore_index) {
     const DType dtype = dtype_of(logits, "logits");
-    require_rows(logits, "logits", dtype);
-    const int64_t rows = logits.shape(0), cols = logits.shape(1);
+    const ClassLayout layout = class_layout(logits, "logits", dtype);
+    const int64_t rows = layout.rows, cols = layout.cols;
     if (cols < 1) throw py::value_error("logits must have at least one class");
     if (!target.dtype().is(py::dtype::of<int64_t>())) throw py::type_error("target must be an int64 array");
     require_vector(target, "target", rows);
@@ -38,6 +39,7 @@ py::tuple evaluate_binding(const py::array& logits, const py::array& target, int
     args.logits = logits.data();
     args.rows = rows;
     args.cols = cols;
+    args.inner = layout.inner;
     args.target = static_cast<const int64_t*>(target.data());
     args.ignore_index = ignore_index;
     args.loss = loss.mutable_data();
@@ -58,14 +60,15 @@ py::tuple evaluate_binding(const py::array& logits, const py::array& target, int
 // The entropy of softmax of every row, float64.
 py::array entropy_binding(const py::array& logits) {
     const DType dtype = dtype_of(logits, "logits");
-    require_rows(logits, "logits", dtype);
-    const int64_t rows = logits.shape(0), cols = logits.shape(1);
+    const ClassLayout layout = class_layout(logits, "logits", dtype);
+    const int64_t rows = layout.rows, cols = layout.cols;
     if (cols < 1) throw py::value_error("logits must have at least one class");
     py::array_t<double> entropy(rows);
     EvaluateArgs args;
     args.logits = logits.data();
     args.rows = rows;
     args.cols = cols;
+    args.inner = layout.inner;
     args.entropy = entropy.mutable_data();
     {
         py::gil_scoped_release release;
@@ -79,10 +82,12 @@ py::array entropy_binding(const py::array& logits) {
 
 void register_metrics(py::module_& m) {
     m.def("evaluate", &evaluate_binding, py::arg("logits"), py::arg("target"), py::arg("ignore_index"),
-          "Per-row (loss, entropy, max_prob, rank) of C-contiguous (rows, C) logits from one pass; nan for "
-          "ignored rows. rank = #{j: x_j > x_target}.");
+          "Per-row (loss, entropy, max_prob, rank) of C-contiguous (rows, C) logits (or (outer, C, inner) "
+          "ones, classes in the middle) from one pass; nan for ignored rows. rank = #{j: x_j > x_target}.");
     m.def("entropy", &entropy_binding, py::arg("logits"),
-          "Entropy of softmax of every row of C-contiguous (rows, C) logits, as float64.");
+          "Entropy of softmax of every row of C-contiguous (rows, C) logits (or of every position of (outer, "
+          "C, "
+          "inner) ones), as float64.");
 }
 
 }  // namespace pyce

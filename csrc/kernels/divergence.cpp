@@ -8,6 +8,8 @@
 // keeps the teacher's exps in the scratch row and the student's in the
 // gradient (or recomputes them there when the gradient is 16-bit), and the
 // write_block turns them into T * (q - p) with one fused multiply-add.
+// Logits with the class axis in the middle run tile by tile (strided_tiles.hpp).
+#include <array>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -19,6 +21,7 @@
 #include "kernels/info_math.hpp"
 #include "kernels/output_store.hpp"
 #include "kernels/parallel.hpp"
+#include "kernels/strided_tiles.hpp"
 
 namespace pyce {
 namespace CPU_CAPABILITY {
@@ -142,11 +145,31 @@ struct KLKernel {
     }
 };
 
+// Classes last: the rows as they are; classes in the middle: tile by tile,
+// the student's and the teacher's tiles side by side.
 template <class T>
 void run(const KLDivArgs& args) {
     with_grad_kind<T>(args.grad, args.grad_f32, [&](auto kind) {
-        KLKernel<T, typename decltype(kind)::type, decltype(kind)::with_grad> kernel(args);
-        run_blocked(kernel, args.rows, args.cols, args.threads);
+        using G = typename decltype(kind)::type;
+        using Kernel = KLKernel<T, G, decltype(kind)::with_grad>;
+        if (args.inner <= 1) {
+            Kernel kernel(args);
+            run_blocked(kernel, args.rows, args.cols, args.threads);
+            return;
+        }
+        const ClassAxisShape shape{args.rows / args.inner, args.cols, args.inner};
+        const std::array<const T*, 2> inputs{static_cast<const T*>(args.student),
+                                             static_cast<const T*>(args.teacher)};
+        run_on_tiles<Kernel, T, G, 2>(args, shape, inputs, static_cast<G*>(args.grad), args.threads,
+                                      [](KLDivArgs& a, const Tile<T, G, 2>& tile) {
+                                          a.student = tile.inputs[0];
+                                          a.teacher = tile.inputs[1];
+                                          a.rows = tile.rows;
+                                          a.inner = 1;
+                                          a.grad = tile.grad;
+                                          a.row_loss += tile.first;
+                                          if (a.grad_scale_rows) a.grad_scale_rows += tile.first;
+                                      });
     });
 }
 

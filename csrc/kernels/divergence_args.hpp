@@ -1,6 +1,6 @@
 // Arguments of the distillation-loss kernel (kernels/divergence.cpp): a problem laid out as
-// rows x cols, classes last, C-contiguous (as CrossEntropyArgs); everything
-// the kernel indexes with has been checked already.
+// rows x cols, classes last, or classes in the middle (inner below), C-contiguous (as CrossEntropyArgs);
+// everything the kernel indexes with has been checked already.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +22,10 @@ struct KLDivArgs {
     double grad_scale = 1.0;
     const double* grad_scale_rows = nullptr;
     int threads = 1;
+    // > 1: the class axis is not the innermost. The logits (and gradient) are
+    // (rows / inner, cols, inner), C-contiguous; `rows` counts positions in C
+    // order, as the per-row arrays do (run tile by tile, kernels/strided_tiles.hpp).
+    int64_t inner = 1;
 };
 
 }  // namespace pyce

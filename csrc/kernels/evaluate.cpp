@@ -9,6 +9,7 @@
 //   rank      = #{j : x_j > x_t}             (top-k correct <=> rank < k)
 // Ties are not counted against the target: a target tied with the largest
 // logit has rank 0 (torch.topk would break the tie by position).
+// Logits with the class axis in the middle run tile by tile (strided_tiles.hpp).
 #include <cstdint>
 #include <vector>
 
@@ -19,6 +20,7 @@
 #include "kernels/dominant.hpp"
 #include "kernels/info_math.hpp"
 #include "kernels/parallel.hpp"
+#include "kernels/strided_tiles.hpp"
 
 namespace pyce {
 namespace CPU_CAPABILITY {
@@ -99,15 +101,35 @@ struct EvaluateKernel {
     void write_block(const Row&, int64_t, const Stats&, A*) const {}
 };
 
+// Classes last: the rows as they are; classes in the middle: tile by tile.
+template <class T, bool kTarget>
+void run_layout(const EvaluateArgs& args) {
+    using Kernel = EvaluateKernel<T, kTarget>;
+    if (args.inner <= 1) {
+        Kernel kernel(args);
+        run_blocked(kernel, args.rows, args.cols, args.threads);
+        return;
+    }
+    const ClassAxisShape shape{args.rows / args.inner, args.cols, args.inner};
+    run_on_tiles<Kernel, T, T, 1>(args, shape, {static_cast<const T*>(args.logits)}, static_cast<T*>(nullptr),
+                                  args.threads, [](EvaluateArgs& a, const Tile<T, T, 1>& tile) {
+                                      a.logits = tile.inputs[0];
+                                      a.rows = tile.rows;
+                                      a.inner = 1;
+                                      if (a.target) a.target += tile.first;
+                                      if (a.loss) a.loss += tile.first;
+                                      if (a.entropy) a.entropy += tile.first;
+                                      if (a.max_prob) a.max_prob += tile.first;
+                                      if (a.rank) a.rank += tile.first;
+                                  });
+}
+
 template <class T>
 void run(const EvaluateArgs& args) {
-    if (args.target) {
-        EvaluateKernel<T, true> kernel(args);
-        run_blocked(kernel, args.rows, args.cols, args.threads);
-    } else {
-        EvaluateKernel<T, false> kernel(args);
-        run_blocked(kernel, args.rows, args.cols, args.threads);
-    }
+    if (args.target)
+        run_layout<T, true>(args);
+    else
+        run_layout<T, false>(args);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 // i.e. the cross-entropy gradient with the row weight G instead of a, so the
 // kernel is cross-entropy's block sweep (block_math.hpp) with another
 // per-row factor. 1 - p is formed as -expm1(-nll): no cancellation near p = 1.
+// Logits with the class axis in the middle run tile by tile (strided_tiles.hpp).
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -18,6 +19,7 @@
 #include "kernels/dominant.hpp"
 #include "kernels/output_store.hpp"
 #include "kernels/parallel.hpp"
+#include "kernels/strided_tiles.hpp"
 
 namespace pyce {
 namespace CPU_CAPABILITY {
@@ -150,11 +152,29 @@ struct FocalKernel {
     }
 };
 
+// Classes last: the rows as they are; classes in the middle: tile by tile.
 template <class T>
 void run(const FocalArgs& args) {
     with_grad_kind<T>(args.grad, args.grad_f32, [&](auto kind) {
-        FocalKernel<T, typename decltype(kind)::type, decltype(kind)::with_grad> kernel(args);
-        run_blocked(kernel, args.rows, args.cols, args.threads);
+        using G = typename decltype(kind)::type;
+        using Kernel = FocalKernel<T, G, decltype(kind)::with_grad>;
+        if (args.inner <= 1) {
+            Kernel kernel(args);
+            run_blocked(kernel, args.rows, args.cols, args.threads);
+            return;
+        }
+        const ClassAxisShape shape{args.rows / args.inner, args.cols, args.inner};
+        run_on_tiles<Kernel, T, G, 1>(args, shape, {static_cast<const T*>(args.logits)},
+                                      static_cast<G*>(args.grad), args.threads,
+                                      [](FocalArgs& a, const Tile<T, G, 1>& tile) {
+                                          a.logits = tile.inputs[0];
+                                          a.rows = tile.rows;
+                                          a.inner = 1;
+                                          a.grad = tile.grad;
+                                          a.target += tile.first;
+                                          a.row_loss += tile.first;
+                                          if (a.grad_scale_rows) a.grad_scale_rows += tile.first;
+                                      });
     });
 }
 

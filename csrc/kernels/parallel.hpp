@@ -66,6 +66,55 @@ void parallel_ranges(int64_t n, int threads, const Fn& fn) {
     fn(int64_t{0}, n);
 }
 
+// Rows of scratch a thread needs to run rows of `cols` classes itself
+// (run_rows_here), in elements of Kernel::Scratch.
+template <class Kernel>
+size_t here_scratch_elems(int64_t cols) {
+    const size_t per_row = static_cast<size_t>(Kernel::kScratchRows) * static_cast<size_t>(cols);
+    return cols <= kGroupMaxCols ? per_row * kGroup : per_row;
+}
+
+// Rows [r0, r1) on the calling thread, with `scratch` of here_scratch_elems
+// elements and `stats` for the blocks of a row (resized here). run_rows
+// gives each thread its rows this way; kernels/strided_tiles.hpp runs a
+// tile's rows this way.
+template <class Kernel>
+void run_rows_here(Kernel& kernel, int64_t r0, int64_t r1, int64_t cols, typename Kernel::Scratch* scratch,
+                   std::vector<typename Kernel::Stats>& stats) {
+    using Stats = typename Kernel::Stats;
+    using Row = typename Kernel::Row;
+    const size_t scratch_cols = static_cast<size_t>(Kernel::kScratchRows) * static_cast<size_t>(cols);
+    if (cols <= kGroupMaxCols) {
+        // Short rows: the time of a row is its chain of dependent steps (max,
+        // sweep, sums, log, gradient), not its arithmetic. Taking kGroup rows
+        // step by step puts independent chains side by side, so the core
+        // overlaps them.
+        for (int64_t r = r0; r < r1; r += kGroup) {
+            const int g = static_cast<int>(r1 - r < kGroup ? r1 - r : kGroup);
+            Row row[kGroup];
+            Stats group_stats[kGroup];
+            // Built in place (guaranteed copy elision): copying a Row that
+            // was just written field by field would stall on store forwarding.
+            for (int k = 0; k < g; ++k) ::new (static_cast<void*>(&row[k])) Row(kernel.begin(r + k));
+            for (int k = 0; k < g; ++k) group_stats[k] = kernel.stats(row[k], 0, scratch + k * scratch_cols);
+            for (int k = 0; k < g; ++k) kernel.finish(row[k], &group_stats[k], 1);
+            if (Kernel::kWritesBlocks)
+                for (int k = 0; k < g; ++k)
+                    kernel.write_block(row[k], 0, group_stats[k], scratch + k * scratch_cols);
+        }
+        return;
+    }
+    const int64_t nblocks = num_blocks(cols);
+    stats.resize(static_cast<size_t>(nblocks));
+    for (int64_t r = r0; r < r1; ++r) {
+        Row row = kernel.begin(r);
+        for (int64_t b = 0; b < nblocks; ++b) stats[b] = kernel.stats(row, b, scratch);
+        kernel.finish(row, stats.data(), nblocks);
+        if (Kernel::kWritesBlocks)
+            for (int64_t b = 0; b < nblocks; ++b) kernel.write_block(row, b, stats[b], scratch);
+    }
+}
+
 // The body of run_blocked, on the thread count it chose.
 template <class Kernel>
 void run_rows(Kernel& kernel, int64_t rows, int64_t cols, int threads) {
@@ -75,42 +124,11 @@ void run_rows(Kernel& kernel, int64_t rows, int64_t cols, int threads) {
     const int64_t nblocks = num_blocks(cols);
     const size_t scratch_cols = static_cast<size_t>(Kernel::kScratchRows) * static_cast<size_t>(cols);
 
-    if (cols <= kGroupMaxCols) {
-        // Short rows: the time of a row is its chain of dependent steps (max,
-        // sweep, sums, log, gradient), not its arithmetic. Taking kGroup rows
-        // step by step puts independent chains side by side, so the core
-        // overlaps them.
+    if (cols <= kGroupMaxCols || shares_whole_rows(rows, threads)) {
         parallel_ranges(rows, threads, [&](int64_t r0, int64_t r1) {
-            const ScratchLease lease(scratch_cols * kGroup * sizeof(Scratch));
-            Scratch* scratch = lease.as<Scratch>();
-            for (int64_t r = r0; r < r1; r += kGroup) {
-                const int g = static_cast<int>(r1 - r < kGroup ? r1 - r : kGroup);
-                Row row[kGroup];
-                Stats stats[kGroup];
-                // Built in place (guaranteed copy elision): copying a Row that
-                // was just written field by field would stall on store forwarding.
-                for (int k = 0; k < g; ++k) ::new (static_cast<void*>(&row[k])) Row(kernel.begin(r + k));
-                for (int k = 0; k < g; ++k) stats[k] = kernel.stats(row[k], 0, scratch + k * scratch_cols);
-                for (int k = 0; k < g; ++k) kernel.finish(row[k], &stats[k], 1);
-                if (Kernel::kWritesBlocks)
-                    for (int k = 0; k < g; ++k)
-                        kernel.write_block(row[k], 0, stats[k], scratch + k * scratch_cols);
-            }
-        });
-        return;
-    }
-    if (shares_whole_rows(rows, threads)) {
-        parallel_ranges(rows, threads, [&](int64_t r0, int64_t r1) {
-            std::vector<Stats> stats(static_cast<size_t>(nblocks));
-            const ScratchLease lease(scratch_cols * sizeof(Scratch));
-            Scratch* scratch = lease.as<Scratch>();
-            for (int64_t r = r0; r < r1; ++r) {
-                Row row = kernel.begin(r);
-                for (int64_t b = 0; b < nblocks; ++b) stats[b] = kernel.stats(row, b, scratch);
-                kernel.finish(row, stats.data(), nblocks);
-                if (Kernel::kWritesBlocks)
-                    for (int64_t b = 0; b < nblocks; ++b) kernel.write_block(row, b, stats[b], scratch);
-            }
+            std::vector<Stats> stats;
+            const ScratchLease lease(here_scratch_elems<Kernel>(cols) * sizeof(Scratch));
+            run_rows_here(kernel, r0, r1, cols, lease.as<Scratch>(), stats);
         });
         return;
     }

@@ -30,7 +30,9 @@ class Case(NamedTuple):
     label: str
     shape: tuple
     axis: int
-    op: str  # forward, fused, fused_out, logsumexp, softmax, log_softmax, torch_fused
+    # forward, fused, fused_out, logsumexp, softmax, log_softmax, torch_fused,
+    # evaluate, entropy, kl_grad, focal_grad
+    op: str
     dtype: str = "float32"
 
 
@@ -44,6 +46,12 @@ SUITES = {
         Case("(8,21,512,512) axis 1", _NCHW, 1, "forward"),
         Case("(8,21,512,512) axis 1", _NCHW, 1, "torch_fused"),
         Case("(8,21,512,512) axis 1 bf16", _NCHW, 1, "fused_out", "bfloat16"),
+        # The other functions that take an axis (issue 15 item 1): the row
+        # kernels tile by tile, no transposing copy.
+        Case("(8,21,512,512) axis 1", _NCHW, 1, "evaluate"),
+        Case("(8,21,512,512) axis 1", _NCHW, 1, "entropy"),
+        Case("(8,21,512,512) axis 1", _NCHW, 1, "kl_grad"),
+        Case("(8,21,512,512) axis 1", _NCHW, 1, "focal_grad"),
         Case("(32000,2048) axis 0", _AXIS0, 0, "logsumexp"),
         Case("(32000,2048) axis 0", _AXIS0, 0, "softmax"),
         Case("(32000,2048) axis 0", _AXIS0, 0, "log_softmax"),
@@ -63,6 +71,8 @@ SUITES = {
 #: Bytes each op must move, in units of the logits' bytes, and the probe that moves them:
 #: outputs are written with non-temporal stores (as the kernels write a large output),
 #: so that the floor of a fused pass is one read and one write, no read-for-ownership.
+#: KL with its gradient reads two arrays (student, teacher) and writes one: the
+#: copy probe's time scaled to its bytes (_PROBE_BYTES).
 _TRAFFIC = {
     "forward": ("read", 1),
     "logsumexp": ("read", 1),
@@ -71,7 +81,13 @@ _TRAFFIC = {
     "softmax": ("copy_nt", 2),
     "log_softmax": ("copy_nt", 2),
     "torch_fused": ("copy_nt", 2),
+    "evaluate": ("read", 1),
+    "entropy": ("read", 1),
+    "kl_grad": ("copy_nt", 3),
+    "focal_grad": ("copy_nt", 2),
 }
+#: The bytes each probe moves, in units of the logits' bytes.
+_PROBE_BYTES = {"read": 1, "copy_nt": 2}
 
 _LABEL = {
     "forward": "forward",
@@ -81,7 +97,14 @@ _LABEL = {
     "softmax": "softmax",
     "log_softmax": "log_softmax",
     "torch_fused": "fused via pyce.torch",
+    "evaluate": "evaluate",
+    "entropy": "entropy",
+    "kl_grad": "KL with grad",
+    "focal_grad": "focal with grad",
 }
+
+#: Ops that read a second array of the logits' shape (the teacher's logits).
+_WITH_TEACHER = ("kl_grad",)
 
 
 def _problem(case: Case):
@@ -96,7 +119,16 @@ def _problem(case: Case):
     return x, t, axis
 
 
-def _pyce_fn(case: Case, x, t, axis):
+def _teacher(case: Case):
+    """The teacher's logits of a divergence case, or None."""
+    if case.op not in _WITH_TEACHER:
+        return None
+    teacher = np.random.default_rng(1).standard_normal(case.shape, dtype=np.float32) * 2
+    dt = numpy_dtype(case.dtype)
+    return teacher if teacher.dtype == dt else teacher.astype(dt)
+
+
+def _pyce_fn(case: Case, x, t, axis, teacher=None):
     import pyce
 
     if case.op == "forward":
@@ -112,6 +144,14 @@ def _pyce_fn(case: Case, x, t, axis):
         return lambda: pyce.softmax(x, axis=axis), None
     if case.op == "log_softmax":
         return lambda: pyce.log_softmax(x, axis=axis), None
+    if case.op == "evaluate":
+        return lambda: pyce.evaluate(x, t, axis=axis), None
+    if case.op == "entropy":
+        return lambda: pyce.entropy(x, axis=axis), None
+    if case.op == "kl_grad":
+        return lambda: pyce.kl_divergence_with_grad(x, teacher, axis=axis), None
+    if case.op == "focal_grad":
+        return lambda: pyce.focal_loss_with_grad(x, t, axis=axis), None
     if case.op == "torch_fused":
         torch = _optional("torch")
         if torch is None:
@@ -130,19 +170,55 @@ def _pyce_fn(case: Case, x, t, axis):
     raise ValueError(f"unknown suite op {case.op!r}")
 
 
-def _torch_fn(case: Case, x, t, axis):
-    """PyTorch's own version of the case, on its native layout, or None."""
+def _torch_fn(case: Case, x, t, axis, teacher=None):
+    """PyTorch's own version of the case, on its native layout, or None
+    (evaluate has none: its metrics are several torch calls, not one)."""
     torch = _optional("torch")
     if torch is None:
         return None
     import torch.nn.functional as F
 
-    xt = (
-        torch.from_numpy(x)
-        if case.dtype != "bfloat16"
-        else torch.from_numpy(x.view(np.int16)).view(torch.bfloat16)
-    )
+    def tensor(a):
+        if case.dtype != "bfloat16":
+            return torch.from_numpy(a)
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+
+    xt = tensor(x)
     tt = torch.from_numpy(t)
+    if case.op == "evaluate":
+        return None
+    if case.op == "entropy":
+
+        def entropy():
+            with torch.no_grad():
+                logq = F.log_softmax(xt, dim=axis)
+                return -(logq.exp() * logq).sum(dim=axis)
+
+        return entropy
+    if case.op in ("kl_grad", "focal_grad"):
+        xg = xt.detach().requires_grad_(True)
+        teacher_t = tensor(teacher) if teacher is not None else None
+
+        def loss():
+            if case.op == "kl_grad":
+                # pyce's default temperature 1; its batchmean divides by the positions,
+                # kl_div's by N: the scale differs, the work does not.
+                return F.kl_div(
+                    F.log_softmax(xg, dim=axis),
+                    F.log_softmax(teacher_t, dim=axis),
+                    reduction="batchmean",
+                    log_target=True,
+                )
+            # The softmax focal loss as PyTorch code writes it (gamma 2, mean).
+            ce = F.cross_entropy(xg, tt, reduction="none")
+            return ((1 - torch.exp(-ce)) ** 2 * ce).mean()
+
+        def fused():
+            xg.grad = None
+            loss().backward()
+            return xg.grad
+
+        return fused
     if case.op in ("forward", "fused", "fused_out", "torch_fused"):
         if not (xt.ndim == 2 or axis == 1):
             return None  # F.cross_entropy takes the classes last (2-D) or at dim 1 only
@@ -185,6 +261,7 @@ def run_suite(
         if progress:
             progress.start(f"{name} {case.label} {_LABEL[case.op]}")
         x, t, axis = _problem(case)
+        teacher = _teacher(case)
         kind, mult = _TRAFFIC[case.op]
         row = {
             "label": case.label,
@@ -194,7 +271,7 @@ def run_suite(
             "dtype": case.dtype,
             "bytes": mult * x.nbytes,
         }
-        fn, keep = _pyce_fn(case, x, t, axis)
+        fn, keep = _pyce_fn(case, x, t, axis, teacher)
         if fn is None:
             row["status"] = "torch not installed"
         else:
@@ -207,20 +284,21 @@ def run_suite(
                     "copy_nt": lambda s=src, d=dst: scale_nt(s, d, 1.0),
                 }
             tm, floor_tm = time_against_floor(fn, probes[x.nbytes][kind], rounds=repeat, min_time=min_time)
+            floor_s = floor_tm.best * mult / _PROBE_BYTES[kind]
             row.update(
                 pyce_s=tm.best,
                 pyce_samples_s=tm.samples,
-                floor_s=floor_tm.best,
-                x_floor=tm.best / floor_tm.best,
+                floor_s=floor_s,
+                x_floor=tm.best / floor_s,
             )
             n_rows = x.size // x.shape[axis]
             row["ns_per_row"] = tm.best / n_rows * 1e9
             row["exp_floor_s"] = exp_ns * 1e-9 * x.size
-            tfn = _torch_fn(case, x, t, axis) if peers else None
+            tfn = _torch_fn(case, x, t, axis, teacher) if peers else None
             if tfn is not None:
                 row["torch_s"] = time_call(tfn, repeat=repeat, min_time=min_time).best
                 row["vs_torch"] = row["torch_s"] / tm.best
-        del keep
+        del keep, teacher
         rows.append(row)
         if progress:
             progress.advance()
@@ -253,8 +331,9 @@ def format_suite(result: dict) -> str:
             ]
         table.append(cells)
     notes = (
-        f"floor: the bytes the op must move (forward/logsumexp: the logits once; with an output: "
-        f"read + write, non-temporal stores) at the streaming bandwidth probed alternately with it "
+        f"floor: the bytes the op must move (forward/logsumexp/evaluate/entropy: the logits once; "
+        f"with an output: read + write, non-temporal stores; KL: two reads + a write) at the "
+        f"streaming bandwidth probed alternately with it "
         f"({result['probe_source']}); "
         f"vs torch: PyTorch's time / pyce's (its forward+backward for fused ops, on its own layout). "
     )
