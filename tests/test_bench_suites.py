@@ -87,3 +87,44 @@ def test_suite_names_in_help():
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
         bench.main(["--help"])
     assert "--suite" in out.getvalue()
+
+
+def test_in_cache_slices_keep_the_kernel_path_and_double_the_elements():
+    # The in-cache figure of the layouts suite times two slices whose
+    # difference is the arithmetic of as many elements as the small one
+    # holds: the same layout (axis, class count kept where it picks the
+    # sweep) and exactly twice the elements.
+    import numpy as np
+
+    cases = [
+        ((8, 21, 512, 512), 1),  # H-rows of one image, the 21 classes kept
+        ((32000, 2048), 0),  # 1100 / 2200 classes: still the online sweep
+        ((4096, 32000), 1),  # rows, classes last
+    ]
+    for shape, axis in cases:
+        x = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), shape, (0,) * len(shape))
+        t_shape = shape[:axis] + shape[axis + 1 :]
+        t = np.zeros(t_shape, np.int64)
+        (xs, ts), (xl, tl) = suites._in_cache_slices(x, t, axis)
+        assert xl.size == 2 * xs.size
+        assert xs.nbytes <= 2 * suites._IN_CACHE_BYTES
+        assert ts.shape == xs.shape[:axis] + xs.shape[axis + 1 :]
+        assert tl.shape == xl.shape[:axis] + xl.shape[axis + 1 :]
+        if axis == 0:
+            assert xs.shape[0] > 1024 and xs.shape[1] % 64 == 0
+        elif len(shape) == 4:
+            assert xs.shape[1] == shape[1]
+
+
+def test_layouts_suite_reports_the_in_cache_figure(small_suites, tmp_path):
+    path = tmp_path / "suite.json"
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert (
+            bench.main(["--suite", "layouts", "--repeat", "1", "--min-time", "0.001", "--json", str(path)])
+            == 0
+        )
+    assert "in-cache" in out.getvalue()
+    rows = json.loads(path.read_text())["rows"]
+    # (300, 64) axis 0 has too few classes for the online slices; (2,5,8,16) has H-rows.
+    nchw = [r for r in rows if r["label"].startswith("(2,5,8,16)") and r["op"] != "torch_fused"]
+    assert nchw and all(_positive(r["in_cache_s"]) for r in nchw)

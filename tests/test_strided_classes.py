@@ -40,8 +40,13 @@ STRIDED = {
     "blocks-700": ((700, 40), 0),
     "one-class": ((2, 1, 33), 1),
     "3d-axis0": ((6, 4, 8), 0),
+    # More classes than a tile holds: the online sweep, in class blocks of 64
+    # across a chunk's groups; several chunks of 1024 positions, a partial
+    # one, a partial group, classes not a multiple of the block.
+    "online-axis0": ((1100, 2100), 0),
+    "online-nchw": ((2, 1030, 3, 25), 1),
 }
-ISA_SUBSET = ["nchw-21", "blocks-700", "axis0-partial"]
+ISA_SUBSET = ["nchw-21", "blocks-700", "axis0-partial", "online-nchw"]
 
 
 def _assert_strided_path(x, axis):
@@ -73,7 +78,7 @@ def _half_dtypes():
     return [np.float16, ml_dtypes.bfloat16]
 
 
-@pytest.mark.parametrize("name", ["nchw-21", "blocks-700", "axis0-partial"])
+@pytest.mark.parametrize("name", ["nchw-21", "blocks-700", "axis0-partial", "online-axis0"])
 def test_normalisers_strided_16bit(each_isa, name):
     shape, axis = STRIDED[name]
     rng = np.random.default_rng(3)
@@ -113,7 +118,7 @@ def _extreme_columns(n_classes, positions, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n_classes", [1, 3, 21, 600])
+@pytest.mark.parametrize("n_classes", [1, 3, 21, 600, 1100])
 def test_normalisers_strided_extremes(each_isa, n_classes, dtype):
     x = _extreme_columns(n_classes, 75, dtype)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -125,7 +130,7 @@ OPTION_NAMES = ["plain", "weight", "ignore", "ignore-class0", "smooth", "smooth-
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("option", OPTION_NAMES)
-@pytest.mark.parametrize("name", ["nchw-21", "axis0", "blocks-700", "one-class"])
+@pytest.mark.parametrize("name", ["nchw-21", "axis0", "blocks-700", "one-class", "online-nchw"])
 def test_cross_entropy_strided_match_reference(name, option, dtype):
     shape, axis = STRIDED[name]
     rng = np.random.default_rng(11)
@@ -189,7 +194,7 @@ def test_cross_entropy_strided_extremes(each_isa):
                 assert_close(grad, exp_grad, **prob_tol(dtype, 1e4))
 
 
-@pytest.mark.parametrize("name", ["nchw-21", "blocks-700"])
+@pytest.mark.parametrize("name", ["nchw-21", "blocks-700", "online-nchw"])
 def test_cross_entropy_strided_16bit(each_isa, name):
     shape, axis = STRIDED[name]
     rng = np.random.default_rng(9)
@@ -219,6 +224,8 @@ def test_strided_bitwise_for_every_thread_count():
     target = rng.integers(0, 21, size=(4, 40, 45))
     target[0, :3] = -100
     y = (rng.standard_normal((700, 300)) * 3).astype(np.float32)
+    z = (rng.standard_normal((1100, 2100)) * 3).astype(np.float32)  # the online sweep
+    tz = rng.integers(0, 1100, size=2100)
 
     def call():
         loss, grad = pyce.cross_entropy_with_grad(x, target, axis=1, label_smoothing=0.1, reduction="sum")
@@ -230,6 +237,9 @@ def test_strided_bitwise_for_every_thread_count():
             pyce.logsumexp(y, axis=0),
             pyce.softmax(y, axis=0),
             pyce.log_softmax(x, axis=1),
+            pyce.logsumexp(z, axis=0),
+            pyce.softmax(z, axis=0),
+            pyce.cross_entropy_with_grad(z, tz, axis=0, label_smoothing=0.1)[1],
         )
 
     same_for_every_thread_count(call)
@@ -312,6 +322,19 @@ def test_strided_streamed_outputs_any_alignment():
     assert_close(grad, exp_grad, **prob_tol(np.float32, 1.0))
     sm = pyce.softmax(x, axis=1)
     assert_close(sm[:, :, :3], ref.softmax(x[:, :, :3], axis=1), **prob_tol(np.float32, 1.0))
+    # The online sweep (more classes than a tile) streams its blocks the same way.
+    y = (rng.standard_normal((1100, 4096)) * 2).astype(np.float32)  # 18 MB, rows on lines
+    ty = rng.integers(0, 1100, size=4096)
+    loss, grad = pyce.cross_entropy_with_grad(y, ty, axis=0)
+    for shift in (1, 5):
+        buf = np.empty(y.size + 16, dtype=np.float32)
+        out = buf[shift : shift + y.size].reshape(y.shape)
+        loss2, grad2 = pyce.cross_entropy_with_grad(y, ty, axis=0, out=out)
+        assert grad2 is out and loss2 == loss
+        np.testing.assert_array_equal(out, grad)
+    cols = slice(4000, 4096)
+    exp_loss, exp_grad = ref.cross_entropy_with_grad(y[:, cols], ty[cols], axis=0, reduction="sum")
+    assert_close(grad[:, cols] * ty.size, exp_grad, **prob_tol(np.float32, 1.0))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -21,9 +21,10 @@
 //    sweep over the array could find them.
 //  - online (more classes: NumPy's axis 0 of a (32000, 2048) matrix): one
 //    sweep keeps each lane's running max and its sums against it, rescaled
-//    when a lane meets a larger logit (rarely, after the first classes). An
-//    output reads the group's logits a second time; a group is
-//    as wide as a tile group; those come from L3 where the group fits.
+//    when a lane meets a larger logit (rarely, after the first classes). A
+//    chunk's groups are swept together a block of classes at a time (see
+//    online_chunk), so that memory is read in runs of the chunk's width, not
+//    a group's. An output reads the logits a second time, in the same order.
 //
 // A lane's sum is kept as `ones` (the terms equal to its max, exp 0 = 1) and
 // `rest` (the others): log(sum) = log(ones) + log1p(rest / ones), so a
@@ -182,8 +183,8 @@ struct ClassLanes {
     // The tile sweep asks for each class row's lines as many groups ahead as
     // make this many bytes over all classes (8 groups of 21 classes: measured best).
     static constexpr int64_t kAheadBytes = int64_t{8 * 21 * 256};
-    // The online sweep asks for the lines of the class this far ahead.
-    static constexpr int64_t kAheadClasses = 16;
+    // The online sweep takes its classes in blocks of this many (see online_chunk).
+    static constexpr int64_t kOnlineBlock = 64;
     // Positions per unit of work shared out to threads (a multiple of every group).
     static constexpr int64_t kChunkLanes = 16 * kTileLanes;
 
@@ -358,13 +359,12 @@ struct ClassLanes {
         }
     }
 
-    // The online sweep of a group, straight from the logits.
-    template <int NV, bool kFull>
-    void online_sums(int64_t o, int64_t j0, int64_t n, const Targets<NV>& in, Sums<NV>& s) const {
+    // The online sweep's start for a group: no classes seen yet (and, for
+    // cross-entropy, the targets' logits read from memory).
+    template <int NV>
+    void online_start(int64_t o, int64_t j0, int64_t n, const Targets<NV>& in, Sums<NV>& s) const {
         constexpr int L = NV * W;
         const A ninf = -std::numeric_limits<A>::infinity();
-        constexpr int64_t kLines = (L * static_cast<int64_t>(sizeof(T)) + 63) / 64;
-        constexpr int64_t kLineElems = 64 / static_cast<int64_t>(sizeof(T));
         const V zero = V::broadcast(A(0));
         for (int k = 0; k < NV; ++k) {
             s.top[k] = V::broadcast(ninf), s.shift[k] = zero;
@@ -373,15 +373,27 @@ struct ClassLanes {
         if constexpr (kCE) {
             alignas(64) A xt[L];
             for (int64_t l = 0; l < L; ++l)
-                xt[l] = in.index[l] >= 0 ? to_acc(*col(o, in.index[l], j0 + l)) : A(0);
+                xt[l] = l < n && in.index[l] >= 0 ? to_acc(*col(o, in.index[l], j0 + l)) : A(0);
             for (int k = 0; k < NV; ++k) s.xt[k] = V::load(xt + k * W);
         }
-        for (int64_t c = 0; c < C; ++c) {
+    }
+
+    // The online sweep of a group over classes [c0, c1), straight from the
+    // logits; the lines of the same lanes one class block on are asked for
+    // on the way (the next block of the chunk, see online_chunk).
+    template <int NV, bool kFull>
+    void online_sweep(int64_t o, int64_t j0, int64_t n, int64_t c0, int64_t c1, Sums<NV>& s) const {
+        constexpr int L = NV * W;
+        const A ninf = -std::numeric_limits<A>::infinity();
+        constexpr int64_t kLines = (L * static_cast<int64_t>(sizeof(T)) + 63) / 64;
+        constexpr int64_t kLineElems = 64 / static_cast<int64_t>(sizeof(T));
+        const V zero = V::broadcast(A(0));
+        for (int64_t c = c0; c < c1; ++c) {
             const T* p = col(o, c, j0);
-            // The class kAheadClasses on, or the next group's first classes.
-            const T* ahead =
-                c + kAheadClasses < C ? col(o, c + kAheadClasses, j0) : col(o, c + kAheadClasses - C, j0 + L);
-            for (int64_t line = 0; line < kLines; ++line) prefetch_ahead(ahead + line * kLineElems, 0);
+            if (c + kOnlineBlock < C)
+                for (int64_t line = 0; line < kLines; ++line)
+                    prefetch_to_l2(p + line * kLineElems,
+                                   kOnlineBlock * inner * static_cast<int64_t>(sizeof(T)));
             const V coef = class_coef(c);
             for (int k = 0; k < NV; ++k) {
                 const V xv = load<kFull>(p, k, n, ninf);
@@ -402,24 +414,43 @@ struct ClassLanes {
         }
     }
 
-    // One group of n <= NV * W positions starting at (o, j0).
-    template <int NV, bool kFull, bool kTile>
-    void group(int64_t o, int64_t j0, int64_t n, A* tile) const {
-        constexpr int L = NV * W;
+    // What a group's outputs need once its sums are complete: the shift and
+    // log-sum of every lane, the factor on its exps (1 / sum, or the
+    // gradient's scale / sum), the gradient's smoothing term, and the lanes
+    // that take the scalar path.
+    template <int NV>
+    struct Finish {
+        V shift[NV], ls[NV], f[NV], sub[NV];
+        bool bad[NV * W];
+        bool any_bad;
+    };
+
+    // One tile group of n <= NV * W positions starting at (o, j0).
+    template <int NV, bool kFull>
+    void tile_group(int64_t o, int64_t j0, int64_t n, A* tile) const {
         Targets<NV> in;
         if constexpr (kCE) targets<NV>(o, j0, n, in);
         Sums<NV> s;
-        if constexpr (kTile)
-            tile_sums<kFull>(o, j0, n, tile, in, s);
-        else
-            online_sums<NV, kFull>(o, j0, n, in, s);
+        tile_sums<kFull>(o, j0, n, tile, in, s);
+        Finish<NV> fin;
+        finish<NV, kFull>(o, j0, n, s, in, fin);
+        write<NV, kFull, true>(o, j0, n, tile, fin, in, 0, C);
+        fill_bad_lanes<NV>(o, j0, n, fin, in);
+    }
 
-        V sum[NV], ls[NV];
-        for (int k = 0; k < NV; ++k) sum[k] = s.ones[k] + s.rest[k];
+    // A group's per-position results (lse; loss and lse per position) from
+    // its sums, and what its class outputs need (fin).
+    template <int NV, bool kFull>
+    void finish(int64_t o, int64_t j0, int64_t n, const Sums<NV>& s, const Targets<NV>& in,
+                Finish<NV>& fin) const {
+        constexpr int L = NV * W;
+        V sum[NV];
+        for (int k = 0; k < NV; ++k) sum[k] = s.ones[k] + s.rest[k], fin.shift[k] = s.shift[k];
         // Lanes whose max or sum is not finite take the scalar path. (m - m)
         // + (s - s) is nan exactly there; a whole group rarely has one, and
         // then one vector sum tells (padding lanes of a short group are -inf).
-        bool bad[L] = {};
+        bool* bad = fin.bad;
+        for (int64_t l = 0; l < L; ++l) bad[l] = false;
         bool any_bad = false;
         {
             V t = V::broadcast(0);
@@ -433,6 +464,8 @@ struct ClassLanes {
                 }
             }
         }
+        fin.any_bad = any_bad;
+        V* ls = fin.ls;
         for (int k = 0; k < NV; ++k) ls[k] = log_of_split_sum(s.ones[k], s.rest[k]);
 
         if constexpr (M == LaneOutput::lse) {
@@ -442,12 +475,7 @@ struct ClassLanes {
                 for (int64_t l = 0; l < n; ++l)
                     if (bad[l]) lo[l] = static_cast<A>(bad_lse(o, j0 + l));
         } else if constexpr (M == LaneOutput::softmax || M == LaneOutput::log_softmax) {
-            V f[NV];
-            for (int k = 0; k < NV; ++k) f[k] = V::broadcast(A(1)) / sum[k];
-            write<NV, kFull, kTile>(o, j0, n, tile, s.shift, f, ls, in, f);
-            if (any_bad)
-                for (int64_t l = 0; l < n; ++l)
-                    if (bad[l]) fill_lane(o, j0 + l, from_acc<G>(std::numeric_limits<A>::quiet_NaN()));
+            for (int k = 0; k < NV; ++k) fin.f[k] = V::broadcast(A(1)) / sum[k], fin.sub[k] = fin.f[k];
         } else {
             // Each lane's loss and gradient factors, as the row kernels
             // compute a row's (block_math.hpp), in the compute type.
@@ -455,7 +483,7 @@ struct ClassLanes {
             const V beta_v = V::broadcast(static_cast<A>(beta)),
                     total = V::broadcast(static_cast<A>(coef_total));
             const V z = V::broadcast(static_cast<A>(loss_args.z_loss));
-            V loss[NV], lse_v[NV], mul[NV], sub[NV];
+            V loss[NV], lse_v[NV];
             for (int k = 0; k < NV; ++k) {
                 lse_v[k] = s.shift[k] + ls[k];
                 // lse - x_t as (max - x_t) + log_sum: exact near the max.
@@ -473,8 +501,8 @@ struct ClassLanes {
                     loss[k] = fmadd(in.kept[k], kept_terms, loss[k]);
                     q_weight = fmadd(in.kept[k], kept_q, q_weight);
                 }
-                mul[k] = in.scale[k] * q_weight / sum[k];
-                sub[k] = V::broadcast(static_cast<A>(-beta)) * in.scale[k];
+                fin.f[k] = in.scale[k] * q_weight / sum[k];
+                fin.sub[k] = V::broadcast(static_cast<A>(-beta)) * in.scale[k];
             }
             alignas(64) A loss_l[L], lse_l[L], cls_l[L];
             spill<NV>(loss, loss_l), spill<NV>(in.cls, cls_l);
@@ -491,24 +519,95 @@ struct ClassLanes {
                 if (loss_args.row_lse) loss_args.row_lse[pos + l] = lane_lse;
                 loss_args.row_loss[pos + l] = ignored ? 0.0 : lane_loss;
             }
-            if constexpr (M == LaneOutput::loss_grad) {
-                write<NV, kFull, kTile>(o, j0, n, tile, s.shift, mul, ls, in, sub);
-                if (any_bad)
-                    for (int64_t l = 0; l < n; ++l)
-                        if (bad[l])
-                            fill_lane(o, j0 + l, from_acc<G>(static_cast<A>(cls_l[l] < 0 ? 0.0 : kNaN)));
+        }
+    }
+
+    // The class outputs of the lanes the vector path could not hold (after
+    // the vector writes, over them): nan, or 0 for an ignored target.
+    template <int NV>
+    void fill_bad_lanes(int64_t o, int64_t j0, int64_t n, const Finish<NV>& fin,
+                        const Targets<NV>& in) const {
+        if constexpr (kWrite) {
+            if (!fin.any_bad) return;
+            for (int64_t l = 0; l < n; ++l) {
+                if (!fin.bad[l]) continue;
+                const bool ignored = kCE && in.index[l] < 0;
+                fill_lane(o, j0 + l, from_acc<G>(ignored ? A(0) : std::numeric_limits<A>::quiet_NaN()));
             }
         }
     }
 
+    // The online way through a chunk of positions [j0, j1) of outer index o
+    // (many classes): its groups are swept a block of kOnlineBlock classes at
+    // a time, all the groups over one block before the next block, so that
+    // every class row is read in one run of the chunk's width (whole lines,
+    // one page) rather than a group's width, and the next block's lines are
+    // asked for while this one is summed. Each lane still meets its classes
+    // in order, so its sums are those of a group swept alone. The outputs
+    // are written block by block in the same order.
+    template <int NV>
+    void online_chunk(int64_t o, int64_t j0, int64_t j1) const {
+        constexpr int L = NV * W;
+        constexpr int kMaxGroups = static_cast<int>(kChunkLanes / L) + 1;
+        int64_t start[kMaxGroups], count[kMaxGroups];
+        int groups = 0;
+        int64_t j = j0;
+        if (stream) {
+            // A streamed output whose class rows start off a line boundary
+            // (all by the same amount) gets a short first group, so that the
+            // whole groups after it start on one.
+            const int64_t off = static_cast<int64_t>(reinterpret_cast<uintptr_t>(out_col(o, 0, j0)) % 64);
+            const int64_t head = std::min(j1 - j0, off ? (64 - off) / static_cast<int64_t>(sizeof(G)) : 0);
+            if (head > 0) start[groups] = j, count[groups++] = head, j += head;
+        }
+        for (; j < j1; j += L) start[groups] = j, count[groups++] = std::min<int64_t>(L, j1 - j);
+
+        Targets<NV> in[kMaxGroups];
+        Sums<NV> s[kMaxGroups];
+        for (int g = 0; g < groups; ++g) {
+            if constexpr (kCE) targets<NV>(o, start[g], count[g], in[g]);
+            online_start<NV>(o, start[g], count[g], in[g], s[g]);
+        }
+        for (int64_t c0 = 0; c0 < C; c0 += kOnlineBlock) {
+            const int64_t c1 = std::min(C, c0 + kOnlineBlock);
+            for (int g = 0; g < groups; ++g) {
+                if (count[g] == L)
+                    online_sweep<NV, true>(o, start[g], count[g], c0, c1, s[g]);
+                else
+                    online_sweep<NV, false>(o, start[g], count[g], c0, c1, s[g]);
+            }
+        }
+        Finish<NV> fin[kMaxGroups];
+        for (int g = 0; g < groups; ++g) {
+            if (count[g] == L)
+                finish<NV, true>(o, start[g], count[g], s[g], in[g], fin[g]);
+            else
+                finish<NV, false>(o, start[g], count[g], s[g], in[g], fin[g]);
+        }
+        if constexpr (kWrite) {
+            for (int64_t c0 = 0; c0 < C; c0 += kOnlineBlock) {
+                const int64_t c1 = std::min(C, c0 + kOnlineBlock);
+                for (int g = 0; g < groups; ++g) {
+                    if (count[g] == L)
+                        write<NV, true, false>(o, start[g], count[g], nullptr, fin[g], in[g], c0, c1);
+                    else
+                        write<NV, false, false>(o, start[g], count[g], nullptr, fin[g], in[g], c0, c1);
+                }
+            }
+            for (int g = 0; g < groups; ++g) fill_bad_lanes<NV>(o, start[g], count[g], fin[g], in[g]);
+        }
+    }
+
+    // The class outputs of a group for classes [c0, c1), streamed where the
+    // group starts on a line.
     template <int NV, bool kFull, bool kTile>
-    void write(int64_t o, int64_t j0, int64_t n, const A* tile, const V* shift, const V* f, const V* ls,
-               const Targets<NV>& in, const V* sub) const {
+    void write(int64_t o, int64_t j0, int64_t n, const A* tile, const Finish<NV>& fin, const Targets<NV>& in,
+               int64_t c0, int64_t c1) const {
         if constexpr (kWrite) {
             if (kFull && stream && reinterpret_cast<uintptr_t>(out_col(o, 0, j0)) % 64 == 0)
-                write_classes<NV, kFull, kTile, true>(o, j0, n, tile, shift, f, ls, in, sub);
+                write_classes<NV, kFull, kTile, true>(o, j0, n, tile, fin, in, c0, c1);
             else
-                write_classes<NV, kFull, kTile, false>(o, j0, n, tile, shift, f, ls, in, sub);
+                write_classes<NV, kFull, kTile, false>(o, j0, n, tile, fin, in, c0, c1);
         }
     }
 
@@ -516,12 +615,19 @@ struct ClassLanes {
     // or the gradient e * mul [+ sub * coef] [- scale alpha at the target].
     // e and x: from the tile, or read again from the logits (online).
     template <int NV, bool kFull, bool kTile, bool kStream>
-    void write_classes(int64_t o, int64_t j0, int64_t n, const A* tile, const V* shift, const V* f,
-                       const V* ls, const Targets<NV>& in, const V* sub) const {
+    void write_classes(int64_t o, int64_t j0, int64_t n, const A* tile, const Finish<NV>& fin,
+                       const Targets<NV>& in, int64_t c0, int64_t c1) const {
         constexpr int L = NV * W;
+        constexpr int64_t kLines = (L * static_cast<int64_t>(sizeof(T)) + 63) / 64;
+        constexpr int64_t kLineElems = 64 / static_cast<int64_t>(sizeof(T));
         const A ninf = -std::numeric_limits<A>::infinity();
-        for (int64_t c = 0; c < C; ++c) {
+        for (int64_t c = c0; c < c1; ++c) {
             const T* p = col(o, c, j0);
+            if constexpr (!kTile)
+                if (c + kOnlineBlock < C)
+                    for (int64_t line = 0; line < kLines; ++line)
+                        prefetch_to_l2(p + line * kLineElems,
+                                       kOnlineBlock * inner * static_cast<int64_t>(sizeof(T)));
             const A* t = tile + c * L;
             G* q = out_col(o, c, j0);
             const V coef = class_coef(c), cv = V::broadcast(static_cast<A>(c));
@@ -529,13 +635,13 @@ struct ClassLanes {
                 V v;
                 if constexpr (M == LaneOutput::log_softmax) {
                     const V xv = kTile ? V::load(t + k * W) : load<kFull>(p, k, n, A(0));
-                    v = (xv - shift[k]) - ls[k];
+                    v = (xv - fin.shift[k]) - fin.ls[k];
                 } else {
                     const V e =
-                        kTile ? V::load(t + k * W) : exp_bounded(load<kFull>(p, k, n, ninf) - shift[k]);
-                    v = e * f[k];
+                        kTile ? V::load(t + k * W) : exp_bounded(load<kFull>(p, k, n, ninf) - fin.shift[k]);
+                    v = e * fin.f[k];
                     if constexpr (M == LaneOutput::loss_grad) {
-                        if constexpr (E != SweepSums::none) v = fmadd(coef, sub[k], v);
+                        if constexpr (E != SweepSums::none) v = fmadd(coef, fin.sub[k], v);
                         v = select_equal(in.cls[k], cv, (v - in.at_hi[k]) - in.at_lo[k], v);
                     }
                 }
@@ -553,25 +659,25 @@ struct ClassLanes {
         for (int64_t c = 0; c < C; ++c) *out_col(o, c, j) = value;
     }
 
-    // Positions [j0, j1) of outer index o, group by group. A streamed output
-    // whose class rows start off a line boundary (all by the same amount)
-    // gets a short first group, so that the whole groups after it start on one.
-    template <int NV, bool kTile>
-    void chunk(int64_t o, int64_t j0, int64_t j1, A* tile) const {
-        constexpr int L = NV * W;
+    // The tile way through positions [j0, j1) of outer index o, group by
+    // group. A streamed output whose class rows start off a line boundary
+    // (all by the same amount) gets a short first group, so that the whole
+    // groups after it start on one.
+    void tile_chunk(int64_t o, int64_t j0, int64_t j1, A* tile) const {
+        constexpr int NV = kTileVecs, L = kTileLanes;
         int64_t j = j0;
         if (stream) {
             const int64_t off = static_cast<int64_t>(reinterpret_cast<uintptr_t>(out_col(o, 0, j0)) % 64);
             const int64_t head = std::min(j1 - j0, off ? (64 - off) / static_cast<int64_t>(sizeof(G)) : 0);
-            if (head > 0) group<NV, false, kTile>(o, j0, head, tile);
+            if (head > 0) tile_group<NV, false>(o, j0, head, tile);
             j += head;
         }
         for (; j < j1; j += L) {
             const int64_t n = std::min<int64_t>(L, j1 - j);
             if (n == L)
-                group<NV, true, kTile>(o, j, n, tile);
+                tile_group<NV, true>(o, j, n, tile);
             else
-                group<NV, false, kTile>(o, j, n, tile);
+                tile_group<NV, false>(o, j, n, tile);
         }
     }
 
@@ -589,9 +695,9 @@ struct ClassLanes {
                 const int64_t o = u / chunks_per_outer, j0 = (u % chunks_per_outer) * kChunkLanes;
                 const int64_t j1 = std::min(inner, j0 + kChunkLanes);
                 if (tile)
-                    chunk<kTileVecs, true>(o, j0, j1, scratch);
+                    tile_chunk(o, j0, j1, scratch);
                 else
-                    chunk<kOnlineVecs, false>(o, j0, j1, scratch);
+                    online_chunk<kOnlineVecs>(o, j0, j1);
             }
             if (stream) stream_fence();
         });

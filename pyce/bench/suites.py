@@ -246,6 +246,75 @@ def _torch_fn(case: Case, x, t, axis, teacher=None):
     return reduce
 
 
+# The online sweep of the strided kernels (more classes than a tile holds):
+# the class slices an in-cache figure takes of an axis-0 case keep at least this many.
+_ONLINE_CLASSES = 1100
+# Logit bytes of the smaller in-cache slice (the larger one is twice that):
+# both, with an output as large, stay in one core's L2.
+_IN_CACHE_BYTES = 256 << 10
+
+
+def _in_cache_slices(x, t, axis):
+    """Two slices of a case's problem, ``(small, large)`` as ``(x, t)`` pairs,
+    the small one about ``_IN_CACHE_BYTES`` of logits (less for a small
+    problem) and the large one twice that, so that the per-position or per-row fixed costs drop out of their
+    difference. Rows for classes last; for (N, C, H, W) H-rows of the first
+    image; for axis 0 of a matrix with many classes, 1100 and 2200 classes of
+    a few columns (still the online sweep, targets folded into range). None
+    when the problem has no such slices."""
+    item = x.itemsize
+    if axis == x.ndim - 1:
+        rows = min(x.shape[0] // 2, max(1, _IN_CACHE_BYTES // (x.shape[-1] * item)))
+        if rows == 0:
+            return None
+        return (x[:rows], t[:rows]), (x[: 2 * rows], t[: 2 * rows])
+    if x.ndim == 4 and axis == 1:
+        h = min(x.shape[2] // 2, max(1, _IN_CACHE_BYTES // (x.shape[1] * x.shape[3] * item)))
+        if h == 0:
+            return None
+        return (x[:1, :, :h], t[:1, :h]), (x[:1, :, : 2 * h], t[:1, : 2 * h])
+    if x.ndim == 2 and axis == 0 and x.shape[0] >= 2 * _ONLINE_CLASSES:
+        c = _ONLINE_CLASSES
+        cols = max(64, _IN_CACHE_BYTES // (c * item) // 64 * 64)  # whole groups of lanes
+        return (x[:c, :cols], t[:cols] % c), (x[: 2 * c, :cols], t[:cols] % (2 * c))
+    return None
+
+
+def _in_cache_s(case: Case, x, t, axis, teacher=None, *, threads, repeat, min_time):
+    """The time the case's pyce op takes on all of x when its data is in cache:
+    its arithmetic alone. Timed at one thread on two in-cache slices
+    (``_in_cache_slices``), whose difference is scaled to x's elements and
+    divided by ``threads`` (the arithmetic shares out over cores; memory does
+    not). None for cases without slices (pyce.torch)."""
+    import pyce
+
+    if case.op == "torch_fused":
+        return None
+    slices = _in_cache_slices(x, t, axis)
+    if slices is None:
+        return None
+    # A teacher (KL) is sliced as the logits are.
+    teachers = [None, None] if teacher is None else [p[0] for p in _in_cache_slices(teacher, t, axis)]
+    times, sizes = [], []
+    before = pyce.get_num_threads()
+    pyce.set_num_threads(1)
+    try:
+        for (xs, ts), teacher_s in zip(slices, teachers):
+            xs, ts = np.ascontiguousarray(xs), np.ascontiguousarray(ts)
+            if teacher_s is not None:
+                teacher_s = np.ascontiguousarray(teacher_s)
+            fn, keep = _pyce_fn(case, xs, ts, axis, teacher_s)
+            times.append(time_call(fn, repeat=repeat, min_time=min_time).best)
+            sizes.append(xs.size)
+            del keep
+    finally:
+        pyce.set_num_threads(before)
+    per_element = (times[1] - times[0]) / (sizes[1] - sizes[0])
+    if per_element <= 0:  # noise larger than the fixed cost: the larger slice whole
+        per_element = times[1] / sizes[1]
+    return per_element * x.size / threads
+
+
 def run_suite(
     name: str, *, repeat: int = 5, min_time: float = 0.02, peers: bool = True, progress=None
 ) -> dict:
@@ -294,6 +363,19 @@ def run_suite(
             n_rows = x.size // x.shape[axis]
             row["ns_per_row"] = tm.best / n_rows * 1e9
             row["exp_floor_s"] = exp_ns * 1e-9 * x.size
+            if name == "layouts":
+                import pyce
+
+                row["in_cache_s"] = _in_cache_s(
+                    case,
+                    x,
+                    t,
+                    axis,
+                    teacher,
+                    threads=pyce.get_num_threads(),
+                    repeat=repeat,
+                    min_time=min_time,
+                )
             tfn = _torch_fn(case, x, t, axis, teacher) if peers else None
             if tfn is not None:
                 row["torch_s"] = time_call(tfn, repeat=repeat, min_time=min_time).best
@@ -308,6 +390,8 @@ def run_suite(
 def format_suite(result: dict) -> str:
     name = result["suite"]
     headers = ["case", "op", "dtype", "pyce ms", "floor ms", "x floor", "torch ms", "vs torch"]
+    if name == "layouts":
+        headers += ["in-cache ms", "in-cache x floor"]
     if name == "few-classes":
         headers += ["ns/row", "C exps ms", "x exps"]
     table = []
@@ -323,6 +407,9 @@ def format_suite(result: dict) -> str:
             fmt_ms(r.get("torch_s")),
             fmt_ratio(r.get("vs_torch")),
         ]
+        if name == "layouts":
+            ic = r.get("in_cache_s")
+            cells += [fmt_ms(ic), fmt_ratio(None if ic is None else ic / r["floor_s"])]
         if name == "few-classes":
             cells += [
                 f"{r['ns_per_row']:.1f}",
@@ -337,6 +424,14 @@ def format_suite(result: dict) -> str:
         f"({result['probe_source']}); "
         f"vs torch: PyTorch's time / pyce's (its forward+backward for fused ops, on its own layout). "
     )
+    if name == "layouts":
+        notes += (
+            "in-cache: the op's time on all the logits when they are in cache (its arithmetic alone): "
+            "the difference of two slices of 256 and 512 KiB called over and over at one thread, "
+            "scaled to all the logits and divided by the thread count; "
+            "where in-cache x floor exceeds 1, the op is bound by compute on this machine and "
+            "x floor cannot reach 1. "
+        )
     if name == "few-classes":
         notes += (
             f"C exps: the logits' element count x {result['exp_ns_per_element']:.3f} ns "
