@@ -1,6 +1,7 @@
-"""Few classes (1 to 1024): the short-row kernels (csrc/kernels/short_rows.hpp,
-strided_classes.cpp's Layout::rows), which finish a group of rows together,
-one row per vector lane.
+"""Few classes (1 to 1024): the short-row kernels (csrc/kernels/short_rows.hpp),
+which finish a group of rows together, one row per vector lane: below 64
+classes ClassLanes with rows as lanes (strided_lanes.hpp, a transposing copy
+into its tile), from 64 on strided_classes.cpp's Layout::rows.
 
 Against the float64 reference in float32 and float64 on every ISA, 16-bit
 logits, extremes, every option of class-index targets, in place and out=,
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.kernels
 
 ref = pyce.reference
 
-CLASSES = [1, 2, 3, 10, 16, 17, 33, 88, 256, 1000, 1024]
+CLASSES = [1, 2, 3, 5, 10, 15, 16, 17, 33, 63, 64, 88, 256, 1000, 1024]
 ROWS = [1, 7, 64, 130]
 
 
@@ -40,7 +41,7 @@ def test_short_rows_normalisers_every_isa(each_isa, n_classes):
             _check_normalisers((rng.standard_normal((n_rows, n_classes)) * 3).astype(dtype))
 
 
-@pytest.mark.parametrize("n_classes", [2, 17, 88, 1000])
+@pytest.mark.parametrize("n_classes", [2, 7, 15, 17, 88, 1000])
 def test_short_rows_extremes(each_isa, n_classes):
     for dtype in DTYPES:
         x = _extreme_rows(n_classes, dtype)
@@ -58,7 +59,7 @@ OPTION_NAMES = ["plain", "weight", "ignore", "ignore-class0", "smooth", "smooth-
 
 
 @pytest.mark.parametrize("option", OPTION_NAMES)
-@pytest.mark.parametrize("n_classes", [2, 10, 88, 1000])
+@pytest.mark.parametrize("n_classes", [2, 5, 10, 15, 40, 63, 88, 1000])
 def test_short_rows_cross_entropy_every_isa(each_isa, n_classes, option):
     rng = np.random.default_rng(n_classes)
     for dtype in DTYPES:
@@ -78,7 +79,7 @@ def test_short_rows_cross_entropy_every_isa(each_isa, n_classes, option):
         assert_close(grad, expected, **prob_tol(dtype, scale * 4))
 
 
-@pytest.mark.parametrize("n_classes", [3, 88, 1000])
+@pytest.mark.parametrize("n_classes", [2, 3, 13, 88, 1000])
 def test_short_rows_16bit(each_isa, n_classes):
     ml_dtypes = pytest.importorskip("ml_dtypes")
     rng = np.random.default_rng(2)
@@ -118,6 +119,17 @@ def test_short_rows_inplace_out_and_views():
     np.testing.assert_array_equal(out, work)
     view = (rng.standard_normal((300, 40)) * 2).astype(np.float32)[::3, 5:26]
     _check_normalisers(view)
+    # Rows as lanes (fewer than 16 classes): in place, every row read before it is written.
+    logits, target, kw = option_problem(rng, (333, 6), "weight-ignore-smooth", np.float32)
+    exp_loss, exp_grad = ref.cross_entropy_with_grad(logits, target, **kw)
+    work = logits.copy()
+    loss, grad = pyce.cross_entropy_with_grad(work, target, inplace=True, **kw)
+    assert grad is work
+    assert_close(loss, exp_loss, **loss_tol(np.float32, value_scale(logits)))
+    assert_close(work, exp_grad, **prob_tol(np.float32, 1.0))
+    out = np.empty_like(logits)
+    assert pyce.cross_entropy_with_grad(logits, target, out=out, **kw)[0] == loss
+    np.testing.assert_array_equal(out, work)
 
 
 def test_short_rows_bitwise_for_every_thread_count():
@@ -125,6 +137,8 @@ def test_short_rows_bitwise_for_every_thread_count():
     x = (rng.standard_normal((20000, 88)) * 3).astype(np.float32)  # above the threading threshold
     target = rng.integers(0, 88, size=20000)
     target[::9] = -100
+    y = (rng.standard_normal((300000, 3)) * 3).astype(np.float32)  # rows as lanes
+    ty = rng.integers(0, 3, size=300000)
 
     def call():
         loss, grad = pyce.cross_entropy_with_grad(x, target, label_smoothing=0.1)
@@ -135,6 +149,10 @@ def test_short_rows_bitwise_for_every_thread_count():
             pyce.logsumexp(x),
             pyce.softmax(x),
             pyce.log_softmax(x),
+            pyce.cross_entropy_with_grad(y, ty, label_smoothing=0.1)[1],
+            pyce.cross_entropy(y, ty, reduction="none"),
+            pyce.logsumexp(y),
+            pyce.log_softmax(y),
         )
 
     same_for_every_thread_count(call)

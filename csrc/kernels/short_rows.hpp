@@ -1,8 +1,11 @@
 // The short-row kernels (kernels/strided_classes.cpp): rows of a few classes
-// (2 to kShortRowMaxCols), whose time is their per-row steps rather than
-// memory. Each row is reduced in registers (max, exp-sum), and everything a
-// row needs after its sums -- log, loss, gradient factors -- is computed for a
-// whole group of rows at once, one row per vector lane.
+// (1 to kShortRowMaxCols), whose time is their per-row steps rather than
+// memory. Below kRowLanesBelowCols classes the rows are transposed into a
+// tile, one row per vector lane, and reduced as strided positions are
+// (kernels/strided_lanes.hpp); from there on each row is reduced in registers
+// (max, exp-sum), and everything a row needs after its sums -- log, loss,
+// gradient factors -- is computed for a whole group of rows at once, one row
+// per vector lane.
 //
 // softmax.cpp and cross_entropy.cpp hand their calls over here first; these
 // return false, doing nothing, for a call they do not take.

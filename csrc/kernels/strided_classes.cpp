@@ -54,6 +54,12 @@ namespace {
 constexpr int kVecs = 4;              // vectors per group of positions
 constexpr int64_t kClassBlock = 512;  // classes per block (see the top of the file)
 constexpr int64_t kChunkGroups = 16;  // groups per unit of work shared out to threads
+// Short rows of fewer classes than this take ClassLanes with rows as lanes
+// (a transposing copy into its tile, a lane's sums in vector registers);
+// from here on StridedKernel's rows (each row reduced across its vector),
+// which is faster from about 64 classes (fused with a gradient; equal for
+// the forward).
+constexpr int64_t kRowLanesBelowCols = 64;
 enum class Mode { lse, softmax, log_softmax, loss, loss_grad };
 
 // strided: (outer, C, inner), a lane is a position, classes `inner` apart.
@@ -573,28 +579,29 @@ struct StridedKernel {
     }
 };
 
-template <class T, LaneOutput M>
+template <class T, LaneOutput M, bool kRowLanes = false>
 void run_normaliser(const void* x, int64_t outer, int64_t C, int64_t inner, void* out, int threads) {
     using A = Acc<T>;
-    ClassLanes<T, T, M, SweepSums::none> k{};
+    ClassLanes<T, T, M, SweepSums::none, kRowLanes> k{};
     k.x = static_cast<const T*>(x);
     k.outer = outer, k.C = C, k.inner = inner;
     if constexpr (M == LaneOutput::lse)
         k.lse = static_cast<A*>(out);
     else
-        k.out = static_cast<T*>(out), k.stream = can_stream(out, x, outer, C, inner, sizeof(T));
+        k.out = static_cast<T*>(out), k.stream = !kRowLanes && can_stream(out, x, outer, C, inner, sizeof(T));
     k.run(threads);
 }
 
-template <class T, class G, LaneOutput M, SweepSums E>
+template <class T, class G, LaneOutput M, SweepSums E, bool kRowLanes>
 void run_ce(const CrossEntropyArgs& args) {
     using A = Acc<T>;
-    ClassLanes<T, G, M, E> k{};
+    ClassLanes<T, G, M, E, kRowLanes> k{};
     k.x = static_cast<const T*>(args.logits);
     k.out = static_cast<G*>(args.grad);
     k.C = args.cols;
-    k.inner = args.inner;
-    k.outer = args.rows / args.inner;
+    // Row lanes: the rows are the positions (args.inner is 1).
+    k.inner = kRowLanes ? args.rows : args.inner;
+    k.outer = kRowLanes ? 1 : args.rows / args.inner;
     k.args = &args;
     k.weight = static_cast<const A*>(args.weight);
     k.beta = args.label_smoothing / static_cast<double>(args.cols);
@@ -603,32 +610,32 @@ void run_ce(const CrossEntropyArgs& args) {
         k.coef_total = 0;
         for (int64_t c = 0; c < args.cols; ++c) k.coef_total += static_cast<double>(k.weight[c]);
     }
-    if constexpr (M == LaneOutput::loss_grad)
+    if constexpr (M == LaneOutput::loss_grad && !kRowLanes)
         k.stream = can_stream(args.grad, args.logits, k.outer, k.C, k.inner, sizeof(G));
     k.run(args.threads);
 }
 
-template <class T, SweepSums E>
+template <class T, SweepSums E, bool kRowLanes>
 void run_ce_extra(const CrossEntropyArgs& args) {
     with_grad_kind<T>(args.grad, args.grad_f32, [&](auto kind) {
         using G = typename decltype(kind)::type;
         if constexpr (decltype(kind)::with_grad)
-            run_ce<T, G, LaneOutput::loss_grad, E>(args);
+            run_ce<T, G, LaneOutput::loss_grad, E, kRowLanes>(args);
         else
-            run_ce<T, G, LaneOutput::loss, E>(args);
+            run_ce<T, G, LaneOutput::loss, E, kRowLanes>(args);
     });
 }
 
 // Hard targets only (bindings/cross_entropy.cpp sends probability targets
 // and soft-capped logits through the row kernels).
-template <class T>
+template <class T, bool kRowLanes = false>
 void run_cross_entropy(const CrossEntropyArgs& args) {
     if (args.label_smoothing <= 0.0)
-        run_ce_extra<T, SweepSums::none>(args);
+        run_ce_extra<T, SweepSums::none, kRowLanes>(args);
     else if (args.weight)
-        run_ce_extra<T, SweepSums::sum_wx>(args);
+        run_ce_extra<T, SweepSums::sum_wx, kRowLanes>(args);
     else
-        run_ce_extra<T, SweepSums::sum_x>(args);
+        run_ce_extra<T, SweepSums::sum_x, kRowLanes>(args);
 }
 
 // Short rows (Layout::rows): the (rows, C) entries of softmax.cpp and
@@ -695,9 +702,18 @@ void log_softmax_entry(const void* x, int64_t outer, int64_t C, int64_t inner, v
 template <class T>
 bool short_rows_normaliser(ShortRowOutput what, const void* x, int64_t rows, int64_t cols, void* out,
                            int threads) {
-    // Below a vector's width of classes the row kernels keep the last bits of
-    // losses near float32's smallest normals (test_precision_near_zero, C = 9).
-    if (cols > kShortRowMaxCols || cols < 16 || rows < 1) return false;
+    if (rows < 1 || cols < 1) return false;
+    if (cols < kRowLanesBelowCols) {
+        // Few classes: rows as lanes (ClassLanes; see kRowLanesBelowCols).
+        if (what == ShortRowOutput::lse)
+            run_normaliser<T, LaneOutput::lse, true>(x, 1, cols, rows, out, threads);
+        else if (what == ShortRowOutput::softmax)
+            run_normaliser<T, LaneOutput::softmax, true>(x, 1, cols, rows, out, threads);
+        else
+            run_normaliser<T, LaneOutput::log_softmax, true>(x, 1, cols, rows, out, threads);
+        return true;
+    }
+    if (cols > kShortRowMaxCols) return false;
     if (what == ShortRowOutput::lse)
         run_short_normaliser<T, Mode::lse>(x, rows, cols, out, threads);
     else if (what == ShortRowOutput::softmax)
@@ -709,9 +725,13 @@ bool short_rows_normaliser(ShortRowOutput what, const void* x, int64_t rows, int
 
 template <class T>
 bool short_rows_cross_entropy(const CrossEntropyArgs& args) {
-    if (args.cols > kShortRowMaxCols || args.cols < 16 || args.rows < 1 || args.inner != 1 ||
+    if (args.cols > kShortRowMaxCols || args.cols < 1 || args.rows < 1 || args.inner != 1 ||
         args.soft_target || args.softcap > 0)
         return false;
+    if (args.cols < kRowLanesBelowCols) {
+        run_cross_entropy<T, true>(args);
+        return true;
+    }
     if (args.label_smoothing <= 0.0)
         run_short_ce_extra<T, SweepSums::none>(args);
     else if (args.weight)

@@ -48,6 +48,7 @@
 
 #include "runtime/dispatch.hpp"
 #include "kernels/block_math.hpp"
+#include "kernels/dominant.hpp"
 #include "kernels/output_store.hpp"
 #include "kernels/parallel.hpp"
 
@@ -161,7 +162,13 @@ inline double lse_of_lane(int64_t C, Logit logit) {
     return -kInf;
 }
 
-template <class T, class G, LaneOutput M, SweepSums E>
+// kRowLanes: the lanes are the rows of a (rows, C) array instead (few
+// classes, where a row reduced on its own is a chain of dependent steps far
+// longer than its C exps; see short_rows.hpp). Then outer is 1, inner the
+// number of rows, only the tile way is taken, and the tile is filled by a
+// transposing copy of the group's rows (contiguous in memory: one short
+// stream), its outputs copied back into the rows the same way.
+template <class T, class G, LaneOutput M, SweepSums E, bool kRowLanes = false>
 struct ClassLanes {
     using A = Acc<T>;
     using V = typename VecFor<T>::type;
@@ -198,8 +205,14 @@ struct ClassLanes {
     bool stream = false;
 
     bool tiled() const { return C * kTileLanes * static_cast<int64_t>(sizeof(A)) <= kTileBytes; }
-    const T* col(int64_t o, int64_t c, int64_t j) const { return x + (o * C + c) * inner + j; }
-    G* out_col(int64_t o, int64_t c, int64_t j) const { return out + (o * C + c) * inner + j; }
+    const T* col(int64_t o, int64_t c, int64_t j) const {
+        if constexpr (kRowLanes) return x + j * C + c;
+        return x + (o * C + c) * inner + j;
+    }
+    G* out_col(int64_t o, int64_t c, int64_t j) const {
+        if constexpr (kRowLanes) return out + j * C + c;
+        return out + (o * C + c) * inner + j;
+    }
 
     // Vector k of a group at p; with kFull false only the first n lanes of
     // the group are positions (the rest read as `fill` / are not written).
@@ -324,7 +337,17 @@ struct ClassLanes {
             static_cast<int64_t>(sizeof(T));
         V mx[NV];
         for (int k = 0; k < NV; ++k) mx[k] = V::broadcast(ninf);
-        for (int64_t c = 0; c < C; ++c) {
+        if constexpr (kRowLanes) {
+            // The group's n rows, transposed into the tile (padding lanes -inf).
+            const T* rows = x + j0 * C;
+            for (int64_t l = 0; l < n; ++l)
+                for (int64_t c = 0; c < C; ++c) tile[c * L + l] = to_acc(rows[l * C + c]);
+            for (int64_t l = n; l < L; ++l)
+                for (int64_t c = 0; c < C; ++c) tile[c * L + l] = ninf;
+            for (int64_t c = 0; c < C; ++c)
+                for (int k = 0; k < NV; ++k) mx[k] = max(mx[k], V::load(tile + c * L + k * W));
+        }
+        for (int64_t c = 0; c < (kRowLanes ? 0 : C); ++c) {
             const T* p = col(o, c, j0);
             for (int64_t line = 0; line < kLines; ++line) prefetch_to_l2(p + line * kLineElems, ahead_bytes);
             A* t = tile + c * L;
@@ -419,6 +442,11 @@ struct ClassLanes {
     // gradient's scale / sum), the gradient's smoothing term, and the lanes
     // that take the scalar path.
     template <int NV>
+    static constexpr int L_of() {
+        return NV * W;
+    }
+
+    template <int NV>
     struct Finish {
         V shift[NV], ls[NV], f[NV], sub[NV];
         bool bad[NV * W];
@@ -467,6 +495,8 @@ struct ClassLanes {
         fin.any_bad = any_bad;
         V* ls = fin.ls;
         for (int k = 0; k < NV; ++k) ls[k] = log_of_split_sum(s.ones[k], s.rest[k]);
+        if constexpr (kRowLanes && (M == LaneOutput::lse || M == LaneOutput::log_softmax))
+            refine_dominated_rows<NV>(j0, n, s, fin);
 
         if constexpr (M == LaneOutput::lse) {
             A* lo = lse + o * inner + j0;
@@ -520,6 +550,27 @@ struct ClassLanes {
                 loss_args.row_loss[pos + l] = ignored ? 0.0 : lane_loss;
             }
         }
+    }
+
+    // Row lanes whose largest term dominates their sum (log-sum below
+    // kLogDominated) take their log-sum from the row summed once more without
+    // that term, its exps' argument rounding recovered, as the row kernels do
+    // (kernels/dominant.hpp): the log-sum-exp and the dominant class's
+    // log-probability keep their relative precision near 0, where the sweep's
+    // exps of rounded differences (5e-6 relative at a gap of 80) do not.
+    template <int NV>
+    void refine_dominated_rows(int64_t j0, int64_t n, const Sums<NV>& s, Finish<NV>& fin) const {
+        constexpr int L = NV * W;
+        alignas(64) A ls_l[L], top_l[L];
+        spill<NV>(fin.ls, ls_l), spill<NV>(s.top, top_l);
+        bool any = false;
+        for (int64_t l = 0; l < n; ++l) {
+            if (fin.bad[l] || !(static_cast<double>(ls_l[l]) < kLogDominated)) continue;
+            ls_l[l] = static_cast<A>(std::log1p(sum_below(x + (j0 + l) * C, C, top_l[l])));
+            any = true;
+        }
+        if (any)
+            for (int k = 0; k < NV; ++k) fin.ls[k] = V::load(ls_l + k * W);
     }
 
     // The class outputs of the lanes the vector path could not hold (after
@@ -601,9 +652,15 @@ struct ClassLanes {
     // The class outputs of a group for classes [c0, c1), streamed where the
     // group starts on a line.
     template <int NV, bool kFull, bool kTile>
-    void write(int64_t o, int64_t j0, int64_t n, const A* tile, const Finish<NV>& fin, const Targets<NV>& in,
+    void write(int64_t o, int64_t j0, int64_t n, A* tile, const Finish<NV>& fin, const Targets<NV>& in,
                int64_t c0, int64_t c1) const {
-        if constexpr (kWrite) {
+        if constexpr (kWrite && kRowLanes) {
+            // Into the tile, then the tile transposed back into the rows.
+            write_classes<NV, kFull, kTile, false>(o, j0, n, tile, fin, in, c0, c1);
+            G* rows = out + j0 * C;
+            for (int64_t l = 0; l < n; ++l)
+                for (int64_t c = 0; c < C; ++c) rows[l * C + c] = from_acc<G>(tile[c * L_of<NV>() + l]);
+        } else if constexpr (kWrite) {
             if (kFull && stream && reinterpret_cast<uintptr_t>(out_col(o, 0, j0)) % 64 == 0)
                 write_classes<NV, kFull, kTile, true>(o, j0, n, tile, fin, in, c0, c1);
             else
@@ -615,7 +672,7 @@ struct ClassLanes {
     // or the gradient e * mul [+ sub * coef] [- scale alpha at the target].
     // e and x: from the tile, or read again from the logits (online).
     template <int NV, bool kFull, bool kTile, bool kStream>
-    void write_classes(int64_t o, int64_t j0, int64_t n, const A* tile, const Finish<NV>& fin,
+    void write_classes(int64_t o, int64_t j0, int64_t n, A* tile, const Finish<NV>& fin,
                        const Targets<NV>& in, int64_t c0, int64_t c1) const {
         constexpr int L = NV * W;
         constexpr int64_t kLines = (L * static_cast<int64_t>(sizeof(T)) + 63) / 64;
@@ -628,7 +685,7 @@ struct ClassLanes {
                     for (int64_t line = 0; line < kLines; ++line)
                         prefetch_to_l2(p + line * kLineElems,
                                        kOnlineBlock * inner * static_cast<int64_t>(sizeof(T)));
-            const A* t = tile + c * L;
+            A* t = tile + c * L;
             G* q = out_col(o, c, j0);
             const V coef = class_coef(c), cv = V::broadcast(static_cast<A>(c));
             for (int k = 0; k < NV; ++k) {
@@ -645,7 +702,10 @@ struct ClassLanes {
                         v = select_equal(in.cls[k], cv, (v - in.at_hi[k]) - in.at_lo[k], v);
                     }
                 }
-                store<kFull, kStream>(q, k, n, v);
+                if constexpr (kRowLanes)
+                    v.store(t + k * W);  // written to the rows by write()
+                else
+                    store<kFull, kStream>(q, k, n, v);
             }
         }
     }
