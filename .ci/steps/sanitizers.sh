@@ -23,7 +23,8 @@
 # hypothesis fuzz and property tests, the option checks, the plain-call path
 # -- the cross-entropy kernel tests (every dtype, option and layout) and the
 # vocabulary-shard kernels (where the whole kernel suite under the sanitizers
-# found a null read that this selection had missed; the whole suite takes
+# found a null read that this selection had missed), and the few-class and
+# strided-class kernels with their tiles (237 tests, about 30 s; the whole suite takes
 # about 15 minutes here, this selection about 8). Other pytest arguments
 # replace the selection, e.g. `-m kernels tests` for the whole kernel suite.
 #
@@ -126,6 +127,7 @@ run() {
 
 args=("$@")
 [ "${#args[@]}" -gt 0 ] || args=(tests/test_aliasing.py tests/test_fuzz.py tests/test_properties.py
-    tests/test_option_checks.py tests/test_plain_call.py tests/test_cross_entropy.py tests/test_vocab_shard.py)
+    tests/test_option_checks.py tests/test_plain_call.py tests/test_cross_entropy.py tests/test_vocab_shard.py
+    tests/test_short_rows.py tests/test_strided_classes.py tests/test_strided_metrics.py)
 for isa in $isas; do run "$isa" "${args[@]}"; done
 echo "sanitizers: clean"
