@@ -105,31 +105,27 @@ def test_short_rows_16bit(each_isa, n_classes):
         )
 
 
+def _check_inplace_and_out(rng, shape):
+    """In place (every row read before it is written) and out=, against the
+    reference and against each other bitwise."""
+    logits, target, kw = option_problem(rng, shape, "weight-ignore-smooth", np.float32)
+    exp_loss, exp_grad = ref.cross_entropy_with_grad(logits, target, **kw)
+    work = logits.copy()
+    loss, grad = pyce.cross_entropy_with_grad(work, target, inplace=True, **kw)
+    assert grad is work
+    assert_close(loss, exp_loss, **loss_tol(np.float32, value_scale(logits)))
+    assert_close(work, exp_grad, **prob_tol(np.float32, 1.0))
+    out = np.empty_like(logits)
+    assert pyce.cross_entropy_with_grad(logits, target, out=out, **kw)[0] == loss
+    np.testing.assert_array_equal(out, work)
+
+
 def test_short_rows_inplace_out_and_views():
     rng = np.random.default_rng(3)
-    logits, target, kw = option_problem(rng, (200, 21), "weight-ignore-smooth", np.float32)
-    exp_loss, exp_grad = ref.cross_entropy_with_grad(logits, target, **kw)
-    work = logits.copy()
-    loss, grad = pyce.cross_entropy_with_grad(work, target, inplace=True, **kw)
-    assert grad is work
-    assert_close(loss, exp_loss, **loss_tol(np.float32, value_scale(logits)))
-    assert_close(work, exp_grad, **prob_tol(np.float32, 1.0))
-    out = np.empty_like(logits)
-    assert pyce.cross_entropy_with_grad(logits, target, out=out, **kw)[0] == loss
-    np.testing.assert_array_equal(out, work)
+    _check_inplace_and_out(rng, (200, 21))
     view = (rng.standard_normal((300, 40)) * 2).astype(np.float32)[::3, 5:26]
     _check_normalisers(view)
-    # Rows as lanes (fewer than 16 classes): in place, every row read before it is written.
-    logits, target, kw = option_problem(rng, (333, 6), "weight-ignore-smooth", np.float32)
-    exp_loss, exp_grad = ref.cross_entropy_with_grad(logits, target, **kw)
-    work = logits.copy()
-    loss, grad = pyce.cross_entropy_with_grad(work, target, inplace=True, **kw)
-    assert grad is work
-    assert_close(loss, exp_loss, **loss_tol(np.float32, value_scale(logits)))
-    assert_close(work, exp_grad, **prob_tol(np.float32, 1.0))
-    out = np.empty_like(logits)
-    assert pyce.cross_entropy_with_grad(logits, target, out=out, **kw)[0] == loss
-    np.testing.assert_array_equal(out, work)
+    _check_inplace_and_out(rng, (333, 6))  # rows as lanes (fewer than 64 classes)
 
 
 def test_short_rows_bitwise_for_every_thread_count():

@@ -152,24 +152,16 @@ void run(const KLDivArgs& args) {
     with_grad_kind<T>(args.grad, args.grad_f32, [&](auto kind) {
         using G = typename decltype(kind)::type;
         using Kernel = KLKernel<T, G, decltype(kind)::with_grad>;
-        if (args.inner <= 1) {
-            Kernel kernel(args);
-            run_blocked(kernel, args.rows, args.cols, args.threads);
-            return;
-        }
-        const ClassAxisShape shape{args.rows / args.inner, args.cols, args.inner};
         const std::array<const T*, 2> inputs{static_cast<const T*>(args.student),
                                              static_cast<const T*>(args.teacher)};
-        run_on_tiles<Kernel, T, G, 2>(args, shape, inputs, static_cast<G*>(args.grad), args.threads,
-                                      [](KLDivArgs& a, const Tile<T, G, 2>& tile) {
-                                          a.student = tile.inputs[0];
-                                          a.teacher = tile.inputs[1];
-                                          a.rows = tile.rows;
-                                          a.inner = 1;
-                                          a.grad = tile.grad;
-                                          a.row_loss += tile.first;
-                                          if (a.grad_scale_rows) a.grad_scale_rows += tile.first;
-                                      });
+        run_rows_or_tiles<Kernel, T, G, 2>(args, inputs, static_cast<G*>(args.grad),
+                                           [](KLDivArgs& a, const Tile<T, G, 2>& tile) {
+                                               a.student = tile.inputs[0];
+                                               a.teacher = tile.inputs[1];
+                                               a.grad = tile.grad;
+                                               a.row_loss += tile.first;
+                                               if (a.grad_scale_rows) a.grad_scale_rows += tile.first;
+                                           });
     });
 }
 

@@ -105,23 +105,15 @@ struct EvaluateKernel {
 template <class T, bool kTarget>
 void run_layout(const EvaluateArgs& args) {
     using Kernel = EvaluateKernel<T, kTarget>;
-    if (args.inner <= 1) {
-        Kernel kernel(args);
-        run_blocked(kernel, args.rows, args.cols, args.threads);
-        return;
-    }
-    const ClassAxisShape shape{args.rows / args.inner, args.cols, args.inner};
-    run_on_tiles<Kernel, T, T, 1>(args, shape, {static_cast<const T*>(args.logits)}, static_cast<T*>(nullptr),
-                                  args.threads, [](EvaluateArgs& a, const Tile<T, T, 1>& tile) {
-                                      a.logits = tile.inputs[0];
-                                      a.rows = tile.rows;
-                                      a.inner = 1;
-                                      if (a.target) a.target += tile.first;
-                                      if (a.loss) a.loss += tile.first;
-                                      if (a.entropy) a.entropy += tile.first;
-                                      if (a.max_prob) a.max_prob += tile.first;
-                                      if (a.rank) a.rank += tile.first;
-                                  });
+    run_rows_or_tiles<Kernel, T, T, 1>(args, {static_cast<const T*>(args.logits)}, static_cast<T*>(nullptr),
+                                       [](EvaluateArgs& a, const Tile<T, T, 1>& tile) {
+                                           a.logits = tile.inputs[0];
+                                           if (a.target) a.target += tile.first;
+                                           if (a.loss) a.loss += tile.first;
+                                           if (a.entropy) a.entropy += tile.first;
+                                           if (a.max_prob) a.max_prob += tile.first;
+                                           if (a.rank) a.rank += tile.first;
+                                       });
 }
 
 template <class T>

@@ -158,23 +158,15 @@ void run(const FocalArgs& args) {
     with_grad_kind<T>(args.grad, args.grad_f32, [&](auto kind) {
         using G = typename decltype(kind)::type;
         using Kernel = FocalKernel<T, G, decltype(kind)::with_grad>;
-        if (args.inner <= 1) {
-            Kernel kernel(args);
-            run_blocked(kernel, args.rows, args.cols, args.threads);
-            return;
-        }
-        const ClassAxisShape shape{args.rows / args.inner, args.cols, args.inner};
-        run_on_tiles<Kernel, T, G, 1>(args, shape, {static_cast<const T*>(args.logits)},
-                                      static_cast<G*>(args.grad), args.threads,
-                                      [](FocalArgs& a, const Tile<T, G, 1>& tile) {
-                                          a.logits = tile.inputs[0];
-                                          a.rows = tile.rows;
-                                          a.inner = 1;
-                                          a.grad = tile.grad;
-                                          a.target += tile.first;
-                                          a.row_loss += tile.first;
-                                          if (a.grad_scale_rows) a.grad_scale_rows += tile.first;
-                                      });
+        run_rows_or_tiles<Kernel, T, G, 1>(args, {static_cast<const T*>(args.logits)},
+                                           static_cast<G*>(args.grad),
+                                           [](FocalArgs& a, const Tile<T, G, 1>& tile) {
+                                               a.logits = tile.inputs[0];
+                                               a.grad = tile.grad;
+                                               a.target += tile.first;
+                                               a.row_loss += tile.first;
+                                               if (a.grad_scale_rows) a.grad_scale_rows += tile.first;
+                                           });
     });
 }
 

@@ -329,12 +329,6 @@ struct ClassLanes {
                    Sums<kTileVecs>& s) const {
         constexpr int NV = kTileVecs, L = kTileLanes;
         const A ninf = -std::numeric_limits<A>::infinity();
-        constexpr int64_t kLines = (L * static_cast<int64_t>(sizeof(T)) + 63) / 64;
-        constexpr int64_t kLineElems = 64 / static_cast<int64_t>(sizeof(T));
-        // The lines in flight: kAheadBytes over all the classes' streams.
-        const int64_t ahead_bytes =
-            std::max<int64_t>(1, kAheadBytes / (C * L * static_cast<int64_t>(sizeof(T)))) * L *
-            static_cast<int64_t>(sizeof(T));
         V mx[NV];
         for (int k = 0; k < NV; ++k) mx[k] = V::broadcast(ninf);
         if constexpr (kRowLanes) {
@@ -346,15 +340,23 @@ struct ClassLanes {
                 for (int64_t c = 0; c < C; ++c) tile[c * L + l] = ninf;
             for (int64_t c = 0; c < C; ++c)
                 for (int k = 0; k < NV; ++k) mx[k] = max(mx[k], V::load(tile + c * L + k * W));
-        }
-        for (int64_t c = 0; c < (kRowLanes ? 0 : C); ++c) {
-            const T* p = col(o, c, j0);
-            for (int64_t line = 0; line < kLines; ++line) prefetch_to_l2(p + line * kLineElems, ahead_bytes);
-            A* t = tile + c * L;
-            for (int k = 0; k < NV; ++k) {
-                const V xv = load<kFull>(p, k, n, ninf);
-                xv.store(t + k * W);
-                mx[k] = max(mx[k], xv);
+        } else {
+            constexpr int64_t kLines = (L * static_cast<int64_t>(sizeof(T)) + 63) / 64;
+            constexpr int64_t kLineElems = 64 / static_cast<int64_t>(sizeof(T));
+            // The lines in flight: kAheadBytes over all the classes' streams.
+            const int64_t ahead_bytes =
+                std::max<int64_t>(1, kAheadBytes / (C * L * static_cast<int64_t>(sizeof(T)))) * L *
+                static_cast<int64_t>(sizeof(T));
+            for (int64_t c = 0; c < C; ++c) {
+                const T* p = col(o, c, j0);
+                for (int64_t line = 0; line < kLines; ++line)
+                    prefetch_to_l2(p + line * kLineElems, ahead_bytes);
+                A* t = tile + c * L;
+                for (int k = 0; k < NV; ++k) {
+                    const V xv = load<kFull>(p, k, n, ninf);
+                    xv.store(t + k * W);
+                    mx[k] = max(mx[k], xv);
+                }
             }
         }
         const V zero = V::broadcast(A(0));
@@ -441,11 +443,6 @@ struct ClassLanes {
     // log-sum of every lane, the factor on its exps (1 / sum, or the
     // gradient's scale / sum), the gradient's smoothing term, and the lanes
     // that take the scalar path.
-    template <int NV>
-    static constexpr int L_of() {
-        return NV * W;
-    }
-
     template <int NV>
     struct Finish {
         V shift[NV], ls[NV], f[NV], sub[NV];
@@ -603,14 +600,8 @@ struct ClassLanes {
         int64_t start[kMaxGroups], count[kMaxGroups];
         int groups = 0;
         int64_t j = j0;
-        if (stream) {
-            // A streamed output whose class rows start off a line boundary
-            // (all by the same amount) gets a short first group, so that the
-            // whole groups after it start on one.
-            const int64_t off = static_cast<int64_t>(reinterpret_cast<uintptr_t>(out_col(o, 0, j0)) % 64);
-            const int64_t head = std::min(j1 - j0, off ? (64 - off) / static_cast<int64_t>(sizeof(G)) : 0);
-            if (head > 0) start[groups] = j, count[groups++] = head, j += head;
-        }
+        const int64_t head = stream_head(o, j0, j1);
+        if (head > 0) start[groups] = j, count[groups++] = head, j += head;
         for (; j < j1; j += L) start[groups] = j, count[groups++] = std::min<int64_t>(L, j1 - j);
 
         Targets<NV> in[kMaxGroups];
@@ -656,10 +647,11 @@ struct ClassLanes {
                int64_t c0, int64_t c1) const {
         if constexpr (kWrite && kRowLanes) {
             // Into the tile, then the tile transposed back into the rows.
+            constexpr int L = NV * W;
             write_classes<NV, kFull, kTile, false>(o, j0, n, tile, fin, in, c0, c1);
             G* rows = out + j0 * C;
             for (int64_t l = 0; l < n; ++l)
-                for (int64_t c = 0; c < C; ++c) rows[l * C + c] = from_acc<G>(tile[c * L_of<NV>() + l]);
+                for (int64_t c = 0; c < C; ++c) rows[l * C + c] = from_acc<G>(tile[c * L + l]);
         } else if constexpr (kWrite) {
             if (kFull && stream && reinterpret_cast<uintptr_t>(out_col(o, 0, j0)) % 64 == 0)
                 write_classes<NV, kFull, kTile, true>(o, j0, n, tile, fin, in, c0, c1);
@@ -719,19 +711,22 @@ struct ClassLanes {
         for (int64_t c = 0; c < C; ++c) *out_col(o, c, j) = value;
     }
 
+    // The positions of a short first group for [j0, j1) of outer index o, or
+    // 0: a streamed output whose class rows start off a line boundary (all by
+    // the same amount) gets one, so that the whole groups after it start on one.
+    int64_t stream_head(int64_t o, int64_t j0, int64_t j1) const {
+        if (!stream) return 0;
+        const int64_t off = static_cast<int64_t>(reinterpret_cast<uintptr_t>(out_col(o, 0, j0)) % 64);
+        return std::min(j1 - j0, off ? (64 - off) / static_cast<int64_t>(sizeof(G)) : 0);
+    }
+
     // The tile way through positions [j0, j1) of outer index o, group by
-    // group. A streamed output whose class rows start off a line boundary
-    // (all by the same amount) gets a short first group, so that the whole
-    // groups after it start on one.
+    // group (a short first group: stream_head).
     void tile_chunk(int64_t o, int64_t j0, int64_t j1, A* tile) const {
         constexpr int NV = kTileVecs, L = kTileLanes;
-        int64_t j = j0;
-        if (stream) {
-            const int64_t off = static_cast<int64_t>(reinterpret_cast<uintptr_t>(out_col(o, 0, j0)) % 64);
-            const int64_t head = std::min(j1 - j0, off ? (64 - off) / static_cast<int64_t>(sizeof(G)) : 0);
-            if (head > 0) tile_group<NV, false>(o, j0, head, tile);
-            j += head;
-        }
+        const int64_t head = stream_head(o, j0, j1);
+        if (head > 0) tile_group<NV, false>(o, j0, head, tile);
+        int64_t j = j0 + head;
         for (; j < j1; j += L) {
             const int64_t n = std::min<int64_t>(L, j1 - j);
             if (n == L)

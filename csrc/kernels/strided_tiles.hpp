@@ -130,9 +130,10 @@ struct Tile {
 // (outer, C, inner) `inputs` (kInputs arrays of T: the logits, and the
 // teacher's for a divergence), writing its gradient, when `grad` is set, into
 // the (outer, C, inner) array of G at `grad`. For each tile,
-// rebase(Args&, const Tile&) points a copy of `args` at the tile: its logits
-// at the input tiles, its gradient at the gradient tile, and its per-row
-// arrays (targets, losses) `first` positions on, with `rows` rows.
+// rebase(Args&, const Tile&) points a copy of `args` -- already set to
+// `rows` rows of one class row each (inner 1) -- at the tile: its logits at
+// the input tiles, its gradient at the gradient tile, and its per-row arrays
+// (targets, losses) `first` positions on.
 template <class Kernel, class T, class G, int kInputs, class Args, class Rebase>
 void run_on_tiles(const Args& args, const ClassAxisShape& shape, const std::array<const T*, kInputs>& inputs,
                   G* grad, int threads, const Rebase& rebase) {
@@ -174,6 +175,8 @@ void run_on_tiles(const Args& args, const ClassAxisShape& shape, const std::arra
             }
             tile.grad = grad_tile;
             Args tile_args = args;
+            tile_args.rows = tile.rows;
+            tile_args.inner = 1;
             rebase(tile_args, tile);
             Kernel kernel(tile_args);
             run_rows_here(kernel, 0, tile.rows, C, kernel_scratch, stats);
@@ -181,6 +184,21 @@ void run_on_tiles(const Args& args, const ClassAxisShape& shape, const std::arra
         }
     });
     note_kernel_end();
+}
+
+// A row kernel's call as its Args lay it out: classes last (inner <= 1), the
+// rows as they are (run_blocked); classes in the middle, tile by tile
+// (run_on_tiles, with `inputs`, `grad` and `rebase` as there).
+template <class Kernel, class T, class G, int kInputs, class Args, class Rebase>
+void run_rows_or_tiles(const Args& args, const std::array<const T*, kInputs>& inputs, G* grad,
+                       const Rebase& rebase) {
+    if (args.inner <= 1) {
+        Kernel kernel(args);
+        run_blocked(kernel, args.rows, args.cols, args.threads);
+        return;
+    }
+    const ClassAxisShape shape{args.rows / args.inner, args.cols, args.inner};
+    run_on_tiles<Kernel, T, G, kInputs>(args, shape, inputs, grad, args.threads, rebase);
 }
 
 }  // namespace

@@ -320,9 +320,11 @@ def run_suite(
 ) -> dict:
     """Time every case of suite ``name``; one dict per case plus the exp throughput."""
     read, scale, source = stream_probes()
+    import pyce
     from pyce import _core
 
     scale_nt = getattr(_core, "stream_scale_nt", scale)
+    threads = pyce.get_num_threads()
     exp_ns = measure_exp_throughput(repeat=repeat)
     rows = []
     probes: dict = {}
@@ -364,17 +366,8 @@ def run_suite(
             row["ns_per_row"] = tm.best / n_rows * 1e9
             row["exp_floor_s"] = exp_ns * 1e-9 * x.size
             if name == "layouts":
-                import pyce
-
                 row["in_cache_s"] = _in_cache_s(
-                    case,
-                    x,
-                    t,
-                    axis,
-                    teacher,
-                    threads=pyce.get_num_threads(),
-                    repeat=repeat,
-                    min_time=min_time,
+                    case, x, t, axis, teacher, threads=threads, repeat=repeat, min_time=min_time
                 )
             tfn = _torch_fn(case, x, t, axis, teacher) if peers else None
             if tfn is not None:
