@@ -152,3 +152,28 @@ def test_short_rows_bitwise_for_every_thread_count():
         )
 
     same_for_every_thread_count(call)
+
+
+def test_short_rows_few_rows_share_the_threads_bitwise():
+    # 1024 rows of 1000 classes were one unit of work, so one thread did it
+    # all; now the rows are split for the threads (parallel.hpp,
+    # positions_per_unit), and each row's result is the same for any count.
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal((1024, 1000)) * 3).astype(np.float32)
+    target = rng.integers(0, 1000, size=1024)
+    y = (rng.standard_normal((700, 40)) * 3).astype(np.float32)  # rows as lanes
+    ty = rng.integers(0, 40, size=700)
+
+    def call():
+        loss, grad = pyce.cross_entropy_with_grad(x, target, reduction="none")
+        return (
+            loss,
+            grad,
+            pyce.logsumexp(x),
+            pyce.softmax(x),
+            pyce.log_softmax(x),
+            pyce.cross_entropy_with_grad(y, ty, reduction="none")[1],
+            pyce.softmax(y),
+        )
+
+    same_for_every_thread_count(call, counts=(1, 2, 3, 16))

@@ -243,6 +243,9 @@ def test_strided_bitwise_for_every_thread_count():
         )
 
     same_for_every_thread_count(call)
+    # More threads than chunks of 1024 positions (z has 3): the chunks are
+    # split for them (parallel.hpp, positions_per_unit), the results not.
+    same_for_every_thread_count(call, counts=(1, 2, 3, 16))
 
 
 def test_strided_non_contiguous_views():

@@ -66,6 +66,26 @@ void parallel_ranges(int64_t n, int threads, const Fn& fn) {
     fn(int64_t{0}, n);
 }
 
+// Positions per unit of work for the kernels that share out chunks of
+// positions (strided classes, short rows): `most`, halved (down to `least`,
+// one group) while that leaves fewer units than threads -- 1024 rows of 1000
+// classes, or the 2048 columns of a (32000, 2048) axis-0 reduction on 16
+// threads, were one or two units and left the other threads idle. With
+// `max_unit_elements`, also halved while a unit holds more elements than
+// that (short rows, kShortRowUnitElements: units of even size, so threads
+// finish together). Only
+// how the work is shared out changes: a position's result is the same
+// whichever unit holds it.
+constexpr int64_t kShortRowUnitElements = int64_t{1} << 16;
+inline int64_t positions_per_unit(int64_t most, int64_t least, int64_t outer, int64_t positions, int threads,
+                                  int64_t elements_per_position = 0, int64_t max_unit_elements = 0) {
+    int64_t lanes = most;
+    if (max_unit_elements > 0)
+        while (lanes > least && lanes * elements_per_position > max_unit_elements) lanes /= 2;
+    while (lanes > least && outer * ((positions + lanes - 1) / lanes) < threads) lanes /= 2;
+    return lanes;
+}
+
 // Rows of scratch a thread needs to run rows of `cols` classes itself
 // (run_rows_here), in elements of Kernel::Scratch.
 template <class Kernel>

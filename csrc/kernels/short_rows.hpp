@@ -1,11 +1,12 @@
 // The short-row kernels (kernels/strided_classes.cpp): rows of a few classes
 // (1 to kShortRowMaxCols), whose time is their per-row steps rather than
-// memory. Below kRowLanesBelowCols classes the rows are transposed into a
-// tile, one row per vector lane, and reduced as strided positions are
-// (kernels/strided_lanes.hpp); from there on each row is reduced in registers
-// (max, exp-sum), and everything a row needs after its sums -- log, loss,
-// gradient factors -- is computed for a whole group of rows at once, one row
-// per vector lane.
+// memory. Below 64 classes the rows are transposed into a tile, one row per
+// vector lane, and reduced as strided positions are
+// (kernels/strided_lanes.hpp, kernels/tile_transpose.hpp); from there on each
+// row is reduced in registers (max, exp-sum), and everything a row needs
+// after its sums -- log, loss, gradient factors -- is computed for a whole
+// group of rows at once, one row per vector lane (rows_as_lanes in
+// strided_classes.cpp says which way a call takes).
 //
 // softmax.cpp and cross_entropy.cpp hand their calls over here first; these
 // return false, doing nothing, for a call they do not take.

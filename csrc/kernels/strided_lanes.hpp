@@ -51,6 +51,7 @@
 #include "kernels/dominant.hpp"
 #include "kernels/output_store.hpp"
 #include "kernels/parallel.hpp"
+#include "kernels/tile_transpose.hpp"
 
 namespace pyce {
 namespace CPU_CAPABILITY {
@@ -190,6 +191,8 @@ struct ClassLanes {
     // The tile sweep asks for each class row's lines as many groups ahead as
     // make this many bytes over all classes (8 groups of 21 classes: measured best).
     static constexpr int64_t kAheadBytes = int64_t{8 * 21 * 256};
+    // The tile sweep sums its exps in blocks of this many classes (see tile_sums).
+    static constexpr int64_t kSumBlock = 32;
     // The online sweep takes its classes in blocks of this many (see online_chunk).
     static constexpr int64_t kOnlineBlock = 64;
     // Positions per unit of work shared out to threads (a multiple of every group).
@@ -333,11 +336,7 @@ struct ClassLanes {
         for (int k = 0; k < NV; ++k) mx[k] = V::broadcast(ninf);
         if constexpr (kRowLanes) {
             // The group's n rows, transposed into the tile (padding lanes -inf).
-            const T* rows = x + j0 * C;
-            for (int64_t l = 0; l < n; ++l)
-                for (int64_t c = 0; c < C; ++c) tile[c * L + l] = to_acc(rows[l * C + c]);
-            for (int64_t l = n; l < L; ++l)
-                for (int64_t c = 0; c < C; ++c) tile[c * L + l] = ninf;
+            rows_to_tile(x + j0 * C, C, n, tile, L);
             for (int64_t c = 0; c < C; ++c)
                 for (int k = 0; k < NV; ++k) mx[k] = max(mx[k], V::load(tile + c * L + k * W));
         } else {
@@ -370,17 +369,28 @@ struct ClassLanes {
             for (int64_t l = 0; l < L; ++l) xt[l] = in.index[l] >= 0 ? tile[in.index[l] * L + l] : A(0);
             for (int k = 0; k < NV; ++k) s.xt[k] = V::load(xt + k * W);
         }
-        for (int64_t c = 0; c < C; ++c) {
-            A* t = tile + c * L;
-            const V coef = class_coef(c);
-            for (int k = 0; k < NV; ++k) {
-                const V xv = V::load(t + k * W);
-                const V e = exp_bounded(xv - s.shift[k]);
-                if constexpr (kNeedExps) e.store(t + k * W);
-                add_split(e, s.ones[k], s.rest[k]);
-                // (Padding lanes read -inf: their dot is -inf, and never used.)
-                if constexpr (E != SweepSums::none) s.dot[k] = fmadd(coef, xv, s.dot[k]);
+        // The sum in two levels, kSumBlock classes at a time and then the
+        // blocks' sums: a lane's rounding error grows with the block length
+        // plus the number of blocks, not with C (1000 one-level terms made
+        // the gradient 4.5 ulp off on average, against 1.8 for the row
+        // kernels). C <= kSumBlock: one block, its sum as before, bitwise.
+        for (int64_t c0 = 0; c0 < C; c0 += kSumBlock) {
+            const int64_t c1 = std::min(C, c0 + kSumBlock);
+            V part[NV];
+            for (int k = 0; k < NV; ++k) part[k] = zero;
+            for (int64_t c = c0; c < c1; ++c) {
+                A* t = tile + c * L;
+                const V coef = class_coef(c);
+                for (int k = 0; k < NV; ++k) {
+                    const V xv = V::load(t + k * W);
+                    const V e = exp_bounded(xv - s.shift[k]);
+                    if constexpr (kNeedExps) e.store(t + k * W);
+                    add_split(e, s.ones[k], part[k]);
+                    // (Padding lanes read -inf: their dot is -inf, and never used.)
+                    if constexpr (E != SweepSums::none) s.dot[k] = fmadd(coef, xv, s.dot[k]);
+                }
             }
+            for (int k = 0; k < NV; ++k) s.rest[k] = s.rest[k] + part[k];
         }
     }
 
@@ -647,11 +657,8 @@ struct ClassLanes {
                int64_t c0, int64_t c1) const {
         if constexpr (kWrite && kRowLanes) {
             // Into the tile, then the tile transposed back into the rows.
-            constexpr int L = NV * W;
             write_classes<NV, kFull, kTile, false>(o, j0, n, tile, fin, in, c0, c1);
-            G* rows = out + j0 * C;
-            for (int64_t l = 0; l < n; ++l)
-                for (int64_t c = 0; c < C; ++c) rows[l * C + c] = from_acc<G>(tile[c * L + l]);
+            tile_to_rows<G, V>(tile, NV * W, C, n, out + j0 * C);
         } else if constexpr (kWrite) {
             if (kFull && stream && reinterpret_cast<uintptr_t>(out_col(o, 0, j0)) % 64 == 0)
                 write_classes<NV, kFull, kTile, true>(o, j0, n, tile, fin, in, c0, c1);
@@ -737,18 +744,22 @@ struct ClassLanes {
     }
 
     void run(int threads) const {
-        const int64_t chunks_per_outer = (inner + kChunkLanes - 1) / kChunkLanes;
-        const int64_t units = outer * chunks_per_outer;
         const int64_t elements = outer * C * inner;
         if (elements < kMinParallelElements && !(elements >= kMinAwakeParallelElements && in_burst()))
             threads = 1;
+        const int64_t chunk_lanes =
+            kRowLanes
+                ? positions_per_unit(kChunkLanes, kTileLanes, outer, inner, threads, C, kShortRowUnitElements)
+                : positions_per_unit(kChunkLanes, kTileLanes, outer, inner, threads);
+        const int64_t chunks_per_outer = (inner + chunk_lanes - 1) / chunk_lanes;
+        const int64_t units = outer * chunks_per_outer;
         const bool tile = tiled();
         parallel_ranges(units, threads, [&](int64_t u0, int64_t u1) {
             const ScratchLease lease(tile ? static_cast<size_t>(C * kTileLanes) * sizeof(A) : sizeof(A));
             A* scratch = lease.as<A>();
             for (int64_t u = u0; u < u1; ++u) {
-                const int64_t o = u / chunks_per_outer, j0 = (u % chunks_per_outer) * kChunkLanes;
-                const int64_t j1 = std::min(inner, j0 + kChunkLanes);
+                const int64_t o = u / chunks_per_outer, j0 = (u % chunks_per_outer) * chunk_lanes;
+                const int64_t j1 = std::min(inner, j0 + chunk_lanes);
                 if (tile)
                     tile_chunk(o, j0, j1, scratch);
                 else

@@ -138,6 +138,26 @@ inline VecF32 exp_clamped(__m256 xc) {
 inline VecF32 select_equal(VecF32 a, VecF32 b, VecF32 yes, VecF32 no) {
     return {_mm256_blendv_ps(no.v, yes.v, _mm256_cmp_ps(a.v, b.v, _CMP_EQ_OQ))};
 }
+// v[i] lane j <-> v[j] lane i: an 8 x 8 block of floats transposed in
+// registers, for the short rows that kernels/tile_transpose.hpp turns into lanes.
+inline void transpose_square(VecF32 (&v)[8]) {
+    __m256 t[8], r[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(v[i].v, v[i + 1].v);
+        t[i + 1] = _mm256_unpackhi_ps(v[i].v, v[i + 1].v);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+    }
+    for (int k = 0; k < 4; ++k) {
+        v[k].v = _mm256_permute2f128_ps(r[k], r[k + 4], 0x20);
+        v[k + 4].v = _mm256_permute2f128_ps(r[k], r[k + 4], 0x31);
+    }
+}
+
 // ones + 1 where e == 1, rest + e where not (nan included): a sum split into
 // its exp(0) terms and the others (kernels/strided_lanes.hpp).
 inline void add_split(VecF32 e, VecF32& ones, VecF32& rest) {

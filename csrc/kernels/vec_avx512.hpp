@@ -111,6 +111,33 @@ inline VecF32 exp_bounded(VecF32 x) {
     return {_mm512_maskz_fmadd_ps(keep, p2, em1, p2)};
 }
 
+// v[i] lane j <-> v[j] lane i: a 16 x 16 block of floats transposed in
+// registers (pairs of lanes, then pairs of pairs, then 128-bit quarters
+// twice), for the short rows that kernels/tile_transpose.hpp turns into lanes.
+inline void transpose_square(VecF32 (&v)[16]) {
+    __m512 t[16], r[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(v[i].v, v[i + 1].v);
+        t[i + 1] = _mm512_unpackhi_ps(v[i].v, v[i + 1].v);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        for (int h = 0; h < 2; ++h) {
+            const __m512d a = _mm512_castps_pd(t[i + h]), b = _mm512_castps_pd(t[i + h + 2]);
+            r[i + 2 * h] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+            r[i + 2 * h + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        }
+    }
+    for (int i = 0; i < 16; i += 8)
+        for (int k = 0; k < 4; ++k) {
+            t[i + k] = _mm512_shuffle_f32x4(r[i + k], r[i + k + 4], 0x88);
+            t[i + k + 4] = _mm512_shuffle_f32x4(r[i + k], r[i + k + 4], 0xdd);
+        }
+    for (int k = 0; k < 8; ++k) {
+        v[k].v = _mm512_shuffle_f32x4(t[k], t[k + 8], 0x88);
+        v[k + 8].v = _mm512_shuffle_f32x4(t[k], t[k + 8], 0xdd);
+    }
+}
+
 // Lanes where a == b take `yes`, the others `no` (for class-index lanes
 // compared as floats: the strided-class kernels, kernels/strided_classes.cpp).
 inline VecF32 select_equal(VecF32 a, VecF32 b, VecF32 yes, VecF32 no) {
