@@ -468,7 +468,7 @@ struct ClassLanes {
         Sums<NV> s;
         tile_sums<kFull>(o, j0, n, tile, in, s);
         Finish<NV> fin;
-        finish<NV, kFull>(o, j0, n, s, in, fin);
+        finish<NV, kFull>(o, j0, n, s, in, fin, tile);
         write<NV, kFull, true>(o, j0, n, tile, fin, in, 0, C);
         fill_bad_lanes<NV>(o, j0, n, fin, in);
     }
@@ -476,8 +476,8 @@ struct ClassLanes {
     // A group's per-position results (lse; loss and lse per position) from
     // its sums, and what its class outputs need (fin).
     template <int NV, bool kFull>
-    void finish(int64_t o, int64_t j0, int64_t n, const Sums<NV>& s, const Targets<NV>& in,
-                Finish<NV>& fin) const {
+    void finish(int64_t o, int64_t j0, int64_t n, const Sums<NV>& s, const Targets<NV>& in, Finish<NV>& fin,
+                const A* tile = nullptr) const {
         constexpr int L = NV * W;
         V sum[NV];
         for (int k = 0; k < NV; ++k) sum[k] = s.ones[k] + s.rest[k], fin.shift[k] = s.shift[k];
@@ -503,7 +503,7 @@ struct ClassLanes {
         V* ls = fin.ls;
         for (int k = 0; k < NV; ++k) ls[k] = log_of_split_sum(s.ones[k], s.rest[k]);
         if constexpr (kRowLanes && (M == LaneOutput::lse || M == LaneOutput::log_softmax))
-            refine_dominated_rows<NV>(j0, n, s, fin);
+            refine_dominated_rows<NV>(tile, s, fin);
 
         if constexpr (M == LaneOutput::lse) {
             A* lo = lse + o * inner + j0;
@@ -562,22 +562,38 @@ struct ClassLanes {
     // Row lanes whose largest term dominates their sum (log-sum below
     // kLogDominated) take their log-sum from the row summed once more without
     // that term, its exps' argument rounding recovered, as the row kernels do
-    // (kernels/dominant.hpp): the log-sum-exp and the dominant class's
-    // log-probability keep their relative precision near 0, where the sweep's
-    // exps of rounded differences (5e-6 relative at a gap of 80) do not.
+    // (kernels/dominant.hpp, sum_below): the log-sum-exp and the dominant
+    // class's log-probability keep their relative precision near 0, where the
+    // sweep's exps of rounded differences (5e-6 relative at a gap of 80) do
+    // not. In vectors over the tile, which still holds the logits (lse and
+    // log_softmax store no exps): row by row, this second sum made a
+    // logsumexp of 262144 x 2 slower than PyTorch's (3.6 against 2.7 ms).
     template <int NV>
-    void refine_dominated_rows(int64_t j0, int64_t n, const Sums<NV>& s, Finish<NV>& fin) const {
+    void refine_dominated_rows(const A* tile, const Sums<NV>& s, Finish<NV>& fin) const {
         constexpr int L = NV * W;
-        alignas(64) A ls_l[L], top_l[L];
-        spill<NV>(fin.ls, ls_l), spill<NV>(s.top, top_l);
+        const V limit = V::broadcast(static_cast<A>(kLogDominated)), zero = V::broadcast(A(0)),
+                one = V::broadcast(A(1));
         bool any = false;
-        for (int64_t l = 0; l < n; ++l) {
-            if (fin.bad[l] || !(static_cast<double>(ls_l[l]) < kLogDominated)) continue;
-            ls_l[l] = static_cast<A>(std::log1p(sum_below(x + (j0 + l) * C, C, top_l[l])));
-            any = true;
+        for (int k = 0; k < NV; ++k) any |= any_greater(limit, fin.ls[k]);
+        if (!any) return;
+        V neg_top[NV], rest[NV];
+        for (int k = 0; k < NV; ++k) neg_top[k] = zero - s.top[k], rest[k] = zero;
+        for (int64_t c = 0; c < C; ++c) {
+            const A* t = tile + c * L;
+            for (int k = 0; k < NV; ++k) {
+                const V xv = V::load(t + k * W);
+                const V d = xv + neg_top[k];
+                const V back = d - xv;
+                const V err = (xv - (d - back)) + (neg_top[k] - back);  // two-sum: d + err = x - top exactly
+                const V e = exp(d);
+                // err is nan where x = -inf (e = 0 there): kept only where e > 0.
+                const V term = fmadd(e, keep_where_greater(e, zero, err), e);
+                rest[k] = rest[k] + keep_where_greater(s.top[k], xv, term);
+            }
         }
-        if (any)
-            for (int k = 0; k < NV; ++k) fin.ls[k] = V::load(ls_l + k * W);
+        // Lanes not dominated, and those the scalar path takes (bad), keep theirs.
+        for (int k = 0; k < NV; ++k)
+            fin.ls[k] = select_equal(less(fin.ls[k], limit), one, log_of_split_sum(one, rest[k]), fin.ls[k]);
     }
 
     // The class outputs of the lanes the vector path could not hold (after

@@ -39,7 +39,8 @@ double reduce_rows(const double* row_loss, int64_t rows, Reduction reduction, do
 // grad_output / divisor (inf when every row is ignored, but then no row uses it).
 double reduced_grad_scale(Reduction reduction, double grad_output, double divisor);
 
-// Sum of values in a fixed pairwise order (deterministic, O(log n) error growth).
+// Sum of values in a fixed pairwise order (deterministic; the error grows
+// with log n, plus the 32 terms each leaf lane adds in turn).
 double pairwise_sum(const double* values, int64_t n);
 
 // The first target that is neither a class index in [0, cols) nor
