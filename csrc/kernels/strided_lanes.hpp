@@ -280,11 +280,12 @@ struct ClassLanes {
         const CrossEntropyArgs& loss_args = *args;
         const int64_t* target = loss_args.target + o * inner + j0;
         alignas(64) A cls[L];
-        for (int64_t l = 0; l < L; ++l) {
-            const int64_t t = l < n ? target[l] : loss_args.ignore_index;
-            in.index[l] = t == loss_args.ignore_index ? -1 : t;
-            cls[l] = static_cast<A>(in.index[l]);
-        }
+        // (Branch-free loops the compiler vectorises: at a few classes a
+        // group's per-lane steps cost as much as its exps.)
+        const int64_t ignore = loss_args.ignore_index;
+        for (int64_t l = 0; l < n; ++l) in.index[l] = target[l] == ignore ? -1 : target[l];
+        for (int64_t l = n; l < L; ++l) in.index[l] = -1;
+        for (int64_t l = 0; l < L; ++l) cls[l] = static_cast<A>(in.index[l]);
         const V one = V::broadcast(A(1)), zero = V::broadcast(A(0)), none = V::broadcast(A(-1));
         for (int k = 0; k < NV; ++k) {
             in.cls[k] = V::load(cls + k * W);
@@ -545,6 +546,13 @@ struct ClassLanes {
             spill<NV>(loss, loss_l), spill<NV>(in.cls, cls_l);
             if (loss_args.row_lse) spill<NV>(lse_v, lse_l);
             const int64_t pos = o * inner + j0;
+            if (!any_bad && !loss_args.row_lse) {
+                // The common case, without a branch per lane (vectorised).
+                double* row_loss = loss_args.row_loss + pos;
+                for (int64_t l = 0; l < n; ++l)
+                    row_loss[l] = cls_l[l] < 0 ? 0.0 : static_cast<double>(loss_l[l]);
+                return;
+            }
             for (int64_t l = 0; l < n; ++l) {
                 const bool ignored = cls_l[l] < 0;
                 double lane_loss = static_cast<double>(loss_l[l]), lane_lse = 0;
