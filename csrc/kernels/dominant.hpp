@@ -41,11 +41,24 @@ inline double row_max(const T* x, int64_t n) {
     return static_cast<double>(reduce_max(m));
 }
 
-// The sum of exp(x_j - top) over the x_j < top of x[0..n): the dominant term
-// (x_j == top) left out. x_j - top is rounded (by up to |x_j - top| / 2^24 in
+// exp(x - top) where x < top, else 0: a term of the sum below the dominant
+// one (x == top left out). x - top is rounded (by up to |x - top| / 2^24 in
 // float32: 5e-6 relative for a gap of 80), so its rounding error is recovered
 // (Knuth's two-sum, exact) and applied to the exp: e^(d + err) = e^d (1 + err).
-// Each exp is the general vector exp (any argument); lanes sum in the compute type.
+// The exp is the general vector exp (any argument). neg_top is -top.
+template <class V>
+PYCE_ALWAYS_INLINE inline V term_below(V xv, V top, V neg_top) {
+    const V zero = V::broadcast(0);
+    const V d = xv + neg_top;
+    const V back = d - xv;
+    const V err = (xv - (d - back)) + (neg_top - back);
+    const V e = exp(d);
+    // err is nan where x = -inf (e = 0 there): kept only where e > 0.
+    const V term = fmadd(e, keep_where_greater(e, zero, err), e);
+    return keep_where_greater(top, xv, term);
+}
+
+// The sum of term_below over x[0..n); lanes sum in the compute type.
 template <class T>
 inline double sum_below(const T* x, int64_t n, Acc<T> top) {
     using V = typename VecFor<T>::type;
@@ -53,19 +66,11 @@ inline double sum_below(const T* x, int64_t n, Acc<T> top) {
     constexpr int W = V::width;
     const A ninf = -std::numeric_limits<A>::infinity();
     const int64_t full = n - n % W;
-    const V vtop = V::broadcast(top), neg_top = V::broadcast(-top), zero = V::broadcast(A(0));
-    V acc = zero;
-    auto add = [&](V xv) PYCE_ALWAYS_INLINE {
-        const V d = xv + neg_top;
-        const V back = d - xv;
-        const V err = (xv - (d - back)) + (neg_top - back);
-        const V e = exp(d);
-        // err is nan where x = -inf (e = 0 there): kept only where e > 0.
-        const V term = fmadd(e, keep_where_greater(e, zero, err), e);
-        acc = acc + keep_where_greater(vtop, xv, term);
-    };
-    for (int64_t i = 0; i < full; i += W) add(vload(x + i));
-    if (n > full) add(vload_partial(x + full, n - full, ninf));  // padding: exp(-inf) = 0
+    const V vtop = V::broadcast(top), neg_top = V::broadcast(-top);
+    V acc = V::broadcast(A(0));
+    for (int64_t i = 0; i < full; i += W) acc = acc + term_below(vload(x + i), vtop, neg_top);
+    if (n > full)  // padding: exp(-inf) = 0
+        acc = acc + term_below(vload_partial(x + full, n - full, ninf), vtop, neg_top);
     return static_cast<double>(reduce_add(acc));
 }
 

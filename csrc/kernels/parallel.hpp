@@ -73,9 +73,8 @@ void parallel_ranges(int64_t n, int threads, const Fn& fn) {
 // threads, were one or two units and left the other threads idle. With
 // `max_unit_elements`, also halved while a unit holds more elements than
 // that (short rows, kShortRowUnitElements: units of even size, so threads
-// finish together). Only
-// how the work is shared out changes: a position's result is the same
-// whichever unit holds it.
+// finish together). Only how the work is shared out changes: a position's
+// result is the same whichever unit holds it.
 constexpr int64_t kShortRowUnitElements = int64_t{1} << 16;
 inline int64_t positions_per_unit(int64_t most, int64_t least, int64_t outer, int64_t positions, int threads,
                                   int64_t elements_per_position = 0, int64_t max_unit_elements = 0) {

@@ -570,7 +570,7 @@ struct ClassLanes {
     // Row lanes whose largest term dominates their sum (log-sum below
     // kLogDominated) take their log-sum from the row summed once more without
     // that term, its exps' argument rounding recovered, as the row kernels do
-    // (kernels/dominant.hpp, sum_below): the log-sum-exp and the dominant
+    // (kernels/dominant.hpp, term_below): the log-sum-exp and the dominant
     // class's log-probability keep their relative precision near 0, where the
     // sweep's exps of rounded differences (5e-6 relative at a gap of 80) do
     // not. In vectors over the tile, which still holds the logits (lse and
@@ -588,16 +588,8 @@ struct ClassLanes {
         for (int k = 0; k < NV; ++k) neg_top[k] = zero - s.top[k], rest[k] = zero;
         for (int64_t c = 0; c < C; ++c) {
             const A* t = tile + c * L;
-            for (int k = 0; k < NV; ++k) {
-                const V xv = V::load(t + k * W);
-                const V d = xv + neg_top[k];
-                const V back = d - xv;
-                const V err = (xv - (d - back)) + (neg_top[k] - back);  // two-sum: d + err = x - top exactly
-                const V e = exp(d);
-                // err is nan where x = -inf (e = 0 there): kept only where e > 0.
-                const V term = fmadd(e, keep_where_greater(e, zero, err), e);
-                rest[k] = rest[k] + keep_where_greater(s.top[k], xv, term);
-            }
+            for (int k = 0; k < NV; ++k)
+                rest[k] = rest[k] + term_below(V::load(t + k * W), s.top[k], neg_top[k]);
         }
         // Lanes not dominated, and those the scalar path takes (bad), keep theirs.
         for (int k = 0; k < NV; ++k)
