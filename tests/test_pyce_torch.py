@@ -516,3 +516,56 @@ def test_nothing_logits_sized_outlives_backward(reduction):
     gc.collect()
     assert [r() for r in refs] == [None, None]
     assert loss.grad_fn.call.arrays is None and loss.grad_fn.grad is None
+
+
+def test_plain_rows_shortcut_takes_only_what_kernel_call_would_take_alike():
+    """plain_rows_call, the few-checks shortcut of the commonest call, makes the call
+    kernel_call makes for (N, C) float32/float64 logits, int64 class indices and no
+    option but ignore_index and a reduction; for anything else it declines (None) and
+    kernel_call decides. Its loss and gradient are the NumPy API's, bit for bit."""
+    import pyce
+    from pyce.torch._cross_entropy import kernel_call, plain_rows_call
+
+    def both(x, t, weight=None, ignore_index=-100, reduction="mean", smoothing=0.0):
+        args = (x, t, weight, ignore_index, reduction, smoothing, 0.0, None)
+        return plain_rows_call(*args), kernel_call(*args)
+
+    x = torch.randn(64, 10, requires_grad=True)
+    t = torch.randint(0, 10, (64,))
+    for dtype in (torch.float32, torch.float64):
+        for reduction in ("mean", "sum"):
+            xd = x.detach().to(dtype).requires_grad_(True)
+            plain, general = both(xd, t, ignore_index=3, reduction=reduction)
+            assert plain is not None and plain.plain_rows and general.plain_rows
+            for name in (
+                "dtype",
+                "axis",
+                "ignore_index",
+                "reduction",
+                "label_smoothing",
+                "z_loss",
+                "softcap",
+            ):
+                assert getattr(plain, name) == getattr(general, name), name
+            loss = pt.cross_entropy(xd, t, ignore_index=3, reduction=reduction)
+            loss.backward()
+            want_loss, want_grad = pyce.cross_entropy_with_grad(
+                xd.detach().numpy(), t.numpy(), ignore_index=3, reduction=reduction
+            )
+            assert loss.item() == float(want_loss) and loss.dtype is dtype
+            np.testing.assert_array_equal(xd.grad.numpy(), want_grad)
+    declined = {
+        "class weights": both(x, t, weight=torch.ones(10)),
+        "label smoothing": both(x, t, smoothing=0.1),
+        "unreduced": both(x, t, reduction="none"),
+        "NumPy integer ignore_index": both(x, t, ignore_index=np.int64(-100)),
+        "bfloat16": both(x.detach().bfloat16(), t),
+        "transposed logits": both(torch.randn(10, 64).t(), t),
+        "strided target": both(x, torch.randint(0, 10, (128,))[::2]),
+        "uint8 target": both(x, t.to(torch.uint8)),
+        "(N, C, d) logits": both(torch.randn(4, 10, 3), torch.randint(0, 10, (4, 3))),
+        "no classes": both(torch.randn(4, 0), torch.zeros(4, dtype=torch.long)),
+        "target of another length": both(x, t[:10]),
+    }
+    for what, (plain, _general) in declined.items():
+        assert plain is None, what

@@ -23,7 +23,7 @@ from torch.autograd import forward_ad
 
 from .. import _core
 from .. import _cross_entropy as numpy_api
-from .._cache import empty_output
+from .._cache import CACHE_MIN_BYTES, empty_output
 from .._validation import REDUCTIONS, check_softcap, check_z_loss
 from ._composite import torch_cross_entropy
 from ._tensors import HALF_DTYPES, KERNEL_DTYPES, as_numpy, from_numpy
@@ -140,10 +140,10 @@ class KernelCall:
             )
         return self.loss_tensor(numpy_api.cross_entropy(x, t, **self.options()))
 
-    def loss_and_grad(self):
+    def loss_and_grad(self, input):
         x, t, _ = self.arrays
         if self.plain_rows and self.reduced:
-            grad = empty_output(x.shape, x.dtype)
+            grad_tensor, grad = self.gradient_buffer(input, x)
             loss = _core.cross_entropy(
                 x,
                 t,
@@ -158,9 +158,24 @@ class KernelCall:
                 False,
                 0.0,
             )
-        else:
-            loss, grad = numpy_api.cross_entropy_with_grad(x, t, **self.options())
+            return self.loss_tensor(loss), grad_tensor
+        loss, grad = numpy_api.cross_entropy_with_grad(x, t, **self.options())
         return self.loss_tensor(loss), from_numpy(grad, self.dtype)
+
+    def gradient_buffer(self, input, x):
+        """(tensor, its NumPy view) for the kernel to write the gradient of ``input``
+        (whose view is ``x``) into.
+
+        A small gradient is a tensor of PyTorch's own allocator: autograd hands a
+        tensor over NumPy memory to ``.grad`` more slowly (its memory is freed
+        through Python), a few us of a 64 x 10 loss step's 40. A large one comes
+        from pyce's buffer cache, whose memory is already mapped (see _cache)."""
+        if x.nbytes >= CACHE_MIN_BYTES:
+            grad = empty_output(x.shape, x.dtype)
+            return from_numpy(grad, self.dtype), grad
+        # (empty_like keeps a transposed input's strides; the kernel writes rows)
+        tensor = torch.empty_like(input) if input.is_contiguous() else torch.empty(x.shape, dtype=self.dtype)
+        return tensor, as_numpy(tensor) if self.dtype is torch.bfloat16 else tensor.numpy()
 
     def scaled(self, grad, grad_output):
         """The saved gradient of a reduced loss (taken with grad_output = 1) times
@@ -219,6 +234,47 @@ def _arrays_of(input, target, weight, dtype):
     if weight is not None:
         w = as_numpy(weight.float() if dtype in HALF_DTYPES else weight)
     return x, t, w
+
+
+def plain_rows_call(input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap):
+    """The call of a (N, C) float32 or float64 input with (N,) int64 class indices, no
+    option but ignore_index and a reduction, as kernel_call would make it, or None for
+    any other call (kernel_call decides those).
+
+    At 64 x 10 a training step's loss is all Python: the general checks cost as much as
+    a fifth of PyTorch's whole step, so the commonest call is recognised with the fewest
+    attribute reads (each costs). z_loss and softcap come checked (0.0 and None here)."""
+    if not (
+        weight is None
+        and softcap is None
+        and z_loss == 0.0
+        and type(input) in _TENSOR_TYPES
+        and type(target) in _TENSOR_TYPES
+        and (reduction == "mean" or reduction == "sum")
+        and type(reduction) is str
+        and type(ignore_index) is int
+        and _INT64[0] <= ignore_index <= _INT64[1]
+        and type(label_smoothing) in (float, int)
+        and label_smoothing == 0
+        and target.dtype is torch.int64
+        and input.dim() == 2
+        and target.dim() == 1
+    ):
+        return None
+    dtype = input.dtype
+    shape = input.shape
+    if not (
+        (dtype is torch.float32 or dtype is torch.float64)
+        and shape[1] > 0
+        and target.shape[0] == shape[0]
+        and input.is_cpu
+        and target.is_cpu
+        and input.is_contiguous()
+        and target.is_contiguous()
+    ):
+        return None
+    arrays = (input.detach().numpy(), target.numpy(), None)
+    return KernelCall(arrays, target, None, dtype, 1, ignore_index, reduction, 0.0, 0.0, None, True)
 
 
 def kernel_call(input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap):
@@ -299,7 +355,7 @@ class _FusedCrossEntropy(torch.autograd.Function):
         # is on (see cross_entropy).
         ctx.call = call
         if call.reduced or forward_ad._current_level >= 0:
-            loss, ctx.grad = call.loss_and_grad()
+            loss, ctx.grad = call.loss_and_grad(input)
         else:
             # An unreduced loss's grad_output scales each row: backward computes the
             # gradient with it in one pass (one rounding, nothing saved in between).
@@ -414,7 +470,9 @@ def cross_entropy(
         softcap = check_softcap(softcap)
     call = None
     if not torch._C._are_functorch_transforms_active():  # torch.func wraps tensors: PyTorch's ops
-        call = kernel_call(input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap)
+        call = plain_rows_call(
+            input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap
+        ) or kernel_call(input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap)
     if call is None:
         return torch_cross_entropy(
             input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap
