@@ -51,6 +51,33 @@ def test_target_out_of_range_names_position_and_value(func, bad, reduction):
     assert str(bad) in msg, msg
 
 
+@pytest.mark.parametrize("threads", [1, 2, 8])
+def test_many_targets_checked_on_every_thread_name_the_first_bad_one(threads):
+    """From 65536 targets the bounds check and the count of a 'mean' run on the
+    kernels' threads: the error still names the first bad target, wherever the
+    threads' ranges fall, and the mean divides by the exact count of kept rows."""
+    rows = 200_003
+    logits = _logits((rows, 2))
+    target = np.random.default_rng(2).integers(0, 2, size=rows)
+    target[::3] = -100
+    before = pyce.get_num_threads()
+    pyce.set_num_threads(threads)
+    try:
+        loss = pyce.cross_entropy(logits, target)
+        kept = target != -100
+        want = ref.cross_entropy(logits[kept], target[kept])
+        assert_close(loss, want, rtol=1e-5, atol=0)
+        for first, later in ((150_001, 170_000), (5, 199_999), (rows - 1, rows - 1)):
+            bad = target.copy()
+            bad[later] = 7
+            bad[first] = -5
+            with pytest.raises(IndexError) as info:
+                pyce.cross_entropy_with_grad(logits, bad)
+            assert f"target -5 at position {first} " in str(info.value), str(info.value)
+    finally:
+        pyce.set_num_threads(before)
+
+
 @pytest.mark.parametrize("func", list(CE_FUNCS))
 def test_target_out_of_range_3d_flat_position(func):
     logits = _logits((4, 5, 9), np.float64)
