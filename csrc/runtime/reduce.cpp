@@ -15,6 +15,12 @@ constexpr int64_t kParallelTargets = int64_t{1} << 16;
 
 int target_threads(int64_t rows) { return rows >= kParallelTargets ? num_threads() : 1; }
 
+// 1 if class index t is neither in [0, cols) nor ignore_index, else 0: without
+// a branch, so that the loops over all targets vectorise.
+inline int64_t bad_target(int64_t t, int64_t cols, int64_t ignore_index) {
+    return static_cast<int64_t>((t < 0) | (t >= cols)) & static_cast<int64_t>(t != ignore_index);
+}
+
 template <class W>
 double target_weight_sum(const MeanOver& over) {
     const W* w = static_cast<const W*>(over.weight);
@@ -90,10 +96,7 @@ BadTarget find_bad_target(const int64_t* target, int64_t rows, int64_t cols, int
     if (threads > 1) {
         int64_t bad = 0;
 #pragma omp parallel for simd num_threads(threads) schedule(static) reduction(| : bad)
-        for (int64_t i = 0; i < rows; ++i) {
-            const int64_t t = target[i];
-            bad |= static_cast<int64_t>((t < 0) | (t >= cols)) & static_cast<int64_t>(t != ignore_index);
-        }
+        for (int64_t i = 0; i < rows; ++i) bad |= bad_target(target[i], cols, ignore_index);
         if (!bad) return {};
     }
     // Blocks checked without a branch per target (a loop the compiler
@@ -102,15 +105,10 @@ BadTarget find_bad_target(const int64_t* target, int64_t rows, int64_t cols, int
     for (int64_t b = 0; b < rows; b += kBlock) {
         const int64_t e = b + kBlock < rows ? b + kBlock : rows;
         int64_t bad = 0;
-        for (int64_t i = b; i < e; ++i) {
-            const int64_t t = target[i];
-            bad |= static_cast<int64_t>((t < 0) | (t >= cols)) & static_cast<int64_t>(t != ignore_index);
-        }
+        for (int64_t i = b; i < e; ++i) bad |= bad_target(target[i], cols, ignore_index);
         if (!bad) continue;
-        for (int64_t i = b; i < e; ++i) {
-            const int64_t t = target[i];
-            if ((t < 0 || t >= cols) && t != ignore_index) return {i, t};
-        }
+        for (int64_t i = b; i < e; ++i)
+            if (bad_target(target[i], cols, ignore_index)) return {i, target[i]};
     }
     return {};
 }
