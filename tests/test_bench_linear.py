@@ -57,6 +57,12 @@ def test_filter_study_and_memory(monkeypatch):
     mem = linear.measure_memory("pyce (numpy)", (512, 16, 4000), threads=1)
     # The logits are 7.8 MiB; pyce holds one 48 MiB-or-smaller chunk of them at most.
     assert 0 <= mem["extra_bytes"] < 16 << 20
+    assert 0 <= mem["extra_bytes_blas_warm"] < 16 << 20
+    report = {"memory": [mem, {"method": "cut-cross-entropy", "shape": [512, 16, 4000], "extra_bytes": None}]}
+    lines = linear.format_report(
+        {"threads": 1, "rounds": 1, "blas": "-", "torch_blas": "-", "timings": []} | report
+    )
+    assert "BLAS warm" in lines and "not available" in lines
 
 
 def test_shape_argument_errors():

@@ -199,6 +199,55 @@ def test_default_chunk_is_bounded_and_used():
     assert call.chunk_rows == (48 << 20) // (32000 * 4)
 
 
+def _chunk_call(n_rows, V, target=None, chunk_size=None):
+    return LinearCall(
+        np.zeros((n_rows, 4), np.float32),
+        np.zeros((V, 4), np.float32),
+        np.zeros(n_rows, np.int64) if target is None else target,
+        linear_bias=None,
+        weight=None,
+        ignore_index=-100,
+        reduction="mean",
+        label_smoothing=0.0,
+        z_loss=0.0,
+        softcap=None,
+        shift=0,
+        return_lse=False,
+        filter_eps=None,
+        chunk_size=chunk_size,
+        dtypes=(np.dtype(np.float32),),
+        compute_dtype=np.float32,
+    )
+
+
+def _sizes(call):
+    return [c.stop - c.start if isinstance(c, slice) else c.size for c in call.chunks()]
+
+
+def test_chunks_share_the_rows_evenly():
+    # 2048 rows of 32000 classes: 48 MiB holds 393 rows. Before, the chunks were
+    # five of 393 and one of 83, which paid a whole pass over W and grad_W for
+    # 4 % of the rows; now six chunks of 341-342.
+    call = _chunk_call(2048, 32000)
+    assert call.chunk_rows == 393
+    assert sorted(_sizes(call)) == [341, 341, 341, 341, 342, 342]
+    assert call.largest_chunk() == 342
+    # An explicit chunk_size stays the bound: 10 rows in chunks of at most 4.
+    assert _sizes(_chunk_call(10, 7, chunk_size=4)) == [3, 3, 4]
+    assert _sizes(_chunk_call(8, 7, chunk_size=4)) == [4, 4]
+    assert _sizes(_chunk_call(3, 7, chunk_size=4)) == [3]
+    # With ignored rows the scored ones are shared out (gathered where not consecutive).
+    y = np.zeros(10, np.int64)
+    y[[1, 6]] = -100
+    call = _chunk_call(10, 7, target=y, chunk_size=3)
+    chunks = list(call.chunks())
+    assert [len(np.arange(10)[c]) for c in chunks] == [2, 3, 3]
+    assert np.concatenate([np.arange(10)[c] for c in chunks]).tolist() == [0, 2, 3, 4, 5, 7, 8, 9]
+    # No rows with work: no chunk, and a one-row buffer.
+    call = _chunk_call(4, 7, target=np.full(4, -100, np.int64))
+    assert _sizes(call) == [] and call.largest_chunk() == 1
+
+
 def test_non_contiguous_inputs():
     rng = np.random.default_rng(8)
     h = rng.standard_normal((4, 6, 10))[:, :, ::2]  # strided features
