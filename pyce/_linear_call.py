@@ -39,12 +39,17 @@ from ._validation import (
     check_z_loss,
 )
 
-# The logits of one chunk: at most this many bytes (whole rows, at least
-# MIN_CHUNK_ROWS of them). Large enough for the BLAS to run at full speed
-# (fewer rows make it re-read W more often per flop), small enough to stay
-# far below the logits of a real batch.
+# The logits of one chunk: at most CHUNK_BYTES (whole rows), but never fewer
+# than MIN_CHUNK_ROWS rows. Every chunk reads W twice (the logits' product and
+# grad_hidden's) and reads and writes grad_W once, 16 V D bytes in float32
+# whatever its row count, against 6 rows V D flops: the fewer the rows, the
+# larger that traffic's share. 48 MiB is 393 rows at V = 32000. At V = 128256
+# it would be 98 rows, and there (2048 x 512 x 128256, pyce.torch, 2 threads)
+# chunks of 98, 128 and 256 rows took 1.50, 1.25 and 1.18 x the three
+# full-size GEMMs; hence at least 256 rows (125 MiB of logits at V = 128256,
+# still bounded whatever N is; chunk_size= sets it).
 CHUNK_BYTES = 48 << 20
-MIN_CHUNK_ROWS = 64
+MIN_CHUNK_ROWS = 256
 
 _SUM = REDUCTIONS["sum"]
 _NONE = REDUCTIONS["none"]

@@ -177,7 +177,7 @@ def test_default_chunk_is_bounded_and_used():
         dtypes=(np.dtype(np.float64),),
         compute_dtype=np.float64,
     )
-    assert call.chunk_rows == 64  # 48 MiB of float64 logits hold 49 rows; at least 64
+    assert call.chunk_rows == 256  # 48 MiB of float64 logits hold 49 rows; at least 256
     call = LinearCall(
         np.zeros((10, 4), np.float32),
         np.zeros((32000, 4), np.float32),

@@ -230,7 +230,7 @@ def linear_cross_entropy(
         by the backward products. ``'auto'``: the dtype's epsilon / 32 (CCE's
         rule: 2**-12 for bfloat16). The loss is never changed.
     chunk_size : int, optional
-        Rows per chunk (default: 48 MiB of logits, at least 64 rows).
+        Rows per chunk (default: 48 MiB of logits, at least 256 rows).
 
     Returns
     -------
