@@ -155,6 +155,27 @@ def test_reduced_precision_tensors(dtype):
         assert (g.double() - r).abs().max().item() < 60 * eps * r.abs().max().item()
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_16bit_products_in_row_blocks(monkeypatch, dtype):
+    # grad_weight's 16-bit product goes into its float32 accumulator a block of
+    # rows at a time: 333 rows here (blocks of 333, 333, 333 and 1 over V = 1000).
+    pytest.importorskip("ml_dtypes") if dtype == torch.bfloat16 else None
+    import pyce.torch.linear as linear_module
+
+    h, W, b, y, _ = problem(("blocks", str(dtype)), lead=(4, 40), D=32, V=1000, dtype=dtype, bias=True)
+    whole = torch.autograd.grad(pt.linear_cross_entropy(h, W, y, linear_bias=b, chunk_size=64), [h, W, b])
+    monkeypatch.setattr(linear_module, "_PRODUCT_BLOCK_BYTES", 333 * 32 * 2)
+    blocks = torch.autograd.grad(pt.linear_cross_entropy(h, W, y, linear_bias=b, chunk_size=64), [h, W, b])
+    h64, W64, b64 = (t.detach().double().requires_grad_() for t in (h, W, b))
+    rh, rW, rb = torch.autograd.grad(composed(h64, W64, y, linear_bias=b64), [h64, W64, b64])
+    eps = {torch.bfloat16: 2.0**-8, torch.float16: 2.0**-11}[dtype]
+    for g, w, r in zip(blocks, whole, (rh, rW, rb)):
+        assert g.dtype == dtype
+        # The same products, split by output rows: equal but for the BLAS's blocking.
+        assert (g.double() - w.double()).abs().max().item() <= 2 * eps * r.abs().max().item()
+        assert (g.double() - r).abs().max().item() < 60 * eps * r.abs().max().item()
+
+
 def test_other_devices_fall_back_to_pytorch():
     h, W, b, y, w = problem(("fallback",), bias=True, weight=True)
     meta = [t.detach().to("meta") for t in (h, W, b, y, w)]

@@ -286,11 +286,15 @@ def warm_blas(method, h, W):
 
 
 def _return_freed_memory():
-    """Give the memory the warm-ups freed back to the system (glibc's malloc_trim):
-    otherwise it stays resident in malloc's heap, inflates the base, and the
-    measured call's allocations reuse it unseen."""
+    """Give the memory the warm-ups freed back to the system: pyce's buffer
+    cache (which would hand the measured call its gradients' or chunk's memory
+    already resident) and glibc's heap (malloc_trim). Otherwise that memory
+    inflates the base, and the measured call's allocations reuse it unseen."""
     import ctypes
 
+    import pyce
+
+    pyce.empty_cache()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: nothing to trim

@@ -50,11 +50,7 @@ class _TorchOps:
             else:
                 torch.mm(ta, tb, out=tout)
         else:  # 16-bit operands into a float32 accumulator (grad_weight)
-            product = torch.mm(ta, tb)
-            if beta:
-                tout.add_(product)
-            else:
-                tout.copy_(product)
+            _gemm_into_float32(ta, tb, tout, beta)
         return out
 
     @staticmethod
@@ -66,6 +62,31 @@ class _TorchOps:
     def column_max_abs(G):
         low, high = torch.aminmax(_tensor(G), dim=0)
         return torch.maximum(high.float(), -low.float()).numpy()
+
+
+# The rows of a 16-bit product computed at a time by _gemm_into_float32.
+_PRODUCT_BLOCK_BYTES = 4 << 20
+
+
+def _gemm_into_float32(ta, tb, tout, beta):
+    """``tout = ta @ tb`` (beta 0) or ``tout += ta @ tb`` for 16-bit operands and a
+    float32 ``tout``, which PyTorch's CPU products cannot write (no mixed-dtype
+    mm or addmm). The product is computed in the operands' dtype (accumulated
+    in float32 inside the BLAS, rounded once) a block of output rows at a time,
+    each block added while it is still in cache. A whole (V, D) product was
+    written to memory, then read back by the addition (and its pages mapped
+    afresh every chunk): at 4096 x 1024 x 32000 in bfloat16 that cost 190 ms a
+    chunk against 156 ms in blocks of 4 MiB."""
+    rows = max(1, _PRODUCT_BLOCK_BYTES // (tout.shape[1] * ta.element_size()))
+    block = torch.empty((min(rows, tout.shape[0]), tout.shape[1]), dtype=ta.dtype)
+    for r0 in range(0, tout.shape[0], rows):
+        r1 = min(tout.shape[0], r0 + rows)
+        part = block[: r1 - r0]
+        torch.mm(ta[r0:r1], tb, out=part)
+        if beta:
+            tout[r0:r1].add_(part)
+        else:
+            tout[r0:r1].copy_(part)
 
 
 def _compute_dtype(dtype: torch.dtype):
