@@ -116,7 +116,8 @@ def linear_cross_entropy(
         Gradient filtering (see :func:`linear_cross_entropy_with_grad`); it never
         changes the loss and is accepted here so one set of options serves both.
     chunk_size : int, optional
-        Rows per chunk; default: as many as fit in 48 MiB of logits (at least 256).
+        The most rows per chunk; default: as many as fit in 48 MiB of logits (at
+        least 256). The rows are shared out in chunks of equal size.
 
     Returns
     -------

@@ -267,7 +267,7 @@ def warm_blas(method, h, W):
     (the user's own model, or a plain ``h @ W.T``) leaves them resident. This
     puts them in place before the measure, so that the peak counts only what
     the loss itself allocates. Only the buffers stay: the temporaries' memory
-    goes back to the system (each is far above malloc's mmap threshold).
+    goes back to the system (see _return_freed_memory).
     """
     from pyce._linear_call import default_chunk_rows
 

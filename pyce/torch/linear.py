@@ -251,7 +251,8 @@ def linear_cross_entropy(
         by the backward products. ``'auto'``: the dtype's epsilon / 32 (CCE's
         rule: 2**-12 for bfloat16). The loss is never changed.
     chunk_size : int, optional
-        Rows per chunk (default: 48 MiB of logits, at least 256 rows).
+        The most rows per chunk (default: 48 MiB of logits, at least 256 rows);
+        the rows are shared out in chunks of equal size.
 
     Returns
     -------
