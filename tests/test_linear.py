@@ -158,51 +158,11 @@ def test_chunk_sizes_agree(chunk_size):
         np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-13)
 
 
-def test_default_chunk_is_bounded_and_used():
-    call = LinearCall(
-        np.zeros((10, 4)),
-        np.zeros((128256, 4)),
-        np.zeros(10, np.int64),
-        linear_bias=None,
-        weight=None,
-        ignore_index=-100,
-        reduction="mean",
-        label_smoothing=0.0,
-        z_loss=0.0,
-        softcap=None,
-        shift=0,
-        return_lse=False,
-        filter_eps=None,
-        chunk_size=None,
-        dtypes=(np.dtype(np.float64),),
-        compute_dtype=np.float64,
-    )
-    assert call.chunk_rows == 256  # 48 MiB of float64 logits hold 49 rows; at least 256
-    call = LinearCall(
-        np.zeros((10, 4), np.float32),
-        np.zeros((32000, 4), np.float32),
-        np.zeros(10, np.int64),
-        linear_bias=None,
-        weight=None,
-        ignore_index=-100,
-        reduction="mean",
-        label_smoothing=0.0,
-        z_loss=0.0,
-        softcap=None,
-        shift=0,
-        return_lse=False,
-        filter_eps=None,
-        chunk_size=None,
-        dtypes=(np.dtype(np.float32),),
-        compute_dtype=np.float32,
-    )
-    assert call.chunk_rows == (48 << 20) // (32000 * 4)
-
-
-def _chunk_call(n_rows, V, target=None, chunk_size=None):
+def _chunk_call(n_rows, V, target=None, chunk_size=None, dtype=np.float32):
+    """A LinearCall on zeros: only its chunking is looked at."""
     return LinearCall(
-        np.zeros((n_rows, 4), np.float32),
-        np.zeros((V, 4), np.float32),
+        np.zeros((n_rows, 4), dtype),
+        np.zeros((V, 4), dtype),
         np.zeros(n_rows, np.int64) if target is None else target,
         linear_bias=None,
         weight=None,
@@ -215,9 +175,16 @@ def _chunk_call(n_rows, V, target=None, chunk_size=None):
         return_lse=False,
         filter_eps=None,
         chunk_size=chunk_size,
-        dtypes=(np.dtype(np.float32),),
-        compute_dtype=np.float32,
+        dtypes=(np.dtype(dtype),),
+        compute_dtype=dtype,
     )
+
+
+def test_default_chunk_is_bounded_and_used():
+    call = _chunk_call(10, 128256, dtype=np.float64)
+    assert call.chunk_rows == 256  # 48 MiB of float64 logits hold 49 rows; at least 256
+    call = _chunk_call(10, 32000)
+    assert call.chunk_rows == (48 << 20) // (32000 * 4)
 
 
 def _sizes(call):
