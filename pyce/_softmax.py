@@ -107,7 +107,7 @@ def softmax(x, axis=-1):
     --------
     >>> import numpy as np, pyce
     >>> pyce.softmax(np.array([2.0, 1.0, 3.0], dtype=np.float32))
-    array([0.24472848, 0.09003057, 0.66524094], dtype=float32)
+    array([0.244728..., 0.090030..., 0.665240...], dtype=float32)
     """
     return _normalize_rows(x, axis, _core.softmax)
 

@@ -1,7 +1,7 @@
 """Few classes (1 to 1024): the short-row kernels (csrc/kernels/short_rows.hpp),
-which finish a group of rows together, one row per vector lane: below 64
+which finish a group of rows together, one row per vector lane: below 128
 classes ClassLanes with rows as lanes (strided_lanes.hpp, a transposing copy
-into its tile), from 64 on strided_classes.cpp's Layout::rows.
+into its tile), from 128 on strided_classes.cpp's Layout::rows.
 
 Against the float64 reference in float32 and float64 on every ISA, 16-bit
 logits, extremes, every option of class-index targets, in place and out=,
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.kernels
 
 ref = pyce.reference
 
-CLASSES = [1, 2, 3, 5, 10, 15, 16, 17, 33, 63, 64, 88, 256, 1000, 1024]
+CLASSES = [1, 2, 3, 5, 10, 15, 16, 17, 33, 63, 64, 88, 127, 128, 256, 1000, 1024]
 ROWS = [1, 7, 64, 130]
 
 
@@ -125,7 +125,7 @@ def test_short_rows_inplace_out_and_views():
     _check_inplace_and_out(rng, (200, 21))
     view = (rng.standard_normal((300, 40)) * 2).astype(np.float32)[::3, 5:26]
     _check_normalisers(view)
-    _check_inplace_and_out(rng, (333, 6))  # rows as lanes (fewer than 64 classes)
+    _check_inplace_and_out(rng, (333, 6))  # rows as lanes (fewer than 128 classes)
 
 
 def test_short_rows_bitwise_for_every_thread_count():

@@ -1,6 +1,6 @@
 // The short-row kernels (kernels/strided_classes.cpp): rows of a few classes
 // (1 to kShortRowMaxCols), whose time is their per-row steps rather than
-// memory. Below 64 classes the rows are transposed into a tile, one row per
+// memory. Below 128 classes the rows are transposed into a tile, one row per
 // vector lane, and reduced as strided positions are
 // (kernels/strided_lanes.hpp, kernels/tile_transpose.hpp); from there on each
 // row is reduced in registers (max, exp-sum), and everything a row needs
