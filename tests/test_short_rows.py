@@ -177,3 +177,124 @@ def test_short_rows_few_rows_share_the_threads_bitwise():
         )
 
     same_for_every_thread_count(call, counts=(1, 2, 3, 16))
+
+
+# --------------------------------------------------------------------------- evaluate, entropy
+# Below 128 classes pyce.evaluate and pyce.entropy take one row per vector
+# lane too (csrc/kernels/evaluate_lanes.hpp); from 128 on the row kernel.
+
+
+def _precise_rows(wide, target):
+    """Per-row loss, entropy and max probability in float64 without the
+    cancellation of lse - x (a confident row's loss and entropy are tiny):
+    with d = max - x >= 0 and u = sum exp(-d) = 1 + (the terms but one max),
+    log u = log1p(u - 1), loss = (max - x_t) + log u,
+    entropy = log u + sum q d, max_prob = 1 / u."""
+    top = wide.max(axis=1, keepdims=True)
+    d = top - wide
+    e = np.exp(-d)
+    first_max = np.argmax(wide, axis=1)
+    mask = np.ones_like(e, dtype=bool)
+    mask[np.arange(len(e)), first_max] = False
+    others = np.where(mask, e, 0.0).sum(axis=1)
+    log_u = np.log1p(others)
+    q = e / (1.0 + others)[:, None]
+    entropy = log_u + (q * d).sum(axis=1)
+    xt = np.take_along_axis(wide, np.where(target >= 0, target, 0)[:, None], axis=1)[:, 0]
+    loss = (top[:, 0] - xt) + log_u
+    return loss, entropy, 1.0 / (1.0 + others)
+
+
+def _check_evaluate_rows(x, target, *, rtol32=4e-6, loss_rtol32=None):
+    """Per-row loss, entropy, max probability and rank of the scored rows
+    against float64, in the rows' own precision (relative, also for tiny values)."""
+    from pyce.metrics import evaluate_rows
+
+    wide = x.astype(np.float64)
+    loss, ent, max_prob, rank = evaluate_rows(x, target)
+    scored = target != -100
+    exp_loss, exp_ent, exp_max = _precise_rows(wide, target)
+    xt = np.take_along_axis(wide, np.where(scored, target, 0)[:, None], axis=1)[:, 0]
+    exp_rank = (wide > xt[:, None]).sum(axis=1)
+    rtol = 1e-13 if x.dtype == np.float64 else rtol32
+    atol = 1e-300
+    loss_rtol = rtol if loss_rtol32 is None or x.dtype == np.float64 else loss_rtol32
+    np.testing.assert_allclose(loss, exp_loss[scored], rtol=loss_rtol, atol=atol, err_msg="loss")
+    np.testing.assert_allclose(ent, exp_ent[scored], rtol=rtol, atol=atol, err_msg="entropy")
+    np.testing.assert_allclose(max_prob, exp_max[scored], rtol=rtol, atol=atol, err_msg="max_prob")
+    np.testing.assert_array_equal(rank, exp_rank[scored])
+    np.testing.assert_allclose(pyce.entropy(x), exp_ent, rtol=rtol, atol=atol, err_msg="entropy()")
+
+
+@pytest.mark.parametrize("n_classes", [1, 2, 3, 10, 16, 17, 21, 33, 88, 127, 128, 256])
+def test_short_rows_evaluate_every_isa(each_isa, n_classes):
+    rng = np.random.default_rng(n_classes)
+    for dtype in (np.float32, np.float64):
+        for n_rows in ROWS:
+            x = (rng.standard_normal((n_rows, n_classes)) * 3).astype(dtype)
+            target = rng.integers(0, n_classes, size=n_rows)
+            target[1::4] = -100
+            _check_evaluate_rows(x, target)
+            result = pyce.evaluate(x, target, topk=(1, 2, 5))
+            expected = ref.evaluate(x.astype(np.float64), target, topk=(1, 2, 5))
+            assert result.accuracy == expected["accuracy"]
+
+
+@pytest.mark.parametrize("n_classes", [2, 21, 88])
+def test_short_rows_evaluate_confident_rows_keep_relative_precision(each_isa, n_classes):
+    # A confident row's loss and entropy are tiny (e^-gap): they keep their
+    # relative precision. The loss within 4 ulp of float32 (measured: at most
+    # 2.5e-7) because the dominant class's sum is refined (dominant.hpp): the
+    # sweep's exps of rounded differences x - max (7.6e-6 absolute at a gap of
+    # 80) alone are off by several 1e-6. The entropy sums those exps times
+    # the gaps, in the rows' kernel as here: within 4e-6.
+    rng = np.random.default_rng(7)
+    for dtype in (np.float32, np.float64):
+        rows = []
+        for gap in (5.0, 17.0, 30.0, 55.0, 80.0):
+            for _ in range(9):
+                r = -gap - rng.random(n_classes) * 3
+                r[rng.integers(n_classes)] = 0.37
+                rows.append(r)
+        x = np.array(rows).astype(dtype)
+        target = x.argmax(axis=1)
+        _check_evaluate_rows(x, target, rtol32=4e-6, loss_rtol32=5e-7)
+
+
+@pytest.mark.parametrize("n_classes", [2, 7, 17, 88])
+def test_short_rows_evaluate_special_values(each_isa, n_classes):
+    # nan, +inf, all -inf rows among ordinary ones in a group: what the row
+    # kernel writes for such rows (checked against 128 classes, the row
+    # kernel, with the extra classes at -inf: the same distribution).
+    from pyce.metrics import evaluate_rows
+
+    for dtype in (np.float32, np.float64):
+        x = _extreme_rows(n_classes, dtype)
+        target = np.arange(len(x)) % n_classes
+        target[::5] = -100
+        padded = np.full((len(x), 128), -np.inf, dtype=dtype)
+        padded[:, :n_classes] = x
+        with np.errstate(invalid="ignore", over="ignore"):
+            got = evaluate_rows(x, target)
+            want = evaluate_rows(padded, target)
+            got_h, want_h = pyce.entropy(x), pyce.entropy(padded)
+        for name, a, b in zip(("loss", "entropy", "max_prob", "rank"), got, want):
+            np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=name)
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-30, err_msg=name)
+        np.testing.assert_allclose(got_h, want_h, rtol=1e-5, atol=1e-30)
+
+
+def test_short_rows_evaluate_bitwise_for_every_thread_count_and_views():
+    from pyce.metrics import evaluate_rows
+
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((300000, 10)) * 3).astype(np.float32)  # above the threading threshold
+    target = rng.integers(0, 10, size=300000)
+    target[::7] = -100
+    view = (rng.standard_normal((3000, 50)) * 2).astype(np.float32)[::3, 5:26]  # not contiguous
+
+    def call():
+        return (*evaluate_rows(x, target), pyce.entropy(x), pyce.entropy(view))
+
+    first = same_for_every_thread_count(call)
+    np.testing.assert_array_equal(first[-1], pyce.entropy(np.ascontiguousarray(view)))

@@ -9,13 +9,15 @@
 //   rank      = #{j : x_j > x_t}             (top-k correct <=> rank < k)
 // Ties are not counted against the target: a target tied with the largest
 // logit has rank 0 (torch.topk would break the tie by position).
-// Logits with the class axis in the middle run tile by tile (strided_tiles.hpp).
+// Few classes run with one position per vector lane (evaluate_lanes.hpp);
+// more, with the class axis in the middle, tile by tile (strided_tiles.hpp).
 #include <cstdint>
 #include <vector>
 
 #include "kernels/registration.hpp"
 #include "runtime/dispatch.hpp"
 #include "kernels/evaluate_args.hpp"
+#include "kernels/evaluate_lanes.hpp"
 #include "kernels/block_math.hpp"
 #include "kernels/dominant.hpp"
 #include "kernels/info_math.hpp"
@@ -101,10 +103,31 @@ struct EvaluateKernel {
     void write_block(const Row&, int64_t, const Stats&, A*) const {}
 };
 
-// Classes last: the rows as they are; classes in the middle: tile by tile.
+// Few classes (either layout): one position per vector lane
+// (evaluate_lanes.hpp). More: classes last, the rows as they are; classes in
+// the middle, tile by tile.
+template <class T, bool kTarget, bool kRowLanes>
+void run_lanes(const EvaluateArgs& args) {
+    EvaluateLanes<T, kTarget, kRowLanes, EvaluateKernel<T, kTarget>> lanes;
+    lanes.args = &args;
+    lanes.x = static_cast<const T*>(args.logits);
+    lanes.C = args.cols;
+    lanes.outer = kRowLanes ? 1 : args.rows / args.inner;
+    lanes.inner = kRowLanes ? args.rows : args.inner;  // rows as lanes: the rows are the positions
+    lanes.run(args.threads);
+}
+
 template <class T, bool kTarget>
 void run_layout(const EvaluateArgs& args) {
     using Kernel = EvaluateKernel<T, kTarget>;
+    if (args.rows <= 0) return;
+    if (args.cols > 0 && args.cols < kEvaluateLanesBelowCols) {
+        if (args.inner <= 1)
+            run_lanes<T, kTarget, true>(args);
+        else
+            run_lanes<T, kTarget, false>(args);
+        return;
+    }
     run_rows_or_tiles<Kernel, T, T, 1>(args, {static_cast<const T*>(args.logits)}, static_cast<T*>(nullptr),
                                        [](EvaluateArgs& a, const Tile<T, T, 1>& tile) {
                                            a.logits = tile.inputs[0];
