@@ -240,6 +240,18 @@ def test_short_rows_evaluate_every_isa(each_isa, n_classes):
             assert result.accuracy == expected["accuracy"]
 
 
+def _confident_rows(rng, n_classes):
+    """Rows whose largest logit (0.37, at a random class) leads the others by
+    gaps of 5 to 80 (float64, 9 rows per gap)."""
+    rows = []
+    for gap in (5.0, 17.0, 30.0, 55.0, 80.0):
+        for _ in range(9):
+            r = -gap - rng.random(n_classes) * 3
+            r[rng.integers(n_classes)] = 0.37
+            rows.append(r)
+    return np.array(rows)
+
+
 @pytest.mark.parametrize("n_classes", [2, 21, 88])
 def test_short_rows_evaluate_confident_rows_keep_relative_precision(each_isa, n_classes):
     # A confident row's loss and entropy are tiny (e^-gap): they keep their
@@ -250,15 +262,27 @@ def test_short_rows_evaluate_confident_rows_keep_relative_precision(each_isa, n_
     # the gaps, in the rows' kernel as here: within 4e-6.
     rng = np.random.default_rng(7)
     for dtype in (np.float32, np.float64):
-        rows = []
-        for gap in (5.0, 17.0, 30.0, 55.0, 80.0):
-            for _ in range(9):
-                r = -gap - rng.random(n_classes) * 3
-                r[rng.integers(n_classes)] = 0.37
-                rows.append(r)
-        x = np.array(rows).astype(dtype)
+        x = _confident_rows(rng, n_classes).astype(dtype)
         target = x.argmax(axis=1)
         _check_evaluate_rows(x, target, rtol32=4e-6, loss_rtol32=5e-7)
+
+
+def _extreme_problem(n_classes, dtype):
+    """Extreme rows (nan, +inf, all -inf among ordinary ones), their targets
+    (some ignored), and the rows padded with -inf classes to 128: the same
+    distributions, through the row kernels."""
+    x = _extreme_rows(n_classes, dtype)
+    target = np.arange(len(x)) % n_classes
+    target[::5] = -100
+    padded = np.full((len(x), 128), -np.inf, dtype=x.dtype)
+    padded[:, :n_classes] = x
+    return x, target, padded
+
+
+def _assert_same_values(got, want, *, atol, err_msg=""):
+    """nan where want is nan, and close elsewhere."""
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=err_msg)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=atol, err_msg=err_msg)
 
 
 @pytest.mark.parametrize("n_classes", [2, 7, 17, 88])
@@ -269,18 +293,13 @@ def test_short_rows_evaluate_special_values(each_isa, n_classes):
     from pyce.metrics import evaluate_rows
 
     for dtype in (np.float32, np.float64):
-        x = _extreme_rows(n_classes, dtype)
-        target = np.arange(len(x)) % n_classes
-        target[::5] = -100
-        padded = np.full((len(x), 128), -np.inf, dtype=dtype)
-        padded[:, :n_classes] = x
+        x, target, padded = _extreme_problem(n_classes, dtype)
         with np.errstate(invalid="ignore", over="ignore"):
             got = evaluate_rows(x, target)
             want = evaluate_rows(padded, target)
             got_h, want_h = pyce.entropy(x), pyce.entropy(padded)
         for name, a, b in zip(("loss", "entropy", "max_prob", "rank"), got, want):
-            np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=name)
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-30, err_msg=name)
+            _assert_same_values(a, b, atol=1e-30, err_msg=name)
         np.testing.assert_allclose(got_h, want_h, rtol=1e-5, atol=1e-30)
 
 
@@ -298,3 +317,121 @@ def test_short_rows_evaluate_bitwise_for_every_thread_count_and_views():
 
     first = same_for_every_thread_count(call)
     np.testing.assert_array_equal(first[-1], pyce.entropy(np.ascontiguousarray(view)))
+
+
+# --------------------------------------------------------------------------- focal loss
+# Below 128 classes pyce.focal_loss(_with_grad) takes one row per vector lane
+# too (ClassLanes' focal outputs, csrc/kernels/strided_lanes.hpp, with the
+# focal terms lane by lane in double); from 128 on the row kernel.
+
+FOCAL_CLASSES = [1, 2, 3, 10, 16, 17, 21, 33, 88, 127, 128, 256]
+
+
+def _precise_focal(wide, target, gamma, alpha):
+    """Per-row focal loss in float64 from the nll of _precise_rows (no
+    cancellation for a confident row): alpha_t (1 - p)^gamma nll."""
+    nll, _, _ = _precise_rows(wide, target)
+    one_minus_p = -np.expm1(-nll)
+    a = alpha[np.where(target >= 0, target, 0)]
+    return np.where(target >= 0, a * one_minus_p**gamma * nll, 0.0)
+
+
+@pytest.mark.parametrize("n_classes", FOCAL_CLASSES)
+def test_short_rows_focal_every_isa(each_isa, n_classes):
+    rng = np.random.default_rng(n_classes + 500)
+    alpha = rng.random(n_classes) + 0.25
+    for dtype in (np.float32, np.float64):
+        for n_rows in ROWS:
+            x = (rng.standard_normal((n_rows, n_classes)) * 3).astype(dtype)
+            target = rng.integers(0, n_classes, size=n_rows)
+            target[1::4] = -100
+            wide = x.astype(np.float64)
+            for gamma in (0.0, 0.5, 2.0, 3.7):
+                for a in (None, 0.25, alpha):
+                    kw = dict(gamma=gamma, alpha=a)
+                    loss, grad = pyce.focal_loss_with_grad(x, target, reduction="none", **kw)
+                    assert loss.dtype == dtype and grad.dtype == dtype
+                    np.testing.assert_array_equal(loss, pyce.focal_loss(x, target, reduction="none", **kw))
+                    full = np.ones(n_classes) * (1.0 if a is None else a)
+                    want = _precise_focal(wide, target, gamma, full)
+                    rtol = 1e-13 if dtype == np.float64 else 2e-6
+                    np.testing.assert_allclose(loss, want, rtol=rtol, atol=1e-300, err_msg=f"loss {kw}")
+                    _, want_grad = ref.focal_loss_with_grad(wide, target, reduction="none", **kw)
+                    gtol = dict(rtol=1e-11, atol=1e-14) if dtype == np.float64 else dict(rtol=1e-5, atol=2e-6)
+                    assert_close(grad, want_grad, **gtol, err_msg=f"grad {kw}")
+                mean, grad = pyce.focal_loss_with_grad(x, target, gamma=2.0, alpha=alpha)
+                want_mean, want_grad = ref.focal_loss_with_grad(wide, target, gamma=2.0, alpha=alpha)
+                assert_close(mean, want_mean, rtol=1e-11 if dtype == np.float64 else 1e-5, atol=0)
+                assert_close(grad, want_grad, **gtol)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+@pytest.mark.parametrize("n_classes", [2, 21, 88])
+def test_short_rows_focal_confident_rows_keep_relative_precision(each_isa, n_classes, gamma):
+    # A confident row's nll is tiny (e^-gap) and its focal loss tinier
+    # (~nll^(1 + gamma)): both keep their relative precision because the
+    # lanes take their terms with the rounding of x - max recovered
+    # (dominant.hpp's exp_recovered). The plain exps of rounded differences
+    # (7.6e-6 absolute at a gap of 80) would leave the float32 loss off by
+    # several 1e-6, times 1 + gamma.
+    rows = _confident_rows(np.random.default_rng(17), n_classes)
+    for dtype in (np.float32, np.float64):
+        x = rows.astype(dtype)
+        target = x.argmax(axis=1)
+        want = _precise_focal(x.astype(np.float64), target, gamma, np.ones(n_classes))
+        got = pyce.focal_loss(x, target, gamma=gamma, reduction="none")
+        # float32 results below its normal range are flushed: only those above.
+        normal = want > (1e-300 if dtype == np.float64 else 1e-37)
+        rtol = 1e-13 if dtype == np.float64 else 4e-7 * (1 + gamma)
+        np.testing.assert_allclose(got[normal], want[normal], rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize("n_classes", [2, 7, 17, 88])
+def test_short_rows_focal_special_values(each_isa, n_classes):
+    # nan, +inf, all -inf rows among ordinary ones in a group: what the row
+    # kernel writes (the same rows padded to 128 classes with -inf).
+    for dtype in (np.float32, np.float64):
+        x, target, padded = _extreme_problem(n_classes, dtype)
+        for gamma in (0.0, 2.0):
+            with np.errstate(invalid="ignore", over="ignore"):
+                loss, grad = pyce.focal_loss_with_grad(x, target, gamma=gamma, reduction="none")
+                want, want_grad = pyce.focal_loss_with_grad(padded, target, gamma=gamma, reduction="none")
+            _assert_same_values(loss, want, atol=1e-30, err_msg="loss")
+            _assert_same_values(grad, want_grad[:, :n_classes], atol=1e-7, err_msg="grad")
+
+
+def test_short_rows_focal_16bit_is_the_float32_gradient_rounded_once():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    rng = np.random.default_rng(23)
+    for dtype in (ml_dtypes.bfloat16, np.float16):
+        for n_classes in (3, 21, 88):
+            x = (rng.standard_normal((130, n_classes)) * 3).astype(dtype)
+            target = rng.integers(0, n_classes, size=130)
+            loss, grad = pyce.focal_loss_with_grad(x, target, reduction="none")
+            loss32, grad32 = pyce.focal_loss_with_grad(x, target, reduction="none", grad_dtype=np.float32)
+            assert grad.dtype == dtype and grad32.dtype == np.float32
+            np.testing.assert_array_equal(loss, loss32)
+            np.testing.assert_array_equal(grad.astype(np.float32), grad32.astype(dtype).astype(np.float32))
+            _, want = ref.focal_loss_with_grad(x.astype(np.float64), target, reduction="none")
+            assert_close(grad32, want, rtol=1e-5, atol=2e-6)
+
+
+def test_short_rows_focal_bitwise_for_every_thread_count_and_views():
+    rng = np.random.default_rng(29)
+    x = (rng.standard_normal((300000, 10)) * 3).astype(np.float32)  # above the threading threshold
+    target = rng.integers(0, 10, size=300000)
+    target[::7] = -100
+    alpha = rng.random(10) + 0.5
+    view = (rng.standard_normal((3000, 50)) * 2).astype(np.float32)[::3, 5:26]  # not contiguous
+    vt = rng.integers(0, 21, size=1000)
+
+    def call():
+        return (
+            *pyce.focal_loss_with_grad(x, target, alpha=alpha, reduction="none"),
+            *pyce.focal_loss_with_grad(view, vt, gamma=1.5, reduction="none"),
+        )
+
+    first = same_for_every_thread_count(call)
+    contiguous = pyce.focal_loss_with_grad(np.ascontiguousarray(view), vt, gamma=1.5, reduction="none")
+    np.testing.assert_array_equal(first[2], contiguous[0])
+    np.testing.assert_array_equal(first[3], contiguous[1])

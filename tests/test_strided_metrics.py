@@ -1,15 +1,17 @@
 """evaluate, entropy, kl_divergence(_with_grad) and focal_loss(_with_grad) with
 the class axis not innermost -- PyTorch's (N, C, d1, ...), NumPy's axis=0 --
-run tile by tile on the row kernels (csrc/kernels/strided_tiles.hpp), without
-a transposing copy of the logits.
+without a transposing copy of the logits: below 128 classes evaluate, entropy
+and focal with one position per vector lane (evaluate_lanes.hpp, ClassLanes'
+focal outputs), otherwise (and KL always) tile by tile on the row kernels
+(csrc/kernels/strided_tiles.hpp).
 
 Against the float64 reference, and bitwise against the same call on the array
-with its class axis moved last (the tiles run the row kernels on the same
-values); float32, float64, bfloat16, float16; few and many classes (more than
-one block of the row kernels), odd positions after the class axis, tiles that
-cross outer indices; ignore_index, class alpha, temperatures; every ISA;
-bitwise the same for any thread count; non-contiguous views; and no copy of
-the logits' size (tracemalloc).
+with its class axis moved last (both layouts take the same lanes, or the
+tiles run the row kernels on the same values); float32, float64, bfloat16,
+float16; few and many classes (more than one block of the row kernels), odd
+positions after the class axis, tiles that cross outer indices; ignore_index,
+class alpha, temperatures; every ISA; bitwise the same for any thread count;
+non-contiguous views; and no copy of the logits' size (tracemalloc).
 """
 
 from __future__ import annotations

@@ -58,6 +58,21 @@ PYCE_ALWAYS_INLINE inline V term_below(V xv, V top, V neg_top) {
     return keep_where_greater(top, xv, term);
 }
 
+// exp(x - shift) for x <= shift (the sweeps' terms), with the rounding error
+// of x - shift recovered as in term_below: every term of a lane's sum keeps
+// its relative precision, so a lane whose largest term dominates needs no
+// second sum for a precise log1p of the rest (ClassLanes' focal lanes).
+// neg_shift is -shift; -inf terms give 0.
+template <class V>
+PYCE_ALWAYS_INLINE inline V exp_recovered(V xv, V neg_shift) {
+    const V zero = V::broadcast(0);
+    const V d = xv + neg_shift;
+    const V back = d - xv;
+    const V err = (xv - (d - back)) + (neg_shift - back);
+    const V e = exp_bounded(d);
+    return fmadd(e, keep_where_greater(e, zero, err), e);
+}
+
 // The sum of term_below over x[0..n); lanes sum in the compute type.
 template <class T>
 inline double sum_below(const T* x, int64_t n, Acc<T> top) {

@@ -7,7 +7,8 @@
 // i.e. the cross-entropy gradient with the row weight G instead of a, so the
 // kernel is cross-entropy's block sweep (block_math.hpp) with another
 // per-row factor. 1 - p is formed as -expm1(-nll): no cancellation near p = 1.
-// Logits with the class axis in the middle run tile by tile (strided_tiles.hpp).
+// Few classes run with one position per vector lane (strided_lanes.hpp);
+// more, with the class axis in the middle, tile by tile (strided_tiles.hpp).
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -17,31 +18,15 @@
 #include "kernels/focal_args.hpp"
 #include "kernels/block_math.hpp"
 #include "kernels/dominant.hpp"
+#include "kernels/focal_terms.hpp"
 #include "kernels/output_store.hpp"
 #include "kernels/parallel.hpp"
+#include "kernels/strided_lanes.hpp"
 #include "kernels/strided_tiles.hpp"
 
 namespace pyce {
 namespace CPU_CAPABILITY {
 namespace {
-
-// The loss and the gradient factor G of one row, from its nll = -log p_t >= 0.
-inline void focal_terms(double nll, double alpha, double gamma, double& loss, double& g) {
-    if (gamma == 0.0) {
-        loss = alpha * nll;
-        g = alpha;
-        return;
-    }
-    const double one_minus_p = -std::expm1(-nll), p = std::exp(-nll);
-    const double mod = std::pow(one_minus_p, gamma);
-    loss = alpha * mod * nll;
-    // p = 1 (nll = 0): both terms vanish for gamma > 0; p = 0 (nll = inf): the
-    // second term is p * inf -> 0 in the limit.
-    double second = 0.0;
-    if (one_minus_p > 0.0 && p > 0.0) second = gamma * p * std::pow(one_minus_p, gamma - 1.0) * nll;
-    g = alpha * (mod + second);
-    if (nll != nll) loss = g = nll;  // nan stays nan
-}
 
 // T: the logits' storage type; G: the gradient's (T, or float32 for 16-bit T).
 template <class T, class G, bool kGrad>
@@ -152,12 +137,62 @@ struct FocalKernel {
     }
 };
 
-// Classes last: the rows as they are; classes in the middle: tile by tile.
+// Below this many classes (either layout) one position per vector lane
+// (ClassLanes, strided_lanes.hpp), as evaluate's (evaluate_lanes.hpp): a row
+// of few classes reduced on its own is a chain of dependent steps far longer
+// than its exps. Both layouts take the same lanes, so a class axis in the
+// middle gives bitwise what the same values with their class axis last give.
+constexpr int64_t kFocalLanesBelowCols = 128;
+
+template <class T, class G, bool kGrad, bool kRowLanes>
+void run_lanes(const FocalArgs& args) {
+    // The lanes read their targets, scales and row losses from cross-entropy's
+    // arguments (no class weights, smoothing or z-loss); alpha and gamma apply
+    // in their focal finish.
+    CrossEntropyArgs ce;
+    ce.logits = args.logits;
+    ce.rows = args.rows;
+    ce.cols = args.cols;
+    ce.target = args.target;
+    ce.ignore_index = args.ignore_index;
+    ce.grad = args.grad;
+    ce.grad_f32 = args.grad_f32;
+    ce.grad_scale = args.grad_scale;
+    ce.grad_scale_rows = args.grad_scale_rows;
+    ce.row_loss = args.row_loss;
+    ce.threads = args.threads;
+    ce.inner = args.inner;
+    constexpr LaneOutput M = kGrad ? LaneOutput::focal_grad : LaneOutput::focal_loss;
+    ClassLanes<T, G, M, SweepSums::none, kRowLanes> k{};
+    k.x = static_cast<const T*>(args.logits);
+    k.out = static_cast<G*>(args.grad);
+    k.C = args.cols;
+    k.inner = kRowLanes ? args.rows : args.inner;  // rows as lanes: the rows are the positions
+    k.outer = kRowLanes ? 1 : args.rows / args.inner;
+    k.args = &ce;
+    k.focal_alpha = args.alpha;
+    k.focal_alpha_scalar = args.alpha_scalar;
+    k.focal_gamma = args.gamma;
+    if constexpr (kGrad && !kRowLanes)
+        k.stream = can_stream(args.grad, args.logits, k.outer, k.C, k.inner, sizeof(G));
+    k.run(args.threads);
+}
+
+// Few classes: the lanes. More: classes last, the rows as they are; classes
+// in the middle, tile by tile.
 template <class T>
 void run(const FocalArgs& args) {
     with_grad_kind<T>(args.grad, args.grad_f32, [&](auto kind) {
         using G = typename decltype(kind)::type;
-        using Kernel = FocalKernel<T, G, decltype(kind)::with_grad>;
+        constexpr bool kGrad = decltype(kind)::with_grad;
+        if (args.rows > 0 && args.cols > 0 && args.cols < kFocalLanesBelowCols) {
+            if (args.inner <= 1)
+                run_lanes<T, G, kGrad, true>(args);
+            else
+                run_lanes<T, G, kGrad, false>(args);
+            return;
+        }
+        using Kernel = FocalKernel<T, G, kGrad>;
         run_rows_or_tiles<Kernel, T, G, 1>(args, {static_cast<const T*>(args.logits)},
                                            static_cast<G*>(args.grad),
                                            [](FocalArgs& a, const Tile<T, G, 1>& tile) {

@@ -49,6 +49,7 @@
 #include "runtime/dispatch.hpp"
 #include "kernels/block_math.hpp"
 #include "kernels/dominant.hpp"
+#include "kernels/focal_terms.hpp"
 #include "kernels/output_store.hpp"
 #include "kernels/parallel.hpp"
 #include "kernels/tile_transpose.hpp"
@@ -137,7 +138,9 @@ inline bool can_stream(const void* out, const void* in, int64_t outer, int64_t C
            (inner * static_cast<int64_t>(bytes)) % 64 == 0;
 }
 
-enum class LaneOutput { lse, softmax, log_softmax, loss, loss_grad };
+// focal_loss / focal_grad: the focal loss (kernels/focal.cpp), whose
+// gradient is cross-entropy's with a per-lane factor (focal_terms.hpp).
+enum class LaneOutput { lse, softmax, log_softmax, loss, loss_grad, focal_loss, focal_grad };
 
 // The lse of one lane, class by class in float64, for the lanes the vector
 // path cannot hold: nan (a nan), +inf (a +inf, no nan) or -inf (only -inf).
@@ -174,10 +177,18 @@ struct ClassLanes {
     using A = Acc<T>;
     using V = typename VecFor<T>::type;
     static constexpr int W = V::width;
-    static constexpr bool kCE = M == LaneOutput::loss || M == LaneOutput::loss_grad;
-    static constexpr bool kWrite =
-        M == LaneOutput::softmax || M == LaneOutput::log_softmax || M == LaneOutput::loss_grad;
-    static constexpr bool kNeedExps = M == LaneOutput::softmax || M == LaneOutput::loss_grad;
+    static constexpr bool kFocal = M == LaneOutput::focal_loss || M == LaneOutput::focal_grad;
+    // Per-lane targets (the loss needs the target's logit).
+    static constexpr bool kCE = M == LaneOutput::loss || M == LaneOutput::loss_grad || kFocal;
+    static constexpr bool kGradient = M == LaneOutput::loss_grad || M == LaneOutput::focal_grad;
+    static constexpr bool kWrite = M == LaneOutput::softmax || M == LaneOutput::log_softmax || kGradient;
+    // The exps kept in the tile for the write.
+    static constexpr bool kNeedExps =
+        M == LaneOutput::softmax || M == LaneOutput::loss_grad || M == LaneOutput::focal_grad;
+    // Focal's sweep takes its terms with the rounding of x - max recovered
+    // (dominant.hpp's exp_recovered): a confident lane's small loss keeps its
+    // relative precision without a second sum over the tile (which, with the
+    // exps stored over the logits, would have to read the logits again).
 
     // Tile groups: 4 vectors (the per-lane sums of 4 chains in flight).
     static constexpr int kTileVecs = 4;
@@ -206,6 +217,9 @@ struct ClassLanes {
     const A* weight = nullptr;
     double beta = 0, coef_total = 0;
     bool stream = false;
+    // Focal: alpha per class (or null: focal_alpha_scalar) and gamma.
+    const double* focal_alpha = nullptr;
+    double focal_alpha_scalar = 1, focal_gamma = 0;
 
     bool tiled() const { return C * kTileLanes * static_cast<int64_t>(sizeof(A)) <= kTileBytes; }
     const T* col(int64_t o, int64_t c, int64_t j) const {
@@ -384,7 +398,11 @@ struct ClassLanes {
                 const V coef = class_coef(c);
                 for (int k = 0; k < NV; ++k) {
                     const V xv = V::load(t + k * W);
-                    const V e = exp_bounded(xv - s.shift[k]);
+                    V e;
+                    if constexpr (kFocal)
+                        e = exp_recovered(xv, zero - s.shift[k]);
+                    else
+                        e = exp_bounded(xv - s.shift[k]);
                     if constexpr (kNeedExps) e.store(t + k * W);
                     add_split(e, s.ones[k], part[k]);
                     // (Padding lanes read -inf: their dot is -inf, and never used.)
@@ -457,6 +475,7 @@ struct ClassLanes {
     template <int NV>
     struct Finish {
         V shift[NV], ls[NV], f[NV], sub[NV];
+        V at_hi[NV], at_lo[NV];  // focal: the gradient's -G at the target, split (as Targets')
         bool bad[NV * W];
         bool any_bad;
     };
@@ -504,7 +523,7 @@ struct ClassLanes {
         V* ls = fin.ls;
         for (int k = 0; k < NV; ++k) ls[k] = log_of_split_sum(s.ones[k], s.rest[k]);
         if constexpr (kRowLanes && (M == LaneOutput::lse || M == LaneOutput::log_softmax))
-            refine_dominated_rows<NV>(tile, s, fin);
+            refine_dominated<NV>(tile, s, fin);
 
         if constexpr (M == LaneOutput::lse) {
             A* lo = lse + o * inner + j0;
@@ -514,6 +533,8 @@ struct ClassLanes {
                     if (bad[l]) lo[l] = static_cast<A>(bad_lse(o, j0 + l));
         } else if constexpr (M == LaneOutput::softmax || M == LaneOutput::log_softmax) {
             for (int k = 0; k < NV; ++k) fin.f[k] = V::broadcast(A(1)) / sum[k], fin.sub[k] = fin.f[k];
+        } else if constexpr (kFocal) {
+            focal_finish<NV>(o, j0, n, s, in, sum, fin);
         } else {
             // Each lane's loss and gradient factors, as the row kernels
             // compute a row's (block_math.hpp), in the compute type.
@@ -567,8 +588,8 @@ struct ClassLanes {
         }
     }
 
-    // Row lanes whose largest term dominates their sum (log-sum below
-    // kLogDominated) take their log-sum from the row summed once more without
+    // Lanes whose largest term dominates their sum (log-sum below
+    // kLogDominated) take their log-sum from the lane summed once more without
     // that term, its exps' argument rounding recovered, as the row kernels do
     // (kernels/dominant.hpp, term_below): the log-sum-exp and the dominant
     // class's log-probability keep their relative precision near 0, where the
@@ -577,7 +598,7 @@ struct ClassLanes {
     // log_softmax store no exps): row by row, this second sum made a
     // logsumexp of 262144 x 2 slower than PyTorch's (3.6 against 2.7 ms).
     template <int NV>
-    void refine_dominated_rows(const A* tile, const Sums<NV>& s, Finish<NV>& fin) const {
+    void refine_dominated(const A* tile, const Sums<NV>& s, Finish<NV>& fin) const {
         constexpr int L = NV * W;
         const V limit = V::broadcast(static_cast<A>(kLogDominated)), zero = V::broadcast(A(0)),
                 one = V::broadcast(A(1));
@@ -594,6 +615,86 @@ struct ClassLanes {
         // Lanes not dominated, and those the scalar path takes (bad), keep theirs.
         for (int k = 0; k < NV; ++k)
             fin.ls[k] = select_equal(less(fin.ls[k], limit), one, log_of_split_sum(one, rest[k]), fin.ls[k]);
+    }
+
+    // A focal group's losses and gradient factors from each lane's
+    // nll = (max - x_t) + log S (as the row kernel's finish): the loss
+    // a (1 - p)^gamma nll and the factor G of the gradient G (q - onehot(t))
+    // (focal_terms.hpp), so f = scale G / S on the exps and scale G
+    // subtracted at the target, split in two as cross-entropy's scale alpha
+    // (exact near q_t = 1). float32 lanes with gamma 0, 1 or 2 take the terms
+    // in vectors (libm's expm1 and exp, lane by lane, cost a 21-class lane
+    // more than its exps did); other gammas and float64, lane by lane in
+    // double. Ignored lanes get 0; the lanes the scalar path takes, nan
+    // (fill_bad_lanes their gradient).
+    template <int NV>
+    void focal_finish(int64_t o, int64_t j0, int64_t n, const Sums<NV>& s, const Targets<NV>& in,
+                      const V (&sum)[NV], Finish<NV>& fin) const {
+        constexpr int L = NV * W;
+        const V zero = V::broadcast(A(0));
+        V nll[NV];
+        for (int k = 0; k < NV; ++k) nll[k] = (s.shift[k] - s.xt[k]) + fin.ls[k];
+        const CrossEntropyArgs& loss_args = *args;
+        const int64_t pos = o * inner + j0;
+        double* row_loss = loss_args.row_loss + pos;
+        const bool small_gamma = focal_gamma == 0.0 || focal_gamma == 1.0 || focal_gamma == 2.0;
+        if constexpr (std::is_same_v<A, float>) {
+            if (small_gamma) {
+                alignas(64) A alpha_l[L], loss_l[L];
+                for (int64_t l = 0; l < L; ++l) {
+                    const int64_t t = in.index[l];
+                    alpha_l[l] =
+                        t < 0 ? A(0) : static_cast<A>(focal_alpha ? focal_alpha[t] : focal_alpha_scalar);
+                }
+                for (int k = 0; k < NV; ++k) {
+                    V loss, factor;
+                    focal_terms_f32(nll[k], static_cast<int>(focal_gamma), V::load(alpha_l + k * W), loss,
+                                    factor);
+                    loss.store(loss_l + k * W);
+                    if constexpr (kGradient) {
+                        // scale G and its rounding error (an exact product).
+                        fin.at_hi[k] = in.scale[k] * factor;
+                        fin.at_lo[k] = fmadd(in.scale[k], factor, zero - fin.at_hi[k]);
+                        fin.f[k] = fin.at_hi[k] / sum[k], fin.sub[k] = zero;
+                    }
+                }
+                for (int64_t l = 0; l < n; ++l)
+                    row_loss[l] = in.index[l] < 0 ? 0.0 : fin.bad[l] ? kNaN : static_cast<double>(loss_l[l]);
+                return;
+            }
+        }
+        alignas(64) A nll_l[L], hi_l[L], lo_l[L];
+        for (int k = 0; k < NV; ++k) nll[k].store(nll_l + k * W);
+        for (int64_t l = 0; l < L; ++l) {
+            hi_l[l] = lo_l[l] = A(0);
+            if (l >= n) continue;
+            const int64_t t = in.index[l];
+            if (t < 0) {
+                row_loss[l] = 0.0;
+                continue;
+            }
+            if (fin.bad[l]) {
+                row_loss[l] = kNaN;
+                continue;
+            }
+            const double alpha = focal_alpha ? focal_alpha[t] : focal_alpha_scalar;
+            double loss, factor;
+            focal_terms(static_cast<double>(nll_l[l]), alpha, focal_gamma, loss, factor);
+            row_loss[l] = loss;
+            if constexpr (kGradient) {
+                const double scale =
+                    loss_args.grad_scale_rows ? loss_args.grad_scale_rows[pos + l] : loss_args.grad_scale;
+                const double mul = scale * factor;
+                hi_l[l] = static_cast<A>(mul);
+                lo_l[l] = static_cast<A>(mul - static_cast<double>(hi_l[l]));
+            }
+        }
+        if constexpr (kGradient) {
+            for (int k = 0; k < NV; ++k) {
+                fin.at_hi[k] = V::load(hi_l + k * W), fin.at_lo[k] = V::load(lo_l + k * W);
+                fin.f[k] = fin.at_hi[k] / sum[k], fin.sub[k] = zero;
+            }
+        }
     }
 
     // The class outputs of the lanes the vector path could not hold (after
@@ -715,6 +816,8 @@ struct ClassLanes {
                     if constexpr (M == LaneOutput::loss_grad) {
                         if constexpr (E != SweepSums::none) v = fmadd(coef, fin.sub[k], v);
                         v = select_equal(in.cls[k], cv, (v - in.at_hi[k]) - in.at_lo[k], v);
+                    } else if constexpr (M == LaneOutput::focal_grad) {
+                        v = select_equal(in.cls[k], cv, (v - fin.at_hi[k]) - fin.at_lo[k], v);
                     }
                 }
                 if constexpr (kRowLanes)
