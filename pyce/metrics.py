@@ -80,11 +80,28 @@ def check_topk(topk):
     return tuple(dict.fromkeys(ks))  # unique, in the order given
 
 
+def _bin_index(confidence, n_bins=ECE_BINS):
+    """The calibration bin (edges[b], edges[b + 1]] of each confidence, edges
+    = linspace(0, 1, n_bins + 1): searchsorted(edges, c, 'left') - 1, clipped
+    to the bins, without a binary search per value (which took 70 ms of a
+    2M-position pyce.evaluate). ceil(n_bins c) - 1 is that bin wherever
+    n_bins c is not within 1e-9 of an integer (c * n_bins and the edges k /
+    n_bins are each off by ~1e-16); the values that are take searchsorted."""
+    scaled = confidence * n_bins
+    with np.errstate(invalid="ignore"):  # nan: any bin (its sums are nan; _ece_from_bins says so)
+        bins = np.ceil(scaled).astype(np.intp)
+    bins -= 1
+    near = np.abs(scaled - np.rint(scaled)) < 1e-9
+    if near.any():
+        edges = np.linspace(0.0, 1.0, n_bins + 1)
+        bins[near] = np.searchsorted(edges, confidence[near], side="left") - 1
+    np.clip(bins, 0, n_bins - 1, out=bins)
+    return bins
+
+
 def _ece_bins(confidence, correct, n_bins=ECE_BINS):
     """Per calibration bin (lo, hi] of equal width: (count, sum of confidence, sum of hits)."""
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    # searchsorted(..., 'left') - 1 puts c in the bin (edges[b], edges[b + 1]].
-    bins = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+    bins = _bin_index(confidence, n_bins)
     count = np.bincount(bins, minlength=n_bins)
     conf_sum = np.bincount(bins, weights=confidence, minlength=n_bins)
     correct_sum = np.bincount(bins, weights=correct.astype(np.float64), minlength=n_bins)

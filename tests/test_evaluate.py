@@ -159,6 +159,21 @@ def test_ece_by_hand():
     assert ref.evaluate(logits, target)["ece"] == pytest.approx(r.ece, rel=1e-12)
 
 
+def test_calibration_bins_are_searchsorted_bins_at_and_beside_every_edge():
+    # pyce.metrics._bin_index places each confidence in its bin (lo, hi] by
+    # arithmetic; it must agree with the definition (searchsorted on the
+    # linspace edges) everywhere, the edges themselves and their neighbours
+    # one ulp away included.
+    from pyce.metrics import ECE_BINS, _bin_index
+
+    edges = np.linspace(0.0, 1.0, ECE_BINS + 1)
+    near = np.concatenate([edges, np.nextafter(edges, -1.0), np.nextafter(edges, 2.0), edges / 3.0])
+    rng = np.random.default_rng(3)
+    confidence = np.clip(np.concatenate([near, rng.random(100000), [0.0, 1.0, 1e-300, 0.5]]), 0.0, 1.0)
+    want = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, ECE_BINS - 1)
+    np.testing.assert_array_equal(_bin_index(confidence), want)
+
+
 def test_ignored_rows_and_all_ignored():
     logits, target = problem((30, 13), -1, np.float64)
     full = pyce.evaluate(logits, target)
