@@ -7,6 +7,10 @@ Against the float64 reference in float32 and float64 on every ISA, 16-bit
 logits, extremes, every option of class-index targets, in place and out=,
 bitwise the same for any thread count. Row counts cover whole and partial
 groups; class counts whole and partial vectors, and the largest short row.
+evaluate/entropy (evaluate_lanes.hpp), the focal loss (ClassLanes' focal
+outputs) and the distillation loss (divergence_lanes.hpp) take rows as lanes
+below 128 classes too: against float64, special values against the row
+kernel, 16-bit, thread counts and views.
 """
 
 import numpy as np
@@ -433,5 +437,131 @@ def test_short_rows_focal_bitwise_for_every_thread_count_and_views():
 
     first = same_for_every_thread_count(call)
     contiguous = pyce.focal_loss_with_grad(np.ascontiguousarray(view), vt, gamma=1.5, reduction="none")
+    np.testing.assert_array_equal(first[2], contiguous[0])
+    np.testing.assert_array_equal(first[3], contiguous[1])
+
+
+# --------------------------------------------------------------------------- distillation (KL)
+# Below 128 classes pyce.kl_divergence(_with_grad) takes one row per vector
+# lane too (KLLanes, csrc/kernels/divergence_lanes.hpp); from 128 on the row kernel.
+
+KL_CLASSES = [1, 2, 3, 10, 16, 17, 21, 33, 88, 127, 128, 256]
+
+
+def _kl_pair(rng, n_rows, n_classes, dtype, scale=3.0):
+    s = (rng.standard_normal((n_rows, n_classes)) * scale).astype(dtype)
+    t = (rng.standard_normal((n_rows, n_classes)) * scale).astype(dtype)
+    return s, t
+
+
+@pytest.mark.parametrize("n_classes", KL_CLASSES)
+def test_short_rows_kl_every_isa(each_isa, n_classes):
+    rng = np.random.default_rng(n_classes + 900)
+    for dtype in (np.float32, np.float64):
+        for n_rows in ROWS:
+            s, t = _kl_pair(rng, n_rows, n_classes, dtype)
+            wide_s, wide_t = s.astype(np.float64), t.astype(np.float64)
+            for temperature in (1.0, 2.0, 0.5):
+                for reduction in ("none", "batchmean", "sum"):
+                    kw = dict(temperature=temperature, reduction=reduction)
+                    loss, grad = pyce.kl_divergence_with_grad(s, t, **kw)
+                    assert grad.dtype == dtype
+                    np.testing.assert_array_equal(loss, pyce.kl_divergence(s, t, **kw))
+                    want, want_grad = ref.kl_divergence_with_grad(wide_s, wide_t, **kw)
+                    scale = 1 + 3 * 6 / temperature  # the largest |logit| / T, about
+                    if dtype == np.float64:
+                        ltol, gtol = (
+                            dict(rtol=1e-11, atol=1e-13 * scale),
+                            dict(rtol=1e-11, atol=1e-14 * scale),
+                        )
+                    else:
+                        ltol, gtol = dict(rtol=2e-5, atol=16 * 2**-23 * scale), dict(rtol=1e-5, atol=2e-6)
+                    assert_close(loss, want, **ltol, err_msg=f"loss {kw}")
+                    assert_close(grad, want_grad, **gtol, err_msg=f"grad {kw}")
+                    assert np.all(np.asarray(loss) >= 0)
+
+
+def test_short_rows_kl_identical_and_close_distributions():
+    # The same teacher and student: KL and gradient exactly 0 (the lanes take
+    # x - max on both sides, so nothing is left over, and subtract rounded
+    # products). Close ones (KL ~ 1e-9 to 1e-6): float32 is off by the exps'
+    # rounding in log S_t - log S_s, a few 1e-8 absolute -- no more than the
+    # row kernel (the same rows padded to 128 classes) is; float64 within 1e-15.
+    rng = np.random.default_rng(31)
+    for dtype in (np.float32, np.float64):
+        for n_classes in (2, 21, 88):
+            s = (rng.standard_normal((130, n_classes)) * 3).astype(dtype)
+            loss, grad = pyce.kl_divergence_with_grad(s, s.copy(), reduction="none")
+            np.testing.assert_array_equal(loss, 0.0)
+            np.testing.assert_array_equal(grad, 0.0)
+            t = (s.astype(np.float64) + rng.standard_normal(s.shape) * 1e-3).astype(dtype)
+            want = ref.kl_divergence(s.astype(np.float64), t.astype(np.float64), reduction="none")
+            err = np.abs(pyce.kl_divergence(s, t, reduction="none") - want).max()
+            pad = np.full((130, 128 - n_classes), -np.inf, dtype=dtype)
+            row_err = np.abs(
+                pyce.kl_divergence(np.hstack([s, pad]), np.hstack([t, pad]), reduction="none") - want
+            )
+            if dtype == np.float64:
+                assert err < 1e-15
+            else:
+                assert err < max(2e-7, 2 * row_err.max()), (err, row_err.max())
+
+
+@pytest.mark.parametrize("n_classes", [2, 7, 17, 88])
+def test_short_rows_kl_special_values(each_isa, n_classes):
+    # nan, +inf, all -inf rows on either side, among ordinary ones, and -inf
+    # classes (masked on one side or both): what the row kernel writes (the
+    # same rows padded to 128 classes with -inf on both sides).
+    rng = np.random.default_rng(n_classes)
+    for dtype in (np.float32, np.float64):
+        x, _, _ = _extreme_problem(n_classes, dtype)
+        other = (rng.standard_normal(x.shape) * 3).astype(dtype)
+        masked = other.copy()
+        masked[::3, 0] = -np.inf
+        for s, t in ((x, other), (other, x), (x, x[::-1].copy()), (masked, other), (other, masked)):
+            pad = np.full((len(s), 128 - n_classes), -np.inf, dtype=dtype)
+            with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+                loss, grad = pyce.kl_divergence_with_grad(s, t, temperature=1.5, reduction="none")
+                want, want_grad = pyce.kl_divergence_with_grad(
+                    np.hstack([s, pad]), np.hstack([t, pad]), temperature=1.5, reduction="none"
+                )
+            np.testing.assert_array_equal(np.isinf(loss), np.isinf(want))
+            _assert_same_values(loss, want, atol=1e-6, err_msg="loss")
+            _assert_same_values(grad, want_grad[:, :n_classes], atol=1e-7, err_msg="grad")
+
+
+def test_short_rows_kl_16bit_is_the_float32_gradient_rounded_once():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    rng = np.random.default_rng(37)
+    for dtype in (ml_dtypes.bfloat16, np.float16):
+        for n_classes in (3, 21, 88):
+            s, t = _kl_pair(rng, 130, n_classes, dtype)
+            loss, grad = pyce.kl_divergence_with_grad(s, t, reduction="none")
+            loss32, grad32 = pyce.kl_divergence_with_grad(s, t, reduction="none", grad_dtype=np.float32)
+            assert grad.dtype == dtype and grad32.dtype == np.float32
+            np.testing.assert_array_equal(loss, loss32)
+            np.testing.assert_array_equal(grad.astype(np.float32), grad32.astype(dtype).astype(np.float32))
+            _, want = ref.kl_divergence_with_grad(
+                s.astype(np.float64), t.astype(np.float64), reduction="none"
+            )
+            assert_close(grad32, want, rtol=1e-5, atol=2e-6)
+
+
+def test_short_rows_kl_bitwise_for_every_thread_count_and_views():
+    rng = np.random.default_rng(41)
+    s, t = _kl_pair(rng, 300000, 10, np.float32)  # above the threading threshold
+    view_s = (rng.standard_normal((3000, 50)) * 2).astype(np.float32)[::3, 5:26]  # not contiguous
+    view_t = (rng.standard_normal((3000, 50)) * 2).astype(np.float32)[1::3, 3:24]
+
+    def call():
+        return (
+            *pyce.kl_divergence_with_grad(s, t, temperature=2.0, reduction="none"),
+            *pyce.kl_divergence_with_grad(view_s, view_t, reduction="none"),
+        )
+
+    first = same_for_every_thread_count(call)
+    contiguous = pyce.kl_divergence_with_grad(
+        np.ascontiguousarray(view_s), np.ascontiguousarray(view_t), reduction="none"
+    )
     np.testing.assert_array_equal(first[2], contiguous[0])
     np.testing.assert_array_equal(first[3], contiguous[1])

@@ -1,8 +1,8 @@
 """evaluate, entropy, kl_divergence(_with_grad) and focal_loss(_with_grad) with
 the class axis not innermost -- PyTorch's (N, C, d1, ...), NumPy's axis=0 --
-without a transposing copy of the logits: below 128 classes evaluate, entropy
-and focal with one position per vector lane (evaluate_lanes.hpp, ClassLanes'
-focal outputs), otherwise (and KL always) tile by tile on the row kernels
+without a transposing copy of the logits: below 128 classes with one position
+per vector lane (evaluate_lanes.hpp, divergence_lanes.hpp, ClassLanes' focal
+outputs), otherwise tile by tile on the row kernels
 (csrc/kernels/strided_tiles.hpp).
 
 Against the float64 reference, and bitwise against the same call on the array

@@ -8,7 +8,9 @@
 // keeps the teacher's exps in the scratch row and the student's in the
 // gradient (or recomputes them there when the gradient is 16-bit), and the
 // write_block turns them into T * (q - p) with one fused multiply-add.
-// Logits with the class axis in the middle run tile by tile (strided_tiles.hpp).
+// Few classes (either layout) take one position per vector lane
+// (divergence_lanes.hpp); more, with the class axis in the middle, run tile
+// by tile (strided_tiles.hpp).
 #include <array>
 #include <cstdint>
 #include <type_traits>
@@ -17,6 +19,7 @@
 #include "kernels/registration.hpp"
 #include "runtime/dispatch.hpp"
 #include "kernels/divergence_args.hpp"
+#include "kernels/divergence_lanes.hpp"
 #include "kernels/block_math.hpp"
 #include "kernels/info_math.hpp"
 #include "kernels/output_store.hpp"
@@ -145,13 +148,34 @@ struct KLKernel {
     }
 };
 
-// Classes last: the rows as they are; classes in the middle: tile by tile,
-// the student's and the teacher's tiles side by side.
+template <class T, class G, bool kGrad, bool kRowLanes>
+void run_lanes(const KLDivArgs& args) {
+    KLLanes<T, G, kGrad, kRowLanes, KLKernel<T, G, kGrad>> lanes;
+    lanes.args = &args;
+    lanes.student = static_cast<const T*>(args.student);
+    lanes.teacher = static_cast<const T*>(args.teacher);
+    lanes.grad = static_cast<G*>(args.grad);
+    lanes.C = args.cols;
+    lanes.outer = kRowLanes ? 1 : args.rows / args.inner;
+    lanes.inner = kRowLanes ? args.rows : args.inner;  // rows as lanes: the rows are the positions
+    lanes.run(args.threads);
+}
+
+// Few classes: the lanes. More: classes last, the rows as they are; classes
+// in the middle, tile by tile, the student's and the teacher's tiles side by side.
 template <class T>
 void run(const KLDivArgs& args) {
     with_grad_kind<T>(args.grad, args.grad_f32, [&](auto kind) {
         using G = typename decltype(kind)::type;
-        using Kernel = KLKernel<T, G, decltype(kind)::with_grad>;
+        constexpr bool kGrad = decltype(kind)::with_grad;
+        using Kernel = KLKernel<T, G, kGrad>;
+        if (args.rows > 0 && args.cols > 0 && args.cols < kKLLanesBelowCols) {
+            if (args.inner <= 1)
+                run_lanes<T, G, kGrad, true>(args);
+            else
+                run_lanes<T, G, kGrad, false>(args);
+            return;
+        }
         const std::array<const T*, 2> inputs{static_cast<const T*>(args.student),
                                              static_cast<const T*>(args.teacher)};
         run_rows_or_tiles<Kernel, T, G, 2>(args, inputs, static_cast<G*>(args.grad),

@@ -36,6 +36,7 @@
 
 #include "kernels/dominant.hpp"
 #include "kernels/evaluate_args.hpp"
+#include "kernels/lane_tile.hpp"
 #include "kernels/parallel.hpp"
 #include "kernels/strided_lanes.hpp"
 #include "kernels/tile_transpose.hpp"
@@ -62,9 +63,6 @@ struct EvaluateLanes {
     static constexpr int64_t kSumBlock = 32;
     // Positions per unit of work shared out to threads (a multiple of L).
     static constexpr int64_t kChunkLanes = 16 * L;
-    // The strided copy asks for each class row's lines this many bytes (over
-    // all the classes' streams) ahead, as ClassLanes' tile sweep does.
-    static constexpr int64_t kAheadBytes = int64_t{8 * 21 * 256};
 
     const EvaluateArgs* args = nullptr;
     const T* x = nullptr;
@@ -73,44 +71,6 @@ struct EvaluateLanes {
     const T* col(int64_t o, int64_t c, int64_t j) const {
         if constexpr (kRowLanes) return x + j * C + c;
         return x + (o * C + c) * inner + j;
-    }
-
-    template <bool kFull>
-    static PYCE_ALWAYS_INLINE V load(const T* p, int k, int64_t n, A fill) {
-        if constexpr (kFull) return vload(p + k * W);
-        const int64_t m = std::clamp<int64_t>(n - int64_t{k} * W, 0, W);
-        if (m == W) return vload(p + k * W);
-        return m ? vload_partial(p + k * W, m, fill) : V::broadcast(fill);
-    }
-
-    // The group's logits into the (C, L) tile (padding lanes -inf) and their
-    // per-lane max.
-    template <bool kFull>
-    void fill_tile(int64_t o, int64_t j0, int64_t n, A* tile, V (&mx)[NV]) const {
-        const A ninf = -std::numeric_limits<A>::infinity();
-        for (int k = 0; k < NV; ++k) mx[k] = V::broadcast(ninf);
-        if constexpr (kRowLanes) {
-            rows_to_tile(x + j0 * C, C, n, tile, L);
-            for (int64_t c = 0; c < C; ++c)
-                for (int k = 0; k < NV; ++k) mx[k] = max(mx[k], V::load(tile + c * L + k * W));
-        } else {
-            constexpr int64_t kLines = (L * static_cast<int64_t>(sizeof(T)) + 63) / 64;
-            constexpr int64_t kLineElems = 64 / static_cast<int64_t>(sizeof(T));
-            const int64_t ahead_bytes =
-                std::max<int64_t>(1, kAheadBytes / (C * L * static_cast<int64_t>(sizeof(T)))) * L *
-                static_cast<int64_t>(sizeof(T));
-            for (int64_t c = 0; c < C; ++c) {
-                const T* p = col(o, c, j0);
-                for (int64_t line = 0; line < kLines; ++line)
-                    prefetch_to_l2(p + line * kLineElems, ahead_bytes);
-                A* t = tile + c * L;
-                for (int k = 0; k < NV; ++k) {
-                    const V xv = load<kFull>(p, k, n, ninf);
-                    xv.store(t + k * W);
-                    mx[k] = max(mx[k], xv);
-                }
-            }
-        }
     }
 
     template <bool kFull>
@@ -132,7 +92,7 @@ struct EvaluateLanes {
         if (!any_scored) return;  // every position ignored: nothing to write
 
         V mx[NV];
-        fill_tile<kFull>(o, j0, n, tile, mx);
+        fill_lane_tile<NV, kFull, kRowLanes>(x, C, inner, o, j0, n, tile, mx);
         V shift[NV], xt[NV];
         for (int k = 0; k < NV; ++k) shift[k] = finite_or_zero(mx[k]), xt[k] = zero;
         if constexpr (kTarget) {
@@ -254,34 +214,12 @@ struct EvaluateLanes {
         run_rows_here(kernel, 0, 1, C, static_cast<typename RowKernel::Scratch*>(nullptr), stats);
     }
 
-    void chunk(int64_t o, int64_t j0, int64_t j1, A* tile) const {
-        for (int64_t j = j0; j < j1; j += L) {
-            const int64_t n = std::min<int64_t>(L, j1 - j);
-            if (n == L)
-                group<true>(o, j, n, tile);
-            else
-                group<false>(o, j, n, tile);
-        }
-    }
-
     void run(int threads) const {
-        const int64_t elements = outer * C * inner;
-        if (elements < kMinParallelElements && !(elements >= kMinAwakeParallelElements && in_burst()))
-            threads = 1;
-        const int64_t chunk_lanes =
-            kRowLanes ? positions_per_unit(kChunkLanes, L, outer, inner, threads, C, kShortRowUnitElements)
-                      : positions_per_unit(kChunkLanes, L, outer, inner, threads);
-        const int64_t chunks_per_outer = (inner + chunk_lanes - 1) / chunk_lanes;
-        const int64_t units = outer * chunks_per_outer;
-        parallel_ranges(units, threads, [&](int64_t u0, int64_t u1) {
-            const ScratchLease lease(static_cast<size_t>(C * L) * sizeof(A));
-            A* tile = lease.as<A>();
-            for (int64_t u = u0; u < u1; ++u) {
-                const int64_t o = u / chunks_per_outer, j0 = (u % chunks_per_outer) * chunk_lanes;
-                chunk(o, j0, std::min(inner, j0 + chunk_lanes), tile);
-            }
-        });
-        note_kernel_end();
+        run_lane_groups<L, kRowLanes>(outer, C, inner, threads, kChunkLanes,
+                                      static_cast<size_t>(C * L) * sizeof(A),
+                                      [&](auto full, int64_t o, int64_t j0, int64_t n, void* scratch) {
+                                          group<decltype(full)::value>(o, j0, n, static_cast<A*>(scratch));
+                                      });
     }
 };
 

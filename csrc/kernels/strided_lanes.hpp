@@ -50,6 +50,7 @@
 #include "kernels/block_math.hpp"
 #include "kernels/dominant.hpp"
 #include "kernels/focal_terms.hpp"
+#include "kernels/lane_tile.hpp"
 #include "kernels/output_store.hpp"
 #include "kernels/parallel.hpp"
 #include "kernels/tile_transpose.hpp"
@@ -107,19 +108,6 @@ inline VecF64 log_of_split_sum(VecF64 ones, VecF64 rest) {
         r[l] = (n1 == 1.0 ? 0.0 : std::log(n1)) + std::log1p(r[l] / n1);
     }
     return VecF64::load(r);
-}
-
-// Asks for the cache line `bytes` past p to be brought into L2 (prefetcht1).
-// The tile sweep reads C streams at once, more than the hardware prefetchers
-// follow: its lines are asked for several groups ahead, into L2 so that the
-// lines in flight do not crowd L1. Only a hint: never faults.
-inline void prefetch_to_l2(const void* p, int64_t bytes) {
-#if defined(__GNUC__) || defined(__clang__)
-    __builtin_prefetch(
-        reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(bytes)), 0, 2);
-#else
-    (void)p, (void)bytes;
-#endif
 }
 
 // v where v is finite, else 0: the shift a lane's exps are computed against.
@@ -199,9 +187,6 @@ struct ClassLanes {
     static constexpr int kOnlineVecs = kTileVecs;
     // A tile of at most this many bytes stays in L2 between its sweeps.
     static constexpr int64_t kTileBytes = int64_t{256} << 10;
-    // The tile sweep asks for each class row's lines as many groups ahead as
-    // make this many bytes over all classes (8 groups of 21 classes: measured best).
-    static constexpr int64_t kAheadBytes = int64_t{8 * 21 * 256};
     // The tile sweep sums its exps in blocks of this many classes (see tile_sums).
     static constexpr int64_t kSumBlock = 32;
     // The online sweep takes its classes in blocks of this many (see online_chunk).
@@ -235,10 +220,7 @@ struct ClassLanes {
     // the group are positions (the rest read as `fill` / are not written).
     template <bool kFull>
     static PYCE_ALWAYS_INLINE V load(const T* p, int k, int64_t n, A fill) {
-        if constexpr (kFull) return vload(p + k * W);
-        const int64_t m = std::clamp<int64_t>(n - int64_t{k} * W, 0, W);
-        if (m == W) return vload(p + k * W);
-        return m ? vload_partial(p + k * W, m, fill) : V::broadcast(fill);
+        return lane_load<V, kFull>(p, k, n, fill);
     }
     template <bool kFull, bool kStream, class S>
     static PYCE_ALWAYS_INLINE void store(S* p, int k, int64_t n, V v) {
@@ -346,33 +328,8 @@ struct ClassLanes {
     void tile_sums(int64_t o, int64_t j0, int64_t n, A* tile, const Targets<kTileVecs>& in,
                    Sums<kTileVecs>& s) const {
         constexpr int NV = kTileVecs, L = kTileLanes;
-        const A ninf = -std::numeric_limits<A>::infinity();
         V mx[NV];
-        for (int k = 0; k < NV; ++k) mx[k] = V::broadcast(ninf);
-        if constexpr (kRowLanes) {
-            // The group's n rows, transposed into the tile (padding lanes -inf).
-            rows_to_tile(x + j0 * C, C, n, tile, L);
-            for (int64_t c = 0; c < C; ++c)
-                for (int k = 0; k < NV; ++k) mx[k] = max(mx[k], V::load(tile + c * L + k * W));
-        } else {
-            constexpr int64_t kLines = (L * static_cast<int64_t>(sizeof(T)) + 63) / 64;
-            constexpr int64_t kLineElems = 64 / static_cast<int64_t>(sizeof(T));
-            // The lines in flight: kAheadBytes over all the classes' streams.
-            const int64_t ahead_bytes =
-                std::max<int64_t>(1, kAheadBytes / (C * L * static_cast<int64_t>(sizeof(T)))) * L *
-                static_cast<int64_t>(sizeof(T));
-            for (int64_t c = 0; c < C; ++c) {
-                const T* p = col(o, c, j0);
-                for (int64_t line = 0; line < kLines; ++line)
-                    prefetch_to_l2(p + line * kLineElems, ahead_bytes);
-                A* t = tile + c * L;
-                for (int k = 0; k < NV; ++k) {
-                    const V xv = load<kFull>(p, k, n, ninf);
-                    xv.store(t + k * W);
-                    mx[k] = max(mx[k], xv);
-                }
-            }
-        }
+        fill_lane_tile<NV, kFull, kRowLanes>(x, C, inner, o, j0, n, tile, mx);
         const V zero = V::broadcast(A(0));
         for (int k = 0; k < NV; ++k) {
             s.top[k] = mx[k], s.shift[k] = finite_or_zero(mx[k]);
