@@ -252,3 +252,30 @@ def test_no_copy_of_the_logits():
     peaks = {name: _peak_bytes(call) for name, (call, _) in calls.items()}
     over = {name: peaks[name] for name, (_, limit) in calls.items() if peaks[name] > limit}
     assert not over, f"peak bytes {over} for logits of {x.nbytes} bytes"
+
+
+@pytest.mark.parametrize(
+    "shape, dtype",
+    [
+        ((2, 21, 256, 512), np.float32),  # class rows on line boundaries: streamed
+        ((4, 21, 256, 512), "bfloat16"),  # 22 MB of bfloat16: streamed
+        ((2, 21, 100003), np.float32),  # class rows off line boundaries: ordinary stores
+    ],
+)
+def test_large_gradients_are_the_moved_layouts(each_isa, shape, dtype):
+    # A strided gradient of at least 16 MiB is written with non-temporal
+    # stores where its class rows start on cache lines (KL and focal lanes):
+    # the same values as the moved layout's rows, which are never streamed.
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal(shape, dtype=np.float32) * 3).astype(dtype)
+    teacher = (rng.standard_normal(shape, dtype=np.float32) * 3).astype(dtype)
+    target = rng.integers(0, shape[1], size=shape[:1] + shape[2:])
+    target[..., ::9] = -100
+    for fn, other in ((pyce.kl_divergence_with_grad, teacher), (pyce.focal_loss_with_grad, target)):
+        loss, grad = fn(x, other, axis=1, reduction="none")
+        moved_other = moved(other, 1) if other is teacher else other
+        want_loss, want_grad = fn(moved(x, 1), moved_other, axis=-1, reduction="none")
+        assert bitwise_equal(loss, want_loss), fn.__name__
+        assert bitwise_equal(moved(grad, 1), want_grad), fn.__name__

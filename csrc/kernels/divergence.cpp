@@ -158,6 +158,8 @@ void run_lanes(const KLDivArgs& args) {
     lanes.C = args.cols;
     lanes.outer = kRowLanes ? 1 : args.rows / args.inner;
     lanes.inner = kRowLanes ? args.rows : args.inner;  // rows as lanes: the rows are the positions
+    if constexpr (kGrad && !kRowLanes)
+        lanes.stream = can_stream(args.grad, args.student, lanes.outer, lanes.C, lanes.inner, sizeof(G));
     lanes.run(args.threads);
 }
 

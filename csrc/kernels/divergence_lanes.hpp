@@ -69,6 +69,9 @@ struct KLLanes {
     const T* teacher = nullptr;
     G* grad = nullptr;
     int64_t outer = 0, C = 0, inner = 0;
+    // The strided gradient streamed (non-temporal stores: no read of its
+    // lines before they are written) where whole groups start on a line.
+    bool stream = false;
 
     // The element of class c at position j of outer index o (either layout).
     int64_t at(int64_t o, int64_t c, int64_t j) const {
@@ -167,6 +170,8 @@ struct KLLanes {
                     fs[k] = V::broadcast(static_cast<A>(a.grad_scale * a.temperature));
             }
             for (int k = 0; k < NV; ++k) ft[k] = fs[k] / sum_t[k], fs[k] = fs[k] / sum_s[k];
+            const bool streamed =
+                !kRowLanes && kFull && stream && reinterpret_cast<uintptr_t>(grad + at(o, 0, j0)) % 64 == 0;
             for (int64_t c = 0; c < C; ++c) {
                 const A* pt = tt + c * L;
                 A* ps = ts + c * L;
@@ -177,7 +182,9 @@ struct KLLanes {
                     } else {
                         G* q = grad + at(o, c, j0);
                         const int64_t m = kFull ? W : std::clamp<int64_t>(n - int64_t{k} * W, 0, W);
-                        if (m == W)
+                        if (streamed)
+                            vstream(q + k * W, g);
+                        else if (m == W)
                             vstore(q + k * W, g);
                         else if (m)
                             vstore_partial(q + k * W, m, g);
@@ -215,11 +222,12 @@ struct KLLanes {
     }
 
     void run(int threads) const {
-        run_lane_groups<L, kRowLanes>(outer, C, inner, threads, kChunkLanes,
-                                      2 * static_cast<size_t>(C * L) * sizeof(A),
-                                      [&](auto full, int64_t o, int64_t j0, int64_t n, void* scratch) {
-                                          group<decltype(full)::value>(o, j0, n, static_cast<A*>(scratch));
-                                      });
+        run_lane_groups<L, kRowLanes>(
+            outer, C, inner, threads, kChunkLanes, 2 * static_cast<size_t>(C * L) * sizeof(A),
+            [&](auto full, int64_t o, int64_t j0, int64_t n, void* scratch) {
+                group<decltype(full)::value>(o, j0, n, static_cast<A*>(scratch));
+            },
+            stream);
     }
 };
 

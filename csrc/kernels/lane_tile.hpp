@@ -91,9 +91,10 @@ PYCE_ALWAYS_INLINE inline void fill_lane_tile(const T* x, int64_t C, int64_t inn
 // telling whether n == L, scratch `scratch_bytes` of this thread's own.
 // Units of work are chunks of chunk_lanes positions (a multiple of L) of
 // one outer index, so a lane's group never depends on the thread count.
+// streamed: the groups write with non-temporal stores, fenced per thread.
 template <int64_t L, bool kRowLanes, class Group>
 void run_lane_groups(int64_t outer, int64_t C, int64_t inner, int threads, int64_t chunk_lanes_most,
-                     size_t scratch_bytes, const Group& group) {
+                     size_t scratch_bytes, const Group& group, bool streamed = false) {
     const int64_t elements = outer * C * inner;
     if (elements < kMinParallelElements && !(elements >= kMinAwakeParallelElements && in_burst()))
         threads = 1;
@@ -115,6 +116,7 @@ void run_lane_groups(int64_t outer, int64_t C, int64_t inner, int threads, int64
                     group(std::false_type{}, o, j, n, lease.as<void>());
             }
         }
+        if (streamed) stream_fence();
     });
     note_kernel_end();
 }
