@@ -92,17 +92,22 @@ def test_1_no_shortcut_is_bound_twice(window):
 
 
 # 2 --------------------------------------------------------------------------------
+def _least_cpu_time(call, repeats):
+    """The least CPU time of `repeats` calls of `call`."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.process_time()
+        call()
+        times.append(time.process_time() - t0)
+    return min(times)
+
+
 def _panel_update_time(model):
     """The least CPU time of every panel's update for a change of the values
     (what the window does after deriving, without the derive or an undo step)."""
     from pyce_gui.state import Change
 
-    times = []
-    for _ in range(5):
-        t0 = time.process_time()
-        model._notify(Change.VALUES)
-        times.append(time.process_time() - t0)
-    return min(times)
+    return _least_cpu_time(lambda: model._notify(Change.VALUES), 5)
 
 
 def _derive_time(model):
@@ -112,12 +117,7 @@ def _derive_time(model):
     CPU as on a faster one. A fixed 10 ms failed on a Zen 3 without AVX-512,
     where deriving alone takes 8 ms; the defect (undo snapshots as Python
     lists) made a nudge 107 ms against about 6 ms to derive."""
-    times = []
-    for _ in range(10):
-        t0 = time.process_time()
-        derive.derive(model.state)
-        times.append(time.process_time() - t0)
-    return min(times)
+    return _least_cpu_time(lambda: derive.derive(model.state), 10)
 
 
 def test_2_undo_stores_deltas_is_capped_and_a_nudge_is_fast_at_128k(qtbot):
