@@ -404,22 +404,6 @@ def test_short_rows_focal_special_values(each_isa, n_classes):
             _assert_same_values(grad, want_grad[:, :n_classes], atol=1e-7, err_msg="grad")
 
 
-def test_short_rows_focal_16bit_is_the_float32_gradient_rounded_once():
-    ml_dtypes = pytest.importorskip("ml_dtypes")
-    rng = np.random.default_rng(23)
-    for dtype in (ml_dtypes.bfloat16, np.float16):
-        for n_classes in (3, 21, 88):
-            x = (rng.standard_normal((130, n_classes)) * 3).astype(dtype)
-            target = rng.integers(0, n_classes, size=130)
-            loss, grad = pyce.focal_loss_with_grad(x, target, reduction="none")
-            loss32, grad32 = pyce.focal_loss_with_grad(x, target, reduction="none", grad_dtype=np.float32)
-            assert grad.dtype == dtype and grad32.dtype == np.float32
-            np.testing.assert_array_equal(loss, loss32)
-            np.testing.assert_array_equal(grad.astype(np.float32), grad32.astype(dtype).astype(np.float32))
-            _, want = ref.focal_loss_with_grad(x.astype(np.float64), target, reduction="none")
-            assert_close(grad32, want, rtol=1e-5, atol=2e-6)
-
-
 def test_short_rows_focal_bitwise_for_every_thread_count_and_views():
     rng = np.random.default_rng(29)
     x = (rng.standard_normal((300000, 10)) * 3).astype(np.float32)  # above the threading threshold
@@ -530,20 +514,38 @@ def test_short_rows_kl_special_values(each_isa, n_classes):
             _assert_same_values(grad, want_grad[:, :n_classes], atol=1e-7, err_msg="grad")
 
 
-def test_short_rows_kl_16bit_is_the_float32_gradient_rounded_once():
+# The focal and KL lanes round their 16-bit gradient once, from the float32
+# one they compute (grad_dtype=float32 returns that one unrounded).
+_WITH_GRAD_16BIT = {
+    "focal": lambda rng, dtype, n_classes: (
+        pyce.focal_loss_with_grad,
+        ref.focal_loss_with_grad,
+        (rng.standard_normal((130, n_classes)) * 3).astype(dtype),
+        rng.integers(0, n_classes, size=130),
+    ),
+    "kl": lambda rng, dtype, n_classes: (
+        pyce.kl_divergence_with_grad,
+        ref.kl_divergence_with_grad,
+        *_kl_pair(rng, 130, n_classes, dtype),
+    ),
+}
+
+
+@pytest.mark.parametrize("function", sorted(_WITH_GRAD_16BIT))
+def test_short_rows_16bit_gradient_is_the_float32_gradient_rounded_once(function):
     ml_dtypes = pytest.importorskip("ml_dtypes")
     rng = np.random.default_rng(37)
     for dtype in (ml_dtypes.bfloat16, np.float16):
         for n_classes in (3, 21, 88):
-            s, t = _kl_pair(rng, 130, n_classes, dtype)
-            loss, grad = pyce.kl_divergence_with_grad(s, t, reduction="none")
-            loss32, grad32 = pyce.kl_divergence_with_grad(s, t, reduction="none", grad_dtype=np.float32)
+            with_grad, reference, x, second = _WITH_GRAD_16BIT[function](rng, dtype, n_classes)
+            loss, grad = with_grad(x, second, reduction="none")
+            loss32, grad32 = with_grad(x, second, reduction="none", grad_dtype=np.float32)
             assert grad.dtype == dtype and grad32.dtype == np.float32
             np.testing.assert_array_equal(loss, loss32)
             np.testing.assert_array_equal(grad.astype(np.float32), grad32.astype(dtype).astype(np.float32))
-            _, want = ref.kl_divergence_with_grad(
-                s.astype(np.float64), t.astype(np.float64), reduction="none"
-            )
+            if function == "kl":  # the teacher's logits widen too; class indices do not
+                second = second.astype(np.float64)
+            _, want = reference(x.astype(np.float64), second, reduction="none")
             assert_close(grad32, want, rtol=1e-5, atol=2e-6)
 
 
