@@ -515,37 +515,45 @@ def test_short_rows_kl_special_values(each_isa, n_classes):
 
 
 # The focal and KL lanes round their 16-bit gradient once, from the float32
-# one they compute (grad_dtype=float32 returns that one unrounded).
+# one they compute (grad_dtype=float32 returns that one unrounded). Each entry:
+# the function, its float64 reference, and the call's two inputs -- logits and
+# class indices (focal), student and teacher logits (KL).
 _WITH_GRAD_16BIT = {
-    "focal": lambda rng, dtype, n_classes: (
+    "focal": (
         pyce.focal_loss_with_grad,
         ref.focal_loss_with_grad,
-        (rng.standard_normal((130, n_classes)) * 3).astype(dtype),
-        rng.integers(0, n_classes, size=130),
+        lambda rng, dtype, n_classes: (
+            (rng.standard_normal((130, n_classes)) * 3).astype(dtype),
+            rng.integers(0, n_classes, size=130),
+        ),
     ),
-    "kl": lambda rng, dtype, n_classes: (
+    "kl": (
         pyce.kl_divergence_with_grad,
         ref.kl_divergence_with_grad,
-        *_kl_pair(rng, 130, n_classes, dtype),
+        lambda rng, dtype, n_classes: _kl_pair(rng, 130, n_classes, dtype),
     ),
 }
+
+
+def _widened(a):
+    """Floating inputs in float64 for the reference; class indices as they are."""
+    return a if a.dtype.kind in "iu" else a.astype(np.float64)
 
 
 @pytest.mark.parametrize("function", sorted(_WITH_GRAD_16BIT))
 def test_short_rows_16bit_gradient_is_the_float32_gradient_rounded_once(function):
     ml_dtypes = pytest.importorskip("ml_dtypes")
+    with_grad, reference, inputs = _WITH_GRAD_16BIT[function]
     rng = np.random.default_rng(37)
     for dtype in (ml_dtypes.bfloat16, np.float16):
         for n_classes in (3, 21, 88):
-            with_grad, reference, x, second = _WITH_GRAD_16BIT[function](rng, dtype, n_classes)
-            loss, grad = with_grad(x, second, reduction="none")
-            loss32, grad32 = with_grad(x, second, reduction="none", grad_dtype=np.float32)
+            first, second = inputs(rng, dtype, n_classes)
+            loss, grad = with_grad(first, second, reduction="none")
+            loss32, grad32 = with_grad(first, second, reduction="none", grad_dtype=np.float32)
             assert grad.dtype == dtype and grad32.dtype == np.float32
             np.testing.assert_array_equal(loss, loss32)
             np.testing.assert_array_equal(grad.astype(np.float32), grad32.astype(dtype).astype(np.float32))
-            if function == "kl":  # the teacher's logits widen too; class indices do not
-                second = second.astype(np.float64)
-            _, want = reference(x.astype(np.float64), second, reduction="none")
+            _, want = reference(_widened(first), _widened(second), reduction="none")
             assert_close(grad32, want, rtol=1e-5, atol=2e-6)
 
 
