@@ -1,4 +1,4 @@
-"""`pyce bench --suite layouts|few-classes`: the named suites run end to end on
+"""`pyce bench --suite layouts|few-classes|tiny-calls`: the named suites run end to end on
 small stand-ins for their shapes (the real ones move hundreds of MB), and report
 times, floors and ratios that are positive and finite. No timing is asserted.
 """
@@ -82,11 +82,12 @@ def test_suite_runs_and_reports(small_suites, tmp_path, name):
 
 
 def test_suite_names_in_help():
-    assert set(suites.suite_names()) == {"layouts", "few-classes"}
+    assert set(suites.suite_names()) == {"layouts", "few-classes", "tiny-calls"}
     out = io.StringIO()
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
         bench.main(["--help"])
     assert "--suite" in out.getvalue()
+    assert "tiny-calls" in out.getvalue()
 
 
 def test_in_cache_slices_keep_the_kernel_path_and_double_the_elements():
@@ -128,3 +129,38 @@ def test_layouts_suite_reports_the_in_cache_figure(small_suites, tmp_path):
     # (300, 64) axis 0 has too few classes for the online slices; (2,5,8,16) has H-rows.
     nchw = [r for r in rows if r["label"].startswith("(2,5,8,16)") and r["op"] != "torch_fused"]
     assert nchw and all(_positive(r["in_cache_s"]) for r in nchw)
+
+
+def test_tiny_calls_suite_reports_pyce_torch_its_floor_and_pytorch(monkeypatch, tmp_path):
+    """Issue 15 item 5: the pyce.torch per-call figure in `pyce bench`, with the
+    do-nothing autograd.Function floor and PyTorch beside it (and the NumPy call)."""
+    monkeypatch.setitem(suites.SUITES, "tiny-calls", [suites.Case("8x10", (8, 10), -1, "torch_step")])
+    path = tmp_path / "suite.json"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = bench.main(
+            ["--suite", "tiny-calls", "--repeat", "1", "--min-time", "0.001", "--quiet", "--json", str(path)]
+        )
+    assert status == 0
+    text = out.getvalue()
+    assert "suite tiny-calls" in text and "8x10" in text and "bound vs torch" in text
+    (row,) = json.loads(path.read_text())["rows"]
+    assert row["shape"] == [8, 10] and _positive(row["numpy_s"])
+    if suites._optional("torch") is None:
+        assert row["status"] == "torch not installed"
+        return
+    for key in ("pyce_s", "floor_s", "x_floor", "torch_s", "vs_torch", "bound_vs_torch"):
+        assert _positive(row[key]), key
+
+
+def test_tiny_calls_floor_does_nothing_but_autograd():
+    """The floor is a loss step with no work: a 0-d zero loss and a zero gradient
+    of the input's shape, through autograd like pyce.torch's."""
+    torch = pytest.importorskip("torch")
+    from pyce.bench.tiny_calls import nothing_function
+
+    x = torch.randn(4, 3, requires_grad=True)
+    loss = nothing_function(torch).apply(x, torch.zeros(4, dtype=torch.int64))
+    assert loss.shape == () and loss.item() == 0.0 and loss.grad_fn is not None
+    loss.backward()
+    assert x.grad.shape == (4, 3) and not x.grad.any()

@@ -114,7 +114,7 @@ def build_parser(prog: str = "pyce bench") -> argparse.ArgumentParser:
         choices=suite_names(),
         help="run a named suite instead of the default table: 'layouts' (class axis not "
         "innermost: (8,21,512,512) axis 1, axis-0 reductions of (32000,2048)), "
-        "'few-classes' (2 to 1000 classes)",
+        "'few-classes' (2 to 1000 classes), 'tiny-calls' (pyce.torch's per-call cost at 64x10)",
     )
     return p
 

@@ -9,6 +9,10 @@ bytes they must move and against PyTorch on the same layout.
 its chain of dependent steps, not memory: per-row time against PyTorch's
 forward+backward and against C exps at the kernels' measured exp throughput.
 
+``tiny-calls``: a small loss step through pyce.torch (64 x 10), where the cost
+is per-call overhead, against the least any autograd.Function costs and against
+PyTorch (its own module, ``tiny_calls``).
+
 Every figure is timed alternately with its floor probe (``time_against_floor``),
 so each ratio comes from one stretch of the same run.
 """
@@ -19,6 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import tiny_calls
 from .environment import _optional
 from .floors import _probe_array, measure_exp_throughput, stream_probes
 from .format import fmt_ms, fmt_ratio, render_table
@@ -69,6 +74,8 @@ SUITES = {
         for n, c in ((262144, 2), (65536, 10), (32768, 32), (8192, 88), (4096, 256), (1024, 1000))
         for op in ("fused", "forward") + (("logsumexp", "log_softmax") if c <= 10 else ())
     ],
+    # Timed by tiny_calls.run (per-call overhead, not bytes): its cases are its shapes.
+    "tiny-calls": [Case(f"{n}x{c}", (n, c), -1, "torch_step") for n, c in tiny_calls.SHAPES],
 }
 
 #: Bytes each op must move, in units of the logits' bytes, and the probe that moves them:
@@ -104,6 +111,7 @@ _LABEL = {
     "entropy": "entropy",
     "kl_grad": "KL with grad",
     "focal_grad": "focal with grad",
+    "torch_step": "fwd+bwd via pyce.torch",
 }
 
 #: Ops that read a second array of the logits' shape (the teacher's logits).
@@ -322,6 +330,9 @@ def run_suite(
     name: str, *, repeat: int = 5, min_time: float = 0.02, peers: bool = True, progress=None
 ) -> dict:
     """Time every case of suite ``name``; one dict per case plus the exp throughput."""
+    if name == "tiny-calls":
+        shapes = tuple(case.shape for case in SUITES[name])
+        return tiny_calls.run(shapes, repeat=repeat, min_time=min_time, peers=peers, progress=progress)
     read, scale, source = stream_probes()
     import pyce
     from pyce import _core
@@ -385,6 +396,8 @@ def run_suite(
 
 def format_suite(result: dict) -> str:
     name = result["suite"]
+    if name == "tiny-calls":
+        return tiny_calls.format_result(result)
     headers = ["case", "op", "dtype", "pyce ms", "floor ms", "x floor", "torch ms", "vs torch"]
     if name == "layouts":
         headers += ["in-cache ms", "in-cache x floor"]
