@@ -61,7 +61,7 @@ def _needs_missing_package(test):
     """Whether one of ``test``'s examples imports an optional package that is not installed."""
     source = "".join(example.source for example in test.examples)
     return any(
-        re.search(rf"^\s*import .*\b{package}\b", source, re.MULTILINE)
+        re.search(rf"^\s*(?:import|from)\s.*\b{package}\b", source, re.MULTILINE)
         and importlib.util.find_spec(package) is None
         for package in _OPTIONAL_EXAMPLE_PACKAGES
     )

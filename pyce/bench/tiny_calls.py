@@ -7,7 +7,7 @@ microseconds. This suite times, per shape:
 - pyce.torch: ``pyce.torch.cross_entropy(x, t).backward()`` (``x.grad`` set to
   None first, as ``optimizer.zero_grad()`` does);
 - its floor: the same step through an ``autograd.Function`` that does nothing
-  (``NothingFunction``): no loss built on ``torch.autograd.Function`` can be
+  (``nothing_function``): no loss built on ``torch.autograd.Function`` can be
   cheaper, so PyTorch's time over the floor's is the most any such loss can
   gain on PyTorch ("bound");
 - PyTorch: ``F.cross_entropy(x, t).backward()``, the peer;
@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .environment import _optional
-from .format import render_table
+from .format import fmt_ratio, render_table
 from .timing import time_against_floor, time_call
 
 #: The shapes (rows, classes) of the suite: a small classifier's batch, and one
@@ -48,7 +48,7 @@ def nothing_function(torch):
     return NothingFunction
 
 
-def _step(torch, loss_fn, x, t):
+def _step(loss_fn, x, t):
     def step():
         x.grad = None
         loss_fn(x, t).backward()
@@ -82,8 +82,8 @@ def run(shapes=SHAPES, *, repeat: int = 5, min_time: float = 0.02, peers: bool =
             tt = torch.from_numpy(t)
             nothing = nothing_function(torch).apply
             tm, floor = time_against_floor(
-                _step(torch, ptorch.cross_entropy, xt, tt),
-                _step(torch, nothing, xt, tt),
+                _step(ptorch.cross_entropy, xt, tt),
+                _step(nothing, xt, tt),
                 rounds=repeat,
                 min_time=min_time,
             )
@@ -94,7 +94,7 @@ def run(shapes=SHAPES, *, repeat: int = 5, min_time: float = 0.02, peers: bool =
                 import torch.nn.functional as F
 
                 row["torch_s"] = time_call(
-                    _step(torch, F.cross_entropy, xt, tt), repeat=repeat, min_time=min_time
+                    _step(F.cross_entropy, xt, tt), repeat=repeat, min_time=min_time
                 ).best
                 row["vs_torch"] = row["torch_s"] / tm.best
                 row["bound_vs_torch"] = row["torch_s"] / floor.best
@@ -106,10 +106,6 @@ def run(shapes=SHAPES, *, repeat: int = 5, min_time: float = 0.02, peers: bool =
 
 def _us(seconds):
     return "-" if seconds is None else f"{seconds * 1e6:.1f}"
-
-
-def _ratio(value):
-    return "-" if value is None else f"{value:.2f}x"
 
 
 def format_result(result: dict) -> str:
@@ -130,10 +126,10 @@ def format_result(result: dict) -> str:
                 r["label"],
                 _us(r.get("pyce_s")) if "pyce_s" in r else r.get("status", ""),
                 _us(r.get("floor_s")),
-                _ratio(r.get("x_floor")),
+                fmt_ratio(r.get("x_floor")),
                 _us(r.get("torch_s")),
-                _ratio(r.get("vs_torch")),
-                _ratio(r.get("bound_vs_torch")),
+                fmt_ratio(r.get("vs_torch")),
+                fmt_ratio(r.get("bound_vs_torch")),
                 _us(r["numpy_s"]),
             ]
         )
